@@ -1,0 +1,208 @@
+//! Bundles on disk: writing one (`pack`), verifying one, reading blobs back, and adding
+//! signatures. The layout is specified in `docs/FORMAT.md` and named in [`crate::format`].
+
+mod hashpipe;
+pub mod reader;
+pub mod verify;
+pub mod writer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use verify::{verify, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
+pub use writer::PlannedBlob;
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, Artifact, Digest, Manifest, CHUNKS_DIR, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE,
+    SIGNATURES_DIR, SIGNATURE_FILE, SUMS_FILE,
+};
+use crate::fsutil;
+use crate::progress::Progress;
+use crate::sign::{self, SigningKey};
+
+/// Name of the staging directory used inside the output directory while packing.
+pub const STAGING_DIR: &str = ".airlock-staging";
+
+/// The output directory of a pack in progress. Unless [`OutDir::commit`] is called, dropping it
+/// removes everything the pack created, so a failed pack leaves no partial bundle behind.
+pub struct OutDir {
+    path: PathBuf,
+    created: bool,
+    committed: bool,
+}
+
+impl OutDir {
+    /// Takes `path`, which must not exist or be an empty directory.
+    pub fn prepare(path: &Path) -> Result<OutDir> {
+        let created = match fs::read_dir(path) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(Error::Usage(format!(
+                        "{} is not empty; pack writes a new bundle into an empty or new directory",
+                        path.display()
+                    )));
+                }
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(path)
+                    .map_err(|e| Error::io("create output directory", path, e))?;
+                true
+            }
+            Err(e) => return Err(Error::io("open output directory", path, e)),
+        };
+        let out = OutDir {
+            path: path.to_path_buf(),
+            created,
+            committed: false,
+        };
+        fsutil::create_dir_all(&out.staging())?;
+        fsutil::create_dir_all(&path.join(CHUNKS_DIR))?;
+        Ok(out)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where sources may stage downloads; removed before the manifest is written.
+    pub fn staging(&self) -> PathBuf {
+        self.path.join(STAGING_DIR)
+    }
+
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if self.created {
+            let _ = fs::remove_dir_all(&self.path);
+        } else if let Ok(rd) = fs::read_dir(&self.path) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+            }
+        }
+    }
+}
+
+pub struct PackOptions {
+    pub channel: String,
+    pub sequence: u64,
+    pub created: SystemTime,
+    pub expires: Option<SystemTime>,
+    pub chunk_size: u64,
+}
+
+/// Writes chunks, `SHA256SUMS`, the manifest and its signatures, in that order, into `out`.
+pub fn pack(
+    out: OutDir,
+    artifacts: Vec<Artifact>,
+    blobs: &[PlannedBlob],
+    keys: &[SigningKey],
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    if keys.is_empty() {
+        return Err(Error::Usage("at least one signing key is needed".into()));
+    }
+    let mtime = opts
+        .created
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let wopts = writer::WriterOptions {
+        chunk_size: opts.chunk_size,
+        mtime,
+    };
+    let (blob_list, chunks) =
+        writer::write_blobs(&out.path().join(CHUNKS_DIR), blobs, &wopts, progress)?;
+    fsutil::sync_dir(&out.path().join(CHUNKS_DIR))?;
+
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| Error::Other(format!("no randomness for the bundle id: {e}")))?;
+    let manifest = Manifest {
+        format: FORMAT_NAME.to_string(),
+        version: FORMAT_VERSION,
+        bundle_id: hex::encode(id),
+        channel: opts.channel.clone(),
+        sequence: opts.sequence,
+        created: format::format_time(opts.created),
+        expires: opts.expires.map(format::format_time),
+        generator: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+        chunk_size: opts.chunk_size,
+        artifacts,
+        blobs: blob_list,
+        chunks,
+    };
+    manifest.validate().map_err(|e| {
+        Error::Other(format!(
+            "internal error: the manifest written would be invalid: {e}"
+        ))
+    })?;
+    fs::remove_dir_all(out.staging())
+        .map_err(|e| Error::io("remove staging directory", out.staging(), e))?;
+
+    let bytes = manifest.to_bytes();
+    fsutil::write_atomic(
+        &out.path().join(SUMS_FILE),
+        manifest.sha256sums().as_bytes(),
+        0o644,
+    )?;
+    fsutil::write_atomic(&out.path().join(MANIFEST_FILE), &bytes, 0o644)?;
+    for (i, key) in keys.iter().enumerate() {
+        let text = sign_manifest(&manifest, &bytes, key)?;
+        let path = signature_path(out.path(), i == 0, key);
+        if let Some(parent) = path.parent() {
+            fsutil::create_dir_all(parent)?;
+        }
+        fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+    }
+    out.commit();
+    Ok(manifest)
+}
+
+/// Where a signature by `key` goes: the primary file, or `signatures/<KEYID>.minisig`.
+pub fn signature_path(dir: &Path, primary: bool, key: &SigningKey) -> PathBuf {
+    if primary {
+        dir.join(SIGNATURE_FILE)
+    } else {
+        dir.join(SIGNATURES_DIR)
+            .join(format!("{}.minisig", key.public.id))
+    }
+}
+
+/// A minisign signature over the manifest bytes, with airlock's trusted comment.
+pub fn sign_manifest(manifest: &Manifest, bytes: &[u8], key: &SigningKey) -> Result<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let sums = Digest::of(manifest.sha256sums().as_bytes());
+    let comment = sign::trusted_comment(
+        now,
+        &[
+            ("bundle", manifest.bundle_id.clone()),
+            ("channel", manifest.channel.clone()),
+            ("sequence", manifest.sequence.to_string()),
+            ("sha256sums", sums.hex()),
+        ],
+    );
+    let untrusted = format!(
+        "signature from airlock key {} over bundle {}",
+        key.public.id, manifest.bundle_id
+    );
+    key.sign(bytes, &comment, &untrusted)
+}

@@ -1,0 +1,542 @@
+//! Verification: the only way to obtain a [`VerifiedBundle`], which is all importers accept.
+//!
+//! Order (FORMAT.md §Reading): read the manifest bytes (bounded) and every signature; check each
+//! signature against the trusted keys; only if a trusted key signed is the manifest parsed and
+//! believed. Then its trusted comments, `SHA256SUMS`, expiry, the set of files present, and the
+//! size and SHA-256 of every chunk. Every problem found is reported, not only the first. Nothing
+//! is written.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES};
+use crate::format::{
+    self, Digest, Manifest, ParseError, CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE,
+    SUMS_FILE,
+};
+use crate::fsutil;
+use crate::progress::Progress;
+use crate::sign::{comment_field, PublicKey, Signature};
+
+/// How far a bundle may be past its expiry before it is refused (clock skew between the packing
+/// machine and the enclave).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// One thing wrong with a bundle. `code()` is stable for `--json` consumers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Problem {
+    MissingManifest,
+    UnreadableManifest {
+        reason: String,
+    },
+    MissingSignature,
+    BadSignature {
+        file: String,
+        reason: String,
+    },
+    UnknownSigner {
+        file: String,
+        key_id: String,
+    },
+    EditedManifest {
+        file: String,
+        key_id: String,
+        reason: String,
+    },
+    UntrustedManifest,
+    CommentMismatch {
+        file: String,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    UnsupportedVersion {
+        reason: String,
+    },
+    InvalidManifest {
+        reason: String,
+    },
+    Expired {
+        expires: String,
+    },
+    SumsMismatch,
+    MissingChunk {
+        chunk: String,
+    },
+    TruncatedChunk {
+        chunk: String,
+        expected_size: u64,
+        actual_size: u64,
+    },
+    OversizedChunk {
+        chunk: String,
+        expected_size: u64,
+        actual_size: u64,
+    },
+    CorruptChunk {
+        chunk: String,
+        expected: String,
+        actual: String,
+    },
+    UnreadableChunk {
+        chunk: String,
+        reason: String,
+    },
+    UnexpectedFile {
+        path: String,
+    },
+}
+
+impl Problem {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::MissingManifest => "missing-manifest",
+            Problem::UnreadableManifest { .. } => "unreadable-manifest",
+            Problem::MissingSignature => "missing-signature",
+            Problem::BadSignature { .. } => "bad-signature",
+            Problem::UnknownSigner { .. } => "unknown-signer",
+            Problem::EditedManifest { .. } => "edited-manifest",
+            Problem::UntrustedManifest => "untrusted-manifest",
+            Problem::CommentMismatch { .. } => "comment-mismatch",
+            Problem::UnsupportedVersion { .. } => "unsupported-version",
+            Problem::InvalidManifest { .. } => "invalid-manifest",
+            Problem::Expired { .. } => "expired",
+            Problem::SumsMismatch => "sums-mismatch",
+            Problem::MissingChunk { .. } => "missing-chunk",
+            Problem::TruncatedChunk { .. } => "truncated-chunk",
+            Problem::OversizedChunk { .. } => "oversized-chunk",
+            Problem::CorruptChunk { .. } => "corrupt-chunk",
+            Problem::UnreadableChunk { .. } => "unreadable-chunk",
+            Problem::UnexpectedFile { .. } => "unexpected-file",
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::MissingManifest => write!(f, "missing manifest: {MANIFEST_FILE} is not there"),
+            Problem::UnreadableManifest { reason } => write!(f, "cannot read {MANIFEST_FILE}: {reason}"),
+            Problem::MissingSignature => write!(f, "missing signature: no {SIGNATURE_FILE} and no {SIGNATURES_DIR}/*.minisig"),
+            Problem::BadSignature { file, reason } => write!(f, "bad signature {file}: {reason}"),
+            Problem::UnknownSigner { file, key_id } => {
+                write!(f, "unknown signer: {file} is signed by key {key_id}, which is not among the trusted keys")
+            }
+            Problem::EditedManifest { file, key_id, reason } => write!(
+                f,
+                "edited manifest: {MANIFEST_FILE} does not match signature {file} by trusted key {key_id} ({reason}); \
+                 it was changed after signing, or the signature belongs to another bundle"
+            ),
+            Problem::UntrustedManifest => write!(f, "no valid signature by a trusted key: the manifest cannot be believed"),
+            Problem::CommentMismatch { file, field, expected, found } => write!(
+                f,
+                "signature {file}: trusted comment says {field} {found:?} but the manifest says {expected:?}"
+            ),
+            Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
+            Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
+            Problem::Expired { expires } => write!(f, "expired: the bundle expired at {expires}"),
+            Problem::SumsMismatch => write!(f, "{SUMS_FILE} does not match the chunk list of the signed manifest"),
+            Problem::MissingChunk { chunk } => write!(f, "missing chunk: {chunk} is not there"),
+            Problem::TruncatedChunk { chunk, expected_size, actual_size } => {
+                write!(f, "truncated chunk: {chunk} has {actual_size} bytes, expected {expected_size}")
+            }
+            Problem::OversizedChunk { chunk, expected_size, actual_size } => {
+                write!(f, "oversized chunk: {chunk} has {actual_size} bytes, expected {expected_size}")
+            }
+            Problem::CorruptChunk { chunk, expected, actual } => {
+                write!(f, "corrupt chunk: {chunk} has digest {actual}, expected {expected}")
+            }
+            Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {chunk}: {reason}"),
+            Problem::UnexpectedFile { path } => write!(f, "unexpected file: {path} is not part of the bundle"),
+        }
+    }
+}
+
+/// A signature found on a bundle, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignerInfo {
+    pub file: String,
+    pub key_id: String,
+    /// The key is among the trusted keys.
+    pub trusted: bool,
+    /// The signature verified with that key.
+    pub valid: bool,
+    /// The trusted comment (shown only for valid signatures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A bundle whose signature, manifest and every chunk checked out. Only [`verify`] makes one.
+#[derive(Debug)]
+pub struct VerifiedBundle {
+    dir: PathBuf,
+    manifest: Manifest,
+    manifest_digest: Digest,
+    signers: Vec<SignerInfo>,
+}
+
+impl VerifiedBundle {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn manifest_digest(&self) -> Digest {
+        self.manifest_digest
+    }
+    pub fn signers(&self) -> &[SignerInfo] {
+        &self.signers
+    }
+    pub fn chunk_path(&self, index: u32) -> PathBuf {
+        self.dir
+            .join(CHUNKS_DIR)
+            .join(&self.manifest.chunks[index as usize].name)
+    }
+}
+
+pub struct VerifyOptions {
+    pub now: SystemTime,
+}
+
+fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    let f = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(buf)
+}
+
+/// Signature files of a bundle, by their path relative to the bundle root.
+pub fn signature_files(
+    dir: &Path,
+) -> (
+    Vec<(String, std::result::Result<String, String>)>,
+    Vec<Problem>,
+) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let read = |path: &Path| {
+        read_bounded(path, MAX_SIGNATURE_BYTES)
+            .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string()))
+    };
+    let primary = dir.join(SIGNATURE_FILE);
+    if primary.symlink_metadata().is_ok() {
+        out.push((SIGNATURE_FILE.to_string(), read(&primary)));
+    }
+    let sigdir = dir.join(SIGNATURES_DIR);
+    if let Ok(entries) = fs::read_dir(&sigdir) {
+        let mut names: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let rel = format!("{SIGNATURES_DIR}/{}", name.to_string_lossy());
+            let path = sigdir.join(&name);
+            let is_file = path
+                .symlink_metadata()
+                .map(|m| m.is_file())
+                .unwrap_or(false);
+            let well_named = name.to_str().is_some_and(|n| n.ends_with(".minisig"));
+            if !is_file || !well_named || out.len() >= MAX_SIGNATURES {
+                problems.push(Problem::UnexpectedFile { path: rel });
+                continue;
+            }
+            out.push((rel, read(&path)));
+        }
+    }
+    (out, problems)
+}
+
+/// Verifies the bundle in `dir` against the trusted keys. Writes nothing.
+pub fn verify(
+    dir: &Path,
+    trusted: &[PublicKey],
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    let meta = fs::metadata(dir).map_err(|e| Error::io("open bundle", dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a bundle directory",
+            dir.display()
+        )));
+    }
+    let reject = |problems: Vec<Problem>| Error::Rejected {
+        dir: dir.to_path_buf(),
+        problems,
+    };
+    let mut problems = Vec::new();
+
+    // 1. Manifest bytes, untrusted.
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let bytes = match manifest_path.symlink_metadata() {
+        Err(_) => return Err(reject(vec![Problem::MissingManifest])),
+        Ok(m) if !m.is_file() => {
+            return Err(reject(vec![Problem::UnreadableManifest {
+                reason: "not a regular file".into(),
+            }]))
+        }
+        Ok(_) => read_bounded(&manifest_path, MAX_MANIFEST_BYTES)
+            .map_err(|reason| reject(vec![Problem::UnreadableManifest { reason }]))?,
+    };
+
+    // 2. Signatures.
+    let (sig_files, mut sig_problems) = signature_files(dir);
+    problems.append(&mut sig_problems);
+    if sig_files.is_empty() {
+        problems.push(Problem::MissingSignature);
+    }
+    let mut signers = Vec::new();
+    let mut valid: Vec<(String, Signature)> = Vec::new();
+    let mut seen_keys = HashSet::new();
+    for (file, text) in sig_files {
+        let sig = match text.and_then(|t| Signature::parse(&t, &file)) {
+            Ok(s) => s,
+            Err(reason) => {
+                problems.push(Problem::BadSignature { file, reason });
+                continue;
+            }
+        };
+        let key_id = sig.key_id.to_string();
+        let key = trusted.iter().find(|k| k.id == sig.key_id);
+        let mut info = SignerInfo {
+            file: file.clone(),
+            key_id: key_id.clone(),
+            trusted: key.is_some(),
+            valid: false,
+            comment: None,
+        };
+        match key {
+            None => {}
+            Some(key) => match sig.verify(key, &bytes) {
+                Ok(()) => {
+                    info.valid = true;
+                    info.comment = Some(sig.trusted_comment());
+                    if seen_keys.insert(sig.key_id) {
+                        valid.push((file, sig));
+                    }
+                }
+                Err(reason) => problems.push(Problem::EditedManifest {
+                    file,
+                    key_id,
+                    reason,
+                }),
+            },
+        }
+        signers.push(info);
+    }
+    if valid.is_empty() {
+        for s in signers.iter().filter(|s| !s.trusted) {
+            problems.push(Problem::UnknownSigner {
+                file: s.file.clone(),
+                key_id: s.key_id.clone(),
+            });
+        }
+        problems.push(Problem::UntrustedManifest);
+        return Err(reject(problems));
+    }
+
+    // 3. The manifest is authentic: parse and validate it.
+    let manifest = match Manifest::parse(&bytes) {
+        Ok(m) => m,
+        Err(e @ ParseError::UnsupportedVersion { .. }) => {
+            problems.push(Problem::UnsupportedVersion {
+                reason: e.to_string(),
+            });
+            return Err(reject(problems));
+        }
+        Err(e) => {
+            problems.push(Problem::InvalidManifest {
+                reason: e.to_string(),
+            });
+            return Err(reject(problems));
+        }
+    };
+    let sums = manifest.sha256sums();
+    let sums_digest = Digest::of(sums.as_bytes());
+    for (file, sig) in &valid {
+        let comment = sig.trusted_comment();
+        let expect = [
+            ("bundle", manifest.bundle_id.clone()),
+            ("channel", manifest.channel.clone()),
+            ("sequence", manifest.sequence.to_string()),
+            ("sha256sums", sums_digest.hex()),
+        ];
+        for (field, expected) in expect {
+            let found = comment_field(&comment, field).unwrap_or("").to_string();
+            if found != expected {
+                problems.push(Problem::CommentMismatch {
+                    file: file.clone(),
+                    field: field.into(),
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+    if let Some(exp) = &manifest.expires {
+        let t = format::parse_time(exp).expect("validated");
+        if opts.now > t + CLOCK_SKEW {
+            problems.push(Problem::Expired {
+                expires: exp.clone(),
+            });
+        }
+    }
+
+    // 4. The files present: exactly the bundle's.
+    let sums_path = dir.join(SUMS_FILE);
+    match read_bounded(&sums_path, MAX_MANIFEST_BYTES) {
+        Ok(b) if b == sums.as_bytes() => {}
+        Ok(_) => problems.push(Problem::SumsMismatch),
+        Err(_) => problems.push(Problem::SumsMismatch),
+    }
+    let chunk_names: HashSet<&str> = manifest.chunks.iter().map(|c| c.name.as_str()).collect();
+    problems.extend(unexpected_files(dir, &chunk_names));
+
+    // 5. Every chunk: present, exact size, exact SHA-256 (in parallel).
+    let chunks_dir = dir.join(CHUNKS_DIR);
+    progress.start("verifying chunks", manifest.chunk_bytes());
+    let mut chunk_problems: Vec<(usize, Problem)> = manifest
+        .chunks
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, c)| check_chunk(&chunks_dir.join(&c.name), c, progress).map(|p| (i, p)))
+        .collect();
+    progress.finish();
+    chunk_problems.sort_by_key(|(i, _)| *i);
+    problems.extend(chunk_problems.into_iter().map(|(_, p)| p));
+
+    if !problems.is_empty() {
+        return Err(reject(problems));
+    }
+    Ok(VerifiedBundle {
+        dir: dir.to_path_buf(),
+        manifest,
+        manifest_digest: Digest::of(&bytes),
+        signers,
+    })
+}
+
+fn check_chunk(path: &Path, c: &format::Chunk, progress: &dyn Progress) -> Option<Problem> {
+    let chunk = c.name.clone();
+    let meta = match path.symlink_metadata() {
+        Err(_) => return Some(Problem::MissingChunk { chunk }),
+        Ok(m) if !m.is_file() => {
+            return Some(Problem::UnreadableChunk {
+                chunk,
+                reason: "not a regular file".into(),
+            })
+        }
+        Ok(m) => m,
+    };
+    if meta.len() < c.size {
+        return Some(Problem::TruncatedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: meta.len(),
+        });
+    }
+    if meta.len() > c.size {
+        return Some(Problem::OversizedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: meta.len(),
+        });
+    }
+    let f = match fsutil::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(Problem::UnreadableChunk {
+                chunk,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let reader = ProgressReader {
+        inner: f.take(c.size),
+        progress,
+    };
+    match fsutil::hash_reader(reader, path) {
+        Ok((_, n)) if n != c.size => Some(Problem::TruncatedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: n,
+        }),
+        Ok((d, _)) if d != c.sha256 => Some(Problem::CorruptChunk {
+            chunk,
+            expected: c.sha256.to_string(),
+            actual: d.to_string(),
+        }),
+        Ok(_) => None,
+        Err(e) => Some(Problem::UnreadableChunk {
+            chunk,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+struct ProgressReader<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Everything under `dir` that a bundle does not contain.
+fn unexpected_files(dir: &Path, chunk_names: &HashSet<&str>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return problems;
+    };
+    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        found.insert(e.file_name().to_string_lossy().into_owned(), e.path());
+    }
+    for (name, path) in found {
+        let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
+        match name.as_str() {
+            MANIFEST_FILE | SIGNATURE_FILE | SUMS_FILE => {}
+            SIGNATURES_DIR if is_dir => {} // checked by signature_files
+            CHUNKS_DIR if is_dir => {
+                let mut inner: Vec<String> = fs::read_dir(&path)
+                    .map(|rd| {
+                        rd.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                inner.sort();
+                for n in inner {
+                    if !chunk_names.contains(n.as_str()) {
+                        problems.push(Problem::UnexpectedFile {
+                            path: format!("{CHUNKS_DIR}/{n}"),
+                        });
+                    }
+                }
+            }
+            _ => problems.push(Problem::UnexpectedFile { path: name }),
+        }
+    }
+    problems
+}

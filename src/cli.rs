@@ -1,0 +1,188 @@
+//! The command line: clap types only. Commands turn these into library calls; library code
+//! never sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 operational error (I/O, network, keys), 2 usage error,
+3 content rejected (bundle failed verification or trust; source bytes did not match their digest).
+
+Docs: README.md (quick start, officer's manual check), docs/FORMAT.md (bundle format).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Carry AI artifacts across an air gap as signed, chunked bundles",
+    long_about = "airlock packs files, directories and downloads into a signed, chunked bundle on \
+transfer media (connected side), then verifies every signature and hash and imports the content \
+(isolated side), writing nothing unless everything checks out.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Hide progress bars and summaries (errors are still printed)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print a machine-readable JSON report on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Keygen(KeygenArgs),
+    Pack(PackArgs),
+    Inspect(InspectArgs),
+    Verify(VerifyArgs),
+    Import(ImportArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Generate a signing key pair (minisign format)
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock keygen --out ~/.airlock/ci.key                 # asks for a passphrase
+  AIRLOCK_PASSPHRASE=... airlock keygen --out ci.key     # passphrase from the environment
+  airlock keygen --out ci.key --unencrypted              # no passphrase (CI secret stores)
+
+Writes KEY (secret, mode 0600) and KEY.pub. Keys made by `minisign -G` work with airlock too.")]
+pub struct KeygenArgs {
+    /// Path of the secret key to write; the public key goes to PATH.pub
+    #[arg(long, value_name = "KEY")]
+    pub out: PathBuf,
+
+    /// Do not protect the secret key with a passphrase
+    #[arg(long)]
+    pub unencrypted: bool,
+}
+
+/// Pack sources into a new signed bundle
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock pack ./models/tiny ./patches/fix.bin --out /media/usb/bundle --key ci.key
+  airlock pack 'https://example.com/tok.json#sha256=<64 hex>' --out b --key ci.key --chunk-size 700MiB
+  airlock pack --spec nightly.toml --out /media/usb/nightly --key ci.key --channel nightly --json
+
+Sources: a local file or directory (plain path or file://PATH), or an http(s):// URL,
+optionally pinned with #sha256=HEX (the pack fails if the download differs).
+The output directory must not exist or be empty. The manifest is written last:
+a pack that fails leaves no bundle behind.")]
+pub struct PackArgs {
+    /// Files, directories or URLs to pack
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// A TOML spec file listing sources and options (see schemas/pack-spec.schema.json)
+    #[arg(long, value_name = "FILE.toml")]
+    pub spec: Option<PathBuf>,
+
+    /// Directory to write the bundle into
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Secret key to sign with (repeat for several signatures)
+    #[arg(long, value_name = "KEY", required = true)]
+    pub key: Vec<PathBuf>,
+
+    /// Release channel [default: default]
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
+
+    /// Sequence number within the channel [default: current Unix time in seconds]
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
+
+    /// Validity, e.g. 30d, 12h, or `never` [default: 30d]
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+
+    /// Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+}
+
+/// Show what a bundle holds, for review before import
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock inspect /media/usb/bundle
+  airlock inspect /media/usb/bundle --trust officer.pub --json
+
+Without --trust the signatures are listed but not checked: the content shown is UNVERIFIED.")]
+pub struct InspectArgs {
+    /// The bundle directory
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Public key to check signatures against (repeatable; a .pub file or the RW... key itself)
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Vec<String>,
+}
+
+/// Check signatures and every hash of a bundle, writing nothing
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock verify /media/usb/bundle --trust ci.pub
+  airlock verify /media/usb/bundle --trust ci.pub --trust officer.pub --json
+
+Reports every problem found (missing, truncated or corrupt chunks, unexpected files,
+bad or missing signatures, unknown signers, edited manifest, unsupported version, expiry).")]
+pub struct VerifyArgs {
+    /// The bundle directory
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Trusted public key (repeatable; a .pub file or the RW... key itself)
+    #[arg(long, value_name = "PUBKEY", required = true)]
+    pub trust: Vec<String>,
+}
+
+/// Verify a bundle, then import its content
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
+  airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --json
+
+Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
+through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
+bundle is a no-op; a file already present with other content stops the import before
+anything is written.")]
+pub struct ImportArgs {
+    /// The bundle directory
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Trusted public key (repeatable; a .pub file or the RW... key itself)
+    #[arg(long, value_name = "PUBKEY", required = true)]
+    pub trust: Vec<String>,
+
+    /// Materialise file and directory artifacts under DEST
+    #[arg(long, value_name = "DEST", required = true)]
+    pub files: PathBuf,
+
+    /// Verify and print the plan, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Print shell completions
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock completions bash > /etc/bash_completion.d/airlock
+  airlock completions zsh > \"${fpath[1]}/_airlock\"
+  airlock completions fish > ~/.config/fish/completions/airlock.fish")]
+pub struct CompletionsArgs {
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,40 @@
+//! One file per subcommand: glue from parsed arguments to library calls and a report. No
+//! business logic lives here.
+
+mod completions;
+mod import;
+mod inspect;
+mod keygen;
+mod pack;
+mod verify;
+
+use std::time::SystemTime;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+use crate::output::Printer;
+use crate::sign::PublicKey;
+
+pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
+    match cli.command {
+        Command::Keygen(a) => keygen::run(a, printer),
+        Command::Pack(a) => pack::run(a, printer),
+        Command::Inspect(a) => inspect::run(a, printer),
+        Command::Verify(a) => verify::run(a, printer),
+        Command::Import(a) => import::run(a, printer),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+fn load_trust(args: &[String]) -> Result<Vec<PublicKey>> {
+    if args.is_empty() {
+        return Err(Error::Usage("at least one --trust PUBKEY is needed".into()));
+    }
+    args.iter().map(|a| PublicKey::load(a)).collect()
+}
+
+fn verify_options() -> crate::bundle::VerifyOptions {
+    crate::bundle::VerifyOptions {
+        now: SystemTime::now(),
+    }
+}

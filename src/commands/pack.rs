@@ -1,0 +1,239 @@
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::bundle::{self, OutDir, PackOptions};
+use crate::cli::PackArgs;
+use crate::error::{Error, Result};
+use crate::format::{self, limits, validate_channel, ArtifactKind, EntryType, Manifest};
+use crate::output::{self, Printer};
+use crate::sign::{Passphrase, SigningKey};
+use crate::sources::{self, Source};
+use crate::spec::PackSpec;
+
+/// Default chunk size: 2 GiB, well under FAT32's 4 GiB - 1 file limit.
+pub const DEFAULT_CHUNK_SIZE: u64 = 2 << 30;
+pub const DEFAULT_EXPIRY: &str = "30d";
+
+pub fn parse_chunk_size(s: &str) -> Result<u64> {
+    let n = parse_size::parse_size(s).map_err(|e| {
+        Error::Usage(format!(
+            "chunk size {s:?}: {e} (use e.g. 700MiB, 4GiB, 25GB)"
+        ))
+    })?;
+    if !(limits::MIN_CHUNK_SIZE..=limits::MAX_CHUNK_SIZE).contains(&n) {
+        return Err(Error::Usage(format!(
+            "chunk size {s:?} is outside {} ..= {}",
+            output::bytes(limits::MIN_CHUNK_SIZE),
+            output::bytes(limits::MAX_CHUNK_SIZE)
+        )));
+    }
+    Ok(n)
+}
+
+pub fn parse_expiry(s: &str, created: SystemTime) -> Result<Option<SystemTime>> {
+    if s == "never" {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|e| Error::Usage(format!("expiry {s:?}: {e} (use e.g. 30d, 12h, or never)")))?;
+    if d.is_zero() {
+        return Err(Error::Usage(format!(
+            "expiry {s:?} must be longer than zero"
+        )));
+    }
+    created
+        .checked_add(d)
+        .map(Some)
+        .ok_or_else(|| Error::Usage(format!("expiry {s:?} is too far in the future")))
+}
+
+#[derive(Serialize)]
+struct ArtifactSummary {
+    name: String,
+    kind: ArtifactKind,
+    source: String,
+    files: usize,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+pub(super) struct BundleSummary {
+    dir: String,
+    bundle_id: String,
+    channel: String,
+    sequence: u64,
+    created: String,
+    expires: Option<String>,
+    artifacts: Vec<ArtifactSummary>,
+    blobs: usize,
+    payload_bytes: u64,
+    pub(super) chunks: Vec<format::Chunk>,
+    chunk_bytes: u64,
+}
+
+impl BundleSummary {
+    pub(super) fn new(dir: &Path, m: &Manifest) -> BundleSummary {
+        let sizes: std::collections::HashMap<_, _> =
+            m.blobs.iter().map(|b| (b.digest, b.size)).collect();
+        BundleSummary {
+            dir: dir.display().to_string(),
+            bundle_id: m.bundle_id.clone(),
+            channel: m.channel.clone(),
+            sequence: m.sequence,
+            created: m.created.clone(),
+            expires: m.expires.clone(),
+            artifacts: m
+                .artifacts
+                .iter()
+                .map(|a| ArtifactSummary {
+                    name: a.name.clone(),
+                    kind: a.kind,
+                    source: a.source.clone(),
+                    files: a
+                        .entries
+                        .iter()
+                        .filter(|e| e.kind == EntryType::File)
+                        .count(),
+                    bytes: a
+                        .entries
+                        .iter()
+                        .filter_map(|e| e.blob.map(|b| sizes[&b]))
+                        .sum(),
+                })
+                .collect(),
+            blobs: m.blobs.len(),
+            payload_bytes: m.payload_bytes(),
+            chunks: m.chunks.clone(),
+            chunk_bytes: m.chunk_bytes(),
+        }
+    }
+
+    pub(super) fn text(&self) -> String {
+        let mut s = format!(
+            "bundle    {}\nchannel   {}\nsequence  {}\ncreated   {}\nexpires   {}\n",
+            self.bundle_id,
+            self.channel,
+            self.sequence,
+            self.created,
+            self.expires.as_deref().unwrap_or("never")
+        );
+        s += &format!(
+            "payload   {} in {} distinct blobs; {} chunks, {} on media\n",
+            output::bytes(self.payload_bytes),
+            self.blobs,
+            self.chunks.len(),
+            output::bytes(self.chunk_bytes)
+        );
+        s += "artifacts\n";
+        for a in &self.artifacts {
+            s += &format!(
+                "  {:<9} {:<28} {:>6} files {:>11}  from {}\n",
+                a.kind.as_str(),
+                a.name,
+                a.files,
+                output::bytes(a.bytes),
+                a.source
+            );
+        }
+        s
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    #[serde(flatten)]
+    bundle: BundleSummary,
+    signed_by: Vec<String>,
+}
+
+pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
+    let spec = match &args.spec {
+        Some(p) => PackSpec::load(p)?,
+        None => PackSpec::default(),
+    };
+    let mut srcs: Vec<Source> = match &args.spec {
+        Some(p) => spec.sources(
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?,
+        None => Vec::new(),
+    };
+    for s in &args.sources {
+        srcs.push(Source::parse(s)?);
+    }
+    if srcs.is_empty() {
+        return Err(Error::Usage(
+            "nothing to pack: give SOURCE arguments or a --spec file".into(),
+        ));
+    }
+    let channel = args
+        .channel
+        .or(spec.channel)
+        .unwrap_or_else(|| "default".to_string());
+    validate_channel(&channel).map_err(Error::Usage)?;
+    let created = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+    let sequence = args.sequence.or(spec.sequence).unwrap_or_else(|| {
+        created
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let expires = parse_expiry(
+        args.expires
+            .as_deref()
+            .or(spec.expires.as_deref())
+            .unwrap_or(DEFAULT_EXPIRY),
+        created,
+    )?;
+    let chunk_size = match args.chunk_size.as_deref().or(spec.chunk_size.as_deref()) {
+        Some(s) => parse_chunk_size(s)?,
+        None => DEFAULT_CHUNK_SIZE,
+    };
+    // Keys first: a wrong passphrase should fail before any download.
+    let keys: Vec<SigningKey> = args
+        .key
+        .iter()
+        .map(|k| SigningKey::load(k, Passphrase::EnvOrPrompt))
+        .collect::<Result<_>>()?;
+
+    let out = OutDir::prepare(&args.out)?;
+    let progress = printer.progress();
+    let resolved = sources::resolve(&srcs, &out.staging(), &progress)?;
+    let opts = PackOptions {
+        channel,
+        sequence,
+        created,
+        expires,
+        chunk_size,
+    };
+    let manifest = bundle::pack(
+        out,
+        resolved.artifacts,
+        &resolved.blobs,
+        &keys,
+        &opts,
+        &progress,
+    )?;
+    let report = Report {
+        bundle: BundleSummary::new(&args.out, &manifest),
+        signed_by: keys.iter().map(|k| k.public.id.to_string()).collect(),
+    };
+    printer.report(&report, || {
+        format!(
+            "packed {}\n{}signed by {}\n",
+            args.out.display(),
+            report.bundle.text(),
+            report.signed_by.join(", ")
+        )
+    });
+    Ok(())
+}

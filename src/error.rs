@@ -1,0 +1,101 @@
+//! The one error type of the library, and the exit code each kind of failure maps to.
+//!
+//! Variants carry the evidence (path, URL, expected and actual digests) so that every message
+//! names the file, chunk, blob or digest at fault.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::Problem;
+use crate::format::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Process exit codes (README §Exit codes).
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// I/O, network, key or other operational failure.
+    pub const OPERATIONAL: i32 = 1;
+    /// Bad command line or spec file.
+    pub const USAGE: i32 = 2;
+    /// Content refused: a bundle failed verification or trust checks, or a source's bytes did not
+    /// match their pinned or upstream digest.
+    pub const REJECTED: i32 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{0}")]
+    Key(String),
+
+    #[error("{url}: {msg}")]
+    Http { url: String, msg: String },
+
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    #[error("bundle {} rejected: {}", dir.display(), summary(problems))]
+    Rejected {
+        dir: PathBuf,
+        problems: Vec<Problem>,
+    },
+
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+fn summary(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => format!("{} problems", many.len()),
+    }
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::DigestMismatch { .. } | Error::Rejected { .. } => exit::REJECTED,
+            _ => exit::OPERATIONAL,
+        }
+    }
+
+    /// A short machine-readable class for `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Usage(_) => "usage",
+            Error::Key(_) => "key",
+            Error::Http { .. } => "network",
+            Error::DigestMismatch { .. } => "digest-mismatch",
+            Error::Rejected { .. } => "rejected",
+            Error::Conflict(_) => "conflict",
+            Error::Other(_) => "other",
+        }
+    }
+}

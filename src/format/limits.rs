@@ -1,0 +1,27 @@
+//! Bounds every reader enforces on a manifest before trusting its numbers (FORMAT.md §Limits).
+//!
+//! They are far above any real bundle and far below what could exhaust memory or overflow
+//! arithmetic, so a crafted manifest cannot make a reader allocate, loop or compute absurdly.
+
+/// Largest `manifest.json` a reader loads (64 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Largest signature file a reader loads.
+pub const MAX_SIGNATURE_BYTES: u64 = 4096;
+/// Most signature files in one bundle.
+pub const MAX_SIGNATURES: usize = 64;
+/// Smallest chunk size a bundle may declare (64 KiB).
+pub const MIN_CHUNK_SIZE: u64 = 64 << 10;
+/// Largest chunk size a bundle may declare (1 TiB).
+pub const MAX_CHUNK_SIZE: u64 = 1 << 40;
+/// Largest blob (4 PiB).
+pub const MAX_BLOB_SIZE: u64 = 1 << 52;
+/// Largest decoded size of one zstd segment (64 MiB); writers use 8 MiB.
+pub const MAX_ZSTD_SEGMENT: u64 = 64 << 20;
+pub const MAX_CHUNKS: usize = 1_000_000;
+pub const MAX_BLOBS: usize = 1_000_000;
+pub const MAX_ARTIFACTS: usize = 100_000;
+pub const MAX_ENTRIES: usize = 1_000_000;
+pub const MAX_SEGMENTS: usize = 4_000_000;
+pub const MAX_PATH_BYTES: usize = 4096;
+pub const MAX_COMPONENT_BYTES: usize = 255;
+pub const MAX_DEPTH: usize = 128;

@@ -1,0 +1,541 @@
+//! The manifest: the one signed document that commits to everything in a bundle.
+//!
+//! These types ARE the v1 contract described in `docs/FORMAT.md`; `schemas/manifest.schema.json`
+//! is generated from them. Parsing is strict (unknown fields are refused) and [`Manifest::validate`]
+//! enforces every structural invariant and bound, so that code past this module can index,
+//! allocate and build paths from a validated manifest without re-checking.
+
+use std::collections::{HashMap, HashSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::limits;
+use super::paths::{validate_name, validate_rel_path};
+use super::{Digest, FORMAT_NAME, SUPPORTED_VERSIONS};
+
+/// The bundle manifest (`manifest.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always `"airlock-bundle"`.
+    pub format: String,
+    /// Format version. Readers refuse versions they do not know.
+    pub version: u32,
+    /// 128 random bits as 32 lowercase hex digits; unique per bundle.
+    pub bundle_id: String,
+    /// Release channel (e.g. `nightly`, `models-prod`): `[A-Za-z0-9._-]{1,64}`.
+    pub channel: String,
+    /// Sequence number within the channel; importers refuse a lower one than they accepted last.
+    pub sequence: u64,
+    /// Creation time, RFC 3339 UTC (`2026-11-24T01:02:03Z`).
+    pub created: String,
+    /// Expiry time, RFC 3339 UTC; `null` means the bundle does not expire.
+    pub expires: Option<String>,
+    /// The program that wrote the bundle, e.g. `airlock 0.1.0`. Informational.
+    pub generator: String,
+    /// The chunk size limit the bundle was packed with; no chunk is larger.
+    pub chunk_size: u64,
+    /// What the bundle carries.
+    pub artifacts: Vec<Artifact>,
+    /// Every distinct payload, once, with where its bytes live.
+    pub blobs: Vec<Blob>,
+    /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar`.
+    pub chunks: Vec<Chunk>,
+}
+
+/// One thing carried across: a file, a directory tree, ...
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Unique name within the bundle; one path component. Importers place the artifact under it.
+    pub name: String,
+    /// What kind of artifact this is; it decides which importers accept it.
+    pub kind: ArtifactKind,
+    /// The source exactly as the operator gave it (path, URL, reference). Informational.
+    pub source: String,
+    /// The resolved identity of the source: for URLs the URL fetched and its digest, for local
+    /// paths the absolute path. Informational.
+    pub identity: String,
+    /// The files and directories that make up the artifact.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    /// A single file (local file or URL download); exactly one entry of type `file`.
+    File,
+    /// A directory tree.
+    Directory,
+}
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::File => "file",
+            ArtifactKind::Directory => "directory",
+        }
+    }
+}
+
+/// A file or directory inside an artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Relative path with `/` separators; no `.`, `..`, empty or absolute components.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: EntryType,
+    /// For files: the blob holding the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<Digest>,
+    /// For files: the size in bytes (equal to the blob's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// For files: whether the owner-execute bit was set at the source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryType {
+    File,
+    Dir,
+}
+
+/// A distinct payload, named by its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Blob {
+    pub digest: Digest,
+    /// Size in bytes of the decoded payload.
+    pub size: u64,
+    /// Where the bytes live, in order; the decoded sizes add up to `size`.
+    pub segments: Vec<Segment>,
+}
+
+/// A contiguous piece of a blob stored as one tar entry in one chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// Index into `chunks`.
+    pub chunk: u32,
+    /// Byte offset of the entry's data within the chunk file (a multiple of 512).
+    pub offset: u64,
+    /// Number of bytes the entry's data occupies in the chunk.
+    pub length: u64,
+    /// How the data is stored.
+    pub encoding: Encoding,
+    /// Number of blob bytes this segment decodes to.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Stored as is (`length == size`).
+    None,
+    /// One zstd frame.
+    Zstd,
+}
+
+/// A chunk file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Chunk {
+    /// File name under `chunks/`.
+    pub name: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: Digest,
+}
+
+/// The canonical file name of chunk `index`.
+pub fn chunk_name(index: usize) -> String {
+    format!("{index:08}.tar")
+}
+
+/// The tar entry name of a blob segment (informational: readers locate data by offset).
+pub fn segment_entry_name(digest: &Digest, index: usize, encoding: Encoding) -> String {
+    match encoding {
+        Encoding::None => format!("blobs/sha256/{}.{index:04}", digest.hex()),
+        Encoding::Zstd => format!("blobs/sha256/{}.{index:04}.zst", digest.hex()),
+    }
+}
+
+/// A structural problem in a manifest that parsed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+/// Reads only the `format` and `version` fields, to refuse unknown versions with a clear message
+/// before a strict parse of fields this reader may not know.
+#[derive(Deserialize)]
+struct VersionProbe {
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+/// Why manifest bytes could not be turned into a [`Manifest`].
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("manifest.json is {size} bytes, larger than the {max} bytes a manifest may have")]
+    TooLarge { size: u64, max: u64 },
+    #[error("manifest.json is not an airlock bundle manifest (format {0:?})")]
+    NotAirlock(Option<String>),
+    #[error(
+        "unsupported bundle format version {found}; this airlock reads versions {}..={} \
+         (a newer airlock wrote this bundle: upgrade the importing side)",
+        SUPPORTED_VERSIONS.start(),
+        SUPPORTED_VERSIONS.end()
+    )]
+    UnsupportedVersion { found: u32 },
+    #[error("manifest.json is not valid: {0}")]
+    Syntax(String),
+    #[error("manifest.json is not valid: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes. Call only on bytes whose signature has verified.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
+        if bytes.len() as u64 > limits::MAX_MANIFEST_BYTES {
+            return Err(ParseError::TooLarge {
+                size: bytes.len() as u64,
+                max: limits::MAX_MANIFEST_BYTES,
+            });
+        }
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
+        if probe.format.as_deref() != Some(FORMAT_NAME) {
+            return Err(ParseError::NotAirlock(probe.format));
+        }
+        let version = probe
+            .version
+            .ok_or_else(|| ParseError::Syntax("missing field `version`".into()))?;
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return Err(ParseError::UnsupportedVersion { found: version });
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Serialises the manifest as written to disk (pretty JSON, trailing newline).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        out.push(b'\n');
+        out
+    }
+
+    /// Checks every invariant of FORMAT.md §Invariants that can be checked without the chunks.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        use limits::*;
+        if self.format != FORMAT_NAME {
+            return Err(invalid(format!(
+                "format is {:?}, expected {FORMAT_NAME:?}",
+                self.format
+            )));
+        }
+        if !SUPPORTED_VERSIONS.contains(&self.version) {
+            return Err(invalid(format!("unsupported version {}", self.version)));
+        }
+        if self.bundle_id.len() != 32
+            || !self
+                .bundle_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(invalid(format!(
+                "bundle_id {:?} is not 32 lowercase hex digits",
+                self.bundle_id
+            )));
+        }
+        validate_channel(&self.channel).map_err(invalid)?;
+        parse_time(&self.created).map_err(|e| invalid(format!("created: {e}")))?;
+        if let Some(exp) = &self.expires {
+            parse_time(exp).map_err(|e| invalid(format!("expires: {e}")))?;
+        }
+        if self.generator.len() > 256 {
+            return Err(invalid("generator is longer than 256 bytes"));
+        }
+        if self.chunk_size < MIN_CHUNK_SIZE || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(invalid(format!(
+                "chunk_size {} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+                self.chunk_size
+            )));
+        }
+        if self.chunks.len() > MAX_CHUNKS {
+            return Err(invalid(format!(
+                "{} chunks, more than the {MAX_CHUNKS} allowed",
+                self.chunks.len()
+            )));
+        }
+        if self.blobs.len() > MAX_BLOBS {
+            return Err(invalid(format!(
+                "{} blobs, more than the {MAX_BLOBS} allowed",
+                self.blobs.len()
+            )));
+        }
+        if self.artifacts.len() > MAX_ARTIFACTS {
+            return Err(invalid(format!(
+                "{} artifacts, more than the {MAX_ARTIFACTS} allowed",
+                self.artifacts.len()
+            )));
+        }
+
+        // Chunks: canonical names, sizes within the declared limit.
+        for (i, c) in self.chunks.iter().enumerate() {
+            if c.name != chunk_name(i) {
+                return Err(invalid(format!(
+                    "chunk {i} is named {:?}, expected {:?}",
+                    c.name,
+                    chunk_name(i)
+                )));
+            }
+            if c.size > self.chunk_size {
+                return Err(invalid(format!(
+                    "chunk {} declares {} bytes, more than the chunk_size {}",
+                    c.name, c.size, self.chunk_size
+                )));
+            }
+        }
+
+        // Blobs: unique, bounded, fully and exactly covered by non-overlapping segments.
+        let mut blob_sizes: HashMap<Digest, u64> = HashMap::with_capacity(self.blobs.len());
+        let mut extents: Vec<(u32, u64, u64)> = Vec::new();
+        let mut total_segments = 0usize;
+        for b in &self.blobs {
+            if b.size > MAX_BLOB_SIZE {
+                return Err(invalid(format!(
+                    "blob {} declares {} bytes, more than the {MAX_BLOB_SIZE} allowed",
+                    b.digest, b.size
+                )));
+            }
+            if blob_sizes.insert(b.digest, b.size).is_some() {
+                return Err(invalid(format!("blob {} is listed twice", b.digest)));
+            }
+            total_segments += b.segments.len();
+            if total_segments > MAX_SEGMENTS {
+                return Err(invalid(format!("more than {MAX_SEGMENTS} segments in all")));
+            }
+            let mut covered: u64 = 0;
+            for (si, s) in b.segments.iter().enumerate() {
+                let chunk = self.chunks.get(s.chunk as usize).ok_or_else(|| {
+                    invalid(format!(
+                        "blob {} segment {si} names chunk {}, which does not exist",
+                        b.digest, s.chunk
+                    ))
+                })?;
+                if s.size == 0 || s.length == 0 {
+                    return Err(invalid(format!("blob {} segment {si} is empty", b.digest)));
+                }
+                if s.offset % 512 != 0 {
+                    return Err(invalid(format!(
+                        "blob {} segment {si} offset {} is not a multiple of 512",
+                        b.digest, s.offset
+                    )));
+                }
+                let end = s.offset.checked_add(s.length).filter(|&e| e <= chunk.size).ok_or_else(|| {
+                    invalid(format!(
+                        "blob {} segment {si} (offset {}, length {}) runs past the end of chunk {} ({} bytes)",
+                        b.digest, s.offset, s.length, chunk.name, chunk.size
+                    ))
+                })?;
+                match s.encoding {
+                    Encoding::None if s.length != s.size => {
+                        return Err(invalid(format!(
+                            "blob {} segment {si} is stored but length {} != size {}",
+                            b.digest, s.length, s.size
+                        )));
+                    }
+                    Encoding::Zstd if s.size > MAX_ZSTD_SEGMENT => {
+                        return Err(invalid(format!(
+                            "blob {} segment {si} decodes to {} bytes, more than the {MAX_ZSTD_SEGMENT} a zstd segment may",
+                            b.digest, s.size
+                        )));
+                    }
+                    _ => {}
+                }
+                covered = covered
+                    .checked_add(s.size)
+                    .filter(|&c| c <= b.size)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "blob {} segments decode to more than its size {}",
+                            b.digest, b.size
+                        ))
+                    })?;
+                extents.push((s.chunk, s.offset, end));
+            }
+            if covered != b.size {
+                return Err(invalid(format!(
+                    "blob {} is not fully covered: segments hold {covered} of {} bytes",
+                    b.digest, b.size
+                )));
+            }
+        }
+        extents.sort_unstable();
+        for w in extents.windows(2) {
+            if w[0].0 == w[1].0 && w[1].1 < w[0].2 {
+                return Err(invalid(format!(
+                    "two segments overlap in chunk {}",
+                    chunk_name(w[0].0 as usize)
+                )));
+            }
+        }
+
+        // Artifacts: unique names, valid paths, entries consistent with blobs.
+        let mut names = HashSet::new();
+        let mut referenced: HashSet<Digest> = HashSet::new();
+        let mut total_entries = 0usize;
+        for a in &self.artifacts {
+            validate_name(&a.name)
+                .map_err(|e| invalid(format!("artifact name {:?}: {e}", a.name)))?;
+            if !names.insert(a.name.to_lowercase()) {
+                return Err(invalid(format!(
+                    "artifact name {:?} is used twice (names are compared without case)",
+                    a.name
+                )));
+            }
+            if a.source.len() > MAX_PATH_BYTES || a.identity.len() > MAX_PATH_BYTES {
+                return Err(invalid(format!(
+                    "artifact {:?}: source or identity is longer than {MAX_PATH_BYTES} bytes",
+                    a.name
+                )));
+            }
+            total_entries += a.entries.len();
+            if total_entries > MAX_ENTRIES {
+                return Err(invalid(format!("more than {MAX_ENTRIES} entries in all")));
+            }
+            if a.kind == ArtifactKind::File
+                && !(a.entries.len() == 1 && a.entries[0].kind == EntryType::File)
+            {
+                return Err(invalid(format!(
+                    "artifact {:?} of kind file must have exactly one file entry",
+                    a.name
+                )));
+            }
+            let mut seen: HashMap<String, EntryType> = HashMap::new();
+            for e in &a.entries {
+                validate_rel_path(&e.path).map_err(|err| {
+                    invalid(format!("artifact {:?} entry {:?}: {err}", a.name, e.path))
+                })?;
+                if seen.insert(e.path.to_lowercase(), e.kind).is_some() {
+                    return Err(invalid(format!(
+                        "artifact {:?} lists {:?} twice (paths are compared without case)",
+                        a.name, e.path
+                    )));
+                }
+                match e.kind {
+                    EntryType::File => {
+                        let (Some(blob), Some(size)) = (e.blob, e.size) else {
+                            return Err(invalid(format!(
+                                "artifact {:?} file {:?} has no blob or size",
+                                a.name, e.path
+                            )));
+                        };
+                        match blob_sizes.get(&blob) {
+                            Some(&s) if s == size => {}
+                            Some(&s) => {
+                                return Err(invalid(format!(
+                                    "artifact {:?} file {:?} says {size} bytes but blob {blob} has {s}",
+                                    a.name, e.path
+                                )))
+                            }
+                            None => {
+                                return Err(invalid(format!(
+                                    "artifact {:?} file {:?} names blob {blob}, which the bundle does not hold",
+                                    a.name, e.path
+                                )))
+                            }
+                        }
+                        referenced.insert(blob);
+                    }
+                    EntryType::Dir => {
+                        if e.blob.is_some() || e.size.is_some() || e.executable {
+                            return Err(invalid(format!(
+                                "artifact {:?} directory {:?} carries file fields",
+                                a.name, e.path
+                            )));
+                        }
+                    }
+                }
+            }
+            // A file may not also be a parent of another entry.
+            for e in &a.entries {
+                let lower = e.path.to_lowercase();
+                let mut parent = lower.as_str();
+                while let Some(idx) = parent.rfind('/') {
+                    parent = &parent[..idx];
+                    if seen.get(parent) == Some(&EntryType::File) {
+                        return Err(invalid(format!(
+                            "artifact {:?}: {:?} is a file but also the parent of {:?}",
+                            a.name, parent, e.path
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some(b) = self.blobs.iter().find(|b| !referenced.contains(&b.digest)) {
+            return Err(invalid(format!(
+                "blob {} is not used by any artifact",
+                b.digest
+            )));
+        }
+        Ok(())
+    }
+
+    /// Total decoded payload bytes (each blob once).
+    pub fn payload_bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+
+    /// Total bytes of chunk files.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.size).sum()
+    }
+
+    /// The lines of `SHA256SUMS`, in the format `sha256sum -c` reads.
+    pub fn sha256sums(&self) -> String {
+        self.chunks
+            .iter()
+            .map(|c| format!("{}  chunks/{}\n", c.sha256.hex(), c.name))
+            .collect()
+    }
+}
+
+/// Channel names: 1 to 64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+pub fn validate_channel(channel: &str) -> Result<(), String> {
+    let ok = !channel.is_empty()
+        && channel.len() <= 64
+        && !channel.starts_with(['.', '-'])
+        && channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "channel {channel:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+        ))
+    }
+}
+
+/// Parses an RFC 3339 timestamp as written in manifests.
+pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339(s).map_err(|e| format!("{s:?} is not an RFC 3339 UTC time: {e}"))
+}
+
+/// Formats a time as written in manifests (seconds precision, UTC, `Z`).
+pub fn format_time(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}

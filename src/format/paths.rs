@@ -1,0 +1,106 @@
+//! Validation of names and relative paths taken from a manifest.
+//!
+//! A path that passes [`validate_rel_path`] can be joined under a destination directory without
+//! escaping it: it is relative, has no `.`/`..`/empty components, no NUL, no backslash, no control
+//! characters, and is bounded in length and depth. (Symlinks already present in a destination are
+//! the importer's concern: see `fsutil::safe_join`.)
+
+use super::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+
+fn validate_component(c: &str) -> Result<(), String> {
+    if c.is_empty() {
+        return Err("empty path component".into());
+    }
+    if c == "." || c == ".." {
+        return Err(format!("{c:?} component"));
+    }
+    if c.len() > MAX_COMPONENT_BYTES {
+        return Err(format!("component longer than {MAX_COMPONENT_BYTES} bytes"));
+    }
+    if let Some(ch) = c.chars().find(|&ch| ch == '\\' || ch.is_control()) {
+        return Err(format!("forbidden character {ch:?}"));
+    }
+    Ok(())
+}
+
+/// Checks a `/`-separated relative path from a manifest.
+pub fn validate_rel_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(format!("longer than {MAX_PATH_BYTES} bytes"));
+    }
+    if path.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    let mut depth = 0;
+    for c in path.split('/') {
+        validate_component(c)?;
+        depth += 1;
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(())
+}
+
+/// Checks an artifact name: one path component, not hidden.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    validate_component(name)?;
+    if name.starts_with('.') {
+        return Err("names may not start with '.'".into());
+    }
+    if name.contains('/') {
+        return Err("names may not contain '/'".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_paths() {
+        for p in [
+            "a",
+            "a/b/c.json",
+            "dir with space/ünïcödé.txt",
+            "..a/b..",
+            ".hidden",
+        ] {
+            assert_eq!(validate_rel_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn refuses_escaping_and_odd_paths() {
+        let long = "x".repeat(300);
+        let deep = vec!["d"; 200].join("/");
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            long.as_str(),
+            deep.as_str(),
+        ] {
+            assert!(validate_rel_path(p).is_err(), "{p:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn names_are_single_visible_components() {
+        assert!(validate_name("model-v1.bin").is_ok());
+        for n in ["", ".", "..", ".hidden", "a/b", "a\\b"] {
+            assert!(validate_name(n).is_err(), "{n:?}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Filesystem primitives with the guarantees the rest of airlock relies on: every error names its
+//! path, and content becomes visible only complete and durable (temp file → fsync → rename →
+//! fsync of the directory).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{Digest, Hasher};
+
+/// Size of the buffers used for streaming copies and hashing.
+pub const BUF_SIZE: usize = 1 << 20;
+
+/// Opens a file for reading, naming it on failure.
+pub fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync directory", path, e))?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+/// Writes `data` to `path` atomically: a temp file in the same directory, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".airlock-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create temporary file in", dir, e))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    set_mode(tmp.as_file(), mode).map_err(|e| Error::io("set mode of", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("sync", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("rename into place", path, e.error))?;
+    sync_dir(dir)
+}
+
+pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    let _ = (f, mode);
+    Ok(())
+}
+
+/// Streams `reader` to its end, returning its SHA-256 and length.
+pub fn hash_reader(mut reader: impl Read, what: &Path) -> Result<(Digest, u64)> {
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", what, e)),
+        };
+        hasher.update(&buf[..n]);
+    }
+    let len = hasher.len();
+    Ok((hasher.finish(), len))
+}
+
+/// SHA-256 and length of a file.
+pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    hash_reader(open(path)?, path)
+}
+
+/// Joins a validated relative manifest path under `root`, refusing to pass through anything
+/// that already exists under `root` and is not a real directory (a symlink planted in the
+/// destination could otherwise redirect writes outside it).
+pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let comp = Path::new(part);
+        if !matches!(comp.components().next(), Some(Component::Normal(_)))
+            || comp.components().count() != 1
+        {
+            return Err(Error::Other(format!(
+                "refusing path {rel:?}: component {part:?} is not a plain name"
+            )));
+        }
+        out.push(part);
+        let last = i + 1 == parts.len();
+        match fs::symlink_metadata(&out) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::Conflict(format!(
+                    "{} is a symbolic link; airlock does not write through links",
+                    out.display()
+                )))
+            }
+            Ok(m) if !last && !m.is_dir() => {
+                return Err(Error::Conflict(format!(
+                    "{} exists and is not a directory",
+                    out.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,19 @@
+//! airlock: carry AI artifacts across an air gap as signed, chunked bundles.
+//!
+//! See `ARCHITECTURE.md` for the codemap and invariants, `docs/FORMAT.md` for the bundle format.
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod format;
+pub mod fsutil;
+pub mod net;
+pub mod output;
+pub mod progress;
+pub mod sign;
+pub mod sources;
+pub mod spec;
+pub mod targets;
+
+pub use error::{Error, Result};

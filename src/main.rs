@@ -1,0 +1,26 @@
+//! The `airlock` binary: parse, run, map the outcome to an exit code.
+
+use clap::Parser;
+
+use airlock::cli::Cli;
+use airlock::error::{exit, Error};
+use airlock::output::Printer;
+
+fn main() {
+    let cli = Cli::parse();
+    let printer = Printer {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let code = match airlock::commands::run(cli, &printer) {
+        Ok(()) => exit::OK,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            exit::OK
+        }
+        Err(e) => {
+            printer.error(&e);
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

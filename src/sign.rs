@@ -1,0 +1,332 @@
+//! Keys and signatures in minisign's file formats, so officers can check bundles with stock
+//! `minisign -V` and keys made by `minisign -G` work here.
+//!
+//! The cryptography is the `minisign` crate (by minisign's author). This module adds file
+//! handling (modes, refusing world-readable secret keys, passphrases) and keeps secret material
+//! out of every `Debug`, `Display` and error message.
+
+use std::fmt;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::limits::MAX_SIGNATURE_BYTES;
+
+/// Environment variable holding the secret-key passphrase for non-interactive use.
+pub const PASSPHRASE_ENV: &str = "AIRLOCK_PASSPHRASE";
+
+/// A minisign key id: 8 bytes, shown as 16 uppercase hex digits of their little-endian value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 8]);
+
+impl KeyId {
+    fn from_slice(b: &[u8]) -> KeyId {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&b[..8]);
+        KeyId(id)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A public key the operator trusts (or that a signature names).
+#[derive(Clone)]
+pub struct PublicKey {
+    inner: minisign::PublicKey,
+    pub id: KeyId,
+    /// Where it came from, for messages (a path, or "inline").
+    pub origin: String,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} from {})", self.id, self.origin)
+    }
+}
+
+impl PublicKey {
+    /// Parses a minisign public key: a `.pub` file's text, or the bare base64 line (`RWQ...`).
+    pub fn parse(text: &str, origin: &str) -> Result<PublicKey> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+            .unwrap_or("");
+        let inner = minisign::PublicKey::from_base64(line)
+            .map_err(|e| Error::Key(format!("{origin}: not a minisign public key ({e})")))?;
+        let id = KeyId::from_slice(inner.keynum());
+        Ok(PublicKey {
+            inner,
+            id,
+            origin: origin.to_string(),
+        })
+    }
+
+    /// Reads a public key file, or takes the argument itself when it is a base64 key.
+    pub fn load(arg: &str) -> Result<PublicKey> {
+        let path = Path::new(arg);
+        if !path.exists() && arg.starts_with("RW") && arg.len() == 56 {
+            return PublicKey::parse(arg, "inline key");
+        }
+        let meta = fs::metadata(path).map_err(|e| Error::io("read public key", path, e))?;
+        if meta.len() > 4096 {
+            return Err(Error::Key(format!(
+                "{}: too large to be a minisign public key",
+                path.display()
+            )));
+        }
+        let text = fs::read_to_string(path).map_err(|e| Error::io("read public key", path, e))?;
+        PublicKey::parse(&text, &path.display().to_string())
+    }
+
+    /// The public key file text, as `minisign -G` writes it.
+    pub fn to_file_text(&self) -> String {
+        format!(
+            "untrusted comment: minisign public key {}\n{}\n",
+            self.id,
+            self.inner.to_base64()
+        )
+    }
+
+    pub fn base64(&self) -> String {
+        self.inner.to_base64()
+    }
+}
+
+/// A secret key, decrypted and ready to sign. Never printed.
+pub struct SigningKey {
+    sk: minisign::SecretKey,
+    pub public: PublicKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({})", self.public.id)
+    }
+}
+
+/// Where a passphrase comes from when one is needed.
+#[derive(Clone, Copy, Debug)]
+pub enum Passphrase {
+    /// `AIRLOCK_PASSPHRASE`, else a prompt on the terminal.
+    EnvOrPrompt,
+}
+
+fn get_passphrase(prompt: &str, confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Key(format!(
+            "a passphrase is needed and there is no terminal to ask on: set {PASSPHRASE_ENV}"
+        )));
+    }
+    let p = rpassword::prompt_password(prompt)
+        .map_err(|e| Error::Key(format!("reading passphrase: {e}")))?;
+    if confirm {
+        let again = rpassword::prompt_password("Passphrase (again): ")
+            .map_err(|e| Error::Key(format!("reading passphrase: {e}")))?;
+        if again != p {
+            return Err(Error::Key("the two passphrases differ".into()));
+        }
+    }
+    if p.is_empty() {
+        return Err(Error::Key(
+            "empty passphrase: use --unencrypted for a key without one".into(),
+        ));
+    }
+    Ok(p)
+}
+
+impl SigningKey {
+    /// Reads a minisign secret key file, refusing one that group or others can read.
+    pub fn load(path: &Path, _passphrase: Passphrase) -> Result<SigningKey> {
+        let meta = fs::metadata(path).map_err(|e| Error::io("read secret key", path, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::Key(format!(
+                    "secret key {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+        if meta.len() > 4096 {
+            return Err(Error::Key(format!(
+                "{}: too large to be a minisign secret key",
+                path.display()
+            )));
+        }
+        let text = fs::read_to_string(path).map_err(|e| Error::io("read secret key", path, e))?;
+        let not_a_key = || Error::Key(format!("{}: not a minisign secret key", path.display()));
+        let sk_box = minisign::SecretKeyBox::from_string(&text).map_err(|_| not_a_key())?;
+        let sk = match sk_box.clone().into_unencrypted_secret_key() {
+            Ok(sk) => sk,
+            // The crate answers `Io` for a key whose KDF is not "none" (encrypted) and `Verify`
+            // for an unencrypted key whose checksum fails (damaged).
+            Err(e) if matches!(e.kind(), minisign::ErrorKind::Io) => {
+                let pass = get_passphrase(&format!("Passphrase for {}: ", path.display()), false)?;
+                sk_box.into_secret_key(Some(pass)).map_err(|e| {
+                    Error::Key(format!(
+                        "{}: cannot decrypt secret key ({e})",
+                        path.display()
+                    ))
+                })?
+            }
+            Err(_) => return Err(not_a_key()),
+        };
+        let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|_| not_a_key())?;
+        let id = KeyId::from_slice(pk.keynum());
+        Ok(SigningKey {
+            sk,
+            public: PublicKey {
+                inner: pk,
+                id,
+                origin: path.display().to_string(),
+            },
+        })
+    }
+
+    /// Signs `data` in minisign's prehashed (`ED`) format; returns the `.minisig` file text.
+    pub fn sign(
+        &self,
+        data: &[u8],
+        trusted_comment: &str,
+        untrusted_comment: &str,
+    ) -> Result<String> {
+        let sig = minisign::sign(
+            Some(&self.public.inner),
+            &self.sk,
+            data,
+            Some(trusted_comment),
+            Some(untrusted_comment),
+        )
+        .map_err(|e| Error::Key(format!("signing with key {}: {e}", self.public.id)))?;
+        Ok(sig.into_string())
+    }
+}
+
+/// Generates a key pair at `out` (secret, mode 0600) and `out.pub`. Refuses to overwrite.
+pub fn generate(out: &Path, encrypted: bool) -> Result<(PathBuf, PublicKey)> {
+    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
+    for p in [out, pub_path.as_path()] {
+        if p.symlink_metadata().is_ok() {
+            return Err(Error::Usage(format!(
+                "{} already exists; refusing to overwrite a key",
+                p.display()
+            )));
+        }
+    }
+    let kp = if encrypted {
+        let pass = get_passphrase("Passphrase for the new key: ", true)?;
+        minisign::KeyPair::generate_encrypted_keypair(Some(pass))
+    } else {
+        minisign::KeyPair::generate_unencrypted_keypair()
+    }
+    .map_err(|e| Error::Key(format!("generating key: {e}")))?;
+    let id = KeyId::from_slice(kp.pk.keynum());
+    let public = PublicKey {
+        inner: kp.pk.clone(),
+        id,
+        origin: pub_path.display().to_string(),
+    };
+    let sk_text = kp
+        .sk
+        .to_box(Some("minisign encrypted secret key"))
+        .map_err(|e| Error::Key(format!("encoding key: {e}")))?
+        .into_string();
+    write_new(out, sk_text.as_bytes(), 0o600)?;
+    if let Err(e) = write_new(&pub_path, public.to_file_text().as_bytes(), 0o644) {
+        let _ = fs::remove_file(out);
+        return Err(e);
+    }
+    Ok((pub_path, public))
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let _ = mode;
+    let mut f = opts.open(path).map_err(|e| Error::io("create", path, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// A parsed `.minisig` file (untrusted until [`Signature::verify`] succeeds).
+pub struct Signature {
+    sig: minisign::SignatureBox,
+    pub key_id: KeyId,
+}
+
+impl Signature {
+    /// Parses signature file text. `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> std::result::Result<Signature, String> {
+        if text.len() as u64 > MAX_SIGNATURE_BYTES {
+            return Err(format!("{origin}: larger than {MAX_SIGNATURE_BYTES} bytes"));
+        }
+        let sig = minisign::SignatureBox::from_string(text)
+            .map_err(|e| format!("{origin}: malformed minisign signature ({e})"))?;
+        if !sig.is_prehashed() {
+            return Err(format!("{origin}: legacy (non-prehashed) minisign signature; airlock requires the prehashed ED format"));
+        }
+        let key_id = KeyId::from_slice(sig.keynum());
+        Ok(Signature { sig, key_id })
+    }
+
+    /// The trusted comment. Only meaningful after [`Signature::verify`] succeeded.
+    pub fn trusted_comment(&self) -> String {
+        self.sig.trusted_comment().unwrap_or_default()
+    }
+
+    /// Checks the signature over `data` and the global signature over the trusted comment.
+    pub fn verify(&self, key: &PublicKey, data: &[u8]) -> std::result::Result<(), String> {
+        minisign::verify(
+            &key.inner,
+            &self.sig,
+            std::io::Cursor::new(data),
+            true,
+            false,
+            false,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The trusted comment airlock writes: minisign's `key:value` pairs separated by tabs.
+pub fn trusted_comment(timestamp: u64, fields: &[(&str, String)]) -> String {
+    let mut s = format!("timestamp:{timestamp}\tfile:manifest.json");
+    for (k, v) in fields {
+        s.push('\t');
+        s.push_str(k);
+        s.push(':');
+        s.push_str(v);
+    }
+    s
+}
+
+/// Reads a field of a trusted comment written by [`trusted_comment`].
+pub fn comment_field<'a>(comment: &'a str, key: &str) -> Option<&'a str> {
+    comment
+        .split('\t')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix(':'))
+}

@@ -1,0 +1,175 @@
+//! Local files and directories. Regular files and directories only: symlinks, devices, FIFOs
+//! and sockets are refused by name, as are names that are not UTF-8 or not portable.
+
+use std::fs;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::Needed;
+use crate::error::{Error, Result};
+use crate::format::{paths::validate_rel_path, Artifact, ArtifactKind, Entry, EntryType};
+use crate::fsutil;
+use crate::progress::Progress;
+
+fn is_executable(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o100 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+fn base_name(path: &Path, given: &str) -> Result<String> {
+    let canon = fs::canonicalize(path).map_err(|e| Error::io("resolve", path, e))?;
+    canon
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{given}: cannot derive an artifact name; set one in the spec file"
+            ))
+        })
+}
+
+pub(super) fn resolve(
+    path: &Path,
+    given: &str,
+    name: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<(Artifact, Vec<Needed>)> {
+    let meta = fs::symlink_metadata(path).map_err(|e| Error::io("read source", path, e))?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => base_name(path, given)?,
+    };
+    let identity = fs::canonicalize(path)
+        .map_err(|e| Error::io("resolve", path, e))?
+        .display()
+        .to_string();
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let files = vec![(
+            path.to_path_buf(),
+            meta.len(),
+            name.clone(),
+            is_executable(&meta),
+        )];
+        let (entries, needed) = hash_files(files, progress)?;
+        let artifact = Artifact {
+            name,
+            kind: ArtifactKind::File,
+            source: given.to_string(),
+            identity,
+            entries,
+        };
+        return Ok((artifact, needed));
+    }
+    if !ft.is_dir() {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file or directory (symlinks, devices, FIFOs and sockets are not carried)",
+            path.display()
+        )));
+    }
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    for e in walkdir::WalkDir::new(path).min_depth(1).sort_by_file_name() {
+        let e = e.map_err(|e| {
+            let p = e
+                .path()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_else(|| path.to_path_buf());
+            Error::io(
+                "walk",
+                &p,
+                e.into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+            )
+        })?;
+        let rel = e
+            .path()
+            .strip_prefix(path)
+            .expect("walkdir yields paths under its root");
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("{}: file name is not UTF-8", e.path().display())))?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        validate_rel_path(&rel)
+            .map_err(|why| Error::Usage(format!("{}: {why}", e.path().display())))?;
+        let ft = e.file_type();
+        if ft.is_dir() {
+            dirs.push(rel);
+        } else if ft.is_file() {
+            let m = e
+                .metadata()
+                .map_err(|err| Error::io("stat", e.path(), err.into()))?;
+            files.push((e.path().to_path_buf(), m.len(), rel, is_executable(&m)));
+        } else {
+            let what = if ft.is_symlink() {
+                "a symbolic link"
+            } else {
+                "a special file"
+            };
+            return Err(Error::Usage(format!(
+                "{} is {what}; airlock carries regular files and directories only",
+                e.path().display()
+            )));
+        }
+    }
+    let (mut entries, needed) = hash_files(files, progress)?;
+    entries.extend(dirs.into_iter().map(|d| Entry {
+        path: d,
+        kind: EntryType::Dir,
+        blob: None,
+        size: None,
+        executable: false,
+    }));
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let artifact = Artifact {
+        name,
+        kind: ArtifactKind::Directory,
+        source: given.to_string(),
+        identity,
+        entries,
+    };
+    Ok((artifact, needed))
+}
+
+/// Hashes files in parallel; returns their entries and the blobs they need.
+fn hash_files(
+    files: Vec<(std::path::PathBuf, u64, String, bool)>,
+    progress: &dyn Progress,
+) -> Result<(Vec<Entry>, Vec<Needed>)> {
+    let total = files.iter().map(|f| f.1).sum();
+    progress.start("hashing files", total);
+    let hashed: Vec<Result<(Entry, Needed)>> = files
+        .into_par_iter()
+        .map(|(path, _, rel, executable)| {
+            let (digest, size) = fsutil::hash_file(&path)?;
+            progress.inc(size);
+            let entry = Entry {
+                path: rel,
+                kind: EntryType::File,
+                blob: Some(digest),
+                size: Some(size),
+                executable,
+            };
+            Ok((entry, Needed { digest, size, path }))
+        })
+        .collect();
+    progress.finish();
+    let mut entries = Vec::with_capacity(hashed.len());
+    let mut needed = Vec::with_capacity(hashed.len());
+    for r in hashed {
+        let (e, n) = r?;
+        entries.push(e);
+        needed.push(n);
+    }
+    Ok((entries, needed))
+}

@@ -1,0 +1,180 @@
+//! Where bytes come from on the connected side. A source resolves into manifest artifacts plus
+//! the blobs they need, each with a digest known before anything is written into a chunk
+//! (local files are hashed, downloads are staged and checked against their pins).
+
+mod local;
+mod url;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::bundle::PlannedBlob;
+use crate::error::{Error, Result};
+use crate::format::{paths::validate_name, Artifact, Digest};
+use crate::progress::Progress;
+
+/// A source as the operator named it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A local file or directory (`file://PATH` or a plain path).
+    Path {
+        path: PathBuf,
+        given: String,
+        name: Option<String>,
+    },
+    /// An `http://` or `https://` URL, optionally pinned by SHA-256.
+    Url {
+        url: String,
+        pin: Option<Digest>,
+        given: String,
+        name: Option<String>,
+    },
+}
+
+impl Source {
+    /// Parses a command-line source: `file://PATH`, a plain path, or `https://…[#sha256=HEX]`.
+    pub fn parse(arg: &str) -> Result<Source> {
+        if let Some(rest) = arg.strip_prefix("file://") {
+            return Ok(Source::Path {
+                path: PathBuf::from(rest),
+                given: arg.to_string(),
+                name: None,
+            });
+        }
+        if arg.starts_with("https://") || arg.starts_with("http://") {
+            let (url, pin) = match arg.split_once('#') {
+                None => (arg.to_string(), None),
+                Some((u, frag)) => {
+                    let hex = frag.strip_prefix("sha256=").ok_or_else(|| {
+                        Error::Usage(format!(
+                            "{arg}: the only URL fragment airlock understands is #sha256=HEX"
+                        ))
+                    })?;
+                    let d = Digest::from_hex(hex).map_err(|_| {
+                        Error::Usage(format!("{arg}: #sha256= needs 64 hex digits"))
+                    })?;
+                    (u.to_string(), Some(d))
+                }
+            };
+            return Ok(Source::Url {
+                url,
+                pin,
+                given: arg.to_string(),
+                name: None,
+            });
+        }
+        if let Some((scheme, _)) = arg.split_once("://") {
+            return Err(Error::Usage(format!(
+                "{arg}: unsupported source scheme {scheme}:// (this airlock packs local paths, file:// and http(s):// URLs)"
+            )));
+        }
+        Ok(Source::Path {
+            path: PathBuf::from(arg),
+            given: arg.to_string(),
+            name: None,
+        })
+    }
+
+    pub fn with_name(mut self, n: Option<String>) -> Source {
+        match &mut self {
+            Source::Path { name, .. } | Source::Url { name, .. } => *name = n,
+        }
+        self
+    }
+
+    pub fn given(&self) -> &str {
+        match self {
+            Source::Path { given, .. } | Source::Url { given, .. } => given,
+        }
+    }
+}
+
+/// A file an artifact needs, before dedup.
+pub(crate) struct Needed {
+    pub digest: Digest,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// What the sources resolved to: the artifacts and the distinct blobs, in first-use order.
+pub struct Resolved {
+    pub artifacts: Vec<Artifact>,
+    pub blobs: Vec<PlannedBlob>,
+}
+
+/// Resolves every source. Downloads go under `staging`.
+pub fn resolve(sources: &[Source], staging: &Path, progress: &dyn Progress) -> Result<Resolved> {
+    let mut artifacts = Vec::new();
+    let mut needed: Vec<Needed> = Vec::new();
+    let mut names = HashSet::new();
+    for (i, src) in sources.iter().enumerate() {
+        let (artifact, mut files) = match src {
+            Source::Path { path, given, name } => {
+                local::resolve(path, given, name.as_deref(), progress)?
+            }
+            Source::Url {
+                url,
+                pin,
+                given,
+                name,
+            } => url::resolve(
+                url,
+                *pin,
+                given,
+                name.as_deref(),
+                &staging.join(format!("{i}")),
+                progress,
+            )?,
+        };
+        validate_name(&artifact.name).map_err(|e| {
+            Error::Usage(format!(
+                "{}: artifact name {:?} is not usable ({e}); set a name",
+                src.given(),
+                artifact.name
+            ))
+        })?;
+        if !names.insert(artifact.name.to_lowercase()) {
+            return Err(Error::Usage(format!(
+                "two sources would both be named {:?} (names are compared without case); give one a name in the spec file",
+                artifact.name
+            )));
+        }
+        artifacts.push(artifact);
+        needed.append(&mut files);
+    }
+    let mut seen: HashMap<Digest, ()> = HashMap::new();
+    let blobs = needed
+        .into_iter()
+        .filter(|n| seen.insert(n.digest, ()).is_none())
+        .map(|n| PlannedBlob {
+            digest: n.digest,
+            size: n.size,
+            path: n.path,
+        })
+        .collect();
+    Ok(Resolved { artifacts, blobs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_source_forms() {
+        assert!(matches!(Source::parse("./x").unwrap(), Source::Path { .. }));
+        assert!(
+            matches!(Source::parse("file:///tmp/x").unwrap(), Source::Path { path, .. } if path == Path::new("/tmp/x"))
+        );
+        let hex = "ab".repeat(32);
+        match Source::parse(&format!("https://h/x.bin#sha256={hex}")).unwrap() {
+            Source::Url { url, pin, .. } => {
+                assert_eq!(url, "https://h/x.bin");
+                assert_eq!(pin.unwrap().hex(), hex);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Source::parse("https://h/x#md5=00").is_err());
+        assert!(Source::parse("https://h/x#sha256=00").is_err());
+        assert!(Source::parse("ftp://h/x").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The pack spec file (TOML): the form CI uses to describe a bundle. Its JSON schema,
+//! `schemas/pack-spec.schema.json`, is generated from these types.
+//!
+//! ```toml
+//! channel = "nightly"
+//! sequence = 42
+//! expires = "30d"
+//! chunk_size = "2GiB"
+//!
+//! [[files]]
+//! path = "patches/fix-1234.bin"   # relative to this file's directory
+//!
+//! [[urls]]
+//! url = "https://example.com/tokenizer.json"
+//! sha256 = "…64 hex…"
+//! name = "tokenizer.json"
+//! ```
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::Digest;
+use crate::sources::Source;
+
+/// A pack spec file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PackSpec {
+    /// Release channel (overridden by `--channel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Sequence number (overridden by `--sequence`); default: the creation time in Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// How long the bundle stays valid, e.g. `30d`, `12h`, or `never` (overridden by `--expires`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Largest chunk file, e.g. `700MiB`, `4GiB`, `25GB` (overridden by `--chunk-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<String>,
+    /// Local files and directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSource>,
+    /// Downloads over http(s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<UrlSource>,
+}
+
+/// A local file or directory.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// Path to the file or directory; relative paths are taken from the spec file's directory.
+    pub path: String,
+    /// Artifact name (default: the file or directory name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A file downloaded over http(s).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UrlSource {
+    /// `https://` or `http://` URL.
+    pub url: String,
+    /// Expected SHA-256 (64 hex digits); the pack fails if the download differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Artifact name (default: the last path segment of the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl PackSpec {
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path) -> Result<PackSpec> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read spec file", path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
+    }
+
+    /// The sources the spec lists; relative paths are resolved against `base`.
+    pub fn sources(&self, base: &Path) -> Result<Vec<Source>> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            let p = Path::new(f.path.strip_prefix("file://").unwrap_or(&f.path));
+            let path = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            out.push(Source::Path {
+                path,
+                given: f.path.clone(),
+                name: f.name.clone(),
+            });
+        }
+        for u in &self.urls {
+            if u.url.contains('#') {
+                return Err(Error::Usage(format!(
+                    "{}: in a spec file, pin with sha256 = \"…\" rather than #sha256=",
+                    u.url
+                )));
+            }
+            let src = Source::parse(&u.url)?;
+            let Source::Url { url, given, .. } = src else {
+                return Err(Error::Usage(format!(
+                    "{}: not an http:// or https:// URL",
+                    u.url
+                )));
+            };
+            let pin =
+                match &u.sha256 {
+                    None => None,
+                    Some(h) => Some(Digest::from_hex(h).map_err(|_| {
+                        Error::Usage(format!("{}: sha256 needs 64 hex digits", u.url))
+                    })?),
+                };
+            out.push(Source::Url {
+                url,
+                pin,
+                given,
+                name: u.name.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
