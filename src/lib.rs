@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod net;
 pub mod output;
 pub mod progress;
+pub mod schema;
 pub mod sign;
 pub mod sources;
 pub mod spec;

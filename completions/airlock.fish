@@ -1,0 +1,76 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_airlock_global_optspecs
+    string join \n q/quiet json h/help V/version
+end
+
+function __fish_airlock_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_airlock_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_airlock_using_subcommand
+    set -l cmd (__fish_airlock_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c airlock -n "__fish_airlock_needs_command" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_needs_command" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c airlock -n "__fish_airlock_needs_command" -s V -l version -d 'Print version'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "pack" -d 'Pack sources into a new signed bundle'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "import" -d 'Verify a bundle, then import its content'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l out -d 'Path of the secret key to write; the public key goes to PATH.pub' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l unencrypted -d 'Do not protect the secret key with a passphrase'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand keygen" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l spec -d 'A TOML spec file listing sources and options (see schemas/pack-spec.schema.json)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l out -d 'Directory to write the bundle into' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l key -d 'Secret key to sign with (repeat for several signatures)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l channel -d 'Release channel [default: default]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Sequence number within the channel [default: current Unix time in seconds]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l expires -d 'Validity, e.g. 30d, 12h, or `never` [default: 30d]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d 'Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Public key to check signatures against (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l trust -d 'Trusted public key (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Trusted public key (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts under DEST' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l dry-run -d 'Verify and print the plan, write nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand completions" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand completions" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "pack" -d 'Pack sources into a new signed bundle'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "import" -d 'Verify a bundle, then import its content'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "completions" -d 'Print shell completions'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,69 @@
+//! Keys: passphrase protection, file modes, secrets never printed.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::*;
+
+#[test]
+fn keygen_writes_a_private_secret_key_and_refuses_to_overwrite() {
+    let env = Env::new();
+    let (sk, pk) = env.keygen("k");
+    assert_eq!(
+        fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pub_text = fs::read_to_string(pk).unwrap();
+    assert!(pub_text.starts_with("untrusted comment: minisign public key "));
+    env.run(&["keygen", "--out", "k", "--unencrypted"])
+        .code(2)
+        .stderr_has("already exists");
+}
+
+#[test]
+fn encrypted_keys_need_the_passphrase() {
+    let env = Env::new();
+    env.run(&["keygen", "--out", "k"])
+        .code(1)
+        .stderr_has("AIRLOCK_PASSPHRASE");
+    let mut c = env.command(&["keygen", "--out", "k"]);
+    c.env("AIRLOCK_PASSPHRASE", "correct horse");
+    run_cmd(c).ok().stdout_has("passphrase-protected");
+    env.write("src/a", "a");
+    let mut wrong = env.command(&["pack", "src", "--out", "b", "--key", "k"]);
+    wrong.env("AIRLOCK_PASSPHRASE", "wrong");
+    let r = run_cmd(wrong);
+    r.code(1).stderr_has("cannot decrypt secret key");
+    assert!(!r.stderr.contains("correct horse"));
+    env.run(&["pack", "src", "--out", "b", "--key", "k"])
+        .code(1)
+        .stderr_has("AIRLOCK_PASSPHRASE");
+    let mut right = env.command(&["pack", "src", "--out", "b", "--key", "k"]);
+    right.env("AIRLOCK_PASSPHRASE", "correct horse");
+    run_cmd(right).ok();
+    env.run(&["verify", "b", "--trust", "k.pub"]).ok();
+}
+
+#[test]
+fn secret_key_readable_by_others_is_refused() {
+    let env = Env::new();
+    let (sk, _) = env.keygen("k");
+    fs::set_permissions(&sk, fs::Permissions::from_mode(0o644)).unwrap();
+    env.write("src/a", "a");
+    env.pack(&["src"], "k", "b", &[])
+        .code(1)
+        .stderr_has("accessible by group or others (mode 0644)")
+        .stderr_has("chmod 600");
+    let secret = fs::read_to_string(&sk).unwrap();
+    let r = env.pack(&["src"], "k", "b", &[]);
+    assert!(!r.stderr.contains(secret.lines().nth(1).unwrap()));
+}
+
+#[test]
+fn public_key_can_be_given_inline() {
+    let env = Env::new();
+    env.sample_bundle();
+    let pk = fs::read_to_string(env.path("k.pub")).unwrap();
+    let b64 = pk.lines().nth(1).unwrap();
+    env.run(&["verify", "b", "--trust", b64]).ok();
+}

@@ -1,0 +1,205 @@
+//! The test harness: a temp workspace, the real `airlock` binary run inside it, and helpers to
+//! make keys, sources and bundles.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(&self) -> &Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn stderr_has(&self, s: &str) -> &Run {
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn stdout_has(&self, s: &str) -> &Run {
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("AIRLOCK_PASSPHRASE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_cmd(self.command(args))
+    }
+
+    /// An unencrypted key pair `NAME` / `NAME.pub`.
+    pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.run(&["keygen", "--out", name, "--unencrypted"]).ok();
+        (self.path(name), self.path(&format!("{name}.pub")))
+    }
+
+    /// A source tree exercising the awkward cases: nesting, empty file and directory, a file
+    /// larger than small chunks, duplicate content, unicode names, a compressible file.
+    pub fn sample_tree(&self, root: &str) -> PathBuf {
+        self.write(&format!("{root}/config.json"), br#"{"model_type": "tiny"}"#);
+        self.write(&format!("{root}/empty.txt"), b"");
+        self.write(
+            &format!("{root}/sub/deep/weights.bin"),
+            pseudo_random(300_000, 1),
+        );
+        self.write(
+            &format!("{root}/sub/copy-of-config.json"),
+            br#"{"model_type": "tiny"}"#,
+        );
+        self.write(
+            &format!("{root}/tokenizer.json"),
+            "{\"vocab\": [1, 2, 3]}\n".repeat(10_000),
+        );
+        self.write(&format!("{root}/ünïcödé ñame.txt"), "unicode\n");
+        fs::create_dir_all(self.path(&format!("{root}/empty-dir"))).unwrap();
+        self.path(root)
+    }
+
+    /// Packs `sources` with key `key` into `out`, with extra args.
+    pub fn pack(&self, sources: &[&str], key: &str, out: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["pack"];
+        args.extend_from_slice(sources);
+        args.extend_from_slice(&["--out", out, "--key", key]);
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// A small signed bundle `b` of the sample tree, key `k`, chunk size 64 KiB (several chunks).
+    pub fn sample_bundle(&self) -> (PathBuf, PathBuf) {
+        self.keygen("k");
+        self.sample_tree("src");
+        self.pack(&["src"], "k", "b", &["--chunk-size", "64KiB"])
+            .ok();
+        (self.path("b"), self.path("k.pub"))
+    }
+}
+
+pub fn run_cmd(mut c: Command) -> Run {
+    let out = c.output().expect("run airlock");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Deterministic incompressible bytes.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every file under `root` with its bytes, as `relative path -> content` (directories as None).
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let content = if e.file_type().is_file() {
+            Some(fs::read(e.path()).unwrap())
+        } else {
+            None
+        };
+        out.insert(rel, content);
+    }
+    out
+}
+
+/// True if `tool` is on PATH (the test script installs it; a missing tool fails loudly in CI).
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/test.sh, which installs the test dependencies"
+    );
+}
