@@ -62,9 +62,9 @@ pub enum Error {
 }
 
 fn summary(problems: &[Problem]) -> String {
-    match problems {
-        [one] => one.to_string(),
-        many => format!("{} problems", many.len()),
+    match problems.len() {
+        1 => "1 problem".to_string(),
+        n => format!("{n} problems"),
     }
 }
 

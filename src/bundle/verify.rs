@@ -220,13 +220,11 @@ fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
     Ok(buf)
 }
 
+/// A signature file's path relative to the bundle root, and its text (or why it is unreadable).
+pub type SignatureFile = (String, std::result::Result<String, String>);
+
 /// Signature files of a bundle, by their path relative to the bundle root.
-pub fn signature_files(
-    dir: &Path,
-) -> (
-    Vec<(String, std::result::Result<String, String>)>,
-    Vec<Problem>,
-) {
+pub fn signature_files(dir: &Path) -> (Vec<SignatureFile>, Vec<Problem>) {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     let read = |path: &Path| {

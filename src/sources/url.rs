@@ -14,8 +14,7 @@ use crate::progress::Progress;
 
 fn name_from_url(url: &reqwest::Url) -> Option<String> {
     url.path_segments()?
-        .filter(|s| !s.is_empty())
-        .next_back()
+        .rfind(|s| !s.is_empty())
         .map(str::to_string)
 }
 
