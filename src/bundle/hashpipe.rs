@@ -10,15 +10,21 @@ use crate::fsutil::BUF_SIZE;
 /// Buffers in flight at most: memory is bounded by `POOL * BUF_SIZE`.
 const POOL: usize = 4;
 
+/// A piece of data to hash: a pool buffer (returned to the pool afterwards) or any other bytes.
+enum Piece {
+    Pooled(Vec<u8>),
+    Owned(Vec<u8>),
+}
+
 pub struct HashPipe {
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Piece>>,
     back: Receiver<Vec<u8>>,
     handle: Option<JoinHandle<Digest>>,
 }
 
 impl HashPipe {
     pub fn new() -> HashPipe {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(POOL);
+        let (tx, rx) = mpsc::sync_channel::<Piece>(POOL);
         let (back_tx, back) = mpsc::sync_channel::<Vec<u8>>(POOL);
         for _ in 0..POOL {
             back_tx
@@ -27,12 +33,16 @@ impl HashPipe {
         }
         let handle = thread::spawn(move || {
             let mut h = Hasher::new();
-            for mut buf in rx {
-                h.update(&buf);
-                if buf.capacity() >= BUF_SIZE {
-                    buf.clear();
-                    // The receiver may be gone when the writer failed; nothing to do then.
-                    let _ = back_tx.send(buf);
+            for piece in rx {
+                match piece {
+                    Piece::Owned(bytes) => h.update(&bytes),
+                    Piece::Pooled(mut buf) => {
+                        h.update(&buf);
+                        buf.clear();
+                        // At most POOL pool buffers exist, so this never blocks; the receiver
+                        // may be gone when the writer failed, and then there is nothing to do.
+                        let _ = back_tx.send(buf);
+                    }
                 }
             }
             h.finish()
@@ -51,10 +61,19 @@ impl HashPipe {
             .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE))
     }
 
-    /// Hashes `buf` (asynchronously); pool buffers come back through [`HashPipe::buffer`].
-    pub fn update(&self, buf: Vec<u8>) {
+    /// Hashes a buffer obtained from [`HashPipe::buffer`] (asynchronously); it returns to the pool.
+    pub fn update_pooled(&self, buf: Vec<u8>) {
+        self.send(Piece::Pooled(buf));
+    }
+
+    /// Hashes other bytes (asynchronously).
+    pub fn update(&self, bytes: Vec<u8>) {
+        self.send(Piece::Owned(bytes));
+    }
+
+    fn send(&self, piece: Piece) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(buf);
+            let _ = tx.send(piece);
         }
     }
 
@@ -88,10 +107,12 @@ mod tests {
         for piece in data.chunks(BUF_SIZE) {
             let mut b = pipe.buffer();
             b.extend_from_slice(piece);
-            pipe.update(b);
+            pipe.update_pooled(b);
         }
+        pipe.update(vec![9u8; 3 * BUF_SIZE]);
         pipe.update(b"tail".to_vec());
         let mut all = data.clone();
+        all.extend_from_slice(&vec![9u8; 3 * BUF_SIZE]);
         all.extend_from_slice(b"tail");
         assert_eq!(pipe.finish(), Digest::of(&all));
     }

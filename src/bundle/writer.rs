@@ -98,7 +98,8 @@ impl<'a> ChunkWriter<'a> {
         self.open.as_mut().expect("room() opened a chunk")
     }
 
-    fn write_small(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Writes bytes that are not a pool buffer (headers, padding, compressed frames).
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let c = self.cur();
         c.file
             .write_all(bytes)
@@ -111,7 +112,7 @@ impl<'a> ChunkWriter<'a> {
     /// Starts an entry of `len` data bytes; returns (chunk index, data offset).
     fn begin_entry(&mut self, name: &str, len: u64) -> Result<(u32, u64)> {
         let header = tarframe::entry_header(name, len, self.opts.mtime);
-        self.write_small(&header)?;
+        self.write_bytes(&header)?;
         let c = self.cur();
         Ok((c.index, c.pos))
     }
@@ -123,14 +124,14 @@ impl<'a> ChunkWriter<'a> {
             .write_all(&buf)
             .map_err(|e| Error::io("write chunk", &c.path, e))?;
         c.pos += buf.len() as u64;
-        c.hash.update(buf);
+        c.hash.update_pooled(buf);
         Ok(())
     }
 
     fn end_entry(&mut self, len: u64) -> Result<()> {
         let pad = tarframe::padding(len) as usize;
         if pad > 0 {
-            self.write_small(&[0u8; BLOCK as usize][..pad])?;
+            self.write_bytes(&[0u8; BLOCK as usize][..pad])?;
         }
         Ok(())
     }
@@ -139,7 +140,7 @@ impl<'a> ChunkWriter<'a> {
         if self.open.is_none() {
             return Ok(());
         }
-        self.write_small(&[0u8; TRAILER as usize])?;
+        self.write_bytes(&[0u8; TRAILER as usize])?;
         let c = self.open.take().expect("checked above");
         c.file
             .sync_all()
@@ -350,7 +351,7 @@ fn write_compressed(
             }
             let name = segment_entry_name(&blob.digest, segments.len(), encoding);
             let (chunk, offset) = w.begin_entry(&name, len)?;
-            w.write_small(&data)?;
+            w.write_bytes(&data)?;
             w.end_entry(len)?;
             segments.push(Segment {
                 chunk,

@@ -221,3 +221,35 @@ fn json_reports_are_machine_readable() {
     bad.code(1);
     assert_eq!(bad.json()["ok"], false);
 }
+
+#[test]
+fn large_compressible_file_spans_windows_and_chunks() {
+    // 20 MiB of text: several 8 MiB zstd windows, with a chunk limit that forces a rollover.
+    let env = Env::new();
+    env.keygen("k");
+    let line: String = (0..2000)
+        .map(|i| format!("{{\"token\": \"t{i}\", \"id\": {i}}}\n"))
+        .collect();
+    let mut text = String::new();
+    while text.len() < 20 << 20 {
+        text.push_str(&line);
+    }
+    env.write("src/big.jsonl", &text);
+    env.write("src/weights.bin", pseudo_random(12 << 20, 5));
+    env.pack(&["src"], "k", "b", &["--chunk-size", "8MiB"]).ok();
+    let m: serde_json::Value = serde_json::from_slice(&env.read("b/manifest.json")).unwrap();
+    let encodings: Vec<&str> = m["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["segments"].as_array().unwrap())
+        .map(|s| s["encoding"].as_str().unwrap())
+        .collect();
+    assert!(
+        encodings.contains(&"zstd") && encodings.contains(&"none"),
+        "{encodings:?}"
+    );
+    env.run(&["import", "b", "--trust", "k.pub", "--files", "d"])
+        .ok();
+    assert_eq!(snapshot(&env.path("src")), snapshot(&env.path("d/src")));
+}
