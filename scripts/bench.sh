@@ -99,7 +99,7 @@ cat <<MD
 | operation | wall (s) | peak RSS (MiB) |
 |---|---:|---:|
 $(for n in "baseline tar|zstd -T0 -3|split + sha256sum" "airlock pack" "sha256sum -c over parts" "openssl dgst over chunks" "airlock verify"; do
-    printf '| %s | %.2f | %.1f |\n' "$n" "${wall[$n]}" "$(echo "${rss[$n]} / 1024" | bc -l)"
+    printf '| %s | %.2f | %.1f |\n' "${n//|/\\|}" "${wall[$n]}" "$(echo "${rss[$n]} / 1024" | bc -l)"
 done)
 
 - pack speed-up vs baseline pipeline: **$(ratio "${wall[baseline tar|zstd -T0 -3|split + sha256sum]}" "${wall[airlock pack]}")×** (target ≥ 2×)
