@@ -170,6 +170,7 @@ pub fn pack(
         }
         fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
     }
+    fsutil::sync_dir(out.path())?;
     out.commit();
     Ok(manifest)
 }

@@ -37,8 +37,10 @@ pub fn copy_blob(
         let mut decoded: Box<dyn Read> = match seg.encoding {
             Encoding::None => Box::new(raw),
             Encoding::Zstd => Box::new(
+                // Exactly one frame per segment (FORMAT.md §4).
                 zstd::stream::read::Decoder::new(raw)
-                    .map_err(|e| Error::io("start decoding chunk", &path, e))?,
+                    .map_err(|e| Error::io("start decoding chunk", &path, e))?
+                    .single_frame(),
             ),
         };
         // Read at most one byte more than declared: a decompression bomb stops right there.

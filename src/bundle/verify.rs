@@ -208,7 +208,13 @@ pub struct VerifyOptions {
     pub now: SystemTime,
 }
 
+/// Reads a bundle file of at most `max` bytes; it must be a regular file, not a link.
 fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err("not a regular file".into()),
+        Err(e) => return Err(e.to_string()),
+    }
     let f = fs::File::open(path).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     f.take(max + 1)
@@ -301,7 +307,6 @@ pub fn verify(
     }
     let mut signers = Vec::new();
     let mut valid: Vec<(String, Signature)> = Vec::new();
-    let mut seen_keys = HashSet::new();
     for (file, text) in sig_files {
         let sig = match text.and_then(|t| Signature::parse(&t, &file)) {
             Ok(s) => s,
@@ -325,9 +330,9 @@ pub fn verify(
                 Ok(()) => {
                     info.valid = true;
                     info.comment = Some(sig.trusted_comment());
-                    if seen_keys.insert(sig.key_id) {
-                        valid.push((file, sig));
-                    }
+                    // Every valid signature's trusted comment is checked below, including a
+                    // second one by the same key.
+                    valid.push((file, sig));
                 }
                 Err(reason) => problems.push(Problem::EditedManifest {
                     file,

@@ -214,6 +214,18 @@ fn read_full(f: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
     Ok(n)
 }
 
+/// Fills `buf` from the blob's file; a short read means the file shrank since it was planned.
+fn fill_from_blob(f: &mut File, buf: &mut [u8], blob: &PlannedBlob) -> Result<()> {
+    if read_full(f, buf, &blob.path)? < buf.len() {
+        return Err(Error::Other(format!(
+            "{} shrank while it was being packed (expected {} bytes); pack again",
+            blob.path.display(),
+            blob.size
+        )));
+    }
+    Ok(())
+}
+
 fn changed(blob: &PlannedBlob, actual: Digest) -> Error {
     Error::Other(format!(
         "{} changed while it was being packed: planned {}, read {}; pack again",
@@ -270,18 +282,11 @@ fn write_stored(
             let mut buf = w.cur().hash.buffer();
             let want = todo.min(BUF_SIZE as u64) as usize;
             buf.resize(want, 0);
-            let n = read_full(&mut f, &mut buf, &blob.path)?;
-            if n < want {
-                return Err(Error::Other(format!(
-                    "{} shrank while it was being packed (expected {} bytes); pack again",
-                    blob.path.display(),
-                    blob.size
-                )));
-            }
+            fill_from_blob(&mut f, &mut buf, blob)?;
             hasher.update(&buf);
             w.write_buf(buf)?;
-            todo -= n as u64;
-            progress.inc(n as u64);
+            todo -= want as u64;
+            progress.inc(want as u64);
         }
         w.end_entry(len)?;
         segments.push(Segment {
@@ -320,14 +325,7 @@ fn write_compressed(
         while inputs.len() < batch && left > 0 {
             let want = left.min(window) as usize;
             let mut buf = vec![0u8; want];
-            let n = read_full(&mut f, &mut buf, &blob.path)?;
-            if n < want {
-                return Err(Error::Other(format!(
-                    "{} shrank while it was being packed (expected {} bytes); pack again",
-                    blob.path.display(),
-                    blob.size
-                )));
-            }
+            fill_from_blob(&mut f, &mut buf, blob)?;
             hasher.update(&buf);
             left -= want as u64;
             inputs.push(buf);

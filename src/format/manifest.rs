@@ -26,7 +26,8 @@ pub struct Manifest {
     pub bundle_id: String,
     /// Release channel (e.g. `nightly`, `models-prod`): `[A-Za-z0-9._-]{1,64}`.
     pub channel: String,
-    /// Sequence number within the channel; importers refuse a lower one than they accepted last.
+    /// Sequence number within the channel; packers raise it with every bundle so that importers
+    /// keeping state can refuse rollbacks and replays.
     pub sequence: u64,
     /// Creation time, RFC 3339 UTC (`2026-11-24T01:02:03Z`).
     pub created: String,
@@ -191,10 +192,10 @@ pub enum ParseError {
     #[error("manifest.json is not an airlock bundle manifest (format {0:?})")]
     NotAirlock(Option<String>),
     #[error(
-        "unsupported bundle format version {found}; this airlock reads versions {}..={} \
-         (a newer airlock wrote this bundle: upgrade the importing side)",
+        "unsupported bundle format version {found}; this airlock reads versions {}..={}{}",
         SUPPORTED_VERSIONS.start(),
-        SUPPORTED_VERSIONS.end()
+        SUPPORTED_VERSIONS.end(),
+        if *found > *SUPPORTED_VERSIONS.end() { " (a newer airlock wrote this bundle: upgrade the importing side)" } else { "" }
     )]
     UnsupportedVersion { found: u32 },
     #[error("manifest.json is not valid: {0}")]
@@ -470,17 +471,25 @@ impl Manifest {
                     }
                 }
             }
-            // A file may not also be a parent of another entry.
+            // Every parent of an entry is listed as a directory (so importers create exactly
+            // the directories the manifest names), and a file is never a parent.
             for e in &a.entries {
                 let lower = e.path.to_lowercase();
                 let mut parent = lower.as_str();
                 while let Some(idx) = parent.rfind('/') {
                     parent = &parent[..idx];
-                    if seen.get(parent) == Some(&EntryType::File) {
-                        return Err(invalid(format!(
-                            "artifact {:?}: {:?} is a file but also the parent of {:?}",
+                    match seen.get(parent) {
+                        Some(EntryType::Dir) => {}
+                        Some(EntryType::File) => {
+                            return Err(invalid(format!(
+                                "artifact {:?}: {:?} is a file but also the parent of {:?}",
+                                a.name, parent, e.path
+                            )))
+                        }
+                        None => return Err(invalid(format!(
+                            "artifact {:?}: the parent {:?} of {:?} is not listed as a directory",
                             a.name, parent, e.path
-                        )));
+                        ))),
                     }
                 }
             }

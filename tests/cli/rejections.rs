@@ -302,3 +302,48 @@ fn structurally_invalid_manifest_even_if_signed() {
     });
     rejected(&env, "k.pub", &["invalid manifest", "is listed twice"]);
 }
+
+#[test]
+fn every_signature_by_a_trusted_key_is_checked_not_only_the_first() {
+    let env = Env::new();
+    env.sample_bundle();
+    let m = manifest(&env);
+    let bytes = env.read("b/manifest.json");
+    let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+    let comment = airlock::sign::trusted_comment(
+        1,
+        &[("bundle", m.bundle_id.clone()), ("channel", "evil".into())],
+    );
+    env.write(
+        "b/signatures/zzz.minisig",
+        key.sign(&bytes, &comment, "x").unwrap(),
+    );
+    rejected(
+        &env,
+        "k.pub",
+        &["signature signatures/zzz.minisig: trusted comment says channel \"evil\""],
+    );
+}
+
+#[test]
+fn bundle_files_must_not_be_symlinks() {
+    let env = Env::new();
+    env.sample_bundle();
+    fs::rename(env.path("b/SHA256SUMS"), env.path("sums-elsewhere")).unwrap();
+    std::os::unix::fs::symlink(env.path("sums-elsewhere"), env.path("b/SHA256SUMS")).unwrap();
+    rejected(&env, "k.pub", &["SHA256SUMS does not match"]);
+}
+
+#[test]
+fn entries_whose_parent_directory_is_not_listed() {
+    let env = Env::new();
+    env.sample_bundle();
+    resign(&env, |m| {
+        m.artifacts[0].entries.retain(|e| e.path != "sub/deep")
+    });
+    rejected(
+        &env,
+        "k.pub",
+        &["the parent \"sub/deep\" of \"sub/deep/weights.bin\" is not listed as a directory"],
+    );
+}
