@@ -486,10 +486,12 @@ impl Manifest {
                                 a.name, parent, e.path
                             )))
                         }
-                        None => return Err(invalid(format!(
+                        None => {
+                            return Err(invalid(format!(
                             "artifact {:?}: the parent {:?} of {:?} is not listed as a directory",
                             a.name, parent, e.path
-                        ))),
+                        )))
+                        }
                     }
                 }
             }

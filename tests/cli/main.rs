@@ -4,6 +4,7 @@ mod generated;
 mod golden;
 mod interop;
 mod keys;
+mod props;
 mod rejections;
 mod roundtrip;
 mod support;
