@@ -9,6 +9,7 @@ pub mod error;
 pub mod format;
 pub mod fsutil;
 pub mod net;
+pub mod oci;
 pub mod output;
 pub mod progress;
 pub mod schema;

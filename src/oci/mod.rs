@@ -1,0 +1,5 @@
+//! OCI distribution pieces shared by the image and Ollama sources and the registry target
+//! (issue 3/4 build on these): image references and registry auth challenges.
+
+pub mod challenge;
+pub mod reference;
