@@ -116,13 +116,7 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Where a passphrase comes from when one is needed.
-#[derive(Clone, Copy, Debug)]
-pub enum Passphrase {
-    /// `AIRLOCK_PASSPHRASE`, else a prompt on the terminal.
-    EnvOrPrompt,
-}
-
+/// A passphrase from `AIRLOCK_PASSPHRASE`, else asked for on the terminal.
 fn get_passphrase(prompt: &str, confirm: bool) -> Result<String> {
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         return Ok(p);
@@ -150,8 +144,9 @@ fn get_passphrase(prompt: &str, confirm: bool) -> Result<String> {
 }
 
 impl SigningKey {
-    /// Reads a minisign secret key file, refusing one that group or others can read.
-    pub fn load(path: &Path, _passphrase: Passphrase) -> Result<SigningKey> {
+    /// Reads a minisign secret key file, refusing one that group or others can read. An
+    /// encrypted key is decrypted with `AIRLOCK_PASSPHRASE` or a passphrase asked on the terminal.
+    pub fn load(path: &Path) -> Result<SigningKey> {
         let meta = fs::metadata(path).map_err(|e| Error::io("read secret key", path, e))?;
         #[cfg(unix)]
         {

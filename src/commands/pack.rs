@@ -8,7 +8,7 @@ use crate::cli::PackArgs;
 use crate::error::{Error, Result};
 use crate::format::{self, limits, validate_channel, ArtifactKind, EntryType, Manifest};
 use crate::output::{self, Printer};
-use crate::sign::{Passphrase, SigningKey};
+use crate::sign::SigningKey;
 use crate::sources::{self, Source};
 use crate::spec::PackSpec;
 
@@ -202,7 +202,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let keys: Vec<SigningKey> = args
         .key
         .iter()
-        .map(|k| SigningKey::load(k, Passphrase::EnvOrPrompt))
+        .map(|k| SigningKey::load(k))
         .collect::<Result<_>>()?;
 
     let out = OutDir::prepare(&args.out)?;

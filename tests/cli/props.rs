@@ -6,7 +6,7 @@ use std::fs;
 use airlock::bundle::{self, OutDir, PackOptions, PlannedBlob, VerifyOptions};
 use airlock::format::{Artifact, ArtifactKind, Digest, Entry, EntryType, Manifest};
 use airlock::progress::Silent;
-use airlock::sign::{Passphrase, PublicKey, SigningKey};
+use airlock::sign::{PublicKey, SigningKey};
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -29,7 +29,7 @@ proptest! {
     fn blobs_round_trip_through_chunks(sizes in blob_sizes(), chunk_kib in 64u64..160) {
         let env = Env::new();
         env.keygen("k");
-        let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+        let key = SigningKey::load(&env.path("k")).unwrap();
         let mut blobs = Vec::new();
         let mut entries = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -75,7 +75,7 @@ proptest! {
 fn a_file_that_changed_since_it_was_hashed_aborts_the_pack() {
     let env = Env::new();
     env.keygen("k");
-    let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+    let key = SigningKey::load(&env.path("k")).unwrap();
     let path = env.write("in/x", pseudo_random(100_000, 1));
     let planned = Digest::of(b"what the file held when it was hashed");
     let blobs = vec![PlannedBlob {

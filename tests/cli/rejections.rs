@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use airlock::format::Manifest;
-use airlock::sign::{Passphrase, SigningKey};
+use airlock::sign::SigningKey;
 
 use crate::support::*;
 
@@ -39,7 +39,7 @@ fn resign(env: &Env, edit: impl FnOnce(&mut Manifest)) {
     let bytes = m.to_bytes();
     fs::write(env.path("b/manifest.json"), &bytes).unwrap();
     fs::write(env.path("b/SHA256SUMS"), m.sha256sums()).unwrap();
-    let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+    let key = SigningKey::load(&env.path("k")).unwrap();
     let sig = airlock::bundle::sign_manifest(&m, &bytes, &key).unwrap();
     fs::write(env.path("b/manifest.json.minisig"), sig).unwrap();
 }
@@ -275,7 +275,7 @@ fn trusted_comment_must_match_the_manifest() {
     // A valid signature over this manifest whose trusted comment names another sequence.
     let m = manifest(&env);
     let bytes = env.read("b/manifest.json");
-    let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+    let key = SigningKey::load(&env.path("k")).unwrap();
     let comment = airlock::sign::trusted_comment(
         1,
         &[
@@ -309,7 +309,7 @@ fn every_signature_by_a_trusted_key_is_checked_not_only_the_first() {
     env.sample_bundle();
     let m = manifest(&env);
     let bytes = env.read("b/manifest.json");
-    let key = SigningKey::load(&env.path("k"), Passphrase::EnvOrPrompt).unwrap();
+    let key = SigningKey::load(&env.path("k")).unwrap();
     let comment = airlock::sign::trusted_comment(
         1,
         &[("bundle", m.bundle_id.clone()), ("channel", "evil".into())],
