@@ -34,6 +34,9 @@ _airlock() {
             airlock,pack)
                 cmd="airlock__subcmd__pack"
                 ;;
+            airlock,sign)
+                cmd="airlock__subcmd__sign"
+                ;;
             airlock,verify)
                 cmd="airlock__subcmd__verify"
                 ;;
@@ -55,6 +58,9 @@ _airlock() {
             airlock__subcmd__help,pack)
                 cmd="airlock__subcmd__help__subcmd__pack"
                 ;;
+            airlock__subcmd__help,sign)
+                cmd="airlock__subcmd__help__subcmd__sign"
+                ;;
             airlock__subcmd__help,verify)
                 cmd="airlock__subcmd__help__subcmd__verify"
                 ;;
@@ -65,7 +71,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import completions help"
+            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -93,7 +99,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="keygen pack inspect verify import completions help"
+            opts="keygen pack inspect verify import sign completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +183,20 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help__subcmd__pack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__sign)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -294,6 +314,28 @@ _airlock() {
                     return 0
                     ;;
                 --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__sign)
+            opts="-q -h --key --trust --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -41,6 +41,7 @@ pub enum Command {
     Inspect(InspectArgs),
     Verify(VerifyArgs),
     Import(ImportArgs),
+    Sign(SignArgs),
     Completions(CompletionsArgs),
 }
 
@@ -173,6 +174,30 @@ pub struct ImportArgs {
     /// Verify and print the plan, write nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Add a countersignature to a bundle that verifies (the two-person rule)
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock inspect /media/usb/bundle --trust ci.pub           # review first
+  airlock sign /media/usb/bundle --key officer.key --trust ci.pub
+
+The bundle must verify against the --trust keys before it is signed. The signature goes to
+signatures/<KEYID>.minisig; chunks and manifest are not touched. Check it with stock tools:
+  minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.pub")]
+pub struct SignArgs {
+    /// The bundle directory
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Secret key to countersign with
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+
+    /// Public key the bundle must already verify against (repeatable)
+    #[arg(long, value_name = "PUBKEY", required = true)]
+    pub trust: Vec<String>,
 }
 
 /// Print shell completions

@@ -6,6 +6,7 @@ mod import;
 mod inspect;
 mod keygen;
 mod pack;
+mod sign;
 mod verify;
 
 use std::time::SystemTime;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Inspect(a) => inspect::run(a, printer),
         Command::Verify(a) => verify::run(a, printer),
         Command::Import(a) => import::run(a, printer),
+        Command::Sign(a) => sign::run(a, printer),
         Command::Completions(a) => completions::run(a),
     }
 }

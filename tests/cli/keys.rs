@@ -67,3 +67,65 @@ fn public_key_can_be_given_inline() {
     let b64 = pk.lines().nth(1).unwrap();
     env.run(&["verify", "b", "--trust", b64]).ok();
 }
+
+#[test]
+fn countersigning_adds_a_signature_without_touching_chunks() {
+    require("minisign");
+    let env = Env::new();
+    env.sample_bundle();
+    env.keygen("officer");
+    let chunks = snapshot(&env.path("b/chunks"));
+    let manifest = env.read("b/manifest.json");
+    let out = env
+        .run(&[
+            "sign", "b", "--key", "officer", "--trust", "k.pub", "--json",
+        ])
+        .ok()
+        .json();
+    let sig = out["signature"].as_str().unwrap().to_string();
+    assert!(
+        sig.contains("signatures/") && sig.ends_with(".minisig"),
+        "{sig}"
+    );
+    assert_eq!(snapshot(&env.path("b/chunks")), chunks);
+    assert_eq!(env.read("b/manifest.json"), manifest);
+    // The officer's key alone now verifies the bundle, with airlock and with stock minisign.
+    env.run(&["verify", "b", "--trust", "officer.pub"]).ok();
+    let v = env
+        .run(&[
+            "verify",
+            "b",
+            "--trust",
+            "k.pub",
+            "--trust",
+            "officer.pub",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        v["signers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["valid"] == true)
+            .count(),
+        2
+    );
+    let mut c = std::process::Command::new("minisign");
+    c.args(["-Vm", "b/manifest.json", "-x", &sig, "-p", "officer.pub"])
+        .current_dir(env.dir.path());
+    run_cmd(c).ok();
+    // Signing twice with one key is refused; a bundle that does not verify is never signed.
+    env.run(&["sign", "b", "--key", "officer", "--trust", "k.pub"])
+        .code(2)
+        .stderr_has("already signed");
+    env.keygen("third");
+    std::fs::write(env.path("b/chunks/00000000.tar"), b"tampered").unwrap();
+    env.run(&["sign", "b", "--key", "third", "--trust", "k.pub"])
+        .code(3);
+    assert_eq!(
+        std::fs::read_dir(env.path("b/signatures")).unwrap().count(),
+        1
+    );
+}

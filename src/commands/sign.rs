@@ -1,0 +1,56 @@
+use serde::Serialize;
+
+use crate::bundle::{self, signature_path};
+use crate::cli::SignArgs;
+use crate::error::{Error, Result};
+use crate::format::{Digest, MANIFEST_FILE};
+use crate::fsutil;
+use crate::output::Printer;
+use crate::sign::SigningKey;
+
+#[derive(Serialize)]
+struct Report {
+    bundle_id: String,
+    key_id: String,
+    signature: String,
+}
+
+pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
+    let key = SigningKey::load(&args.key)?;
+    let trust = super::load_trust(&args.trust)?;
+    let progress = printer.progress();
+    let vb = bundle::verify(&args.dir, &trust, &super::verify_options(), &progress)?;
+    let id = key.public.id.to_string();
+    if vb.signers().iter().any(|s| s.key_id == id) {
+        return Err(Error::Usage(format!(
+            "{} is already signed by key {id}",
+            args.dir.display()
+        )));
+    }
+    // Sign exactly the bytes that were verified.
+    let path = args.dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    if Digest::of(&bytes) != vb.manifest_digest() {
+        return Err(Error::Other(format!(
+            "{} changed while it was being verified; not signing",
+            path.display()
+        )));
+    }
+    let text = bundle::sign_manifest(vb.manifest(), &bytes, &key)?;
+    let out = signature_path(&args.dir, false, &key);
+    fsutil::create_dir_all(out.parent().expect("signatures dir"))?;
+    fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
+    fsutil::sync_dir(&args.dir)?;
+    let report = Report {
+        bundle_id: vb.manifest().bundle_id.clone(),
+        key_id: id,
+        signature: out.display().to_string(),
+    };
+    printer.report(&report, || {
+        format!(
+            "countersigned bundle {} with key {}: {}\n",
+            report.bundle_id, report.key_id, report.signature
+        )
+    });
+    Ok(())
+}
