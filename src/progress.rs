@@ -19,3 +19,17 @@ impl Progress for Silent {
     fn inc(&self, _: u64) {}
     fn finish(&self) {}
 }
+
+/// Reports every byte read through it.
+pub struct ProgressReader<'a, R> {
+    pub inner: R,
+    pub progress: &'a dyn Progress,
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}

@@ -23,7 +23,7 @@ use crate::format::{
     SUMS_FILE,
 };
 use crate::fsutil;
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressReader};
 use crate::sign::{comment_field, PublicKey, Signature};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
@@ -490,19 +490,6 @@ fn check_chunk(path: &Path, c: &format::Chunk, progress: &dyn Progress) -> Optio
             chunk,
             reason: e.to_string(),
         }),
-    }
-}
-
-struct ProgressReader<'a, R> {
-    inner: R,
-    progress: &'a dyn Progress,
-}
-
-impl<R: Read> Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.inc(n as u64);
-        Ok(n)
     }
 }
 

@@ -10,7 +10,7 @@ use super::Needed;
 use crate::error::{Error, Result};
 use crate::format::{paths::validate_rel_path, Artifact, ArtifactKind, Entry, EntryType};
 use crate::fsutil;
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressReader};
 
 fn is_executable(meta: &fs::Metadata) -> bool {
     #[cfg(unix)]
@@ -151,8 +151,11 @@ fn hash_files(
     let hashed: Vec<Result<(Entry, Needed)>> = files
         .into_par_iter()
         .map(|(path, _, rel, executable)| {
-            let (digest, size) = fsutil::hash_file(&path)?;
-            progress.inc(size);
+            let reader = ProgressReader {
+                inner: fsutil::open(&path)?,
+                progress,
+            };
+            let (digest, size) = fsutil::hash_reader(reader, &path)?;
             let entry = Entry {
                 path: rel,
                 kind: EntryType::File,
