@@ -2,4 +2,5 @@
 //! (issue 3/4 build on these): image references and registry auth challenges.
 
 pub mod challenge;
+pub mod client;
 pub mod reference;

@@ -1,0 +1,266 @@
+//! The OCI pull client against a real registry: Debian's docker-registry (Distribution 2.8)
+//! on 127.0.0.1 with its own config, populated with skopeo from an OCI layout built here.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use airlock::format::Digest;
+use airlock::oci::client::Registry;
+use airlock::Error;
+
+use crate::support::*;
+
+/// A docker-registry process on a random loopback port, stopped when dropped.
+pub struct TestRegistry {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub fn start() -> TestRegistry {
+        require("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yml");
+        fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:0\n  secret: airlock-test\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-registry");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining the log so the registry never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on ") {
+                    let addr: String = line[i + 13..]
+                        .chars()
+                        .take_while(|c| *c != '"' && !c.is_whitespace())
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("docker-registry printed no 'listening on' line");
+        TestRegistry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_blob(layout: &Path, data: &[u8]) -> (Digest, usize) {
+    let d = Digest::of(data);
+    let p = layout.join("blobs/sha256").join(d.hex());
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+    (d, data.len())
+}
+
+/// (layout directory, manifest bytes, blobs with their bytes)
+pub type Layout = (PathBuf, Vec<u8>, Vec<(Digest, Vec<u8>)>);
+
+/// A deterministic single-image OCI layout tagged `t`.
+pub fn build_layout(root: &Path) -> Layout {
+    let layout = root.join("layout");
+    fs::create_dir_all(&layout).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let content = pseudo_random(300_000, 11);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("data/weights.bin").unwrap();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append(&h, &content[..]).unwrap();
+    let layer = tar.into_inner().unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:LAYER"]},"config":{}}"#
+        .to_vec();
+    let config = String::from_utf8(config)
+        .unwrap()
+        .replace("sha256:LAYER", &Digest::of(&layer).to_string())
+        .into_bytes();
+    let (ld, ls) = write_blob(&layout, &layer);
+    let (cd, cs) = write_blob(&layout, &config);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{cs}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{ld}","size":{ls}}}]}}"#
+    )
+    .into_bytes();
+    let (md, ms) = write_blob(&layout, &manifest);
+    fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{md}","size":{ms},"annotations":{{"org.opencontainers.image.ref.name":"t"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    (layout, manifest, vec![(cd, config), (ld, layer)])
+}
+
+fn skopeo_push(layout: &Path, dest: &str) {
+    require("skopeo");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:t", layout.display()),
+            &format!("docker://{dest}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pulls_manifests_and_blobs_byte_exact_and_verified() {
+    let reg = TestRegistry::start();
+    let env = Env::new();
+    let (layout, manifest, blobs) = build_layout(env.dir.path());
+    skopeo_push(&layout, &format!("{}/test/img:t", reg.addr));
+
+    let client = Registry::new(&reg.addr, true, None).unwrap();
+    let m = client.manifest("test/img", "t").unwrap();
+    assert_eq!(
+        m.bytes, manifest,
+        "skopeo keeps OCI manifests byte-exact and so must the pull"
+    );
+    assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(m.digest, Digest::of(&manifest));
+    // By digest too.
+    assert_eq!(
+        client
+            .manifest("test/img", &m.digest.to_string())
+            .unwrap()
+            .bytes,
+        manifest
+    );
+    for (d, data) in &blobs {
+        let mut out = Vec::new();
+        assert_eq!(
+            client.blob_to("test/img", d, &mut out).unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(&out, data);
+    }
+}
+
+/// A hostile registry: serves bytes that do not match the digests asked for or announced.
+fn hostile_registry() -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut s) = stream else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap() <= 2 {
+                    break;
+                }
+            }
+            let body: &[u8] = b"{\"schemaVersion\":2}";
+            let header = if line.contains("/manifests/") {
+                // Announces the digest of other bytes.
+                format!("Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {}\r\n", Digest::of(b"other"))
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn wrong_bytes_are_refused_naming_the_digests() {
+    let addr = hostile_registry();
+    let client = Registry::new(&addr, true, None).unwrap();
+    let asked = Digest::of(b"the real layer");
+    match client.blob_to("x/y", &asked, &mut Vec::new()) {
+        Err(Error::DigestMismatch {
+            expected, actual, ..
+        }) => {
+            assert_eq!(expected, asked);
+            assert_eq!(actual, Digest::of(b"{\"schemaVersion\":2}"));
+        }
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    match client.manifest("x/y", "t") {
+        Err(e @ Error::DigestMismatch { .. }) => assert!(
+            e.to_string().contains(&Digest::of(b"other").to_string()),
+            "{e}"
+        ),
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+    // Pinned by digest: the body must hash to that digest.
+    let pinned = Digest::of(b"pinned");
+    assert!(matches!(
+        client.manifest("x/y", &pinned.to_string()),
+        Err(Error::DigestMismatch { .. })
+    ));
+}
+
+#[test]
+fn missing_blobs_and_tags_are_clear_errors() {
+    let reg = TestRegistry::start();
+    let env = Env::new();
+    let (layout, _, _) = build_layout(env.dir.path());
+    skopeo_push(&layout, &format!("{}/test/img:t", reg.addr));
+    let client = Registry::new(&reg.addr, true, None).unwrap();
+    let missing = Digest::of(b"not in the registry");
+    let err = client
+        .blob_to("test/img", &missing, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&missing.to_string()) && err.to_string().contains("404"),
+        "{err}"
+    );
+    let err = client.manifest("test/img", "nope").unwrap_err();
+    assert!(
+        err.to_string().contains("/v2/test/img/manifests/nope"),
+        "{err}"
+    );
+}
