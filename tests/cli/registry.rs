@@ -23,17 +23,27 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> TestRegistry {
+        Self::start_with(None)
+    }
+
+    /// With `htpasswd` (a bcrypt `user:hash` line), the registry demands Basic auth.
+    pub fn start_with(htpasswd: Option<&str>) -> TestRegistry {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.yml");
-        fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:0\n  secret: airlock-test\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:0\n  secret: airlock-test\n",
+            dir.path().join("data").display()
+        );
+        if let Some(line) = htpasswd {
+            let path = dir.path().join("htpasswd");
+            fs::write(&path, format!("{line}\n")).unwrap();
+            yaml += &format!(
+                "auth:\n  htpasswd: {{realm: airlock-test, path: {}}}\n",
+                path.display()
+            );
+        }
+        fs::write(&cfg, yaml).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
@@ -127,16 +137,24 @@ pub fn build_layout(root: &Path) -> Layout {
 }
 
 fn skopeo_push(layout: &Path, dest: &str) {
+    skopeo_push_as(layout, dest, None)
+}
+
+fn skopeo_push_as(layout: &Path, dest: &str, creds: Option<&str>) {
     require("skopeo");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:t", layout.display()),
-            &format!("docker://{dest}"),
-        ])
+    let mut cmd = Command::new("skopeo");
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ]);
+    if let Some(c) = creds {
+        cmd.args(["--dest-creds", c]);
+    }
+    let out = cmd
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg(format!("docker://{dest}"))
         .output()
         .unwrap();
     assert!(
@@ -263,4 +281,38 @@ fn missing_blobs_and_tags_are_clear_errors() {
         err.to_string().contains("/v2/test/img/manifests/nope"),
         "{err}"
     );
+}
+
+/// bcrypt of `testpass` (cost 5), as Distribution's htpasswd auth needs.
+const HTPASSWD: &str = "testuser:$2b$05$3zR42Gef36Rvb4mjlHD7bOOB1AipiX3ApzK2JLkn6YvtlFbyFKTcq";
+
+#[test]
+fn basic_auth_registry() {
+    use airlock::oci::client::Credentials;
+    let reg = TestRegistry::start_with(Some(HTPASSWD));
+    let env = Env::new();
+    let (layout, manifest, _) = build_layout(env.dir.path());
+    skopeo_push_as(
+        &layout,
+        &format!("{}/test/img:t", reg.addr),
+        Some("testuser:testpass"),
+    );
+    let anonymous = Registry::new(&reg.addr, true, None).unwrap();
+    let err = anonymous.manifest("test/img", "t").unwrap_err();
+    assert!(err.to_string().contains("authentication required"), "{err}");
+    let wrong = Credentials {
+        username: "testuser".into(),
+        password: "nope".into(),
+    };
+    let err = Registry::new(&reg.addr, true, Some(wrong))
+        .unwrap()
+        .manifest("test/img", "t")
+        .unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    let right = Credentials {
+        username: "testuser".into(),
+        password: "testpass".into(),
+    };
+    let client = Registry::new(&reg.addr, true, Some(right)).unwrap();
+    assert_eq!(client.manifest("test/img", "t").unwrap().bytes, manifest);
 }
