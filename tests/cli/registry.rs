@@ -316,3 +316,81 @@ fn basic_auth_registry() {
     let client = Registry::new(&reg.addr, true, Some(right)).unwrap();
     assert_eq!(client.manifest("test/img", "t").unwrap().bytes, manifest);
 }
+
+/// Reads one request's first line and headers.
+fn read_request(s: &std::net::TcpStream) -> (String, Vec<String>) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap() <= 2 {
+            break;
+        }
+        headers.push(h.trim().to_ascii_lowercase());
+    }
+    (line, headers)
+}
+
+#[test]
+fn bearer_token_flow_and_no_credentials_on_cross_host_redirects() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    let blob = b"layer bytes".to_vec();
+    let digest = Digest::of(&blob);
+    // The "CDN": another host name (localhost vs 127.0.0.1) and port; records the headers it saw.
+    let cdn = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cdn_port = cdn.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cdn_seen = seen.clone();
+    let cdn_blob = blob.clone();
+    std::thread::spawn(move || {
+        for stream in cdn.incoming().take(4) {
+            let Ok(mut s) = stream else { continue };
+            let (_, headers) = read_request(&s);
+            cdn_seen.lock().unwrap().extend(headers);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                cdn_blob.len()
+            );
+            let _ = s.write_all(&cdn_blob);
+        }
+    });
+    // The registry: 401 with a Bearer challenge unless the token is presented; a token
+    // endpoint; blobs answered by a redirect to the CDN.
+    let reg = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reg.local_addr().unwrap().to_string();
+    let realm = format!("http://{addr}/token");
+    std::thread::spawn(move || {
+        for stream in reg.incoming().take(16) {
+            let Ok(mut s) = stream else { continue };
+            let (line, headers) = read_request(&s);
+            let authed = headers.iter().any(|h| h == "authorization: bearer t0k3n");
+            let reply = if line.starts_with("GET /token?") {
+                assert!(
+                    line.contains("scope=repository%3Aorg%2Fimg%3Apull")
+                        && line.contains("service=test-registry"),
+                    "{line}"
+                );
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\nConnection: close\r\n\r\n{\"token\": \"t0k3n\"}\n".to_string()
+            } else if !authed {
+                format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"test-registry\",scope=\"repository:org/img:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            } else {
+                format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:{cdn_port}/blob\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            };
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    let client = Registry::new(&addr, true, None).unwrap();
+    let mut out = Vec::new();
+    client.blob_to("org/img", &digest, &mut out).unwrap();
+    assert_eq!(out, blob);
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "the CDN was asked");
+    assert!(
+        !seen.iter().any(|h| h.starts_with("authorization")),
+        "credentials leaked to another host: {seen:?}"
+    );
+}
