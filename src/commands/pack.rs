@@ -174,19 +174,13 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .or(spec.channel)
         .unwrap_or_else(|| "default".to_string());
     validate_channel(&channel).map_err(Error::Usage)?;
-    let created = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
-    let sequence = args.sequence.or(spec.sequence).unwrap_or_else(|| {
-        created
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    // Whole seconds: the manifest records times at seconds precision.
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let created = UNIX_EPOCH + Duration::from_secs(now_secs);
+    let sequence = args.sequence.or(spec.sequence).unwrap_or(now_secs);
     let expires = parse_expiry(
         args.expires
             .as_deref()
