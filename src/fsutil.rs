@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::{Digest, Hasher};
+use crate::progress::{Progress, Silent};
 
 /// Size of the buffers used for streaming copies and hashing.
 pub const BUF_SIZE: usize = 1 << 20;
@@ -64,8 +65,24 @@ pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Streams `reader` to its end, returning its SHA-256 and length.
-pub fn hash_reader(mut reader: impl Read, what: &Path) -> Result<(Digest, u64)> {
+/// Where a streaming copy failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading failed after `after` bytes had been copied.
+    Read {
+        after: u64,
+        source: io::Error,
+    },
+    Write(io::Error),
+}
+
+/// Copies `reader` to its end into `writer` in `BUF_SIZE` pieces, hashing as it goes and
+/// reporting progress; returns the SHA-256 and length of what was copied.
+pub fn copy_hashed(
+    mut reader: impl Read,
+    writer: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<(Digest, u64), CopyError> {
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; BUF_SIZE];
     loop {
@@ -73,12 +90,28 @@ pub fn hash_reader(mut reader: impl Read, what: &Path) -> Result<(Digest, u64)> 
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", what, e)),
+            Err(source) => {
+                return Err(CopyError::Read {
+                    after: hasher.len(),
+                    source,
+                })
+            }
         };
         hasher.update(&buf[..n]);
+        writer.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        progress.inc(n as u64);
     }
     let len = hasher.len();
     Ok((hasher.finish(), len))
+}
+
+/// Streams `reader` to its end, returning its SHA-256 and length.
+pub fn hash_reader(reader: impl Read, what: &Path) -> Result<(Digest, u64)> {
+    copy_hashed(reader, &mut io::sink(), &Silent).map_err(|e| match e {
+        CopyError::Read { source, .. } | CopyError::Write(source) => {
+            Error::io("read", what, source)
+        }
+    })
 }
 
 /// SHA-256 and length of a file.

@@ -11,9 +11,10 @@ use reqwest::StatusCode;
 
 use super::challenge;
 use crate::error::{Error, Result};
-use crate::format::{Digest, Hasher};
-use crate::fsutil::BUF_SIZE;
+use crate::format::Digest;
+use crate::fsutil::{self, CopyError};
 use crate::net;
+use crate::progress::Silent;
 
 /// Every manifest type airlock accepts, in the order registries should prefer.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -255,26 +256,13 @@ impl Registry {
                 msg: format!("registry answered {}", resp.status()),
             });
         }
-        let mut hasher = Hasher::new();
-        let mut buf = vec![0u8; BUF_SIZE];
-        loop {
-            let n = match resp.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Http {
-                        url,
-                        msg: format!("download failed after {} bytes: {e}", hasher.len()),
-                    })
-                }
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::Other(format!("writing blob {digest}: {e}")))?;
-        }
-        let size = hasher.len();
-        let actual = hasher.finish();
+        let (actual, size) = fsutil::copy_hashed(&mut resp, out, &Silent).map_err(|e| match e {
+            CopyError::Read { after, source } => Error::Http {
+                url: url.clone(),
+                msg: format!("download failed after {after} bytes: {source}"),
+            },
+            CopyError::Write(e) => Error::Other(format!("writing blob {digest}: {e}")),
+        })?;
         if actual != *digest {
             return Err(Error::DigestMismatch {
                 what: format!("blob {url}"),

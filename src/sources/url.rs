@@ -2,13 +2,12 @@
 //! memory, and refused if the bytes do not match the `#sha256=` pin.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::Path;
 
 use super::Needed;
 use crate::error::{Error, Result};
-use crate::format::{Artifact, ArtifactKind, Digest, Entry, EntryType, Hasher};
-use crate::fsutil::{self, BUF_SIZE};
+use crate::format::{Artifact, ArtifactKind, Digest, Entry, EntryType};
+use crate::fsutil::{self, CopyError};
 use crate::net;
 use crate::progress::Progress;
 
@@ -52,36 +51,22 @@ pub(super) fn resolve(
     let final_url = resp.url().to_string();
     let expected_len = resp.content_length();
     let mut file = File::create(&dest).map_err(|e| Error::io("create", &dest, e))?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; BUF_SIZE];
     progress.start(&format!("downloading {name}"), expected_len.unwrap_or(0));
-    loop {
-        let n = match resp.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(http(format!(
-                    "download failed after {} bytes: {}",
-                    hasher.len(),
-                    error_chain(&e)
-                )))
-            }
-        };
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])
-            .map_err(|e| Error::io("write", &dest, e))?;
-        progress.inc(n as u64);
-    }
+    let (digest, size) =
+        fsutil::copy_hashed(&mut resp, &mut file, progress).map_err(|e| match e {
+            CopyError::Read { after, source } => http(format!(
+                "download failed after {after} bytes: {}",
+                error_chain(&source)
+            )),
+            CopyError::Write(e) => Error::io("write", &dest, e),
+        })?;
     progress.finish();
-    let size = hasher.len();
     if let Some(len) = expected_len {
         if len != size {
             return Err(http(format!("download ended after {size} of {len} bytes")));
         }
     }
     file.sync_all().map_err(|e| Error::io("sync", &dest, e))?;
-    let digest = hasher.finish();
     if let Some(expected) = pin {
         if expected != digest {
             return Err(Error::DigestMismatch {
