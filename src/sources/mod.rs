@@ -5,7 +5,7 @@
 mod local;
 mod url;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::PlannedBlob;
@@ -142,10 +142,10 @@ pub fn resolve(sources: &[Source], staging: &Path, progress: &dyn Progress) -> R
         artifacts.push(artifact);
         needed.append(&mut files);
     }
-    let mut seen: HashMap<Digest, ()> = HashMap::new();
+    let mut seen: HashSet<Digest> = HashSet::new();
     let blobs = needed
         .into_iter()
-        .filter(|n| seen.insert(n.digest, ()).is_none())
+        .filter(|n| seen.insert(n.digest))
         .map(|n| PlannedBlob {
             digest: n.digest,
             size: n.size,
