@@ -158,6 +158,49 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Passes bytes through and, at end of stream, fails with `InvalidData` unless they hashed to
+/// the expected digest: a consumer never sees a clean EOF on wrong bytes.
+pub struct CheckingReader<R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    what: String,
+}
+
+impl<R: Read> CheckingReader<R> {
+    pub fn new(inner: R, expected: Digest, what: String) -> Self {
+        CheckingReader {
+            inner,
+            hasher: Some(Hasher::new()),
+            expected,
+            what,
+        }
+    }
+}
+
+impl<R: Read> Read for CheckingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(h) = self.hasher.take() {
+                let actual = h.finish();
+                if actual != self.expected {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: digest mismatch: expected {}, got {actual}",
+                            self.what, self.expected
+                        ),
+                    ));
+                }
+            }
+        } else if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 /// Hashes everything written through it.
 pub struct HashingWriter<W> {
     inner: W,

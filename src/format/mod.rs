@@ -10,7 +10,7 @@ mod manifest;
 pub mod paths;
 pub mod tarframe;
 
-pub use digest::{Digest, DigestParseError, Hasher, HashingReader, HashingWriter};
+pub use digest::{CheckingReader, Digest, DigestParseError, Hasher, HashingReader, HashingWriter};
 pub use manifest::*;
 
 use std::ops::RangeInclusive;

@@ -51,6 +51,35 @@ enum Auth {
     Basic,
 }
 
+/// How to reach registries: TLS roots, which hosts may use plain HTTP, credentials.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Explicit credentials (`--creds`); without them the auth files are consulted.
+    pub creds: Option<Credentials>,
+    /// Extra CA certificates (PEM files) trusted besides the system roots.
+    pub ca_certs: Vec<std::path::PathBuf>,
+    /// Hosts (`name[:port]`) that may be reached over plain HTTP. Loopback hosts always may.
+    pub insecure: Vec<String>,
+}
+
+impl ConnectOptions {
+    /// Whether `host` may use plain HTTP: listed as insecure, or a loopback address.
+    pub fn allows_plain_http(&self, host: &str) -> bool {
+        if self.insecure.iter().any(|h| h == host) {
+            return true;
+        }
+        let name = match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        name == "localhost"
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 pub struct Registry {
     http: Client,
     base: String,
@@ -59,15 +88,33 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A client for `host` (`name[:port]`). Plain HTTP only when `plain_http` is set.
-    pub fn new(host: &str, plain_http: bool, creds: Option<Credentials>) -> Result<Registry> {
-        let scheme = if plain_http { "http" } else { "https" };
+    /// A client for `host` (`name[:port]`). HTTPS; for hosts that allow plain HTTP (see
+    /// [`ConnectOptions::allows_plain_http`]) HTTPS is tried first and plain HTTP used when the
+    /// TLS connection cannot be made, as docker does.
+    pub fn new(host: &str, opts: &ConnectOptions) -> Result<Registry> {
+        let http = net::client_with_roots(&opts.ca_certs)?;
+        let creds = match &opts.creds {
+            Some(c) => Some(c.clone()),
+            None => super::auth::lookup(host)?,
+        };
+        let mut base = format!("https://{host}");
+        if opts.allows_plain_http(host) {
+            let probe = http.get(format!("{base}/v2/")).send();
+            if matches!(&probe, Err(e) if e.is_connect() || e.is_request()) {
+                base = format!("http://{host}");
+            }
+        }
         Ok(Registry {
-            http: net::client()?,
-            base: format!("{scheme}://{host}"),
+            http,
+            base,
             creds,
             auth: Mutex::new(Auth::None),
         })
+    }
+
+    /// The base URL in use (`https://host` or `http://host`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn url(&self, path: &str) -> String {
