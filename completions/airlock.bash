@@ -283,7 +283,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --all-platforms --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -314,6 +314,22 @@ _airlock() {
                     return 0
                     ;;
                 --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --insecure-registry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

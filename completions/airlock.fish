@@ -48,6 +48,11 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l channel -d 'Rel
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Sequence number within the channel [default: current Unix time in seconds]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l expires -d 'Validity, e.g. 30d, 12h, or `never` [default: 30d]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d 'Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l platform -d 'Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable) [default: all platforms, the index byte for byte]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l all-platforms -d 'Carry every platform of multi-platform images (the default; excludes --platform)'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'

@@ -71,9 +71,13 @@ Examples:
   airlock pack ./models/tiny ./patches/fix.bin --out /media/usb/bundle --key ci.key
   airlock pack 'https://example.com/tok.json#sha256=<64 hex>' --out b --key ci.key --chunk-size 700MiB
   airlock pack --spec nightly.toml --out /media/usb/nightly --key ci.key --channel nightly --json
+  airlock pack oci://nvcr.io/nim/meta/llama:1.0 --platform linux/amd64 --out b --key ci.key
 
-Sources: a local file or directory (plain path or file://PATH), or an http(s):// URL,
-optionally pinned with #sha256=HEX (the pack fails if the download differs).
+Sources: a local file or directory (plain path or file://PATH), an http(s):// URL,
+optionally pinned with #sha256=HEX (the pack fails if the download differs), a container
+image oci://[HOST/]REPO[:TAG][@sha256:HEX] (Docker Hub short names work: oci://nginx:1.27),
+an OCI image layout oci-layout://PATH[:TAG], or a `docker save` tar docker-archive://FILE[:REF].
+Every manifest and blob is checked against its digest as it streams into the bundle.
 The output directory must not exist or be empty. The manifest is written last:
 a pack that fails leaves no bundle behind.")]
 pub struct PackArgs {
@@ -108,6 +112,40 @@ pub struct PackArgs {
     /// Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
+
+    /// Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable)
+    /// [default: all platforms, the index byte for byte]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+
+    /// Carry every platform of multi-platform images (the default; excludes --platform)
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach OCI registries (pack: sources; import: the target).
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "AIRLOCK_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<String>,
+
+    /// Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+
+    /// Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
 }
 
 /// Show what a bundle holds, for review before import

@@ -14,6 +14,10 @@
 //! url = "https://example.com/tokenizer.json"
 //! sha256 = "…64 hex…"
 //! name = "tokenizer.json"
+//!
+//! [[images]]
+//! ref = "oci://docker.io/vllm/vllm-openai:v0.6.4"   # or oci-layout://…, docker-archive://…
+//! platforms = ["linux/amd64"]                       # default: all platforms
 //! ```
 
 use std::path::Path;
@@ -47,6 +51,30 @@ pub struct PackSpec {
     /// Downloads over http(s).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<UrlSource>,
+    /// Container images and OCI artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageSource>,
+}
+
+/// A container image or OCI artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSource {
+    /// `oci://[HOST/]REPO[:TAG][@sha256:HEX]` (a bare reference means `oci://`),
+    /// `oci-layout://PATH[:TAG]` (relative to this file's directory) or
+    /// `docker-archive://FILE[:REF]`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Platforms to carry from a multi-platform image (`linux/amd64`, `linux/arm64/v8`);
+    /// empty or absent: all of them, the index byte for byte.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Carry every platform (the default; may not be combined with `platforms`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_platforms: bool,
+    /// Artifact name (default: from the reference, e.g. `docker.io_library_nginx_1.27`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A local file or directory.
@@ -125,6 +153,35 @@ impl PackSpec {
                 given,
                 name: u.name.clone(),
             });
+        }
+        for i in &self.images {
+            let given = if i.reference.contains("://") {
+                i.reference.clone()
+            } else {
+                format!("oci://{}", i.reference)
+            };
+            let rel = |scheme: &str| -> Option<String> {
+                let rest = given.strip_prefix(scheme)?;
+                (!Path::new(rest).is_absolute())
+                    .then(|| format!("{scheme}{}", base.join(rest).display()))
+            };
+            let resolved = rel("oci-layout://")
+                .or_else(|| rel("docker-archive://"))
+                .unwrap_or_else(|| given.clone());
+            let src = Source::parse(&resolved)?;
+            if !matches!(src, Source::Image { .. }) {
+                return Err(Error::Usage(format!(
+                    "{}: [[images]] ref must be oci://, oci-layout:// or docker-archive://",
+                    i.reference
+                )));
+            }
+            out.push(
+                src.with_name(i.name.clone())
+                    .with_platforms(crate::sources::PlatformArgs {
+                        platforms: i.platforms.clone(),
+                        all: i.all_platforms,
+                    }),
+            );
         }
         Ok(out)
     }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use verify::{verify, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
-pub use writer::PlannedBlob;
+pub use writer::{Opener, Origin, PlannedBlob};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Artifact, Digest, Manifest, CHUNKS_DIR, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE,
-    SIGNATURES_DIR, SIGNATURE_FILE, SUMS_FILE,
+    self, Artifact, Digest, Manifest, CHUNKS_DIR, FORMAT_NAME, MANIFEST_FILE, SIGNATURES_DIR,
+    SIGNATURE_FILE, SUMS_FILE,
 };
 use crate::fsutil;
 use crate::progress::Progress;
@@ -135,7 +135,7 @@ pub fn pack(
         .map_err(|e| Error::Other(format!("no randomness for the bundle id: {e}")))?;
     let manifest = Manifest {
         format: FORMAT_NAME.to_string(),
-        version: FORMAT_VERSION,
+        version: Manifest::required_version(&artifacts),
         bundle_id: hex::encode(id),
         channel: opts.channel.clone(),
         sequence: opts.sequence,

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -28,12 +29,84 @@ const WORTH_IT: f64 = 0.85;
 const SAMPLE: usize = 64 << 10;
 const LEVEL: i32 = 3;
 
+/// Opens a fresh reader over a blob's bytes.
+pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>;
+
+/// Where the bytes of a planned blob come from.
+#[derive(Clone)]
+pub enum Origin {
+    /// Already in memory (manifests, small configs).
+    Bytes(Arc<Vec<u8>>),
+    /// A byte range of a local file, starting at `offset` (a whole file, an OCI layout blob, a
+    /// member of a docker archive).
+    File { path: PathBuf, offset: u64 },
+    /// A stream (a registry download). Its bytes are trusted only once they hash to the digest.
+    Stream { open: Opener, what: String },
+}
+
+impl Origin {
+    /// A whole local file.
+    pub fn file(path: impl Into<PathBuf>) -> Origin {
+        Origin::File {
+            path: path.into(),
+            offset: 0,
+        }
+    }
+
+    /// What to name in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Bytes(_) => "generated document".to_string(),
+            Origin::File { path, offset: 0 } => path.display().to_string(),
+            Origin::File { path, offset } => format!("{} at byte {offset}", path.display()),
+            Origin::Stream { what, .. } => what.clone(),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Origin::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
+            Origin::File { path, offset } => {
+                let mut f = fsutil::open(path)?;
+                if *offset > 0 {
+                    use std::io::{Seek, SeekFrom};
+                    f.seek(SeekFrom::Start(*offset))
+                        .map_err(|e| Error::io("seek", path, e))?;
+                }
+                Ok(Box::new(f))
+            }
+            Origin::Stream { open, .. } => open(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Origin({})", self.describe())
+    }
+}
+
 /// A blob the plan wants in the bundle: its promised digest and where to read it.
 #[derive(Debug, Clone)]
 pub struct PlannedBlob {
     pub digest: Digest,
     pub size: u64,
-    pub path: PathBuf,
+    pub origin: Origin,
+    /// Whether to compress: `None` decides by sampling (local files), `Some` when the source
+    /// knows (a gzip layer is not worth it, an uncompressed tar layer is).
+    pub compress: Option<bool>,
+}
+
+impl PlannedBlob {
+    /// A whole local file, compression decided by sampling.
+    pub fn file(digest: Digest, size: u64, path: impl Into<PathBuf>) -> PlannedBlob {
+        PlannedBlob {
+            digest,
+            size,
+            origin: Origin::file(path),
+            compress: None,
+        }
+    }
 }
 
 pub struct WriterOptions {
@@ -158,10 +231,19 @@ impl<'a> ChunkWriter<'a> {
 /// Decides whether a blob is worth compressing, from its magic number and a few samples taken
 /// away from the start (a safetensors header compresses; the tensors after it do not).
 pub fn worth_compressing(path: &Path, size: u64) -> Result<bool> {
+    worth_compressing_at(path, 0, size)
+}
+
+fn worth_compressing_at(path: &Path, base: u64, size: u64) -> Result<bool> {
     if size < 4096 {
         return Ok(false);
     }
     let mut f = fsutil::open(path)?;
+    {
+        use std::io::{Seek, SeekFrom};
+        f.seek(SeekFrom::Start(base))
+            .map_err(|e| Error::io("seek", path, e))?;
+    }
     let mut magic = [0u8; 8];
     f.read_exact(&mut magic)
         .map_err(|e| Error::io("read", path, e))?;
@@ -190,7 +272,7 @@ pub fn worth_compressing(path: &Path, size: u64) -> Result<bool> {
     let (mut raw, mut packed) = (0usize, 0usize);
     let mut buf = vec![0u8; SAMPLE.min(size as usize)];
     for off in offsets {
-        f.seek(SeekFrom::Start(off))
+        f.seek(SeekFrom::Start(base + off))
             .map_err(|e| Error::io("seek", path, e))?;
         let n = read_full(&mut f, &mut buf, path)?;
         raw += n;
@@ -214,25 +296,81 @@ fn read_full(f: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
     Ok(n)
 }
 
-/// Fills `buf` from the blob's file; a short read means the file shrank since it was planned.
-fn fill_from_blob(f: &mut File, buf: &mut [u8], blob: &PlannedBlob) -> Result<()> {
-    if read_full(f, buf, &blob.path)? < buf.len() {
-        return Err(Error::Other(format!(
-            "{} shrank while it was being packed (expected {} bytes); pack again",
-            blob.path.display(),
-            blob.size
-        )));
+/// Fills `buf` from the blob's origin; a short read means the file shrank since it was planned
+/// (or the stream ended early).
+fn fill_from_blob(f: &mut dyn Read, buf: &mut [u8], blob: &PlannedBlob) -> Result<()> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "blob {} from {}: {e}",
+                    blob.digest,
+                    blob.origin.describe()
+                )))
+            }
+        }
+    }
+    if n < buf.len() {
+        return Err(match blob.origin {
+            Origin::Stream { .. } => Error::Other(format!(
+                "blob {} from {} ended early (expected {} bytes)",
+                blob.digest,
+                blob.origin.describe(),
+                blob.size
+            )),
+            _ => Error::Other(format!(
+                "{} shrank while it was being packed (expected {} bytes); pack again",
+                blob.origin.describe(),
+                blob.size
+            )),
+        });
+    }
+    Ok(())
+}
+
+/// A stream must end exactly at the declared size: one more byte is a lie about the blob.
+fn check_end(f: &mut dyn Read, blob: &PlannedBlob) -> Result<()> {
+    if let Origin::Stream { .. } = blob.origin {
+        let mut one = [0u8; 1];
+        if matches!(f.read(&mut one), Ok(n) if n > 0) {
+            return Err(Error::Other(format!(
+                "blob {} from {} is longer than the {} bytes its descriptor declares",
+                blob.digest,
+                blob.origin.describe(),
+                blob.size
+            )));
+        }
     }
     Ok(())
 }
 
 fn changed(blob: &PlannedBlob, actual: Digest) -> Error {
-    Error::Other(format!(
-        "{} changed while it was being packed: planned {}, read {}; pack again",
-        blob.path.display(),
-        blob.digest,
-        actual
-    ))
+    match blob.origin {
+        Origin::File { .. } => Error::Other(format!(
+            "{} changed while it was being packed: planned {}, read {}; pack again",
+            blob.origin.describe(),
+            blob.digest,
+            actual
+        )),
+        _ => Error::DigestMismatch {
+            what: format!("blob from {}", blob.origin.describe()),
+            expected: blob.digest,
+            actual,
+        },
+    }
+}
+
+fn should_compress(blob: &PlannedBlob) -> Result<bool> {
+    match (blob.compress, &blob.origin) {
+        (Some(c), _) => Ok(c && blob.size >= 4096),
+        (None, Origin::File { path, offset }) => worth_compressing_at(path, *offset, blob.size),
+        (None, Origin::Bytes(b)) => Ok(b.len() >= 4096),
+        (None, Origin::Stream { .. }) => Ok(false),
+    }
 }
 
 /// Writes every blob into chunks under `chunks_dir`; returns the manifest's blob and chunk lists.
@@ -247,7 +385,7 @@ pub fn write_blobs(
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     progress.start("writing chunks", total);
     for blob in blobs {
-        let segments = if worth_compressing(&blob.path, blob.size)? {
+        let segments = if should_compress(blob)? {
             write_compressed(&mut w, blob, progress)?
         } else {
             write_stored(&mut w, blob, progress)?
@@ -269,7 +407,7 @@ fn write_stored(
     blob: &PlannedBlob,
     progress: &dyn Progress,
 ) -> Result<Vec<Segment>> {
-    let mut f = fsutil::open(&blob.path)?;
+    let mut f = blob.origin.open()?;
     let mut hasher = Hasher::new();
     let mut segments = Vec::new();
     let mut left = blob.size;
@@ -282,7 +420,7 @@ fn write_stored(
             let mut buf = w.cur().hash.buffer();
             let want = todo.min(BUF_SIZE as u64) as usize;
             buf.resize(want, 0);
-            fill_from_blob(&mut f, &mut buf, blob)?;
+            fill_from_blob(&mut *f, &mut buf, blob)?;
             hasher.update(&buf);
             w.write_buf(buf)?;
             todo -= want as u64;
@@ -298,6 +436,7 @@ fn write_stored(
         });
         left -= len;
     }
+    check_end(&mut *f, blob)?;
     let actual = hasher.finish();
     if actual != blob.digest {
         return Err(changed(blob, actual));
@@ -315,7 +454,7 @@ fn write_compressed(
         .min(tarframe::room_at(0, w.opts.chunk_size) / 2)
         .max(BLOCK);
     let batch = rayon::current_num_threads().max(1) * 2;
-    let mut f = fsutil::open(&blob.path)?;
+    let mut f = blob.origin.open()?;
     let mut hasher = Hasher::new();
     let mut segments = Vec::new();
     let mut left = blob.size;
@@ -325,7 +464,7 @@ fn write_compressed(
         while inputs.len() < batch && left > 0 {
             let want = left.min(window) as usize;
             let mut buf = vec![0u8; want];
-            fill_from_blob(&mut f, &mut buf, blob)?;
+            fill_from_blob(&mut *f, &mut buf, blob)?;
             hasher.update(&buf);
             left -= want as u64;
             inputs.push(buf);
@@ -335,7 +474,9 @@ fn write_compressed(
             .map(|raw| zstd::bulk::compress(raw, LEVEL))
             .collect();
         for (raw, frame) in inputs.into_iter().zip(frames) {
-            let frame = frame.map_err(|e| Error::io("compress", &blob.path, e))?;
+            let frame = frame.map_err(|e| {
+                Error::Other(format!("compressing {}: {e}", blob.origin.describe()))
+            })?;
             let size = raw.len() as u64;
             let (data, encoding) = if frame.len() < raw.len() {
                 (frame, Encoding::Zstd)
@@ -361,6 +502,7 @@ fn write_compressed(
             progress.inc(size);
         }
     }
+    check_end(&mut *f, blob)?;
     let actual = hasher.finish();
     if actual != blob.digest {
         return Err(changed(blob, actual));

@@ -9,6 +9,7 @@ mod pack;
 mod sign;
 mod verify;
 
+use crate::oci::client::ConnectOptions;
 use std::time::SystemTime;
 
 use crate::cli::{Cli, Command};
@@ -39,4 +40,17 @@ fn verify_options() -> crate::bundle::VerifyOptions {
     crate::bundle::VerifyOptions {
         now: SystemTime::now(),
     }
+}
+
+/// Registry connection options from the command line.
+pub(crate) fn connect_options(args: &crate::cli::RegistryArgs) -> Result<ConnectOptions> {
+    let creds = match &args.creds {
+        None => None,
+        Some(s) => Some(crate::oci::auth::parse_creds(s)?),
+    };
+    Ok(ConnectOptions {
+        creds,
+        ca_certs: args.ca_cert.clone(),
+        insecure: args.insecure_registry.clone(),
+    })
 }

@@ -161,9 +161,17 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         )?,
         None => Vec::new(),
     };
+    let platforms = sources::PlatformArgs {
+        platforms: args.platform.clone(),
+        all: args.all_platforms,
+    };
+    platforms.choice()?;
     for s in &args.sources {
-        srcs.push(Source::parse(s)?);
+        srcs.push(Source::parse(s)?.with_platforms(platforms.clone()));
     }
+    let resolve_opts = sources::ResolveOptions {
+        connect: super::connect_options(&args.registry)?,
+    };
     if srcs.is_empty() {
         return Err(Error::Usage(
             "nothing to pack: give SOURCE arguments or a --spec file".into(),
@@ -201,7 +209,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
 
     let out = OutDir::prepare(&args.out)?;
     let progress = printer.progress();
-    let resolved = sources::resolve(&srcs, &out.staging(), &progress)?;
+    let resolved = sources::resolve(&srcs, &out.staging(), &resolve_opts, &progress)?;
     let opts = PackOptions {
         channel,
         sequence,

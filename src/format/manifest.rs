@@ -58,8 +58,31 @@ pub struct Artifact {
     /// The resolved identity of the source: for URLs the URL fetched and its digest, for local
     /// paths the absolute path. Informational.
     pub identity: String,
-    /// The files and directories that make up the artifact.
+    /// The files and directories that make up the artifact. For an image: an OCI image layout
+    /// (`oci-layout`, `index.json`, `blobs/sha256/<hex>` named by their content's digest).
     pub entries: Vec<Entry>,
+    /// For an image (version 2): what the image is and where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInfo>,
+}
+
+/// What an image artifact is: its top manifest (an index or an image manifest) and the
+/// reference it was mirrored from. The manifest's bytes are the entry `blobs/sha256/<hex>`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInfo {
+    /// The source reference, normalised: `registry/repository[:tag][@digest]`, e.g.
+    /// `docker.io/library/nginx:1.27`. Importers derive the target repository and tag from it.
+    pub reference: String,
+    /// Digest of the top manifest, as pulled (equal to upstream's unless platforms were chosen).
+    pub digest: Digest,
+    /// Media type of the top manifest.
+    pub media_type: String,
+    /// Size in bytes of the top manifest.
+    pub size: u64,
+    /// Platforms carried (`linux/amd64`, ...); empty when the source did not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -69,6 +92,8 @@ pub enum ArtifactKind {
     File,
     /// A directory tree.
     Directory,
+    /// A container image or OCI artifact (version 2): entries form an OCI image layout.
+    Image,
 }
 
 impl ArtifactKind {
@@ -76,6 +101,7 @@ impl ArtifactKind {
         match self {
             ArtifactKind::File => "file",
             ArtifactKind::Directory => "directory",
+            ArtifactKind::Image => "image",
         }
     }
 }
@@ -97,6 +123,30 @@ pub struct Entry {
     /// For files: whether the owner-execute bit was set at the source.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub executable: bool,
+}
+
+impl Entry {
+    /// A directory entry.
+    pub fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind: EntryType::Dir,
+            blob: None,
+            size: None,
+            executable: false,
+        }
+    }
+
+    /// A (non-executable) file entry.
+    pub fn file(path: &str, blob: Digest, size: u64) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind: EntryType::File,
+            blob: Some(blob),
+            size: Some(size),
+            executable: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -167,6 +217,81 @@ pub fn segment_entry_name(digest: &Digest, index: usize, encoding: Encoding) -> 
     }
 }
 
+/// Largest image reference / media type accepted.
+const MAX_REFERENCE: usize = 512;
+
+/// Image artifacts: version 2 or later, `image` present exactly for them, entries forming an OCI
+/// layout whose blob files are named by their content's digest, the top manifest among them.
+fn validate_image(a: &Artifact, version: u32) -> Result<(), Invalid> {
+    let Some(info) = &a.image else {
+        if a.kind == ArtifactKind::Image {
+            return Err(invalid(format!(
+                "image artifact {:?} has no `image` field",
+                a.name
+            )));
+        }
+        return Ok(());
+    };
+    if a.kind != ArtifactKind::Image {
+        return Err(invalid(format!(
+            "artifact {:?} of kind {} carries an `image` field",
+            a.name,
+            a.kind.as_str()
+        )));
+    }
+    if version < 2 {
+        return Err(invalid(format!(
+            "artifact {:?}: images need format version 2, the manifest says {version}",
+            a.name
+        )));
+    }
+    let printable = |s: &str| {
+        !s.is_empty() && s.len() <= MAX_REFERENCE && s.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if !printable(&info.reference) || !printable(&info.media_type) {
+        return Err(invalid(format!(
+            "image artifact {:?}: reference or media type is empty, too long or not printable ASCII",
+            a.name
+        )));
+    }
+    if info.platforms.len() > 256 || info.platforms.iter().any(|p| !printable(p)) {
+        return Err(invalid(format!(
+            "image artifact {:?}: bad platforms list",
+            a.name
+        )));
+    }
+    let mut top = false;
+    for e in &a.entries {
+        let ok = match (e.path.as_str(), e.kind) {
+            ("blobs" | "blobs/sha256", EntryType::Dir) => true,
+            ("oci-layout" | "index.json", EntryType::File) => !e.executable,
+            (p, EntryType::File) => match (p.strip_prefix("blobs/sha256/"), e.blob) {
+                (Some(hex), Some(blob)) if hex == blob.hex() && !e.executable => {
+                    if blob == info.digest {
+                        top = e.size == Some(info.size);
+                    }
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            return Err(invalid(format!(
+                "image artifact {:?}: entry {:?} does not belong in an OCI layout (blob files must be named by their digest)",
+                a.name, e.path
+            )));
+        }
+    }
+    if !top {
+        return Err(invalid(format!(
+            "image artifact {:?}: the top manifest {} ({} bytes) is not among its entries",
+            a.name, info.digest, info.size
+        )));
+    }
+    Ok(())
+}
+
 /// A structural problem in a manifest that parsed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
@@ -235,6 +360,15 @@ impl Manifest {
         let mut out = serde_json::to_vec_pretty(self).expect("manifest serialises");
         out.push(b'\n');
         out
+    }
+
+    /// The lowest format version that can express this manifest: 2 if it carries images.
+    pub fn required_version(artifacts: &[Artifact]) -> u32 {
+        if artifacts.iter().any(|a| a.kind == ArtifactKind::Image) {
+            2
+        } else {
+            1
+        }
     }
 
     /// Checks every invariant of FORMAT.md §Invariants that can be checked without the chunks.
@@ -417,6 +551,7 @@ impl Manifest {
             if total_entries > MAX_ENTRIES {
                 return Err(invalid(format!("more than {MAX_ENTRIES} entries in all")));
             }
+            validate_image(a, self.version)?;
             if a.kind == ArtifactKind::File
                 && !(a.entries.len() == 1 && a.entries[0].kind == EntryType::File)
             {

@@ -17,10 +17,11 @@ use std::ops::RangeInclusive;
 
 /// Value of the manifest's `format` field.
 pub const FORMAT_NAME: &str = "airlock-bundle";
-/// The version this airlock writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest version this airlock writes. A bundle is written with the lowest version that can
+/// express it (see [`Manifest::required_version`]): file-only bundles stay version 1.
+pub const FORMAT_VERSION: u32 = 2;
 /// The versions this airlock reads.
-pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=1;
+pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=2;
 
 /// File names inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

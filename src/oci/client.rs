@@ -319,4 +319,17 @@ impl Registry {
         }
         Ok(size)
     }
+
+    /// Opens blob `digest` for streaming; the caller checks the digest of what it reads.
+    pub fn blob_stream(&self, repo: &str, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&url, |c| c.get(&url), &format!("repository:{repo}:pull"))?;
+        if !resp.status().is_success() {
+            return Err(Error::Http {
+                url,
+                msg: format!("registry answered {}", resp.status()),
+            });
+        }
+        Ok(Box::new(resp))
+    }
 }

@@ -16,29 +16,7 @@ pub const MAX_MANIFEST: u64 = 4 << 20;
 /// Deepest index nesting followed (index → index → … → manifest).
 pub const MAX_DEPTH: usize = 4;
 
-/// Opens a fresh reader over a blob's bytes (called again to retry).
-pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>;
-
-/// Where the bytes of a collected blob come from when the bundle is written.
-#[derive(Clone)]
-pub enum Origin {
-    /// Already in memory (manifests, small configs).
-    Bytes(Arc<Vec<u8>>),
-    /// A byte range of a local file (OCI layout blob, member of a docker archive).
-    File { path: PathBuf, offset: u64 },
-    /// A stream (a registry download); the bundle writer checks the digest as it writes.
-    Stream { open: Opener, what: String },
-}
-
-impl std::fmt::Debug for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            Origin::File { path, offset } => write!(f, "File({}@{offset})", path.display()),
-            Origin::Stream { what, .. } => write!(f, "Stream({what})"),
-        }
-    }
-}
+pub use crate::bundle::{Opener, Origin};
 
 /// One blob (manifest, config or layer) of a collected image.
 #[derive(Debug, Clone)]

@@ -68,6 +68,7 @@ pub(super) fn resolve(
             source: given.to_string(),
             identity,
             entries,
+            image: None,
         };
         return Ok((artifact, needed));
     }
@@ -137,6 +138,7 @@ pub(super) fn resolve(
         source: given.to_string(),
         identity,
         entries,
+        image: None,
     };
     Ok((artifact, needed))
 }

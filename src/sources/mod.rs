@@ -2,6 +2,7 @@
 //! the blobs they need, each with a digest known before anything is written into a chunk
 //! (local files are hashed, downloads are staged and checked against their pins).
 
+pub mod image;
 mod local;
 mod url;
 
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::bundle::PlannedBlob;
 use crate::error::{Error, Result};
 use crate::format::{paths::validate_name, Artifact, Digest};
+use crate::oci::client::ConnectOptions;
 use crate::progress::Progress;
+pub use image::{ImageLocation, PlatformArgs};
 
 /// A source as the operator named it.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,13 @@ pub enum Source {
     Url {
         url: String,
         pin: Option<Digest>,
+        given: String,
+        name: Option<String>,
+    },
+    /// A container image or OCI artifact.
+    Image {
+        location: ImageLocation,
+        platforms: PlatformArgs,
         given: String,
         name: Option<String>,
     },
@@ -63,9 +73,24 @@ impl Source {
                 name: None,
             });
         }
+        let image = |location: ImageLocation| Source::Image {
+            location,
+            platforms: PlatformArgs::default(),
+            given: arg.to_string(),
+            name: None,
+        };
+        if let Some(rest) = arg.strip_prefix("oci://") {
+            return Ok(image(ImageLocation::Registry(rest.to_string())));
+        }
+        if let Some(rest) = arg.strip_prefix("oci-layout://") {
+            return Ok(image(ImageLocation::Layout(rest.to_string())));
+        }
+        if let Some(rest) = arg.strip_prefix("docker-archive://") {
+            return Ok(image(ImageLocation::Archive(rest.to_string())));
+        }
         if let Some((scheme, _)) = arg.split_once("://") {
             return Err(Error::Usage(format!(
-                "{arg}: unsupported source scheme {scheme}:// (this airlock packs local paths, file:// and http(s):// URLs)"
+                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout:// and docker-archive:// sources)"
             )));
         }
         Ok(Source::Path {
@@ -77,14 +102,26 @@ impl Source {
 
     pub fn with_name(mut self, n: Option<String>) -> Source {
         match &mut self {
-            Source::Path { name, .. } | Source::Url { name, .. } => *name = n,
+            Source::Path { name, .. } | Source::Url { name, .. } | Source::Image { name, .. } => {
+                *name = n
+            }
+        }
+        self
+    }
+
+    /// Sets the platform choice of an image source (no effect on other sources).
+    pub fn with_platforms(mut self, p: PlatformArgs) -> Source {
+        if let Source::Image { platforms, .. } = &mut self {
+            *platforms = p;
         }
         self
     }
 
     pub fn given(&self) -> &str {
         match self {
-            Source::Path { given, .. } | Source::Url { given, .. } => given,
+            Source::Path { given, .. }
+            | Source::Url { given, .. }
+            | Source::Image { given, .. } => given,
         }
     }
 }
@@ -102,29 +139,59 @@ pub struct Resolved {
     pub blobs: Vec<PlannedBlob>,
 }
 
-/// Resolves every source. Downloads go under `staging`.
-pub fn resolve(sources: &[Source], staging: &Path, progress: &dyn Progress) -> Result<Resolved> {
+/// How to reach network sources.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Registry TLS roots, insecure hosts and credentials.
+    pub connect: ConnectOptions,
+}
+
+fn planned(files: Vec<Needed>) -> Vec<PlannedBlob> {
+    files
+        .into_iter()
+        .map(|n| PlannedBlob::file(n.digest, n.size, n.path))
+        .collect()
+}
+
+/// Resolves every source. Downloads go under `staging`; image blobs are streamed later, when
+/// the bundle is written.
+pub fn resolve(
+    sources: &[Source],
+    staging: &Path,
+    opts: &ResolveOptions,
+    progress: &dyn Progress,
+) -> Result<Resolved> {
     let mut artifacts = Vec::new();
-    let mut needed: Vec<Needed> = Vec::new();
+    let mut needed: Vec<PlannedBlob> = Vec::new();
     let mut names = HashSet::new();
     for (i, src) in sources.iter().enumerate() {
         let (artifact, mut files) = match src {
             Source::Path { path, given, name } => {
-                local::resolve(path, given, name.as_deref(), progress)?
+                let (a, f) = local::resolve(path, given, name.as_deref(), progress)?;
+                (a, planned(f))
             }
             Source::Url {
                 url,
                 pin,
                 given,
                 name,
-            } => url::resolve(
-                url,
-                *pin,
+            } => {
+                let (a, f) = url::resolve(
+                    url,
+                    *pin,
+                    given,
+                    name.as_deref(),
+                    &staging.join(format!("{i}")),
+                    progress,
+                )?;
+                (a, planned(f))
+            }
+            Source::Image {
+                location,
+                platforms,
                 given,
-                name.as_deref(),
-                &staging.join(format!("{i}")),
-                progress,
-            )?,
+                name,
+            } => image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
         };
         validate_name(&artifact.name).map_err(|e| {
             Error::Usage(format!(
@@ -146,11 +213,6 @@ pub fn resolve(sources: &[Source], staging: &Path, progress: &dyn Progress) -> R
     let blobs = needed
         .into_iter()
         .filter(|n| seen.insert(n.digest))
-        .map(|n| PlannedBlob {
-            digest: n.digest,
-            size: n.size,
-            path: n.path,
-        })
         .collect();
     Ok(Resolved { artifacts, blobs })
 }

@@ -89,6 +89,7 @@ pub(super) fn resolve(
         source: given.to_string(),
         identity: format!("{final_url} {digest}"),
         entries: vec![entry],
+        image: None,
     };
     Ok((
         artifact,

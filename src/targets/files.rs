@@ -87,13 +87,13 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path) -> Result<Plan> {
             });
             Ok(())
         };
-        if a.kind == ArtifactKind::Directory {
+        if a.kind != ArtifactKind::File {
             push_dir(fsutil::safe_join(dest, &a.name)?, &mut steps)?;
         }
         for e in &a.entries {
             let rel = match a.kind {
                 ArtifactKind::File => a.name.clone(),
-                ArtifactKind::Directory => format!("{}/{}", a.name, e.path),
+                ArtifactKind::Directory | ArtifactKind::Image => format!("{}/{}", a.name, e.path),
             };
             let path = fsutil::safe_join(dest, &rel)?;
             match e.kind {

@@ -2,6 +2,7 @@
 
 mod generated;
 mod golden;
+mod images;
 mod interop;
 mod keys;
 mod props;

@@ -38,11 +38,11 @@ proptest! {
             let path = env.write(&format!("in/{i}"), &data);
             let digest = Digest::of(&data);
             if seen.insert(digest) {
-                blobs.push(PlannedBlob { digest, size: data.len() as u64, path });
+                blobs.push(PlannedBlob::file(digest, data.len() as u64, path));
             }
             entries.push(Entry { path: format!("f{i}"), kind: EntryType::File, blob: Some(digest), size: Some(data.len() as u64), executable: false });
         }
-        let artifact = Artifact { name: "a".into(), kind: ArtifactKind::Directory, source: "in".into(), identity: "in".into(), entries };
+        let artifact = Artifact { name: "a".into(), kind: ArtifactKind::Directory, source: "in".into(), identity: "in".into(), entries, image: None };
         let out = OutDir::prepare(&env.path("b")).unwrap();
         let opts = PackOptions { channel: "p".into(), sequence: 1, created: std::time::SystemTime::now(), expires: None, chunk_size: chunk_kib * 1024 };
         let m = bundle::pack(out, vec![artifact], &blobs, &[key], &opts, &Silent).unwrap();
@@ -78,11 +78,7 @@ fn a_file_that_changed_since_it_was_hashed_aborts_the_pack() {
     let key = SigningKey::load(&env.path("k")).unwrap();
     let path = env.write("in/x", pseudo_random(100_000, 1));
     let planned = Digest::of(b"what the file held when it was hashed");
-    let blobs = vec![PlannedBlob {
-        digest: planned,
-        size: 100_000,
-        path,
-    }];
+    let blobs = vec![PlannedBlob::file(planned, 100_000, path)];
     let entries = vec![Entry {
         path: "x".into(),
         kind: EntryType::File,
@@ -96,6 +92,7 @@ fn a_file_that_changed_since_it_was_hashed_aborts_the_pack() {
         source: "in/x".into(),
         identity: "in/x".into(),
         entries,
+        image: None,
     };
     let out = OutDir::prepare(&env.path("b")).unwrap();
     let opts = PackOptions {

@@ -237,13 +237,13 @@ fn chunk_from_another_bundle() {
 fn unsupported_version() {
     let env = Env::new();
     env.sample_bundle();
-    resign(&env, |m| m.version = 2);
+    resign(&env, |m| m.version = 3);
     rejected(
         &env,
         "k.pub",
         &[
             "unsupported version",
-            "unsupported bundle format version 2; this airlock reads versions 1..=1",
+            "unsupported bundle format version 3; this airlock reads versions 1..=2",
         ],
     );
 }

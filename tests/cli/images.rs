@@ -1,0 +1,236 @@
+//! Container images end to end through the real binary: a source registry (Debian's
+//! docker-registry) populated by skopeo from a deterministic OCI layout → `airlock pack oci://…`
+//! → verify → import → the manifests skopeo reads back are byte-identical.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airlock::format::Digest;
+
+use crate::registry::TestRegistry;
+use crate::support::*;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A deterministic OCI layout holding several images, with the digests of their top manifests.
+pub struct ImageSet {
+    pub layout: PathBuf,
+    /// tag → top manifest bytes
+    pub tops: Vec<(String, Vec<u8>)>,
+    /// The layer shared by `single` and both platforms of `multi`.
+    pub shared_layer: Digest,
+}
+
+fn blob(layout: &Path, data: &[u8]) -> String {
+    let d = Digest::of(data);
+    let p = layout.join("blobs/sha256").join(d.hex());
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+    format!(r#""digest":"{d}","size":{}"#, data.len())
+}
+
+fn layer_tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append(&h, &content[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+fn gzip_like(seed: u64, len: usize) -> Vec<u8> {
+    // Layers in registries are gzip; random bytes behind a gzip magic stand in for one (nobody
+    // decompresses them in these tests; the media type says gzip so airlock stores them raw).
+    let mut v = b"\x1f\x8b\x08\x00".to_vec();
+    v.extend(pseudo_random(len, seed));
+    v
+}
+
+fn image_manifest(layout: &Path, arch: &str, layers: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut layer_descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (mt, data) in layers {
+        layer_descs.push(format!(r#"{{"mediaType":"{mt}",{}}}"#, blob(layout, data)));
+        diff_ids.push(format!("\"{}\"", Digest::of(data)));
+    }
+    let config = format!(
+        r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}},"config":{{}}}}"#,
+        diff_ids.join(",")
+    );
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json",{}}},"layers":[{}]}}"#,
+        blob(layout, config.as_bytes()),
+        layer_descs.join(",")
+    )
+    .into_bytes()
+}
+
+/// Tags: `single` (one image), `multi` (index: linux/amd64 + linux/arm64/v8), `art` (an OCI 1.1
+/// artifact: artifactType, empty config, a non-container layer). The shared layer appears in
+/// `single` and both children of `multi`; `single` also has an uncompressed tar layer.
+pub fn build_image_set(root: &Path) -> ImageSet {
+    let layout = root.join("images");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let shared = gzip_like(1, 200_000);
+    let shared_layer = Digest::of(&shared);
+    let plain = layer_tar(&[("etc/app.conf", b"answer = 42\n".repeat(4000))]);
+    let single = image_manifest(
+        &layout,
+        "amd64",
+        &[
+            (gz, shared.clone()),
+            ("application/vnd.oci.image.layer.v1.tar", plain),
+        ],
+    );
+    let amd = image_manifest(
+        &layout,
+        "amd64",
+        &[(gz, shared.clone()), (gz, gzip_like(2, 50_000))],
+    );
+    let arm = image_manifest(
+        &layout,
+        "arm64",
+        &[(gz, shared.clone()), (gz, gzip_like(3, 60_000))],
+    );
+    let multi = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}",{},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"{OCI_MANIFEST}",{},"platform":{{"architecture":"arm64","os":"linux","variant":"v8"}}}}]}}"#,
+        blob(&layout, &amd),
+        blob(&layout, &arm)
+    )
+    .into_bytes();
+    let art = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sbom.v1","config":{{"mediaType":"application/vnd.oci.empty.v1+json",{}}},"layers":[{{"mediaType":"application/vnd.example.sbom.v1+json",{},"annotations":{{"org.opencontainers.image.title":"sbom.json"}}}}]}}"#,
+        blob(&layout, b"{}"),
+        blob(&layout, br#"{"packages":["airlock"]}"#)
+    )
+    .into_bytes();
+    let tops = vec![
+        ("single".to_string(), single),
+        ("multi".to_string(), multi),
+        ("art".to_string(), art),
+    ];
+    let descs: Vec<String> = tops
+        .iter()
+        .map(|(tag, bytes)| {
+            let mt = if tag == "multi" { OCI_INDEX } else { OCI_MANIFEST };
+            format!(
+                r#"{{"mediaType":"{mt}",{},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}"#,
+                blob(&layout, bytes)
+            )
+        })
+        .collect();
+    fs::write(
+        layout.join("index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, descs.join(",")),
+    )
+    .unwrap();
+    ImageSet {
+        layout,
+        tops,
+        shared_layer,
+    }
+}
+
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    require("skopeo");
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Pushes every tag of the set to `registry/lib/<tag>:1` with skopeo (digests preserved).
+pub fn populate(set: &ImageSet, registry: &str) {
+    for (tag, _) in &set.tops {
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{tag}", set.layout.display()),
+            &format!("docker://{registry}/lib/{tag}:1"),
+        ]);
+    }
+}
+
+#[test]
+fn registry_images_pack_verify_and_import_as_oci_layouts() {
+    let src = TestRegistry::start();
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    populate(&set, &src.addr);
+    let refs: Vec<String> = set
+        .tops
+        .iter()
+        .map(|(t, _)| format!("oci://{}/lib/{t}:1", src.addr))
+        .collect();
+    let mut args: Vec<&str> = refs.iter().map(String::as_str).collect();
+    args.extend(["--chunk-size", "128KiB"]);
+    env.pack(&[], "k", "b", &args).ok();
+    env.run(&["verify", "b", "--trust", "k.pub"]).ok();
+
+    // The manifest records each image, and the shared layer is stored once.
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("b/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["version"], 2);
+    let arts = m["artifacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 3);
+    for ((tag, top), a) in set.tops.iter().zip(arts) {
+        assert_eq!(a["kind"], "image");
+        assert_eq!(a["image"]["reference"], format!("{}/lib/{tag}:1", src.addr));
+        assert_eq!(a["image"]["digest"], Digest::of(top).to_string());
+    }
+    let shared = set.shared_layer.to_string();
+    let blobs = m["blobs"].as_array().unwrap();
+    assert_eq!(blobs.iter().filter(|b| b["digest"] == shared).count(), 1);
+    let users = arts
+        .iter()
+        .filter(|a| {
+            a["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["blob"] == shared)
+        })
+        .count();
+    assert_eq!(users, 2, "single and multi both use the shared layer");
+
+    // Imported as plain files, each image is an OCI layout skopeo reads byte-identically.
+    env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
+        .ok();
+    for ((tag, top), a) in set.tops.iter().zip(arts) {
+        let dir = env.path(&format!("dest/{}", a["name"].as_str().unwrap()));
+        let reference = format!("{}/lib/{tag}:1", src.addr);
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            &format!("oci:{}:{reference}", dir.display()),
+        ]);
+        assert_eq!(&raw, top, "{tag}");
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--all",
+            &format!("oci:{}:{reference}", dir.display()),
+            &format!("oci:{}:{tag}", env.path("back").display()),
+        ]);
+    }
+}
