@@ -225,7 +225,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --files --dry-run --quiet --json --help"
+            opts="-q -h --trust --files --registry --strip-host --oci-layout --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -236,6 +236,26 @@ _airlock() {
                     return 0
                     ;;
                 --files)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oci-layout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --insecure-registry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

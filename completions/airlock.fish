@@ -65,7 +65,13 @@ complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Trusted public key (repeatable; a .pub file or the RW... key itself)' -r
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts under DEST' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l registry -d 'Push images to this registry, under an optional repository prefix' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d 'Write images into this OCI image layout (created or merged; ref names are the source references)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l strip-host -d 'Drop the source registry host from target repository names'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l dry-run -d 'Verify and print the plan, write nothing'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Print a machine-readable JSON report on stdout'

@@ -189,15 +189,27 @@ pub struct VerifyArgs {
 
 /// Verify a bundle, then import its content
 #[derive(Debug, Args)]
-#[command(after_help = "\
+#[command(
+    group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout"])),
+    after_help = "\
 Examples:
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --json
+  airlock import /media/usb/bundle --trust ci.pub --registry registry.enclave:5000/mirror
+  airlock import /media/usb/bundle --trust ci.pub --oci-layout /srv/images
 
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
 bundle is a no-op; a file already present with other content stops the import before
-anything is written.")]
+anything is written.
+
+Images go to --registry and/or --oci-layout; with neither, --files writes each image as an
+OCI image layout directory DEST/<artifact>. In a registry, the image mirrored from
+SRC_HOST/REPO:TAG lands at HOST/PREFIX/SRC_HOST/REPO:TAG (`:PORT` in SRC_HOST becomes
+`-PORT`), or at HOST/PREFIX/REPO:TAG with --strip-host; --dry-run shows the mapping.
+Blobs go first, then child manifests, then indexes, then the tag: a tag never points at
+an incomplete image, and re-running an interrupted import finishes it."
+)]
 pub struct ImportArgs {
     /// The bundle directory
     #[arg(value_name = "DIR")]
@@ -207,13 +219,28 @@ pub struct ImportArgs {
     #[arg(long, value_name = "PUBKEY", required = true)]
     pub trust: Vec<String>,
 
-    /// Materialise file and directory artifacts under DEST
-    #[arg(long, value_name = "DEST", required = true)]
-    pub files: PathBuf,
+    /// Materialise file and directory artifacts (and images, if no image target is given) under DEST
+    #[arg(long, value_name = "DEST")]
+    pub files: Option<PathBuf>,
+
+    /// Push images to this registry, under an optional repository prefix
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
+    pub registry: Option<String>,
+
+    /// Drop the source registry host from target repository names
+    #[arg(long, requires = "registry")]
+    pub strip_host: bool,
+
+    /// Write images into this OCI image layout (created or merged; ref names are the source references)
+    #[arg(long, value_name = "PATH")]
+    pub oci_layout: Option<PathBuf>,
 
     /// Verify and print the plan, write nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub registry_opts: RegistryArgs,
 }
 
 /// Add a countersignature to a bundle that verifies (the two-person rule)

@@ -6,79 +6,173 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::verify::VerifiedBundle;
 use crate::error::{Error, Result};
-use crate::format::{Blob, Encoding, Hasher};
+use crate::format::{Blob, Digest, Encoding, Hasher};
 use crate::fsutil::BUF_SIZE;
+use crate::oci::image::BlobSource;
 use crate::progress::Progress;
 
-/// Streams the decoded bytes of `blob` into `out`. Fails, naming the blob and chunk, if a segment
-/// is short, decodes to more or fewer bytes than declared, or the whole does not hash to the
-/// blob's digest. `out` must be discarded on error.
+/// A reader over the decoded bytes of one blob. It fails (`InvalidData`, naming the blob, the
+/// segment and the chunk) instead of reaching EOF if a segment is short, decodes to more or
+/// fewer bytes than declared, or the whole does not hash to the blob's digest. A decompression
+/// bomb stops one byte past the declared size.
+pub struct BlobReader<'a> {
+    bundle: &'a VerifiedBundle,
+    blob: &'a Blob,
+    next: usize,
+    current: Option<(usize, io::Take<Box<dyn Read + Send>>, u64)>,
+    hasher: Option<Hasher>,
+    /// Set when the bytes read did not hash to the blob's digest: what they hashed to.
+    pub mismatch: Option<Digest>,
+}
+
+impl<'a> BlobReader<'a> {
+    pub fn new(bundle: &'a VerifiedBundle, blob: &'a Blob) -> BlobReader<'a> {
+        BlobReader {
+            bundle,
+            blob,
+            next: 0,
+            current: None,
+            hasher: Some(Hasher::new()),
+            mismatch: None,
+        }
+    }
+
+    fn fail(&self, i: usize, what: String) -> io::Error {
+        let seg = &self.blob.segments[i];
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {} segment {i} in {}: {what}",
+                self.blob.digest,
+                self.bundle.chunk_path(seg.chunk).display()
+            ),
+        )
+    }
+
+    fn open_segment(&mut self, i: usize) -> io::Result<()> {
+        let seg = &self.blob.segments[i];
+        let path = self.bundle.chunk_path(seg.chunk);
+        let ctx = |op: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+        };
+        let mut f = File::open(&path).map_err(|e| ctx("open chunk", e))?;
+        f.seek(SeekFrom::Start(seg.offset))
+            .map_err(|e| ctx("seek in chunk", e))?;
+        let raw = f.take(seg.length);
+        let decoded: Box<dyn Read + Send> = match seg.encoding {
+            Encoding::None => Box::new(raw),
+            // Exactly one frame per segment (FORMAT.md §4).
+            Encoding::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(raw)
+                    .map_err(|e| ctx("start decoding chunk", e))?
+                    .single_frame(),
+            ),
+        };
+        // Read at most one byte more than declared: a decompression bomb stops right there.
+        self.current = Some((i, decoded.take(seg.size + 1), 0));
+        Ok(())
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.current.is_none() {
+                if self.next == self.blob.segments.len() {
+                    // End of the blob: it must hash to its digest (checked once).
+                    if let Some(h) = self.hasher.take() {
+                        let actual = h.finish();
+                        if actual != self.blob.digest {
+                            self.mismatch = Some(actual);
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!(
+                                    "blob read from bundle {}: digest mismatch: expected {}, got {actual}",
+                                    self.bundle.dir().display(),
+                                    self.blob.digest
+                                ),
+                            ));
+                        }
+                    }
+                    return Ok(0);
+                }
+                let i = self.next;
+                self.next += 1;
+                self.open_segment(i)?;
+            }
+            let (i, r, got) = self.current.as_mut().expect("open");
+            let (i, size) = (*i, self.blob.segments[*i].size);
+            let n = match r.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.fail(i, format!("cannot decode: {e}"))),
+            };
+            *got += n as u64;
+            let got = *got;
+            if got > size {
+                return Err(self.fail(i, format!("decodes to more than the {size} bytes declared")));
+            }
+            if n == 0 {
+                if got != size {
+                    return Err(self.fail(
+                        i,
+                        format!("holds {got} bytes, {size} declared (truncated media?)"),
+                    ));
+                }
+                self.current = None;
+                continue;
+            }
+            if let Some(h) = &mut self.hasher {
+                h.update(&buf[..n]);
+            }
+            return Ok(n);
+        }
+    }
+}
+
+/// Streams the decoded bytes of `blob` into `out`, checked as [`BlobReader`] does. `out` must be
+/// discarded on error.
 pub fn copy_blob(
     bundle: &VerifiedBundle,
     blob: &Blob,
     out: &mut dyn Write,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut hasher = Hasher::new();
+    let mut r = BlobReader::new(bundle, blob);
     let mut buf = vec![0u8; BUF_SIZE];
-    for (i, seg) in blob.segments.iter().enumerate() {
-        let path = bundle.chunk_path(seg.chunk);
-        let fail = |what: String| {
-            Error::Other(format!(
-                "blob {} segment {i} in {}: {what}",
-                blob.digest,
-                path.display()
-            ))
-        };
-        let mut f = File::open(&path).map_err(|e| Error::io("open chunk", &path, e))?;
-        f.seek(SeekFrom::Start(seg.offset))
-            .map_err(|e| Error::io("seek in chunk", &path, e))?;
-        let raw = f.take(seg.length);
-        let mut decoded: Box<dyn Read> = match seg.encoding {
-            Encoding::None => Box::new(raw),
-            Encoding::Zstd => Box::new(
-                // Exactly one frame per segment (FORMAT.md §4).
-                zstd::stream::read::Decoder::new(raw)
-                    .map_err(|e| Error::io("start decoding chunk", &path, e))?
-                    .single_frame(),
-            ),
-        };
-        // Read at most one byte more than declared: a decompression bomb stops right there.
-        let mut limited = (&mut decoded).take(seg.size + 1);
-        let mut got: u64 = 0;
-        loop {
-            let n = match limited.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(fail(format!("cannot decode: {e}"))),
-            };
-            got += n as u64;
-            if got > seg.size {
-                return Err(fail(format!(
-                    "decodes to more than the {} bytes declared",
-                    seg.size
-                )));
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match r.mismatch {
+                    Some(actual) => Error::DigestMismatch {
+                        what: format!("blob read from bundle {}", bundle.dir().display()),
+                        expected: blob.digest,
+                        actual,
+                    },
+                    None => Error::Other(e.to_string()),
+                })
             }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::Other(format!("writing blob {}: {e}", blob.digest)))?;
-            progress.inc(n as u64);
-        }
-        if got != seg.size {
-            return Err(fail(format!(
-                "holds {got} bytes, {} declared (truncated media?)",
-                seg.size
-            )));
-        }
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::Other(format!("writing blob {}: {e}", blob.digest)))?;
+        progress.inc(n as u64);
     }
-    let actual = hasher.finish();
-    if actual != blob.digest {
-        return Err(Error::DigestMismatch {
-            what: format!("blob read from bundle {}", bundle.dir().display()),
-            expected: blob.digest,
-            actual,
-        });
+}
+
+impl BlobSource for VerifiedBundle {
+    fn size(&self, digest: &Digest) -> Option<u64> {
+        self.blob(digest).map(|b| b.size)
     }
-    Ok(())
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        let blob = self
+            .blob(digest)
+            .ok_or_else(|| Error::Other(format!("the bundle holds no blob {digest}")))?;
+        Ok(Box::new(BlobReader::new(self, blob)))
+    }
 }

@@ -182,9 +182,16 @@ pub struct VerifiedBundle {
     manifest: Manifest,
     manifest_digest: Digest,
     signers: Vec<SignerInfo>,
+    blob_index: std::collections::HashMap<Digest, usize>,
 }
 
 impl VerifiedBundle {
+    /// The blob with this digest, if the bundle holds it.
+    pub fn blob(&self, digest: &Digest) -> Option<&crate::format::Blob> {
+        self.blob_index
+            .get(digest)
+            .map(|&i| &self.manifest.blobs[i])
+    }
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -427,11 +434,18 @@ pub fn verify(
     if !problems.is_empty() {
         return Err(reject(problems));
     }
+    let blob_index = manifest
+        .blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.digest, i))
+        .collect();
     Ok(VerifiedBundle {
         dir: dir.to_path_buf(),
         manifest,
         manifest_digest: Digest::of(&bytes),
         signers,
+        blob_index,
     })
 }
 

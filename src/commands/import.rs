@@ -3,9 +3,20 @@ use serde::Serialize;
 use super::pack::BundleSummary;
 use crate::bundle::{self, SignerInfo};
 use crate::cli::ImportArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::{Artifact, ArtifactKind};
+use crate::oci::client::Registry;
 use crate::output::{self, Printer};
 use crate::targets::files::{self, Action, Plan};
+use crate::targets::registry::{self, ImagePush, Naming, Target};
+
+#[derive(Serialize)]
+struct RegistryReport<'a> {
+    host: &'a str,
+    prefix: Option<&'a str>,
+    naming: Naming,
+    images: &'a [ImagePush],
+}
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -13,10 +24,14 @@ struct Report<'a> {
     #[serde(flatten)]
     bundle: BundleSummary,
     signers: Vec<SignerInfo>,
-    plan: &'a Plan,
+    /// The files target's plan (absent without --files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'a Plan>,
     written: usize,
     kept: usize,
     directories_created: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<RegistryReport<'a>>,
 }
 
 fn plan_text(plan: &Plan) -> String {
@@ -36,42 +51,101 @@ fn plan_text(plan: &Plan) -> String {
     s
 }
 
+fn pushes_text(pushes: &[ImagePush]) -> String {
+    pushes
+        .iter()
+        .map(|p| format!("  push  {} -> {}\n", p.source, p.target))
+        .collect()
+}
+
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let trust = super::load_trust(&args.trust)?;
+    let target = args.registry.as_deref().map(Target::parse).transpose()?;
+    let naming = if args.strip_host {
+        Naming::StripHost
+    } else {
+        Naming::KeepHost
+    };
+    let connect = super::connect_options(&args.registry_opts)?;
     let progress = printer.progress();
     let vb = bundle::verify(&args.dir, &trust, &super::verify_options(), &progress)?;
-    let plan = files::plan(&vb, &args.files)?;
-    if !args.dry_run {
-        files::execute(&vb, &plan, &progress)?;
+
+    // Which target takes which artifact; refuse before any write if something has no place.
+    let image_target = target.is_some() || args.oci_layout.is_some();
+    let to_files = |a: &Artifact| a.kind != ArtifactKind::Image || !image_target;
+    if args.files.is_none() {
+        let homeless: Vec<&str> = vb
+            .manifest()
+            .artifacts
+            .iter()
+            .filter(|a| a.kind != ArtifactKind::Image)
+            .map(|a| a.name.as_str())
+            .collect();
+        if !homeless.is_empty() {
+            return Err(Error::Usage(format!(
+                "the bundle also carries files ({}); give --files DEST for them",
+                homeless.join(", ")
+            )));
+        }
     }
+    let plan = args
+        .files
+        .as_deref()
+        .map(|dest| files::plan(&vb, dest, &to_files))
+        .transpose()?;
+    let pushes = target
+        .as_ref()
+        .map(|t| registry::plan(&vb, t, naming))
+        .transpose()?;
+    if !args.dry_run {
+        if let Some(p) = &plan {
+            files::execute(&vb, p, &progress)?;
+        }
+        if let (Some(t), Some(pushes)) = (&target, &pushes) {
+            let reg = Registry::new(&t.host, &connect)?;
+            registry::execute(&vb, &reg, pushes, &progress)?;
+        }
+    }
+    let count = |a| plan.as_ref().map(|p| p.count(a)).unwrap_or(0);
     let report = Report {
         dry_run: args.dry_run,
         bundle: BundleSummary::new(&args.dir, vb.manifest()),
         signers: vb.signers().to_vec(),
-        plan: &plan,
-        written: plan.count(Action::Write),
-        kept: plan.count(Action::Keep),
-        directories_created: plan.count(Action::Mkdir),
+        plan: plan.as_ref(),
+        written: count(Action::Write),
+        kept: count(Action::Keep),
+        directories_created: count(Action::Mkdir),
+        registry: target.as_ref().map(|t| RegistryReport {
+            host: &t.host,
+            prefix: t.prefix.as_deref(),
+            naming,
+            images: pushes.as_deref().unwrap_or(&[]),
+        }),
     };
     printer.report(&report, || {
-        let head = if args.dry_run {
+        let mut s = if args.dry_run {
             format!("verified {}; dry run, nothing written. Plan:\n", args.dir.display())
         } else {
-            format!(
-                "imported {} into {}: {} files written ({}), {} already present, {} directories created\n",
-                args.dir.display(),
-                args.files.display(),
-                report.written,
-                output::bytes(plan.bytes_to_write()),
-                report.kept,
-                report.directories_created
-            )
+            format!("imported {}\n", args.dir.display())
         };
-        if args.dry_run {
-            head + &plan_text(&plan)
-        } else {
-            head
+        if let (Some(p), Some(dest)) = (&plan, &args.files) {
+            if args.dry_run {
+                s += &plan_text(p);
+            } else {
+                s += &format!(
+                    "  into {}: {} files written ({}), {} already present, {} directories created\n",
+                    dest.display(),
+                    report.written,
+                    output::bytes(p.bytes_to_write()),
+                    report.kept,
+                    report.directories_created
+                );
+            }
         }
+        if let Some(pushes) = &pushes {
+            s += &pushes_text(pushes);
+        }
+        s
     });
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::bundle::{reader, VerifiedBundle};
 use crate::error::{Error, Result};
-use crate::format::{ArtifactKind, Blob, Digest, EntryType};
+use crate::format::{Artifact, ArtifactKind, Blob, Digest, EntryType};
 use crate::fsutil;
 use crate::progress::Progress;
 
@@ -59,10 +59,15 @@ impl Plan {
 
 /// Works out every step, reading (never writing) the destination. Fails on the first conflict:
 /// an existing file with other content, or a file where a directory must go (or the reverse).
-pub fn plan(bundle: &VerifiedBundle, dest: &Path) -> Result<Plan> {
+/// Only artifacts for which `include` is true are planned.
+pub fn plan(
+    bundle: &VerifiedBundle,
+    dest: &Path,
+    include: &dyn Fn(&Artifact) -> bool,
+) -> Result<Plan> {
     let mut steps = Vec::new();
     let mut planned_dirs: HashMap<PathBuf, ()> = HashMap::new();
-    for a in &bundle.manifest().artifacts {
+    for a in bundle.manifest().artifacts.iter().filter(|a| include(a)) {
         let mut push_dir = |path: PathBuf, steps: &mut Vec<Step>| -> Result<()> {
             if planned_dirs.insert(path.clone(), ()).is_some() {
                 return Ok(());
