@@ -11,6 +11,8 @@ use crate::fsutil::BUF_SIZE;
 use crate::oci::image::BlobSource;
 use crate::progress::Progress;
 
+type Decoded = io::Take<Box<dyn Read + Send>>;
+
 /// A reader over the decoded bytes of one blob. It fails (`InvalidData`, naming the blob, the
 /// segment and the chunk) instead of reaching EOF if a segment is short, decodes to more or
 /// fewer bytes than declared, or the whole does not hash to the blob's digest. A decompression
@@ -19,7 +21,8 @@ pub struct BlobReader<'a> {
     bundle: &'a VerifiedBundle,
     blob: &'a Blob,
     next: usize,
-    current: Option<(usize, io::Take<Box<dyn Read + Send>>, u64)>,
+    /// The open segment: its index, its decoded bytes, how many were read so far.
+    current: Option<(usize, Decoded, u64)>,
     hasher: Option<Hasher>,
     /// Set when the bytes read did not hash to the blob's digest: what they hashed to.
     pub mismatch: Option<Digest>,
