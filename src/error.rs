@@ -48,6 +48,14 @@ pub enum Error {
         actual: Digest,
     },
 
+    #[error("{what}: blob {digest} {detail}, but its descriptor declares {declared} bytes")]
+    SizeMismatch {
+        what: String,
+        digest: Digest,
+        declared: u64,
+        detail: String,
+    },
+
     #[error("bundle {} rejected: {}", dir.display(), summary(problems))]
     Rejected {
         dir: PathBuf,
@@ -80,7 +88,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::DigestMismatch { .. } | Error::Rejected { .. } => exit::REJECTED,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Rejected { .. } => {
+                exit::REJECTED
+            }
             _ => exit::OPERATIONAL,
         }
     }
@@ -93,6 +103,7 @@ impl Error {
             Error::Key(_) => "key",
             Error::Http { .. } => "network",
             Error::DigestMismatch { .. } => "digest-mismatch",
+            Error::SizeMismatch { .. } => "size-mismatch",
             Error::Rejected { .. } => "rejected",
             Error::Conflict(_) => "conflict",
             Error::Other(_) => "other",

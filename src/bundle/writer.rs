@@ -316,12 +316,12 @@ fn fill_from_blob(f: &mut dyn Read, buf: &mut [u8], blob: &PlannedBlob) -> Resul
     }
     if n < buf.len() {
         return Err(match blob.origin {
-            Origin::Stream { .. } => Error::Other(format!(
-                "blob {} from {} ended early (expected {} bytes)",
-                blob.digest,
-                blob.origin.describe(),
-                blob.size
-            )),
+            Origin::Stream { .. } => Error::SizeMismatch {
+                what: blob.origin.describe(),
+                digest: blob.digest,
+                declared: blob.size,
+                detail: "ended early".into(),
+            },
             _ => Error::Other(format!(
                 "{} shrank while it was being packed (expected {} bytes); pack again",
                 blob.origin.describe(),
@@ -337,12 +337,12 @@ fn check_end(f: &mut dyn Read, blob: &PlannedBlob) -> Result<()> {
     if let Origin::Stream { .. } = blob.origin {
         let mut one = [0u8; 1];
         if matches!(f.read(&mut one), Ok(n) if n > 0) {
-            return Err(Error::Other(format!(
-                "blob {} from {} is longer than the {} bytes its descriptor declares",
-                blob.digest,
-                blob.origin.describe(),
-                blob.size
-            )));
+            return Err(Error::SizeMismatch {
+                what: blob.origin.describe(),
+                digest: blob.digest,
+                declared: blob.size,
+                detail: "is longer".into(),
+            });
         }
     }
     Ok(())

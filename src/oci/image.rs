@@ -78,12 +78,12 @@ pub fn check_manifest(bytes: &[u8], desc: &Descriptor, what: &str) -> Result<()>
         });
     }
     if bytes.len() as u64 != desc.size {
-        return Err(Error::Other(format!(
-            "{what}: manifest {} is {} bytes, its descriptor says {}",
-            desc.digest,
-            bytes.len(),
-            desc.size
-        )));
+        return Err(Error::SizeMismatch {
+            what: format!("manifest from {what}"),
+            digest: desc.digest,
+            declared: desc.size,
+            detail: format!("is {} bytes", bytes.len()),
+        });
     }
     Ok(())
 }

@@ -234,3 +234,180 @@ fn registry_images_pack_verify_and_import_as_oci_layouts() {
         ]);
     }
 }
+
+fn top_of(m: &serde_json::Value, i: usize) -> String {
+    m["artifacts"][i]["image"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn platforms_select_children_of_an_index() {
+    let src = TestRegistry::start();
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    populate(&set, &src.addr);
+    let multi = format!("oci://{}/lib/multi:1", src.addr);
+    let index: serde_json::Value = serde_json::from_slice(&set.tops[1].1).unwrap();
+    let child = |i: usize| {
+        index["manifests"][i]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // One platform: the image becomes that child manifest, digest as upstream.
+    env.pack(
+        &[&multi],
+        "k",
+        "one",
+        &["--platform", "linux/amd64", "--json"],
+    )
+    .ok();
+    let m = env.run(&["inspect", "one", "--json"]).ok().json()["manifest"].clone();
+    assert_eq!(top_of(&m, 0), child(0));
+    assert_eq!(m["artifacts"][0]["image"]["platforms"][0], "linux/amd64");
+
+    // Two platforms given, both match: a new index over them (all children kept).
+    env.pack(
+        &[&multi],
+        "k",
+        "two",
+        &["--platform", "linux/amd64", "--platform", "linux/arm64"],
+    )
+    .ok();
+    let m = env.run(&["inspect", "two", "--json"]).ok().json()["manifest"].clone();
+    assert_ne!(top_of(&m, 0), Digest::of(&set.tops[1].1).to_string());
+    assert_eq!(
+        m["artifacts"][0]["image"]["platforms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Default: the whole index, byte for byte.
+    env.pack(&[&multi], "k", "all", &[]).ok();
+    let m = env.run(&["inspect", "all", "--json"]).ok().json()["manifest"].clone();
+    assert_eq!(top_of(&m, 0), Digest::of(&set.tops[1].1).to_string());
+
+    // A platform the index lacks: a usage error naming what it has; no bundle left behind.
+    env.pack(&[&multi], "k", "none", &["--platform", "linux/s390x"])
+        .code(2)
+        .stderr_has("no manifest for platform linux/s390x")
+        .stderr_has("linux/amd64, linux/arm64/v8");
+    assert!(!env.path("none").exists());
+    env.pack(
+        &[&multi],
+        "k",
+        "bad",
+        &["--platform", "linux/amd64", "--all-platforms"],
+    )
+    .code(2);
+}
+
+/// An in-process registry that serves `manifest` for any manifest request and `blob_bytes`
+/// for any blob request (whatever digest was asked for).
+fn lying_registry(manifest: Vec<u8>, blob_bytes: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(32) {
+            let Ok(mut s) = stream else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue; // a TLS probe
+            }
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let (ct, body) = if line.contains("/manifests/") {
+                (
+                    format!(
+                        "Content-Type: {OCI_MANIFEST}\r\nDocker-Content-Digest: {}\r\n",
+                        Digest::of(&manifest)
+                    ),
+                    manifest.clone(),
+                )
+            } else if line.contains("/blobs/") {
+                (String::new(), blob_bytes.clone())
+            } else {
+                (String::new(), b"{}".to_vec())
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_fails_the_pack_and_leaves_nothing() {
+    let env = Env::new();
+    env.keygen("k");
+    let good = pseudo_random(10_000, 5);
+    let config = b"{}".to_vec();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":10000}}]}}"#,
+        Digest::of(&config),
+        Digest::of(&good)
+    )
+    .into_bytes();
+    // Every blob request gets 10000 other bytes: the config (2 bytes declared) is too long.
+    let evil = pseudo_random(10_000, 6);
+    let addr = lying_registry(manifest, evil.clone());
+    let run = env.pack(&[&format!("oci://{addr}/x/y:t")], "k", "b", &[]);
+    run.code(3)
+        .stderr_has("is longer, but its descriptor declares 2 bytes");
+    assert!(
+        run.stderr.contains(&Digest::of(&config).to_string())
+            || run.stderr.contains(&Digest::of(&good).to_string()),
+        "names the digest: {}",
+        run.stderr
+    );
+    assert!(!env.path("b").exists(), "a failed pack leaves no bundle");
+}
+
+#[test]
+fn a_manifest_that_does_not_match_its_digest_fails_the_pack() {
+    let env = Env::new();
+    env.keygen("k");
+    let addr = lying_registry(b"{}".to_vec(), Vec::new());
+    // Pinned by digest: the served manifest hashes to something else.
+    let pin = Digest::of(b"the manifest that was published");
+    env.pack(&[&format!("oci://{addr}/x/y@{pin}")], "k", "b", &[])
+        .code(3)
+        .stderr_has(&pin.to_string());
+    assert!(!env.path("b").exists());
+}
+
+#[test]
+fn a_layer_with_wrong_bytes_of_the_right_size_fails_naming_both_digests() {
+    let env = Env::new();
+    env.keygen("k");
+    let good = pseudo_random(10_000, 5);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x-test","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":10000}},"layers":[]}}"#,
+        Digest::of(&good)
+    )
+    .into_bytes();
+    let evil = pseudo_random(10_000, 6);
+    let addr = lying_registry(manifest, evil.clone());
+    env.pack(&[&format!("oci://{addr}/x/y:t")], "k", "b", &[])
+        .code(3)
+        .stderr_has("digest mismatch")
+        .stderr_has(&Digest::of(&good).to_string())
+        .stderr_has(&Digest::of(&evil).to_string());
+    assert!(!env.path("b").exists());
+}
