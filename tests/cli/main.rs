@@ -6,6 +6,7 @@ mod images;
 mod interop;
 mod keys;
 mod props;
+mod regauth;
 mod registry;
 mod rejections;
 mod roundtrip;
