@@ -170,6 +170,25 @@ pub fn populate(set: &ImageSet, registry: &str) {
     }
 }
 
+/// Like [`populate`], for a registry with TLS (its CA trusted) and/or credentials.
+pub fn populate_secure(set: &ImageSet, reg: &TestRegistry, creds: Option<&str>) {
+    for (tag, _) in &set.tops {
+        let mut args = vec!["copy", "--quiet", "--all", "--preserve-digests"];
+        let cert_dir = reg.cert_dir.as_ref().map(|d| d.display().to_string());
+        match &cert_dir {
+            Some(d) => args.extend(["--dest-cert-dir", d.as_str()]),
+            None => args.push("--dest-tls-verify=false"),
+        }
+        if let Some(c) = creds {
+            args.extend(["--dest-creds", c]);
+        }
+        let from = format!("oci:{}:{tag}", set.layout.display());
+        let to = format!("docker://{}/lib/{tag}:1", reg.addr);
+        args.extend([from.as_str(), to.as_str()]);
+        skopeo(&args);
+    }
+}
+
 #[test]
 fn registry_images_pack_verify_and_import_as_oci_layouts() {
     let src = TestRegistry::start();
@@ -410,4 +429,76 @@ fn a_layer_with_wrong_bytes_of_the_right_size_fails_naming_both_digests() {
         .stderr_has(&Digest::of(&good).to_string())
         .stderr_has(&Digest::of(&evil).to_string());
     assert!(!env.path("b").exists());
+}
+
+#[test]
+fn pack_from_a_token_auth_registry_over_tls_with_creds_from_docker_config_or_flag() {
+    use crate::registry::{RegistryOpts, TOKEN_PASS, TOKEN_USER};
+    let reg = TestRegistry::start_opts(RegistryOpts {
+        tls: true,
+        token: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    let creds = format!("{TOKEN_USER}:{TOKEN_PASS}");
+    populate_secure(&set, &reg, Some(&creds));
+    let ca = reg.ca_cert.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let src = format!("oci://{}/lib/single:1", reg.addr);
+
+    // Credentials from a docker config file ($DOCKER_CONFIG), TLS via --ca-cert.
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(&creds);
+    env.write(
+        "docker/config.json",
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr),
+    );
+    let mut cmd = env.command(&["pack", &src, "--out", "b1", "--key", "k", "--ca-cert", ca]);
+    cmd.env("DOCKER_CONFIG", env.path("docker"))
+        .env("REGISTRY_AUTH_FILE", env.path("none.json"));
+    run_cmd(cmd).ok();
+    env.run(&["verify", "b1", "--trust", "k.pub"]).ok();
+
+    // Explicit --creds.
+    let mut cmd = env.command(&[
+        "pack",
+        &src,
+        "--out",
+        "b2",
+        "--key",
+        "k",
+        "--ca-cert",
+        ca,
+        "--creds",
+        &creds,
+    ]);
+    cmd.env("DOCKER_CONFIG", env.path("empty"));
+    run_cmd(cmd).ok();
+
+    // Wrong credentials: refused by the token server, the password never printed.
+    let mut cmd = env.command(&[
+        "pack",
+        &src,
+        "--out",
+        "b3",
+        "--key",
+        "k",
+        "--ca-cert",
+        ca,
+        "--creds",
+        "tokenuser:wrong-secret",
+    ]);
+    cmd.env("DOCKER_CONFIG", env.path("empty"));
+    let run = run_cmd(cmd);
+    run.code(1);
+    assert!(!run.stderr.contains("wrong-secret"), "{}", run.stderr);
+    assert!(!env.path("b3").exists());
+
+    // No CA: the TLS failure is an error, never a silent fall back.
+    let mut cmd = env.command(&["pack", &src, "--out", "b4", "--key", "k", "--creds", &creds]);
+    cmd.env("DOCKER_CONFIG", env.path("empty"));
+    run_cmd(cmd).code(1);
+    assert!(!env.path("b4").exists());
 }
