@@ -5,5 +5,6 @@ pub mod auth;
 pub mod challenge;
 pub mod client;
 pub mod image;
+pub mod layout;
 pub mod model;
 pub mod reference;
