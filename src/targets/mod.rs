@@ -3,3 +3,4 @@
 //! file as temp → digest check → fsync → rename.
 
 pub mod files;
+pub mod oci_layout;
