@@ -4,6 +4,7 @@ mod generated;
 mod golden;
 mod interop;
 mod keys;
+mod layouts;
 mod props;
 mod registry;
 mod rejections;
