@@ -560,3 +560,111 @@ fn a_conflicting_existing_blob_stops_before_any_write() {
     assert!(matches!(err, Error::Usage(_)), "{err:?}");
     assert!(!env.path("fresh").exists());
 }
+
+/// A legacy `docker save` tar built by hand: `<id>/layer.tar` is a symbolic link to the layer
+/// (as older docker versions and skopeo write duplicates), plus whatever `extra` members.
+fn legacy_tar(out: &Path, config: &[u8], layer: &[u8], layer_member: &str, extra: &[(&str, &str)]) {
+    let mut b = tar::Builder::new(File::create(out).unwrap());
+    let file = |b: &mut tar::Builder<File>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    let link = |b: &mut tar::Builder<File>, name: &str, target: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, name, target).unwrap();
+    };
+    let cd = Digest::of(config);
+    file(&mut b, &format!("{}.json", cd.hex()), config);
+    file(&mut b, "real/layer.tar", layer);
+    link(&mut b, "abc/layer.tar", "../real/layer.tar");
+    for (name, target) in extra {
+        link(&mut b, name, target);
+    }
+    let manifest = format!(
+        r#"[{{"Config":"{}.json","RepoTags":["busybox:1.36","example.com/other:2"],"Layers":["{layer_member}"]}}]"#,
+        cd.hex()
+    );
+    file(&mut b, "manifest.json", manifest.as_bytes());
+    b.into_inner().unwrap();
+}
+
+#[test]
+fn legacy_archives_follow_links_inside_the_archive_only() {
+    let env = Env::new();
+    let (_, _, blobs) = build_layout(env.dir.path());
+    let ((cd, config), (ld, layer)) = (&blobs[0], &blobs[1]);
+    let tar = env.path("links.tar");
+    legacy_tar(
+        &tar,
+        config,
+        layer,
+        "abc/layer.tar",
+        &[("evil/layer.tar", "../../outside.tar")],
+    );
+    // The first RepoTag, normalised; any RepoTag selects, in either spelling.
+    for r in [
+        None,
+        Some("docker.io/library/busybox:1.36"),
+        Some("example.com/other:2"),
+    ] {
+        assert_eq!(
+            archive::open(&tar, r).unwrap().reference,
+            "docker.io/library/busybox:1.36"
+        );
+    }
+    // The image id (config digest) selects too.
+    archive::open(&tar, Some(&cd.to_string())).unwrap();
+    let o = archive::open(&tar, None).unwrap();
+    let img = collect(
+        &o.store,
+        &o.reference,
+        o.top,
+        o.top_bytes.clone(),
+        &PlatformChoice::All,
+    )
+    .unwrap();
+    let new = env.path("new");
+    import(&new, &[("busybox:1.36", &img)]).unwrap();
+    assert_eq!(
+        fs::read(new.join("blobs/sha256").join(ld.hex())).unwrap(),
+        *layer
+    );
+    assert_eq!(inspect_raw(&new, "busybox:1.36"), text(&o.top_bytes));
+
+    // A layer member that is a link leading out of the archive.
+    legacy_tar(
+        &tar,
+        config,
+        layer,
+        "evil/layer.tar",
+        &[("evil/layer.tar", "../../outside.tar")],
+    );
+    let msg = archive::open(&tar, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("evil/layer.tar") && msg.contains("outside"),
+        "{msg}"
+    );
+
+    // A layer that does not hash to its diff_id: caught while copying, naming the digest.
+    let mut bad = layer.clone();
+    bad[1000] ^= 1;
+    legacy_tar(&tar, config, &bad, "abc/layer.tar", &[]);
+    let o = archive::open(&tar, None).unwrap();
+    let img = collect(
+        &o.store,
+        &o.reference,
+        o.top,
+        o.top_bytes,
+        &PlatformChoice::All,
+    )
+    .unwrap();
+    let err = import(&env.path("new2"), &[("x", &img)]).unwrap_err();
+    assert!(err.to_string().contains(&ld.to_string()), "{err}");
+}
