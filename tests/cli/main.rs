@@ -5,6 +5,7 @@ mod golden;
 mod images;
 mod interop;
 mod keys;
+mod layouts;
 mod props;
 mod regauth;
 mod registry;
