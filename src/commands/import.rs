@@ -6,8 +6,10 @@ use crate::cli::ImportArgs;
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind};
 use crate::oci::client::Registry;
+use crate::oci::model::Descriptor;
 use crate::output::{self, Printer};
 use crate::targets::files::{self, Action, Plan};
+use crate::targets::oci_layout::{self, LayoutPlan};
 use crate::targets::registry::{self, ImagePush, Naming, Target};
 
 #[derive(Serialize)]
@@ -32,6 +34,36 @@ struct Report<'a> {
     directories_created: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     registry: Option<RegistryReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oci_layout: Option<&'a LayoutPlan>,
+}
+
+/// (ref name, top descriptor) of every image in the bundle, for the layout target. The ref name
+/// is the source reference; for images from a local layout or archive without one, the same
+/// `NAME[:TAG]` the registry target would use (`oci-layout:/srv/app:v1` → `app:v1`).
+fn layout_images(vb: &bundle::VerifiedBundle) -> Vec<(String, Descriptor)> {
+    vb.manifest()
+        .artifacts
+        .iter()
+        .filter_map(|a| a.image.as_ref())
+        .map(|i| {
+            (
+                match registry::local_name(&i.reference) {
+                    Some((repo, Some(tag))) => format!("{repo}:{tag}"),
+                    Some((repo, None)) => repo,
+                    None => i.reference.clone(),
+                },
+                Descriptor {
+                    media_type: i.media_type.clone(),
+                    digest: i.digest,
+                    size: i.size,
+                    platform: None,
+                    artifact_type: None,
+                    annotations: Default::default(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn plan_text(plan: &Plan) -> String {
@@ -97,9 +129,17 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         .as_ref()
         .map(|t| registry::plan(&vb, t, naming))
         .transpose()?;
+    let layout_plan = args
+        .oci_layout
+        .as_deref()
+        .map(|dest| oci_layout::plan(dest, &layout_images(&vb), &vb))
+        .transpose()?;
     if !args.dry_run {
         if let Some(p) = &plan {
             files::execute(&vb, p, &progress)?;
+        }
+        if let Some(p) = &layout_plan {
+            oci_layout::execute(p, &vb, &progress)?;
         }
         if let (Some(t), Some(pushes)) = (&target, &pushes) {
             let reg = Registry::new(&t.host, &connect)?;
@@ -121,6 +161,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             naming,
             images: pushes.as_deref().unwrap_or(&[]),
         }),
+        oci_layout: layout_plan.as_ref(),
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {
@@ -141,6 +182,15 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
                     report.directories_created
                 );
             }
+        }
+        if let (Some(p), Some(dest)) = (&layout_plan, &args.oci_layout) {
+            s += &format!(
+                "  into OCI layout {}: {} blobs to write ({}), {} image refs\n",
+                dest.display(),
+                p.blobs_to_write(),
+                output::bytes(p.bytes_to_write()),
+                p.refs.len()
+            );
         }
         if let Some(pushes) = &pushes {
             s += &pushes_text(pushes);

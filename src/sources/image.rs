@@ -11,6 +11,7 @@ use crate::oci::client::{ConnectOptions, Registry};
 use crate::oci::image::{self, CollectedImage, ImageStore, PlatformChoice};
 use crate::oci::model::{self, Descriptor, Platform};
 use crate::oci::reference::Reference;
+use crate::oci::{archive, layout};
 
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,8 +151,15 @@ pub fn resolve(
     let choice = platforms.choice()?;
     let img = match location {
         ImageLocation::Registry(r) => collect_registry(r, &choice, connect)?,
-        ImageLocation::Layout(_) | ImageLocation::Archive(_) => {
-            return Err(Error::Usage(format!("{given}: not supported yet")))
+        ImageLocation::Layout(spec) => {
+            let (path, tag) = layout::split_location(spec, true)?;
+            let o = layout::open(&path, tag.as_deref())?;
+            image::collect(&o.store, &o.reference, o.top, o.top_bytes, &choice)?
+        }
+        ImageLocation::Archive(spec) => {
+            let (path, reference) = layout::split_location(spec, false)?;
+            let o = archive::open(&path, reference.as_deref())?;
+            image::collect(&o.store, &o.reference, o.top, o.top_bytes, &choice)?
         }
     };
     Ok(to_artifact(img, given, name))

@@ -78,18 +78,49 @@ pub struct ImagePush {
     pub top: Descriptor,
 }
 
+/// For an image from a local layout or archive whose name is not a registry reference
+/// (`oci-layout:PATH:TAG`, `docker-archive:FILE@DIGEST`): the file or directory name as the
+/// repository, and the tag if there is one.
+pub fn local_name(reference: &str) -> Option<(String, Option<String>)> {
+    let rest = reference
+        .strip_prefix("oci-layout:")
+        .or_else(|| reference.strip_prefix("docker-archive:"))?;
+    let (path, tag) = match rest.rsplit_once('@') {
+        Some((p, _digest)) => (p, None),
+        None => match rest.rsplit_once(':') {
+            Some((p, t)) if !t.contains('/') => (p, Some(t.to_string())),
+            _ => (rest, None),
+        },
+    };
+    let stem = std::path::Path::new(path).file_stem()?.to_str()?;
+    let repo: String = stem
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let repo = repo.trim_matches('-').to_string();
+    (!repo.is_empty()).then_some((repo, tag))
+}
+
 /// Maps a source reference to (repository, tag) in the target.
 pub fn map(reference: &str, target: &Target, naming: Naming) -> Result<(String, Option<String>)> {
-    let r = Reference::parse(reference)
-        .map_err(|e| Error::Other(format!("image reference {reference:?} in the bundle: {e}")))?;
     let mut parts = Vec::new();
     if let Some(p) = &target.prefix {
         parts.push(p.clone());
     }
-    if naming == Naming::KeepHost {
-        parts.push(r.host.to_ascii_lowercase().replace(':', "-"));
-    }
-    parts.push(r.repository.clone());
+    let tag = if let Some((repo, tag)) = local_name(reference) {
+        parts.push(repo);
+        tag
+    } else {
+        let r = Reference::parse(reference).map_err(|e| {
+            Error::Other(format!("image reference {reference:?} in the bundle: {e}"))
+        })?;
+        if naming == Naming::KeepHost {
+            parts.push(r.host.to_ascii_lowercase().replace(':', "-"));
+        }
+        parts.push(r.repository.clone());
+        r.tag
+    };
     let repo = parts.join("/");
     Reference::parse(&format!("{}/{repo}", target.host)).map_err(|e| {
         Error::Usage(format!(
@@ -97,7 +128,7 @@ pub fn map(reference: &str, target: &Target, naming: Naming) -> Result<(String, 
             target.host
         ))
     })?;
-    Ok((repo, r.tag.clone()))
+    Ok((repo, tag))
 }
 
 /// Works out every push, without contacting the registry.
@@ -187,6 +218,19 @@ mod tests {
         assert_eq!(
             map(&format!("quay.io/org/x@{d}"), &bare, Naming::StripHost).unwrap(),
             ("org/x".into(), None)
+        );
+        assert_eq!(
+            map("oci-layout:/srv/My Images:v1", &bare, Naming::KeepHost).unwrap(),
+            ("my-images".into(), Some("v1".into()))
+        );
+        assert_eq!(
+            map(
+                &format!("docker-archive:/tmp/app.tar@{d}"),
+                &t,
+                Naming::KeepHost
+            )
+            .unwrap(),
+            ("mirror/app".into(), None)
         );
         assert!(Target::parse("https://reg").is_err());
         assert!(Target::parse("reg/UPPER").is_err());

@@ -502,3 +502,85 @@ fn pack_from_a_token_auth_registry_over_tls_with_creds_from_docker_config_or_fla
     run_cmd(cmd).code(1);
     assert!(!env.path("b4").exists());
 }
+
+#[test]
+fn oci_layout_and_docker_archive_sources_round_trip_into_an_oci_layout() {
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    // A `docker save`-style archive, as skopeo writes it (a real tar layer: skopeo unpacks it).
+    let archive = env.path("app.tar");
+    let (plain, _, _) = crate::registry::build_layout(&env.path("plain"));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{}:t", plain.display()),
+        &format!("docker-archive:{}:example.com/app:1.0", archive.display()),
+    ]);
+    let layout = set.layout.display().to_string();
+    env.pack(
+        &[
+            &format!("oci-layout://{layout}:multi"),
+            &format!("oci-layout://{layout}:art"),
+            &format!("docker-archive://{}", archive.display()),
+        ],
+        "k",
+        "b",
+        &[],
+    )
+    .ok();
+    env.run(&["verify", "b", "--trust", "k.pub"]).ok();
+    let run = env
+        .run(&[
+            "import",
+            "b",
+            "--trust",
+            "k.pub",
+            "--oci-layout",
+            "L",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(run["oci_layout"]["blobs"].as_array().unwrap().len() >= 6);
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.path("b/manifest.json")).unwrap()).unwrap();
+    let refs: Vec<String> = m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["image"]["reference"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refs[2], "example.com/app:1.0");
+    let l = env.path("L").display().to_string();
+    // Layout images: byte-identical manifests; the archive's synthesised manifest is readable.
+    for tag in ["multi", "art"] {
+        let raw = skopeo(&["inspect", "--raw", &format!("oci:{l}:images:{tag}")]);
+        let top = &set.tops.iter().find(|(t, _)| t == tag).unwrap().1;
+        assert_eq!(&raw, top, "{tag}");
+    }
+    skopeo(&[
+        "copy",
+        "--quiet",
+        &format!("oci:{l}:{}", refs[2]),
+        &format!("oci:{}:x", env.path("back").display()),
+    ]);
+    // Re-import: nothing to write.
+    let again = env
+        .run(&[
+            "import",
+            "b",
+            "--trust",
+            "k.pub",
+            "--oci-layout",
+            "L",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(again["oci_layout"]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["action"] == "keep"));
+}
