@@ -14,8 +14,9 @@ step "Connected side: make a signing key (passphrase from AIRLOCK_PASSPHRASE)"
 export AIRLOCK_PASSPHRASE="demo passphrase"
 "$airlock" keygen --out "$work/ci.key"
 
-step "Pack a model directory and a patch into a signed, chunked bundle"
+step "Pack a model directory, a patch and a container image into a signed, chunked bundle"
 "$airlock" pack fixtures/demo/tiny-model fixtures/demo/patches/raise-max-tokens.patch \
+    oci-layout://fixtures/demo/hello-image \
     --out "$work/media/bundle" --key "$work/ci.key" --channel demo --sequence 1 --chunk-size 64KiB
 ls -l "$work/media/bundle" "$work/media/bundle/chunks"
 
@@ -30,12 +31,20 @@ fi
 
 step "Isolated side: verify (writes nothing), then import"
 "$airlock" verify "$work/media/bundle" --trust "$work/ci.key.pub"
-"$airlock" import "$work/media/bundle" --trust "$work/ci.key.pub" --files "$work/enclave/files"
+"$airlock" import "$work/media/bundle" --trust "$work/ci.key.pub" --files "$work/enclave/files" \
+    --oci-layout "$work/enclave/images"
 
 step "The imported tree is byte-identical to the source"
 diff -r fixtures/demo/tiny-model "$work/enclave/files/tiny-model"
 cmp fixtures/demo/patches/raise-max-tokens.patch "$work/enclave/files/raise-max-tokens.patch"
 find "$work/enclave/files" | sed "s|$work/||" | sort
+
+step "The image landed in an OCI layout with every blob (manifest included) byte-identical"
+diff -r fixtures/demo/hello-image/blobs "$work/enclave/images/blobs"
+cat "$work/enclave/images/index.json"; echo
+if command -v skopeo >/dev/null; then
+    skopeo inspect "oci:$work/enclave/images:demo.example/tools/hello:1.0" | head -5
+fi
 
 step "Tampering is caught: flip one byte of a chunk"
 chunk="$work/media/bundle/chunks/00000000.tar"
