@@ -6,4 +6,5 @@ pub mod challenge;
 pub mod client;
 pub mod image;
 pub mod model;
+pub mod push;
 pub mod reference;
