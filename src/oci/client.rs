@@ -120,8 +120,9 @@ impl RetryPolicy {
 pub(crate) enum Replay {
     /// GET/HEAD: repeated after any transport error, timeout, 429, 500, 502, 503, 504.
     Safe,
-    /// PUT and upload-starting POSTs: repeated when the connection could not be made, and on
-    /// 429/502/503/504 (the request was not acted on).
+    /// PUT and upload-starting POSTs (repeating one at worst opens a spare upload session or
+    /// consumes a finished one, which the push notices): repeated after any transport error
+    /// and on 429/502/503/504, not on 500.
     Idempotent,
     /// PATCH (the registry appends): repeated only when the connection could not be made.
     Once,
@@ -194,6 +195,21 @@ pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
         url: redact(url).to_string(),
         msg: format!("{what}registry answered {status}{detail}"),
     }
+}
+
+/// A transport error with its causes (reqwest's own message hides them), without the URL.
+pub(crate) fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        cause = c.source();
+    }
+    msg
 }
 
 fn retry_after(resp: &Response) -> Option<Duration> {
@@ -365,8 +381,8 @@ impl Registry {
             match sent {
                 Err(e) => {
                     let transient = match replay {
-                        Replay::Safe => !e.is_builder() && !e.is_redirect(),
-                        Replay::Idempotent | Replay::Once => e.is_connect(),
+                        Replay::Safe | Replay::Idempotent => !e.is_builder() && !e.is_redirect(),
+                        Replay::Once => e.is_connect(),
                     };
                     if transient && can_retry {
                         std::thread::sleep(policy.delay(retries));
@@ -380,7 +396,7 @@ impl Registry {
                     };
                     return Err(Error::Http {
                         url: redact(url).to_string(),
-                        msg: format!("{e}{tries}"),
+                        msg: format!("{}{tries}", describe(e)),
                     });
                 }
                 Ok(resp) => {

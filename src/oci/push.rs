@@ -204,7 +204,7 @@ fn with_digest(location: &str, digest: &Digest) -> String {
 
 impl Pusher<'_> {
     fn what(&self, digest: &Digest) -> String {
-        format!("push to {}/{}: blob {digest}", self.reg.base(), self.repo)
+        format!("pushing blob {digest}")
     }
 
     /// An unexpected answer to an upload request, classified.
@@ -478,9 +478,7 @@ impl Pusher<'_> {
     /// Puts manifest `bytes` under `reference` (its digest or a tag).
     fn put_manifest(&self, reference: &str, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
         let what = format!(
-            "push to {}/{}: manifest {}{}",
-            self.reg.base(),
-            self.repo,
+            "pushing manifest {}{}",
             desc.digest,
             if reference == desc.digest.to_string() {
                 String::new()
