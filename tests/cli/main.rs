@@ -5,6 +5,7 @@ mod golden;
 mod interop;
 mod keys;
 mod props;
+mod push;
 mod registry;
 mod rejections;
 mod roundtrip;
