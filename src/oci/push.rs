@@ -17,6 +17,9 @@
 //! most [`RetryPolicy::attempts`](super::client::RetryPolicy) times.
 
 use std::io::Read;
+use std::sync::Arc;
+
+use reqwest::blocking::Body;
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
@@ -57,7 +60,7 @@ impl Default for PushOptions {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PushReport {
     /// Base URL of the registry (`https://host`).
     pub registry: String,
@@ -398,20 +401,21 @@ impl Pusher<'_> {
                 .read_to_end(&mut body)
                 .map_err(source_err)?;
             self.check_size(d, desc.size, body.len() as u64)?;
-            body
+            Shared(Arc::new(body))
         } else {
             // One byte more than expected, so the source's digest check at its end still runs.
             let mut reader = self.src.open(d).map_err(Fail::Fatal)?.take(desc.size + 1);
-            let mut buf = vec![0u8; self.opts.chunk_size.max(1)];
             let mut sent = 0u64;
             loop {
+                let mut buf = vec![0u8; self.opts.chunk_size.max(1)];
                 let n = read_full(&mut reader, &mut buf).map_err(source_err)?;
                 if n == 0 {
                     break;
                 }
+                buf.truncate(n);
                 let end = sent + n as u64 - 1;
                 let url = loc.clone();
-                let chunk = &buf[..n];
+                let chunk = Shared(Arc::new(buf));
                 let resp = self.reg.request(
                     Replay::Once,
                     &url,
@@ -419,7 +423,7 @@ impl Pusher<'_> {
                         c.patch(&url)
                             .header(CONTENT_TYPE, OCTET)
                             .header("Content-Range", format!("{sent}-{end}"))
-                            .body(chunk.to_vec())
+                            .body(chunk.body())
                     },
                     self.scope,
                 )?;
@@ -445,14 +449,14 @@ impl Pusher<'_> {
                 self.advance(reported, sent);
             }
             self.check_size(d, desc.size, sent)?;
-            Vec::new()
+            Shared(Arc::new(Vec::new()))
         };
         let url = with_digest(&loc, d);
-        let len = body.len() as u64;
+        let len = body.0.len() as u64;
         let resp = self.reg.request(
             Replay::Idempotent,
             &url,
-            |c| c.put(&url).header(CONTENT_TYPE, OCTET).body(body.clone()),
+            |c| c.put(&url).header(CONTENT_TYPE, OCTET).body(body.body()),
             self.scope,
         )?;
         if resp.status() != StatusCode::CREATED {
@@ -513,6 +517,22 @@ impl Pusher<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// Bytes shared between the tries of one request, so a retry does not copy them.
+#[derive(Clone)]
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Shared {
+    fn body(&self) -> Body {
+        Body::sized(std::io::Cursor::new(self.clone()), self.0.len() as u64)
     }
 }
 

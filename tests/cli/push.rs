@@ -18,7 +18,7 @@ use airlock::oci::model::{descriptor_of, Descriptor};
 use airlock::oci::push::{push_image, PushOptions, PushReport};
 use airlock::progress::Silent;
 
-use crate::registry::{read_request, write_blob, TestRegistry};
+use crate::registry::{read_request, write_blob, TestRegistry, HTPASSWD};
 use crate::support::*;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -730,4 +730,62 @@ fn bearer_tokens_are_cached_per_scope() {
     // token for a new scope is fetched before asking).
     assert_eq!(tokens_issued.load(Ordering::SeqCst), 2);
     assert_eq!(challenges.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn pushes_with_basic_auth() {
+    use airlock::oci::client::Credentials;
+    let reg = TestRegistry::start_with(Some(HTPASSWD));
+    let env = Env::new();
+    let f = fixture(env.dir.path(), 100_000);
+    let anonymous = client(&reg.addr);
+    let err = push(&anonymous, &f, "auth/img", "v1", &f.index, &chunked()).unwrap_err();
+    assert!(err.to_string().contains("authentication required"), "{err}");
+    let opts = ConnectOptions {
+        creds: Some(Credentials {
+            username: "testuser".into(),
+            password: "testpass".into(),
+        }),
+        ..Default::default()
+    };
+    let c = Registry::new(&reg.addr, &opts).unwrap().with_retry(fast());
+    let r = push(&c, &f, "auth/img", "v1", &f.index, &chunked()).unwrap();
+    assert_eq!((r.blobs_uploaded, r.chunked_uploads), (4, 2), "{r:?}");
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "testuser:testpass",
+        &format!("docker://{}/auth/img:v1", reg.addr),
+    ]);
+    assert_eq!(Digest::of(&raw), f.index.digest);
+}
+
+#[test]
+fn a_corrupt_source_blob_stops_the_push_before_any_manifest() {
+    let reg = TestRegistry::start();
+    let env = Env::new();
+    let c = client(&reg.addr);
+    for (layer_len, opts) in [(20_000, PushOptions::default()), (200_000, chunked())] {
+        let f = fixture(&env.dir.path().join(layer_len.to_string()), layer_len);
+        let g = image::graph(&LayoutBlobs(f.layout.clone()), &f.amd64).unwrap();
+        let layer = g.blobs.iter().find(|d| d.size > 10_000).unwrap();
+        let path = f.layout.join("blobs/sha256").join(layer.digest.hex());
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[5000] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let repo = format!("corrupt/l{layer_len}");
+        let err = push(&c, &f, &repo, "v1", &f.amd64, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&layer.digest.to_string()), "{err}");
+        assert_eq!(c.manifest_digest(&repo, "v1").unwrap(), None);
+        assert_eq!(
+            c.manifest_digest(&repo, &f.amd64.digest.to_string())
+                .unwrap(),
+            None
+        );
+        assert!(!c.blob_exists(&repo, &layer.digest).unwrap());
+    }
 }

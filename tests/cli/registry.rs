@@ -294,7 +294,7 @@ fn missing_blobs_and_tags_are_clear_errors() {
 }
 
 /// bcrypt of `testpass` (cost 5), as Distribution's htpasswd auth needs.
-const HTPASSWD: &str = "testuser:$2b$05$3zR42Gef36Rvb4mjlHD7bOOB1AipiX3ApzK2JLkn6YvtlFbyFKTcq";
+pub const HTPASSWD: &str = "testuser:$2b$05$3zR42Gef36Rvb4mjlHD7bOOB1AipiX3ApzK2JLkn6YvtlFbyFKTcq";
 
 #[test]
 fn basic_auth_registry() {
