@@ -808,3 +808,31 @@ impl<R: Deref<Target = Registry>> Read for BlobReader<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_readers_can_move_to_other_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Registry>();
+        send::<BlobReader<Arc<Registry>>>();
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        let d: Vec<u64> = (0..6).map(|i| p.delay(i).as_millis() as u64).collect();
+        assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
+    }
+
+    #[test]
+    fn redact_drops_the_upload_state() {
+        assert_eq!(
+            redact("http://h/v2/r/blobs/uploads/u?_state=abc&digest=x"),
+            "http://h/v2/r/blobs/uploads/u"
+        );
+    }
+}
