@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind};
 use crate::oci::client::Registry;
 use crate::oci::model::Descriptor;
+use crate::oci::push::PushReport;
 use crate::output::{self, Printer};
 use crate::targets::files::{self, Action, Plan};
 use crate::targets::oci_layout::{self, LayoutPlan};
@@ -18,6 +19,9 @@ struct RegistryReport<'a> {
     prefix: Option<&'a str>,
     naming: Naming,
     images: &'a [ImagePush],
+    /// What each push did (absent in a dry run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pushed: Vec<PushReport>,
 }
 
 #[derive(Serialize)]
@@ -134,6 +138,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         .as_deref()
         .map(|dest| oci_layout::plan(dest, &layout_images(&vb), &vb))
         .transpose()?;
+    let mut pushed = Vec::new();
     if !args.dry_run {
         if let Some(p) = &plan {
             files::execute(&vb, p, &progress)?;
@@ -143,7 +148,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         }
         if let (Some(t), Some(pushes)) = (&target, &pushes) {
             let reg = Registry::new(&t.host, &connect)?;
-            registry::execute(&vb, &reg, pushes, &progress)?;
+            pushed = registry::execute(&vb, &reg, pushes, &progress)?;
         }
     }
     let count = |a| plan.as_ref().map(|p| p.count(a)).unwrap_or(0);
@@ -160,6 +165,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             prefix: t.prefix.as_deref(),
             naming,
             images: pushes.as_deref().unwrap_or(&[]),
+            pushed,
         }),
         oci_layout: layout_plan.as_ref(),
     };
@@ -194,6 +200,18 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         }
         if let Some(pushes) = &pushes {
             s += &pushes_text(pushes);
+            if let Some(r) = &report.registry {
+                let sum = |f: fn(&PushReport) -> usize| r.pushed.iter().map(f).sum::<usize>();
+                if !r.pushed.is_empty() {
+                    s += &format!(
+                        "  blobs: {} uploaded, {} mounted, {} already present; {} manifests pushed\n",
+                        sum(|p| p.blobs_uploaded),
+                        sum(|p| p.blobs_mounted),
+                        sum(|p| p.blobs_present),
+                        sum(|p| p.manifests_pushed)
+                    );
+                }
+            }
         }
         s
     });

@@ -8,4 +8,5 @@ pub mod client;
 pub mod image;
 pub mod layout;
 pub mod model;
+pub mod push;
 pub mod reference;

@@ -70,9 +70,11 @@ impl ImageStore for RegistryStore {
             .bytes)
     }
     fn blob(&self, desc: &Descriptor) -> Result<Origin> {
-        let (reg, repo, digest) = (self.reg.clone(), self.repo.clone(), desc.digest);
+        let (reg, repo, d) = (self.reg.clone(), self.repo.clone(), desc.clone());
         Ok(Origin::Stream {
-            open: Arc::new(move || reg.blob_stream(&repo, &digest)),
+            open: Arc::new(move || {
+                Ok(Box::new(reg.blob_reader(&repo, &d)?) as Box<dyn std::io::Read + Send>)
+            }),
             what: format!("{}/{}@{}", self.host, self.repo, desc.digest),
         })
     }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::{ArtifactKind, Digest};
 use crate::oci::client::Registry;
 use crate::oci::model::Descriptor;
+use crate::oci::push::{self, PushOptions, PushReport};
 use crate::oci::reference::Reference;
 
 /// Where images go: a registry host and an optional repository prefix.
@@ -179,15 +180,56 @@ pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<
     Ok(out)
 }
 
-/// Pushes every planned image; blobs already pushed for an earlier image are mounted.
+/// Pushes every planned image, in bundle order; a blob an earlier image already pushed to
+/// another repository is mounted from there rather than uploaded again.
 pub fn execute(
     bundle: &VerifiedBundle,
     reg: &Registry,
     plan: &[ImagePush],
     progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let _ = (bundle, reg, plan, progress);
-    Err(Error::Other("registry push: not wired yet".into()))
+) -> Result<Vec<PushReport>> {
+    let mut reports = Vec::with_capacity(plan.len());
+    let mut pushed_repos: Vec<String> = Vec::new();
+    for p in plan {
+        let opts = PushOptions {
+            // Distribution mounts only within one registry; the most recent repositories first.
+            mount_from: pushed_repos
+                .iter()
+                .rev()
+                .filter(|r| **r != p.repository)
+                .take(4)
+                .cloned()
+                .collect(),
+            ..Default::default()
+        };
+        let report = push::push_image(
+            reg,
+            &p.repository,
+            p.tag.as_deref(),
+            &p.top,
+            bundle,
+            &opts,
+            progress,
+        )
+        .map_err(|e| annotate(e, p))?;
+        if !pushed_repos.contains(&p.repository) {
+            pushed_repos.push(p.repository.clone());
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn annotate(e: Error, p: &ImagePush) -> Error {
+    let ctx = format!("pushing {} to {}", p.artifact, p.target);
+    match e {
+        Error::Other(m) => Error::Other(format!("{ctx}: {m}")),
+        Error::Http { url, msg } => Error::Http {
+            url,
+            msg: format!("{msg} ({ctx})"),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]

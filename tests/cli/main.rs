@@ -7,6 +7,7 @@ mod interop;
 mod keys;
 mod layouts;
 mod props;
+mod push;
 mod regauth;
 mod registry;
 mod rejections;

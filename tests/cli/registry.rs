@@ -555,7 +555,7 @@ impl Drop for TestRegistry {
     }
 }
 
-fn write_blob(layout: &Path, data: &[u8]) -> (Digest, usize) {
+pub fn write_blob(layout: &Path, data: &[u8]) -> (Digest, usize) {
     let d = Digest::of(data);
     let p = layout.join("blobs/sha256").join(d.hex());
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -793,7 +793,7 @@ fn basic_auth_registry() {
 }
 
 /// Reads one request's first line and headers; a TLS probe (not HTTP) reads as an empty line.
-fn read_request(s: &std::net::TcpStream) -> (String, Vec<String>) {
+pub fn read_request(s: &std::net::TcpStream) -> (String, Vec<String>) {
     let (line, headers) = read_request_raw(s);
     (
         line,
