@@ -212,6 +212,29 @@ pub(crate) fn describe(e: reqwest::Error) -> String {
     msg
 }
 
+/// Whether a request failed on the server's certificate (the TLS handshake got that far).
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // The rustls error may sit inside nested io::Errors (whose `source` skips it).
+        let mut inner: &(dyn std::error::Error + 'static) = err;
+        while let Some(next) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = next;
+        }
+        if matches!(
+            inner.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 fn retry_after(resp: &Response) -> Option<Duration> {
     resp.headers()
         .get("retry-after")?
@@ -244,7 +267,10 @@ impl Registry {
         let mut base = format!("https://{host}");
         if opts.allows_plain_http(host) {
             let probe = http.get(format!("{base}/v2/")).send();
-            if matches!(&probe, Err(e) if e.is_connect() || e.is_request()) {
+            // A server that presented a certificate speaks TLS: an untrusted one is an error to
+            // report, never a reason to fall back to plain HTTP.
+            if matches!(&probe, Err(e) if (e.is_connect() || e.is_request()) && !is_certificate_error(e))
+            {
                 base = format!("http://{host}");
             }
         }
@@ -477,6 +503,18 @@ impl Registry {
             std::thread::sleep(self.retry.delay(retries));
             retries += 1;
         };
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Error::Http {
+                url: realm.to_string(),
+                msg: match &self.creds {
+                    Some(c) => format!(
+                        "authentication failed: the token server refused the credentials of {} (401)",
+                        c.username
+                    ),
+                    None => "authentication required: the token server wants credentials (401); give --creds USER:PASSWORD or log in with docker/podman login".into(),
+                },
+            });
+        }
         if !resp.status().is_success() {
             return Err(Error::Http {
                 url: realm.to_string(),

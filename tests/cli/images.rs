@@ -609,7 +609,7 @@ fn pack_from_a_token_auth_registry_over_tls_with_creds_from_docker_config_or_fla
     // No CA: the TLS failure is an error, never a silent fall back.
     let mut cmd = env.command(&["pack", &src, "--out", "b4", "--key", "k", "--creds", &creds]);
     cmd.env("DOCKER_CONFIG", env.path("empty"));
-    run_cmd(cmd).code(1);
+    run_cmd(cmd).code(1).stderr_has("certificate");
     assert!(!env.path("b4").exists());
 }
 

@@ -106,7 +106,6 @@ fn tls_registry_without_its_ca_is_refused() {
 /// say why. It should keep HTTPS when the TLS handshake got as far as a certificate, and report
 /// the error's source chain ("invalid peer certificate: UnknownIssuer").
 #[test]
-#[ignore = "needs client.rs: no plain-HTTP fallback after a certificate error; error source chain in messages"]
 fn tls_registry_without_its_ca_names_the_certificate_problem() {
     let reg = TestRegistry::start_tls();
     let _populated = populate(&reg);
@@ -250,7 +249,6 @@ fn token_registry_refuses_wrong_and_missing_creds() {
 /// failed" (credentials given) or that credentials are needed (`--creds`, or `docker login` /
 /// `podman login`) when none were given, as the Basic path already does.
 #[test]
-#[ignore = "needs client.rs: token-server 401 reported as authentication failed / credentials needed"]
 fn token_registry_errors_say_what_to_do() {
     let reg = TestRegistry::start_token();
     let _populated = populate(&reg);
