@@ -694,3 +694,89 @@ fn oci_layout_and_docker_archive_sources_round_trip_into_an_oci_layout() {
         .iter()
         .all(|b| b["action"] == "keep"));
 }
+
+#[test]
+fn an_import_into_a_registry_that_dies_midway_leaves_no_dangling_tag_and_a_rerun_completes() {
+    use std::sync::atomic::Ordering;
+    let src = TestRegistry::start();
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    populate(&set, &src.addr);
+    let refs: Vec<String> = set
+        .tops
+        .iter()
+        .map(|(t, _)| format!("oci://{}/lib/{t}:1", src.addr))
+        .collect();
+    let args: Vec<&str> = refs.iter().map(String::as_str).collect();
+    env.pack(&[], "k", "b", &args).ok();
+    let src_host = src.addr.replace(':', "-");
+
+    // How many bytes a whole import sends.
+    let probe = TestRegistry::start();
+    let p = crate::push::proxy(&probe.addr);
+    env.run(&[
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--registry",
+        &format!("{}/m", p.addr),
+    ])
+    .ok();
+    let total = p.sent_up.load(Ordering::SeqCst) as i64;
+
+    for fraction in [0.05, 0.3, 0.6, 0.95] {
+        let dst = TestRegistry::start();
+        let p = crate::push::proxy(&dst.addr);
+        p.up.store((total as f64 * fraction) as i64, Ordering::SeqCst);
+        let run = env.run(&[
+            "import",
+            "b",
+            "--trust",
+            "k.pub",
+            "--registry",
+            &format!("{}/m", p.addr),
+        ]);
+        run.code(1).stderr_has(&p.addr);
+        // Every tag is absent, or complete: skopeo reads the manifest and pulls every blob.
+        for (tag, top) in &set.tops {
+            let r = format!("docker://{}/m/{src_host}/lib/{tag}:1", dst.addr);
+            let raw = Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false", &r])
+                .output()
+                .unwrap();
+            if raw.status.success() {
+                assert_eq!(&raw.stdout, top, "{tag} after a cut at {fraction}");
+                skopeo(&[
+                    "copy",
+                    "--quiet",
+                    "--all",
+                    "--src-tls-verify=false",
+                    &r,
+                    &format!(
+                        "oci:{}:{tag}",
+                        env.path(&format!("cut-{fraction}")).display()
+                    ),
+                ]);
+            }
+        }
+        // Re-run against the registry itself: completes, every image byte-identical.
+        env.run(&[
+            "import",
+            "b",
+            "--trust",
+            "k.pub",
+            "--registry",
+            &format!("{}/m", dst.addr),
+        ])
+        .ok();
+        for (tag, top) in &set.tops {
+            let r = format!("docker://{}/m/{src_host}/lib/{tag}:1", dst.addr);
+            assert_eq!(
+                &skopeo(&["inspect", "--raw", "--tls-verify=false", &r]),
+                top
+            );
+        }
+    }
+}

@@ -307,13 +307,13 @@ fn blobs_are_mounted_from_other_repositories() {
 
 /// A TCP proxy in front of `upstream` that forwards until `up` bytes went to the server or
 /// `down` bytes came back, then cuts every connection and drops all new ones.
-struct Proxy {
-    addr: String,
-    up: Arc<AtomicI64>,
-    down: Arc<AtomicI64>,
-    sent_up: Arc<AtomicU64>,
-    sent_down: Arc<AtomicU64>,
-    dead: Arc<AtomicBool>,
+pub struct Proxy {
+    pub addr: String,
+    pub up: Arc<AtomicI64>,
+    pub down: Arc<AtomicI64>,
+    pub sent_up: Arc<AtomicU64>,
+    pub sent_down: Arc<AtomicU64>,
+    pub dead: Arc<AtomicBool>,
 }
 
 struct Links {
@@ -362,7 +362,7 @@ fn pump(
     }
 }
 
-fn proxy(upstream: &str) -> Proxy {
+pub fn proxy(upstream: &str) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let p = Proxy {
