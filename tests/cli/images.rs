@@ -444,8 +444,13 @@ fn platforms_select_children_of_an_index() {
 /// An in-process registry that serves `manifest` for any manifest request and `blob_bytes`
 /// for any blob request (whatever digest was asked for).
 fn lying_registry(manifest: Vec<u8>, blob_bytes: Vec<u8>) -> String {
+    fake_registry_on("127.0.0.1", manifest, blob_bytes)
+}
+
+/// Like [`lying_registry`], listening on `ip`.
+fn fake_registry_on(ip: &str, manifest: Vec<u8>, blob_bytes: Vec<u8>) -> String {
     use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(32) {
@@ -779,4 +784,100 @@ fn an_import_into_a_registry_that_dies_midway_leaves_no_dangling_tag_and_a_rerun
             );
         }
     }
+}
+
+/// This machine's first non-loopback IPv4 address, if it has one.
+fn outside_ip() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn plain_http_only_for_insecure_registries_and_loopback() {
+    let env = Env::new();
+    env.keygen("k");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x-test","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+        Digest::of(b"{}")
+    )
+    .into_bytes();
+    // Loopback: plain HTTP is allowed (after HTTPS was tried).
+    let local = fake_registry_on("127.0.0.1", manifest.clone(), b"{}".to_vec());
+    env.pack(&[&format!("oci://{local}/x/y:t")], "k", "b1", &[])
+        .ok();
+    // Another address speaking plain HTTP: refused unless named with --insecure-registry.
+    let ip = outside_ip().expect("this test needs a non-loopback IPv4 address (hostname -I)");
+    let remote = fake_registry_on(&ip, manifest, b"{}".to_vec());
+    let src = format!("oci://{remote}/x/y:t");
+    env.pack(&[&src], "k", "b2", &[]).code(1);
+    assert!(!env.path("b2").exists());
+    env.pack(&[&src], "k", "b3", &["--insecure-registry", &remote])
+        .ok();
+}
+
+#[test]
+fn spec_images_and_a_push_with_bearer_auth_over_tls() {
+    use crate::registry::{RegistryOpts, TOKEN_PASS, TOKEN_USER};
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    env.write(
+        "spec.toml",
+        "[[images]]\nref = \"oci-layout://images:multi\"\nplatforms = [\"linux/arm64\"]\nname = \"multi-arm\"\n\n[[images]]\nref = \"oci-layout://images:art\"\n",
+    );
+    env.run(&["pack", "--spec", "spec.toml", "--out", "b", "--key", "k"])
+        .ok();
+    let m = env.run(&["inspect", "b", "--json"]).ok().json()["manifest"].clone();
+    assert_eq!(m["artifacts"][0]["name"], "multi-arm");
+    let index: serde_json::Value = serde_json::from_slice(&set.tops[1].1).unwrap();
+    assert_eq!(
+        m["artifacts"][0]["image"]["digest"],
+        index["manifests"][1]["digest"]
+    );
+
+    // The target registry wants Bearer tokens and speaks TLS with its own CA.
+    let dst = TestRegistry::start_opts(RegistryOpts {
+        tls: true,
+        token: true,
+        ..Default::default()
+    });
+    let ca = dst.ca_cert.clone().unwrap();
+    let creds = format!("{TOKEN_USER}:{TOKEN_PASS}");
+    let base = [
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--registry",
+        &dst.addr,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ];
+    let mut no_creds = env.command(&base);
+    no_creds
+        .env("DOCKER_CONFIG", env.path("empty"))
+        .env("REGISTRY_AUTH_FILE", env.path("none"));
+    run_cmd(no_creds)
+        .code(1)
+        .stderr_has("authentication required");
+    let mut with = env.command(&[&base[..], &["--creds", &creds]].concat());
+    with.env("DOCKER_CONFIG", env.path("empty"));
+    run_cmd(with).ok();
+    let cert_dir = dst.cert_dir.clone().unwrap();
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--creds",
+        &creds,
+        "--cert-dir",
+        cert_dir.to_str().unwrap(),
+        &format!("docker://{}/images:art", dst.addr),
+    ]);
+    assert_eq!(out, set.tops[2].1);
 }
