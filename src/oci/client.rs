@@ -147,6 +147,9 @@ pub struct Registry {
     http: Client,
     base: String,
     creds: Option<Credentials>,
+    /// Why the auth files could not be read, told only if the registry asks for credentials (a
+    /// broken `~/.docker/config.json` must not stop anonymous pulls).
+    creds_problem: Option<String>,
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
 }
@@ -260,9 +263,12 @@ impl Registry {
     /// TLS connection cannot be made, as docker does.
     pub fn new(host: &str, opts: &ConnectOptions) -> Result<Registry> {
         let http = net::client_with_roots(&opts.ca_certs)?;
-        let creds = match &opts.creds {
-            Some(c) => Some(c.clone()),
-            None => super::auth::lookup(host)?,
+        let (creds, creds_problem) = match &opts.creds {
+            Some(c) => (Some(c.clone()), None),
+            None => match super::auth::lookup(host) {
+                Ok(c) => (c, None),
+                Err(e) => (None, Some(e.to_string())),
+            },
         };
         let mut base = format!("https://{host}");
         if opts.allows_plain_http(host) {
@@ -278,9 +284,18 @@ impl Registry {
             http,
             base,
             creds,
+            creds_problem,
             auth: Mutex::new(AuthState::default()),
             retry: RetryPolicy::default(),
         })
+    }
+
+    /// Why no credentials were found in the auth files, for messages.
+    fn creds_note(&self) -> String {
+        match &self.creds_problem {
+            Some(p) => format!(" (the auth files could not be used: {p})"),
+            None => String::new(),
+        }
     }
 
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
@@ -381,7 +396,10 @@ impl Registry {
         } else {
             Err(Error::Http {
                 url: redact(url).to_string(),
-                msg: "authentication required (401); give credentials".into(),
+                msg: format!(
+                    "authentication required (401); give --creds USER:PASSWORD or log in with docker/podman login{}",
+                    self.creds_note()
+                ),
             })
         }
     }
@@ -511,7 +529,10 @@ impl Registry {
                         "authentication failed: the token server refused the credentials of {} (401)",
                         c.username
                     ),
-                    None => "authentication required: the token server wants credentials (401); give --creds USER:PASSWORD or log in with docker/podman login".into(),
+                    None => format!(
+                        "authentication required: the token server wants credentials (401); give --creds USER:PASSWORD or log in with docker/podman login{}",
+                        self.creds_note()
+                    ),
                 },
             });
         }

@@ -881,3 +881,40 @@ fn spec_images_and_a_push_with_bearer_auth_over_tls() {
     ]);
     assert_eq!(out, set.tops[2].1);
 }
+
+#[test]
+fn a_broken_auth_file_does_not_stop_anonymous_pulls_but_is_named_when_creds_are_needed() {
+    let env = Env::new();
+    env.keygen("k");
+    env.write("docker/config.json", "{ not json");
+    let set = build_image_set(env.dir.path());
+    let open = TestRegistry::start();
+    populate(&set, &open.addr);
+    let mut cmd = env.command(&[
+        "pack",
+        &format!("oci://{}/lib/art:1", open.addr),
+        "--out",
+        "b1",
+        "--key",
+        "k",
+    ]);
+    cmd.env("DOCKER_CONFIG", env.path("docker"))
+        .env("REGISTRY_AUTH_FILE", env.path("none"));
+    run_cmd(cmd).ok();
+
+    let locked = TestRegistry::start_with(Some(crate::registry::HTPASSWD));
+    let mut cmd = env.command(&[
+        "pack",
+        &format!("oci://{}/lib/art:1", locked.addr),
+        "--out",
+        "b2",
+        "--key",
+        "k",
+    ]);
+    cmd.env("DOCKER_CONFIG", env.path("docker"))
+        .env("REGISTRY_AUTH_FILE", env.path("none"));
+    run_cmd(cmd)
+        .code(1)
+        .stderr_has("authentication required")
+        .stderr_has(&env.path("docker/config.json").display().to_string());
+}
