@@ -29,10 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::image::{check_manifest, ImageStore, Origin, MAX_MANIFEST};
-use super::layout::{
-    self, check_layout_file, full_reference, name_matches, parse_index, select, top_descriptor,
-    Opened,
-};
+use super::layout::{self, check_layout_file, full_reference, name_matches, Opened};
 use super::model::{self, Descriptor};
 use crate::error::{Error, Result};
 use crate::format::Digest;
@@ -288,24 +285,8 @@ pub fn open(file: &Path, reference: Option<&str>) -> Result<Opened<ArchiveStore>
         let lf = store.tar.read(layout::LAYOUT_FILE, 4096)?;
         check_layout_file(&lf, &format!("{what} member oci-layout"))?;
         let index = store.tar.read("index.json", MAX_MANIFEST)?;
-        let entries = parse_index(&index, &format!("{what} member index.json"))?;
-        let entry = select(entries, reference, &what)?;
-        let top = top_descriptor(&entry, &what)?;
-        let top_bytes = store.manifest(&top)?;
-        let reference = entry
-            .names
-            .iter()
-            .find_map(|n| full_reference(n))
-            .unwrap_or_else(|| match entry.names.first() {
-                Some(n) => format!("{what}:{n}"),
-                None => what.clone(),
-            });
-        return Ok(Opened {
-            store,
-            top,
-            top_bytes,
-            reference,
-        });
+        let index_what = format!("{what} member index.json");
+        return layout::from_index(store, &index, &index_what, reference, &what);
     }
     if !store.tar.contains("manifest.json") {
         return Err(Error::Other(format!(

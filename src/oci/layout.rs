@@ -250,12 +250,20 @@ pub fn open(path: &Path, tag: Option<&str>) -> Result<Opened<LayoutStore>> {
     let what = store.name();
     let index_path = path.join("index.json");
     let index = read_bounded(&index_path, MAX_MANIFEST)?;
-    let entry = select(
-        parse_index(&index, &index_path.display().to_string())?,
-        tag,
-        &what,
-    )?;
-    let top = top_descriptor(&entry, &what)?;
+    from_index(store, &index, &index_path.display().to_string(), tag, &what)
+}
+
+/// Selects the image named `tag` in `index` (an OCI layout's `index.json`, read from `index_what`)
+/// and reads its top manifest from `store`.
+pub(crate) fn from_index<S: ImageStore>(
+    store: S,
+    index: &[u8],
+    index_what: &str,
+    tag: Option<&str>,
+    what: &str,
+) -> Result<Opened<S>> {
+    let entry = select(parse_index(index, index_what)?, tag, what)?;
+    let top = top_descriptor(&entry, what)?;
     let top_bytes = store.manifest(&top)?;
     let reference = entry
         .names
@@ -263,7 +271,7 @@ pub fn open(path: &Path, tag: Option<&str>) -> Result<Opened<LayoutStore>> {
         .find_map(|n| full_reference(n))
         .unwrap_or_else(|| match entry.names.first() {
             Some(n) => format!("{what}:{n}"),
-            None => what.clone(),
+            None => what.to_string(),
         });
     Ok(Opened {
         store,

@@ -144,17 +144,6 @@ pub fn build_image_set(root: &Path) -> ImageSet {
     }
 }
 
-pub fn skopeo(args: &[&str]) -> Vec<u8> {
-    require("skopeo");
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// Pushes every tag of the set to `registry/lib/<tag>:1` with skopeo (digests preserved).
 pub fn populate(set: &ImageSet, registry: &str) {
     for (tag, _) in &set.tops {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use airlock::format::{CheckingReader, Digest};
 use airlock::oci::image::{collect, BlobSource, CollectedImage, ImageBlob, Origin, PlatformChoice};
@@ -70,17 +69,6 @@ fn import(dest: &Path, images: &[(&str, &CollectedImage)]) -> airlock::Result<La
     let plan = oci_layout::plan(dest, &tops, &src)?;
     oci_layout::execute(&plan, &src, &Silent)?;
     Ok(plan)
-}
-
-fn skopeo(args: &[&str]) -> Vec<u8> {
-    require("skopeo");
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// `skopeo inspect --raw` of `oci:LAYOUT:NAME`, as text (manifests are JSON; diffs stay readable).

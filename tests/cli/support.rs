@@ -203,3 +203,15 @@ pub fn require(tool: &str) {
         "{tool} is not installed: run scripts/test.sh, which installs the test dependencies"
     );
 }
+
+/// Runs skopeo, which must succeed; its stdout.
+pub fn skopeo(args: &[&str]) -> Vec<u8> {
+    require("skopeo");
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
