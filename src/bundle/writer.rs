@@ -283,37 +283,34 @@ fn worth_compressing_at(path: &Path, base: u64, size: u64) -> Result<bool> {
     Ok(raw > 0 && (packed as f64) <= WORTH_IT * raw as f64)
 }
 
-fn read_full(f: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+/// Reads until `buf` is full or the input ends; the number of bytes read.
+fn read_up_to(f: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", path, e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
 }
 
+fn read_full(f: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<usize> {
+    read_up_to(f, buf).map_err(|e| Error::io("read", path, e))
+}
+
 /// Fills `buf` from the blob's origin; a short read means the file shrank since it was planned
 /// (or the stream ended early).
 fn fill_from_blob(f: &mut dyn Read, buf: &mut [u8], blob: &PlannedBlob) -> Result<()> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(Error::Other(format!(
-                    "blob {} from {}: {e}",
-                    blob.digest,
-                    blob.origin.describe()
-                )))
-            }
-        }
-    }
+    let n = read_up_to(f, buf).map_err(|e| {
+        Error::Other(format!(
+            "blob {} from {}: {e}",
+            blob.digest,
+            blob.origin.describe()
+        ))
+    })?;
     if n < buf.len() {
         return Err(match blob.origin {
             Origin::Stream { .. } => Error::SizeMismatch {

@@ -178,8 +178,8 @@ pub fn populate_secure(set: &ImageSet, reg: &TestRegistry, creds: Option<&str>) 
     }
 }
 
-#[test]
-fn registry_images_pack_verify_and_import_as_oci_layouts() {
+/// A source registry holding the image set, and bundle `b` packed from all of it (key `k`).
+fn packed_image_set(extra: &[&str]) -> (Env, TestRegistry, ImageSet) {
     let src = TestRegistry::start();
     let env = Env::new();
     env.keygen("k");
@@ -191,8 +191,14 @@ fn registry_images_pack_verify_and_import_as_oci_layouts() {
         .map(|(t, _)| format!("oci://{}/lib/{t}:1", src.addr))
         .collect();
     let mut args: Vec<&str> = refs.iter().map(String::as_str).collect();
-    args.extend(["--chunk-size", "128KiB"]);
+    args.extend(extra);
     env.pack(&[], "k", "b", &args).ok();
+    (env, src, set)
+}
+
+#[test]
+fn registry_images_pack_verify_and_import_as_oci_layouts() {
+    let (env, src, set) = packed_image_set(&["--chunk-size", "128KiB"]);
     env.run(&["verify", "b", "--trust", "k.pub"]).ok();
 
     // The manifest records each image, and the shared layer is stored once.
@@ -692,18 +698,7 @@ fn oci_layout_and_docker_archive_sources_round_trip_into_an_oci_layout() {
 #[test]
 fn an_import_into_a_registry_that_dies_midway_leaves_no_dangling_tag_and_a_rerun_completes() {
     use std::sync::atomic::Ordering;
-    let src = TestRegistry::start();
-    let env = Env::new();
-    env.keygen("k");
-    let set = build_image_set(env.dir.path());
-    populate(&set, &src.addr);
-    let refs: Vec<String> = set
-        .tops
-        .iter()
-        .map(|(t, _)| format!("oci://{}/lib/{t}:1", src.addr))
-        .collect();
-    let args: Vec<&str> = refs.iter().map(String::as_str).collect();
-    env.pack(&[], "k", "b", &args).ok();
+    let (env, src, set) = packed_image_set(&[]);
     let src_host = src.addr.replace(':', "-");
 
     // How many bytes a whole import sends.
