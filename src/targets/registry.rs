@@ -12,6 +12,7 @@ use crate::bundle::VerifiedBundle;
 use crate::error::{Error, Result};
 use crate::format::{ArtifactKind, Digest};
 use crate::oci::client::Registry;
+use crate::oci::image;
 use crate::oci::model::Descriptor;
 use crate::oci::push::{self, PushOptions, PushReport};
 use crate::oci::reference::Reference;
@@ -132,7 +133,8 @@ pub fn map(reference: &str, target: &Target, naming: Naming) -> Result<(String, 
     Ok((repo, tag))
 }
 
-/// Works out every push, without contacting the registry.
+/// Works out every push, without contacting the registry; fails if an image reaches a blob the
+/// bundle does not hold.
 pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<Vec<ImagePush>> {
     let mut out: Vec<ImagePush> = Vec::new();
     for a in &bundle.manifest().artifacts {
@@ -156,6 +158,27 @@ pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<
                 tag.as_deref().unwrap_or("")
             )));
         }
+        // Everything the image reaches must be in the bundle, checked before any push.
+        let top = Descriptor {
+            media_type: info.media_type.clone(),
+            digest: info.digest,
+            size: info.size,
+            platform: None,
+            artifact_type: None,
+            annotations: Default::default(),
+        };
+        let g = image::graph(bundle, &top)?;
+        for d in &g.blobs {
+            match bundle.blob(&d.digest) {
+                Some(b) if b.size == d.size => {}
+                _ => {
+                    return Err(Error::Other(format!(
+                        "image {} needs blob {} ({} bytes), which the bundle does not hold",
+                        a.name, d.digest, d.size
+                    )))
+                }
+            }
+        }
         let target_ref = match &tag {
             Some(t) => format!("{}/{repository}:{t}@{}", target.host, info.digest),
             None => format!("{}/{repository}@{}", target.host, info.digest),
@@ -167,14 +190,7 @@ pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<
             tag,
             digest: info.digest,
             target: target_ref,
-            top: Descriptor {
-                media_type: info.media_type.clone(),
-                digest: info.digest,
-                size: info.size,
-                platform: None,
-                artifact_type: None,
-                annotations: Default::default(),
-            },
+            top,
         });
     }
     Ok(out)

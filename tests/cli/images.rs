@@ -902,3 +902,59 @@ fn a_broken_auth_file_does_not_stop_anonymous_pulls_but_is_named_when_creds_are_
         .stderr_has("authentication required")
         .stderr_has(&env.path("docker/config.json").display().to_string());
 }
+
+#[test]
+fn an_image_missing_a_blob_in_a_signed_bundle_is_refused_before_any_push() {
+    use airlock::bundle::{self, OutDir, PackOptions};
+    use airlock::oci::image::CollectedImage;
+    use airlock::oci::model::descriptor_of;
+    use airlock::progress::Silent;
+    use airlock::sign::SigningKey;
+    // A correctly signed bundle whose image lists only its manifest: config and layer absent.
+    let env = Env::new();
+    env.keygen("k");
+    let set = build_image_set(env.dir.path());
+    let single = set.tops[0].1.clone();
+    let top = descriptor_of(&single, OCI_MANIFEST);
+    let img = CollectedImage {
+        reference: "example.com/broken:1".into(),
+        top: top.clone(),
+        blobs: vec![airlock::oci::image::ImageBlob {
+            digest: top.digest,
+            size: top.size,
+            media_type: OCI_MANIFEST.into(),
+            origin: airlock::bundle::Origin::Bytes(std::sync::Arc::new(single)),
+        }],
+        platforms: vec![],
+    };
+    let (artifact, blobs) = airlock::sources::image::to_artifact(img, "test", None);
+    let opts = PackOptions {
+        channel: "p".into(),
+        sequence: 1,
+        created: std::time::SystemTime::now(),
+        expires: None,
+        chunk_size: 1 << 20,
+    };
+    let key = SigningKey::load(&env.path("k")).unwrap();
+    let out = OutDir::prepare(&env.path("b")).unwrap();
+    bundle::pack(out, vec![artifact], &blobs, &[key], &opts, &Silent).unwrap();
+    env.run(&["verify", "b", "--trust", "k.pub"]).ok();
+    let dst = TestRegistry::start();
+    env.run(&["import", "b", "--trust", "k.pub", "--registry", &dst.addr])
+        .code(1)
+        .stderr_has("which the bundle does not hold");
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/example.com/broken:1", dst.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing was pushed");
+    // The layout target refuses it too, before writing.
+    env.run(&["import", "b", "--trust", "k.pub", "--oci-layout", "L"])
+        .code(1);
+    assert!(!env.path("L").exists());
+}
