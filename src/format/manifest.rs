@@ -61,9 +61,59 @@ pub struct Artifact {
     /// The files and directories that make up the artifact. For an image: an OCI image layout
     /// (`oci-layout`, `index.json`, `blobs/sha256/<hex>` named by their content's digest).
     pub entries: Vec<Entry>,
-    /// For an image (version 2): what the image is and where it came from.
+    /// For an image or an Ollama model (version 2): what it is and where it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageInfo>,
+    /// For a Hugging Face repository snapshot (version 2): repo, commit and each file's etag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf: Option<HfInfo>,
+}
+
+/// A Hugging Face repository snapshot: enough to rebuild the exact `huggingface_hub` cache.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HfInfo {
+    /// The Hub it came from (`https://huggingface.co`, or `HF_ENDPOINT`). Informational.
+    pub endpoint: String,
+    /// `model` or `dataset`.
+    pub repo_type: HfRepoType,
+    /// `ORG/NAME` (or `NAME`): `[A-Za-z0-9_.-]{1,96}` parts, no `--` or `..`.
+    pub repo_id: String,
+    /// The revision as requested (`main`, a tag, or a commit).
+    pub revision: String,
+    /// The commit it resolved to: 40 lowercase hex digits.
+    pub commit: String,
+    /// False when `--include`/`--exclude` left files out (the snapshot is partial).
+    pub complete: bool,
+    /// One per file entry, same paths: the Hub's etag for it.
+    pub files: Vec<HfFile>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HfRepoType {
+    Model,
+    Dataset,
+}
+
+impl HfRepoType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HfRepoType::Model => "model",
+            HfRepoType::Dataset => "dataset",
+        }
+    }
+}
+
+/// A file of a Hugging Face snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HfFile {
+    /// Path in the repository (equal to a file entry's path).
+    pub path: String,
+    /// The Hub's etag: the git blob SHA-1 (40 hex) of a regular file, the SHA-256 (64 hex) of
+    /// an LFS file, which then MUST equal the entry's blob digest.
+    pub etag: String,
 }
 
 /// What an image artifact is: its top manifest (an index or an image manifest) and the
@@ -94,6 +144,12 @@ pub enum ArtifactKind {
     Directory,
     /// A container image or OCI artifact (version 2): entries form an OCI image layout.
     Image,
+    /// A Hugging Face model or dataset snapshot (version 2): entries are the repository's files
+    /// at their paths; `hf` says which repo and commit.
+    HfRepo,
+    /// An Ollama model (version 2): an image (docker schema 2 manifest, `application/vnd.ollama.*`
+    /// layers) whose entries form an OCI image layout, with `image` info.
+    OllamaModel,
 }
 
 impl ArtifactKind {
@@ -102,6 +158,8 @@ impl ArtifactKind {
             ArtifactKind::File => "file",
             ArtifactKind::Directory => "directory",
             ArtifactKind::Image => "image",
+            ArtifactKind::HfRepo => "hf-repo",
+            ArtifactKind::OllamaModel => "ollama-model",
         }
     }
 }
@@ -223,26 +281,30 @@ const MAX_REFERENCE: usize = 512;
 /// Image artifacts: version 2 or later, `image` present exactly for them, entries forming an OCI
 /// layout whose blob files are named by their content's digest, the top manifest among them.
 fn validate_image(a: &Artifact, version: u32) -> Result<(), Invalid> {
+    let is_image = matches!(a.kind, ArtifactKind::Image | ArtifactKind::OllamaModel);
+    if a.kind != ArtifactKind::File && a.kind != ArtifactKind::Directory && version < 2 {
+        return Err(invalid(format!(
+            "artifact {:?} of kind {} needs format version 2, the manifest says {version}",
+            a.name,
+            a.kind.as_str()
+        )));
+    }
+    validate_hf(a)?;
     let Some(info) = &a.image else {
-        if a.kind == ArtifactKind::Image {
+        if is_image {
             return Err(invalid(format!(
-                "image artifact {:?} has no `image` field",
+                "{} artifact {:?} has no `image` field",
+                a.kind.as_str(),
                 a.name
             )));
         }
         return Ok(());
     };
-    if a.kind != ArtifactKind::Image {
+    if !is_image {
         return Err(invalid(format!(
             "artifact {:?} of kind {} carries an `image` field",
             a.name,
             a.kind.as_str()
-        )));
-    }
-    if version < 2 {
-        return Err(invalid(format!(
-            "artifact {:?}: images need format version 2, the manifest says {version}",
-            a.name
         )));
     }
     let printable = |s: &str| {
@@ -288,6 +350,108 @@ fn validate_image(a: &Artifact, version: u32) -> Result<(), Invalid> {
             "image artifact {:?}: the top manifest {} ({} bytes) is not among its entries",
             a.name, info.digest, info.size
         )));
+    }
+    Ok(())
+}
+
+/// Hugging Face snapshots: `hf` present exactly for them, a valid repo id and commit, one etag
+/// per file entry (same paths), LFS etags equal to the blob digest.
+fn validate_hf(a: &Artifact) -> Result<(), Invalid> {
+    let Some(hf) = &a.hf else {
+        if a.kind == ArtifactKind::HfRepo {
+            return Err(invalid(format!(
+                "hf-repo artifact {:?} has no `hf` field",
+                a.name
+            )));
+        }
+        return Ok(());
+    };
+    if a.kind != ArtifactKind::HfRepo {
+        return Err(invalid(format!(
+            "artifact {:?} of kind {} carries an `hf` field",
+            a.name,
+            a.kind.as_str()
+        )));
+    }
+    let bad = |m: String| invalid(format!("hf-repo artifact {:?}: {m}", a.name));
+    validate_repo_id(&hf.repo_id).map_err(|e| bad(format!("repo_id {:?}: {e}", hf.repo_id)))?;
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !hex(&hf.commit, 40) {
+        return Err(bad(format!(
+            "commit {:?} is not 40 lowercase hex digits",
+            hf.commit
+        )));
+    }
+    let printable = |s: &str| {
+        !s.is_empty() && s.len() <= MAX_REFERENCE && s.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if !printable(&hf.revision) || !printable(&hf.endpoint) {
+        return Err(bad(
+            "revision or endpoint is empty, too long or not printable ASCII".into(),
+        ));
+    }
+    validate_rel_path(&hf.revision).map_err(|e| bad(format!("revision {:?}: {e}", hf.revision)))?;
+    let files: HashMap<&str, Option<Digest>> = a
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryType::File)
+        .map(|e| (e.path.as_str(), e.blob))
+        .collect();
+    if files.len() != hf.files.len() {
+        return Err(bad(format!(
+            "{} etags for {} file entries",
+            hf.files.len(),
+            files.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    for f in &hf.files {
+        let Some(blob) = files.get(f.path.as_str()) else {
+            return Err(bad(format!(
+                "etag for {:?}, which is not a file entry",
+                f.path
+            )));
+        };
+        if !seen.insert(f.path.as_str()) {
+            return Err(bad(format!("two etags for {:?}", f.path)));
+        }
+        let ok =
+            hex(&f.etag, 40) || (hex(&f.etag, 64) && blob.map(|b| b.hex()) == Some(f.etag.clone()));
+        if !ok {
+            return Err(bad(format!(
+                "etag {:?} of {:?} is neither a git SHA-1 nor the SHA-256 of its content",
+                f.etag, f.path
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A Hugging Face repo id: `NAME` or `ORG/NAME`, parts of `[A-Za-z0-9_.-]{1,96}`, no `--` or
+/// `..`, not ending in `.git` (huggingface_hub's own rule, which keeps `models--ORG--NAME`
+/// reversible).
+pub fn validate_repo_id(id: &str) -> Result<(), String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    if parts.is_empty() || parts.len() > 2 {
+        return Err("expected NAME or ORG/NAME".into());
+    }
+    for p in &parts {
+        if p.is_empty()
+            || p.len() > 96
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(format!("{p:?} is not 1 to 96 of [A-Za-z0-9_.-]"));
+        }
+        if *p == "." || *p == ".." {
+            return Err(format!("{p:?} is not a name"));
+        }
+    }
+    if id.contains("--") || id.contains("..") || id.ends_with(".git") {
+        return Err("may not contain `--` or `..` or end in `.git`".into());
     }
     Ok(())
 }
@@ -362,9 +526,13 @@ impl Manifest {
         out
     }
 
-    /// The lowest format version that can express this manifest: 2 if it carries images.
+    /// The lowest format version that can express this manifest: 2 if it carries images or
+    /// models.
     pub fn required_version(artifacts: &[Artifact]) -> u32 {
-        if artifacts.iter().any(|a| a.kind == ArtifactKind::Image) {
+        if artifacts
+            .iter()
+            .any(|a| !matches!(a.kind, ArtifactKind::File | ArtifactKind::Directory))
+        {
             2
         } else {
             1

@@ -229,6 +229,7 @@ pub fn to_artifact(
             size: img.top.size,
             platforms: img.platforms,
         }),
+        hf: None,
     };
     (artifact, needed)
 }

@@ -69,6 +69,7 @@ pub(super) fn resolve(
             identity,
             entries,
             image: None,
+            hf: None,
         };
         return Ok((artifact, needed));
     }
@@ -139,6 +140,7 @@ pub(super) fn resolve(
         identity,
         entries,
         image: None,
+        hf: None,
     };
     Ok((artifact, needed))
 }

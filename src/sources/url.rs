@@ -90,6 +90,7 @@ pub(super) fn resolve(
         identity: format!("{final_url} {digest}"),
         entries: vec![entry],
         image: None,
+        hf: None,
     };
     Ok((
         artifact,

@@ -98,7 +98,7 @@ pub fn plan(
         for e in &a.entries {
             let rel = match a.kind {
                 ArtifactKind::File => a.name.clone(),
-                ArtifactKind::Directory | ArtifactKind::Image => format!("{}/{}", a.name, e.path),
+                _ => format!("{}/{}", a.name, e.path),
             };
             let path = fsutil::safe_join(dest, &rel)?;
             match e.kind {

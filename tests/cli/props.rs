@@ -42,7 +42,7 @@ proptest! {
             }
             entries.push(Entry { path: format!("f{i}"), kind: EntryType::File, blob: Some(digest), size: Some(data.len() as u64), executable: false });
         }
-        let artifact = Artifact { name: "a".into(), kind: ArtifactKind::Directory, source: "in".into(), identity: "in".into(), entries, image: None };
+        let artifact = Artifact { name: "a".into(), kind: ArtifactKind::Directory, source: "in".into(), identity: "in".into(), entries, image: None, hf: None };
         let out = OutDir::prepare(&env.path("b")).unwrap();
         let opts = PackOptions { channel: "p".into(), sequence: 1, created: std::time::SystemTime::now(), expires: None, chunk_size: chunk_kib * 1024 };
         let m = bundle::pack(out, vec![artifact], &blobs, &[key], &opts, &Silent).unwrap();
@@ -93,6 +93,7 @@ fn a_file_that_changed_since_it_was_hashed_aborts_the_pack() {
         identity: "in/x".into(),
         entries,
         image: None,
+        hf: None,
     };
     let out = OutDir::prepare(&env.path("b")).unwrap();
     let opts = PackOptions {
