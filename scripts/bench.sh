@@ -2,11 +2,19 @@
 # Benchmarks airlock against the baselines in the same run and prints a Markdown report
 # (copy the figures into docs/PERFORMANCE.md). Never part of the test suite.
 #
-#   scripts/bench.sh                 # ~2 GiB model-like directory, 3 runs each
+#   scripts/bench.sh                 # ~2 GiB model-like directory and a ~1 GiB image, 3 runs each
 #   BENCH_RUNS=5 BENCH_DIR=/mnt/fast scripts/bench.sh
 #   BENCH_BIG=10G scripts/bench.sh   # also pack+verify one 10 GiB file to show flat memory
+#   BENCH_MODELS=0 BENCH_IMAGE_MB=64 scripts/bench.sh   # only the image part, with a small image
+#   BENCH_IMAGES=0 scripts/bench.sh  # only the model part
 #
-# Needs: zstd, openssl, sha256sum, GNU time (/usr/bin/time), minisign (apt-get install -y ...).
+# The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
+# docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
+# skopeo + the tar|zstd|split baseline), then `airlock import --registry` against
+# `skopeo copy oci:… docker://…`, each run into a fresh, empty destination registry.
+#
+# Needs: zstd, openssl, sha256sum, bc, GNU time (/usr/bin/time); for images also skopeo,
+# docker-registry and python3 (apt-get install -y ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,37 +23,35 @@ chunk=${BENCH_CHUNK:-1GiB}       # airlock --chunk-size
 split_size=${BENCH_SPLIT:-1G}    # the same size for split -b
 root=${BENCH_DIR:-$(mktemp -d /tmp/airlock-bench.XXXXXX)}
 big=${BENCH_BIG:-}
+models=${BENCH_MODELS:-1}
+images=${BENCH_IMAGES:-1}
+image_mb=${BENCH_IMAGE_MB:-1024}  # MiB of layer content (8 layers)
 
-for t in zstd openssl sha256sum /usr/bin/time; do
-    command -v "$t" >/dev/null || { echo "missing $t (apt-get install -y zstd openssl coreutils time)" >&2; exit 1; }
+for t in zstd openssl sha256sum bc /usr/bin/time; do
+    command -v "$t" >/dev/null || { echo "missing $t (apt-get install -y zstd openssl coreutils bc time)" >&2; exit 1; }
 done
+if [ "$images" = 1 ]; then
+    for t in skopeo docker-registry python3; do
+        command -v "$t" >/dev/null || { echo "missing $t (apt-get install -y skopeo docker-registry python3, or BENCH_IMAGES=0)" >&2; exit 1; }
+    done
+fi
 
 cargo build --release --quiet
 airlock="$PWD/target/release/airlock"
 mkdir -p "$root"
-trap 'rm -rf "$root/out" "$root/parts"' EXIT
 
-# --- data: two 1 GiB incompressible shards plus JSON/tokenizer files -----------------------
-data="$root/model"
-if [ ! -f "$data/.complete" ]; then
-    rm -rf "$data"; mkdir -p "$data"
-    head -c 1073741824 /dev/urandom > "$data/model-00001-of-00002.safetensors"
-    head -c 1073741824 /dev/urandom > "$data/model-00002-of-00002.safetensors"
-    python3 - "$data" <<'PY'
-import json, sys, random
-d = sys.argv[1]; random.seed(1)
-json.dump({"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32}, open(f"{d}/config.json", "w"), indent=2)
-vocab = {f"tok_{i}_{random.randrange(10**6)}": i for i in range(128000)}
-json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": [f"a{i} b{i}" for i in range(100000)]}}, open(f"{d}/tokenizer.json", "w"))
-json.dump({"weight_map": {f"layer.{i}.weight": f"model-0000{1 + i % 2}-of-00002.safetensors" for i in range(2000)}}, open(f"{d}/model.safetensors.index.json", "w"), indent=2)
-open(f"{d}/generation_config.json", "w").write('{"max_new_tokens": 512}\n')
-PY
-    touch "$data/.complete"
-fi
-payload=$(du -sb --exclude=.complete "$data" | cut -f1)
-cat "$data"/* > /dev/null   # warm the page cache: both sides read from memory
+# Registries this script started (NAME -> PID, address); each has its own config and storage
+# under $root/reg-NAME, listens on 127.0.0.1:0 and is stopped by PID on exit.
+declare -A reg_pid reg_addr
+cleanup() {
+    local n
+    for n in "${!reg_pid[@]}"; do stop_registry "$n"; done
+    rm -rf "$root/out" "$root/parts" "$root"/reg-* "$root/img"
+}
+trap cleanup EXIT
 
 "$airlock" keygen --out "$root/k" --unencrypted -q 2>/dev/null || true
+pub="$root/k.pub"
 
 # measure NAME CMD... : runs CMD $runs times, records median wall seconds and max RSS (KiB).
 declare -A wall rss
@@ -54,7 +60,7 @@ measure() {
     local times=() mems=() i
     for ((i = 0; i < runs; i++)); do
         rm -rf "$root/out" "$root/parts"; mkdir -p "$root/parts"
-        [ "$name" = "airlock verify" ] || [ "$name" = "openssl dgst over chunks" ] || [ "$name" = "sha256sum -c over parts" ] && prepare_verify "$name"
+        prepare "$name"
         local t0 t1 m
         sync    # flush earlier runs' writes outside the timed region: each run pays only its own
         t0=$(date +%s.%N)
@@ -65,19 +71,38 @@ measure() {
     done
     wall[$name]=$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(( (runs + 1) / 2 ))p")
     rss[$name]=$(printf '%s\n' "${mems[@]}" | sort -g | tail -1)
-    printf '%-34s median %7.2f s   max RSS %7d KiB\n' "$name" "${wall[$name]}" "${rss[$name]}" >&2
+    printf '%-44s median %7.2f s   max RSS %7d KiB   (runs: %s)\n' "$name" "${wall[$name]}" "${rss[$name]}" \
+        "$(printf '%.2f ' "${times[@]}")" >&2
 }
 
-# Verification inputs are made once per measurement, outside the timed region.
-prepare_verify() {
+# Per-run inputs, made outside the timed region.
+prepare() {
     case "$1" in
         "airlock verify"|"openssl dgst over chunks")
             "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q ;;
         "sha256sum -c over parts")
             baseline_pack ;;
+        "image: skopeo copy docker:// → oci:"|"image: skopeo copy + tar|zstd -T0 -3|split + sha256sum")
+            mkdir -p "$root/out" ;;   # skopeo wants the layout's parent to exist
+        "image: airlock import"|"image: skopeo copy oci: → docker://")
+            # A fresh, empty destination: nothing is skipped as already present.
+            stop_registry dst
+            start_registry dst
+            echo "${reg_addr[dst]}" > "$root/img/dst.addr" ;;
     esac
 }
 
+ratio() { printf %.2f "$(echo "$1 / $2" | bc -l)"; }
+mib() { echo "${rss[$1]} / 1024" | bc -l; }
+# table NAME... : Markdown rows "| name | wall | peak RSS |"
+table() {
+    local n
+    echo "| operation | wall (s) | peak RSS (MiB) |"
+    echo "|---|---:|---:|"
+    for n in "$@"; do printf '| %s | %.2f | %.1f |\n' "${n//|/\\|}" "${wall[$n]}" "$(mib "$n")"; done
+}
+
+# --- models: two 1 GiB incompressible shards plus JSON/tokenizer files ---------------------
 baseline_pack() {
     tar -cf - -C "$root" model | zstd -T0 -3 -q | split -b "$split_size" - "$root/parts/part-"
     (cd "$root/parts" && sha256sum part-* > SHA256SUMS)
@@ -85,39 +110,161 @@ baseline_pack() {
 export -f baseline_pack
 export root split_size
 
-measure "baseline tar|zstd -T0 -3|split + sha256sum" bash -c baseline_pack
-measure "airlock pack" "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
-measure "sha256sum -c over parts" bash -c 'cd "$root/parts" && sha256sum -c --quiet SHA256SUMS'
-measure "openssl dgst over chunks" bash -c 'openssl dgst -sha256 "$root"/out/chunks/*'
-pub="$root/k.pub"
-measure "airlock verify" "$airlock" verify "$root/out" --trust "$pub" -q
+bench_models() {
+    data="$root/model"
+    if [ ! -f "$data/.complete" ]; then
+        rm -rf "$data"; mkdir -p "$data"
+        head -c 1073741824 /dev/urandom > "$data/model-00001-of-00002.safetensors"
+        head -c 1073741824 /dev/urandom > "$data/model-00002-of-00002.safetensors"
+        python3 - "$data" <<'PY'
+import json, sys, random
+d = sys.argv[1]; random.seed(1)
+json.dump({"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32}, open(f"{d}/config.json", "w"), indent=2)
+vocab = {f"tok_{i}_{random.randrange(10**6)}": i for i in range(128000)}
+json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": [f"a{i} b{i}" for i in range(100000)]}}, open(f"{d}/tokenizer.json", "w"))
+json.dump({"weight_map": {f"layer.{i}.weight": f"model-0000{1 + i % 2}-of-00002.safetensors" for i in range(2000)}}, open(f"{d}/model.safetensors.index.json", "w"), indent=2)
+open(f"{d}/generation_config.json", "w").write('{"max_new_tokens": 512}\n')
+PY
+        touch "$data/.complete"
+    fi
+    local payload
+    payload=$(du -sb --exclude=.complete "$data" | cut -f1)
+    cat "$data"/* > /dev/null   # warm the page cache: both sides read from memory
 
-ratio() { echo "scale=2; $1 / $2" | bc -l; }
-cat <<MD
+    measure "baseline tar|zstd -T0 -3|split + sha256sum" bash -c baseline_pack
+    measure "airlock pack" "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
+    measure "sha256sum -c over parts" bash -c 'cd "$root/parts" && sha256sum -c --quiet SHA256SUMS'
+    measure "openssl dgst over chunks" bash -c 'openssl dgst -sha256 "$root"/out/chunks/*'
+    measure "airlock verify" "$airlock" verify "$root/out" --trust "$pub" -q
+
+    cat <<MD
 
 ## Results ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), payload $(numfmt --to=iec-i --suffix=B "$payload"), chunk $chunk, median of $runs runs)
 
-| operation | wall (s) | peak RSS (MiB) |
-|---|---:|---:|
-$(for n in "baseline tar|zstd -T0 -3|split + sha256sum" "airlock pack" "sha256sum -c over parts" "openssl dgst over chunks" "airlock verify"; do
-    printf '| %s | %.2f | %.1f |\n' "${n//|/\\|}" "${wall[$n]}" "$(echo "${rss[$n]} / 1024" | bc -l)"
-done)
+$(table "baseline tar|zstd -T0 -3|split + sha256sum" "airlock pack" "sha256sum -c over parts" "openssl dgst over chunks" "airlock verify")
 
 - pack speed-up vs baseline pipeline: **$(ratio "${wall[baseline tar|zstd -T0 -3|split + sha256sum]}" "${wall[airlock pack]}")×** (target ≥ 2×)
 - verify vs single-threaded \`openssl dgst -sha256\` over the chunks: **$(ratio "${wall[openssl dgst over chunks]}" "${wall[airlock verify]}")×** as fast (target ≥ 1×)
 - verify vs \`sha256sum -c\` over the baseline's parts: **$(ratio "${wall[sha256sum -c over parts]}" "${wall[airlock verify]}")×** as fast
 MD
 
-if [ -n "$big" ]; then
-    f="$root/big/blob.bin"
-    mkdir -p "$root/big"
-    [ -f "$f" ] || head -c "$(numfmt --from=iec "$big")" /dev/urandom > "$f"
-    rm -rf "$root/out"
-    /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" pack "$f" --out "$root/out" --key "$root/k" -q
-    read -r pw pm < "$root/time.txt"
-    /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" verify "$root/out" --trust "$pub" -q
-    read -r vw vm < "$root/time.txt"
-    rm -rf "$root/out"
-    printf '\n- one %s file: pack %.1f s, peak RSS %.1f MiB; verify %.1f s, peak RSS %.1f MiB\n' \
-        "$big" "$pw" "$(echo "$pm / 1024" | bc -l)" "$vw" "$(echo "$vm / 1024" | bc -l)"
-fi
+    if [ -n "$big" ]; then
+        local f="$root/big/blob.bin" pw pm vw vm
+        mkdir -p "$root/big"
+        [ -f "$f" ] || head -c "$(numfmt --from=iec "$big")" /dev/urandom > "$f"
+        rm -rf "$root/out"
+        /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" pack "$f" --out "$root/out" --key "$root/k" -q
+        read -r pw pm < "$root/time.txt"
+        /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" verify "$root/out" --trust "$pub" -q
+        read -r vw vm < "$root/time.txt"
+        rm -rf "$root/out"
+        printf '\n- one %s file: pack %.1f s, peak RSS %.1f MiB; verify %.1f s, peak RSS %.1f MiB\n' \
+            "$big" "$pw" "$(echo "$pm / 1024" | bc -l)" "$vw" "$(echo "$vm / 1024" | bc -l)"
+    fi
+}
+
+# --- images: an 8-layer OCI image in a local registry ---------------------------------------
+# start_registry NAME: a docker-registry with its own config and empty storage in $root/reg-NAME
+# (never the system's config), on a free loopback port read from its "listening on" log line.
+start_registry() {
+    local name=$1 d="$root/reg-$1" i addr=
+    rm -rf "$d"; mkdir -p "$d/data"
+    cat > "$d/config.yml" <<YML
+version: 0.1
+log: {level: info, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $d/data}
+  maintenance: {uploadpurging: {enabled: false}}
+http:
+  addr: 127.0.0.1:0
+  secret: airlock-bench
+YML
+    docker-registry serve "$d/config.yml" > /dev/null 2> "$d/log" &
+    reg_pid[$name]=$!
+    for ((i = 0; i < 400; i++)); do
+        addr=$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$d/log" | head -1 | cut -d' ' -f3) || true
+        [ -n "$addr" ] && break
+        kill -0 "${reg_pid[$name]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -n "$addr" ] || { echo "docker-registry $name did not start:" >&2; cat "$d/log" >&2; exit 1; }
+    reg_addr[$name]=$addr
+}
+stop_registry() {
+    local pid=${reg_pid[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "reg_pid[$1]" "reg_addr[$1]"
+    rm -rf "$root/reg-$1"
+}
+
+# The core baseline for images: what an officer would do without airlock.
+image_baseline_pack() {
+    skopeo copy --quiet --src-tls-verify=false "docker://$src/bench/img:1" "oci:$root/out/layout:img"
+    tar -cf - -C "$root/out" layout | zstd -T0 -3 -q | split -b "$split_size" - "$root/parts/part-"
+    (cd "$root/parts" && sha256sum part-* > SHA256SUMS)
+}
+export -f image_baseline_pack
+
+bench_images() {
+    local layout="$root/image-${image_mb}MiB" top payload
+    if [ ! -f "$layout/.complete" ]; then
+        rm -rf "$layout"
+        python3 scripts/bench-image.py "$layout" "$image_mb" 2>/dev/null > "$layout.digest"
+        touch "$layout/.complete"
+    fi
+    top=$(cat "$layout.digest")
+    payload=$(du -sb "$layout/blobs" | cut -f1)
+    mkdir -p "$root/img"
+
+    start_registry src
+    src=${reg_addr[src]}
+    export src
+    skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$layout:img" "docker://$src/bench/img:1"
+    find "$root/reg-src/data" -type f -exec cat {} + > /dev/null   # warm: served from memory
+
+    # Leg 1: registry → bundle (airlock) / registry → OCI layout (skopeo) / + tar|zstd|split.
+    measure "image: airlock pack oci://" "$airlock" pack "oci://$src/bench/img:1" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
+    measure "image: skopeo copy docker:// → oci:" skopeo copy --quiet --src-tls-verify=false "docker://$src/bench/img:1" "oci:$root/out/layout:img"
+    measure "image: skopeo copy + tar|zstd -T0 -3|split + sha256sum" bash -c image_baseline_pack
+
+    # Inputs of leg 2, made once: the bundle and the layout the two tools push from.
+    "$airlock" pack "oci://$src/bench/img:1" --out "$root/img/bundle" --key "$root/k" --chunk-size "$chunk" -q
+    skopeo copy --quiet --src-tls-verify=false "docker://$src/bench/img:1" "oci:$root/img/layout:img"
+    [ "$(skopeo inspect --raw "oci:$root/img/layout:img" | sha256sum | cut -d' ' -f1)" = "${top#sha256:}" ] \
+        || { echo "skopeo's layout holds another manifest than the source" >&2; exit 1; }
+    find "$root/img/bundle" "$root/img/layout" -type f -exec cat {} + > /dev/null
+    stop_registry src   # idle from here on: keep its 1 GiB out of the page cache's way
+
+    # Leg 2: bundle → registry (airlock) / OCI layout → registry (skopeo); a fresh registry each run.
+    export airlock pub
+    measure "image: airlock verify (import's first pass)" "$airlock" verify "$root/img/bundle" --trust "$pub" -q
+    measure "image: airlock import" bash -c 'exec "$airlock" import "$root/img/bundle" --trust "$pub" --registry "$(cat "$root/img/dst.addr")/mirror" --strip-host -q'
+    check_dst "airlock import"
+    measure "image: skopeo copy oci: → docker://" bash -c 'exec skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$root/img/layout:img" "docker://$(cat "$root/img/dst.addr")/mirror/bench/img:1"'
+    check_dst "skopeo copy"
+    stop_registry dst
+
+    cat <<MD
+
+## Images ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), one linux/amd64 image, 8 gzip layers, $(numfmt --to=iec-i --suffix=B "$payload"), local docker-registry $(docker-registry --version | awk '{print $3}'), $(skopeo --version), chunk $chunk, median of $runs runs)
+
+$(table "image: airlock pack oci://" "image: skopeo copy docker:// → oci:" "image: skopeo copy + tar|zstd -T0 -3|split + sha256sum" "image: airlock verify (import's first pass)" "image: airlock import" "image: skopeo copy oci: → docker://")
+
+- pack from the registry: **$(ratio "${wall[image: skopeo copy docker:// → oci:]}" "${wall[image: airlock pack oci://]}")×** skopeo's speed (skopeo time / airlock time; target ≥ 1×), **$(ratio "${wall[image: skopeo copy + tar|zstd -T0 -3|split + sha256sum]}" "${wall[image: airlock pack oci://]}")×** the core baseline's
+- import into a registry: **$(ratio "${wall[image: skopeo copy oci: → docker://]}" "${wall[image: airlock import]}")×** skopeo's speed (target ≥ 1×)
+- peak RSS: pack $(printf %.1f "$(mib "image: airlock pack oci://")") MiB vs skopeo $(printf %.1f "$(mib "image: skopeo copy docker:// → oci:")") MiB; import $(printf %.1f "$(mib "image: airlock import")") MiB vs skopeo $(printf %.1f "$(mib "image: skopeo copy oci: → docker://")") MiB
+MD
+}
+
+# check_dst WHO: the last run's push left the source manifest, byte for byte, in the destination.
+check_dst() {
+    local got
+    got=$(skopeo inspect --raw --tls-verify=false "docker://${reg_addr[dst]}/mirror/bench/img:1" | sha256sum | cut -d' ' -f1)
+    [ "$got" = "${top#sha256:}" ] || { echo "$1 left another manifest ($got) than ${top}" >&2; exit 1; }
+}
+
+[ "$models" = 1 ] && bench_models
+[ "$images" = 1 ] && bench_images
+exit 0

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- test dependencies (Debian packages) -----------------------------------------------------
-packages=(minisign zstd docker-registry skopeo openssl)
+packages=(minisign zstd docker-registry skopeo openssl python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,4 +21,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/forbid.sh
+# The real Hugging Face client, in a virtualenv (pip, from PyPI): tests find it through AIRLOCK_PYENV.
+AIRLOCK_PYENV=$(scripts/pyenv.sh)
+export AIRLOCK_PYENV
 cargo test --all-targets --locked
