@@ -94,6 +94,18 @@ fn pushes_text(pushes: &[ImagePush]) -> String {
         .collect()
 }
 
+/// Whether the operator named a target made for artifacts of this kind; if not, they go to
+/// `--files` (an image as an OCI layout directory, a model as its files).
+fn has_native_target(kind: ArtifactKind, args: &ImportArgs) -> bool {
+    let image_targets = args.registry.is_some() || args.oci_layout.is_some();
+    match kind {
+        ArtifactKind::File | ArtifactKind::Directory => false,
+        ArtifactKind::Image => image_targets,
+        ArtifactKind::OllamaModel => image_targets,
+        ArtifactKind::HfRepo => false,
+    }
+}
+
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let trust = super::load_trust(&args.trust)?;
     let target = args.registry.as_deref().map(Target::parse).transpose()?;
@@ -107,19 +119,18 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let vb = bundle::verify(&args.dir, &trust, &super::verify_options(), &progress)?;
 
     // Which target takes which artifact; refuse before any write if something has no place.
-    let image_target = target.is_some() || args.oci_layout.is_some();
-    let to_files = |a: &Artifact| a.kind != ArtifactKind::Image || !image_target;
+    let to_files = |a: &Artifact| !has_native_target(a.kind, &args);
     if args.files.is_none() {
-        let homeless: Vec<&str> = vb
+        let homeless: Vec<String> = vb
             .manifest()
             .artifacts
             .iter()
-            .filter(|a| a.kind != ArtifactKind::Image)
-            .map(|a| a.name.as_str())
+            .filter(|a| to_files(a))
+            .map(|a| format!("{} ({})", a.name, a.kind.as_str()))
             .collect();
         if !homeless.is_empty() {
             return Err(Error::Usage(format!(
-                "the bundle also carries files ({}); give --files DEST for them",
+                "no target given for {}; name one (see --help) or give --files DEST",
                 homeless.join(", ")
             )));
         }

@@ -138,7 +138,7 @@ pub fn map(reference: &str, target: &Target, naming: Naming) -> Result<(String, 
 pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<Vec<ImagePush>> {
     let mut out: Vec<ImagePush> = Vec::new();
     for a in &bundle.manifest().artifacts {
-        if a.kind != ArtifactKind::Image {
+        if !matches!(a.kind, ArtifactKind::Image | ArtifactKind::OllamaModel) {
             continue;
         }
         let info = a

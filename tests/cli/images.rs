@@ -958,3 +958,36 @@ fn an_image_missing_a_blob_in_a_signed_bundle_is_refused_before_any_push() {
         .code(1);
     assert!(!env.path("L").exists());
 }
+
+#[test]
+fn artifacts_without_a_target_stop_the_import_before_anything_is_written() {
+    let env = Env::new();
+    env.keygen("k");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let image = format!("oci-layout://{}", fixtures.join("hello-image").display());
+    let patch = fixtures.join("patches/raise-max-tokens.patch");
+    env.pack(&[&image, patch.to_str().unwrap()], "k", "b", &[])
+        .ok();
+    // Only an image target: the patch has nowhere to go (usage error, exit 2), nothing written.
+    env.run(&["import", "b", "--trust", "k.pub", "--oci-layout", "L"])
+        .code(2)
+        .stderr_has("no target given for raise-max-tokens.patch (file)");
+    assert!(!env.path("L").exists());
+    // No target at all: clap says one is required.
+    env.run(&["import", "b", "--trust", "k.pub"]).code(2);
+    // With --files too, the image goes to the layout and the patch to the directory.
+    env.run(&[
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--oci-layout",
+        "L",
+        "--files",
+        "F",
+    ])
+    .ok();
+    assert!(env.path("F/raise-max-tokens.patch").is_file());
+    assert!(!env.path("F/demo.example_tools_hello_1.0").exists());
+    assert!(env.path("L/index.json").is_file());
+}
