@@ -348,8 +348,9 @@ fn run(
         if f.action == Action::Keep {
             continue;
         }
-        write_file(f, src, progress)?;
-        done.files.push(i);
+        if write_file(f, src, progress)? {
+            done.files.push(i);
+        }
     }
     progress.finish();
     let mut synced = HashSet::new();
@@ -374,7 +375,8 @@ fn dir_mode() -> fs::Permissions {
     fs::metadata(".").map(|m| m.permissions()).unwrap()
 }
 
-fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Result<()> {
+/// Writes one file; false when an identical file appeared meanwhile (another import).
+fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Result<bool> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".airlock-tmp-")
         .tempfile_in(&f.temp_dir)
@@ -410,7 +412,7 @@ fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Re
     finish_temp(tmp, f)
 }
 
-fn finish_temp(mut tmp: tempfile::NamedTempFile, f: &FileStep) -> Result<()> {
+fn finish_temp(mut tmp: tempfile::NamedTempFile, f: &FileStep) -> Result<bool> {
     tmp.as_file_mut()
         .flush()
         .map_err(|e| Error::io("write", tmp.path(), e))?;
@@ -432,11 +434,19 @@ fn finish_temp(mut tmp: tempfile::NamedTempFile, f: &FileStep) -> Result<()> {
                 .map_err(|e| Error::io("rename into place", &f.path, e.error))?;
         }
         _ => {
-            tmp.persist_noclobber(&f.path)
-                .map_err(|e| Error::io("move into place", &f.path, e.error))?;
+            if let Err(e) = tmp.persist_noclobber(&f.path) {
+                let same = e.error.kind() == std::io::ErrorKind::AlreadyExists
+                    && fs::symlink_metadata(&f.path).is_ok_and(|m| m.is_file())
+                    && fsutil::hash_file(&f.path).is_ok_and(|(d, n)| d == f.digest && n == f.size);
+                if same {
+                    return Ok(false);
+                }
+                return Err(Error::io("move into place", &f.path, e.error));
+            }
         }
     }
-    fsutil::sync_dir(f.path.parent().expect("files live under the root"))
+    fsutil::sync_dir(f.path.parent().expect("files live under the root"))?;
+    Ok(true)
 }
 
 /// Writes `bytes` to `path` through a temp file in `temp_dir` (rollback of a replaced file).
@@ -830,5 +840,84 @@ mod tests {
         assert_eq!(quote("a\nb"), "\"a\nb\"");
         assert_eq!(quote("say \"hi\"\n"), "\"\"\"say \"hi\"\n\"\"\"");
         assert_eq!(quote(" x"), "\" x\"");
+    }
+
+    struct Mem(HashMap<Digest, Vec<u8>>);
+
+    impl BlobSource for Mem {
+        fn size(&self, d: &Digest) -> Option<u64> {
+            self.0.get(d).map(|b| b.len() as u64)
+        }
+        fn open(&self, d: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+            Ok(Box::new(std::io::Cursor::new(self.0[d].as_slice())))
+        }
+    }
+
+    #[test]
+    fn the_modelfile_rebuilds_the_model_from_the_directory() {
+        let mut mem = Mem(HashMap::new());
+        let mut add = |kind: &str, body: &[u8]| {
+            mem.0.insert(Digest::of(body), body.to_vec());
+            Layer {
+                media_type: if kind == "config" {
+                    "application/vnd.docker.container.image.v1+json".into()
+                } else {
+                    format!("application/vnd.ollama.image.{kind}")
+                },
+                digest: Digest::of(body),
+                size: body.len() as u64,
+            }
+        };
+        let layers = vec![
+            add("model", b"GGUF1"),
+            add("adapter", b"GGUF2"),
+            add("projector", b"GGUF3"),
+            add("projector", b"GGUF4"),
+            add("prompt", b"{{ .Prompt }}"),
+            add("system", b"Say \"hi\".\nThen stop."),
+            add(
+                "params",
+                br#"{"top_k":40,"stop":["a b","<x>"],"penalize":true}"#,
+            ),
+            add(
+                "messages",
+                br#"[{"role":"user","content":"hi"},{"role":"assistant","content":"hello "}]"#,
+            ),
+        ];
+        let config = add("config", br#"{"renderer":"qwen3","parser":""}"#);
+        let m = OllamaModel {
+            name: OllamaName::parse("m").unwrap(),
+            manifest: b"{}".to_vec(),
+            digest: Digest::of(b"{}"),
+            config,
+            layers,
+        };
+        let names = layer_names(&m.layers);
+        let mf = modelfile(&mem, &m, &names).unwrap().unwrap();
+        assert_eq!(
+            mf,
+            "FROM ./model.gguf\n\
+             ADAPTER ./adapter.gguf\n\
+             FROM ./projector-1.gguf\n\
+             FROM ./projector-2.gguf\n\
+             TEMPLATE {{ .Prompt }}\n\
+             SYSTEM \"\"\"Say \"hi\".\nThen stop.\"\"\"\n\
+             RENDERER qwen3\n\
+             PARAMETER penalize true\n\
+             PARAMETER stop a b\n\
+             PARAMETER stop <x>\n\
+             PARAMETER top_k 40\n\
+             MESSAGE user hi\n\
+             MESSAGE assistant \"hello \"\n"
+        );
+        // Without a GGUF model layer there is nothing to build FROM.
+        let m2 = OllamaModel {
+            layers: m.layers[1..].to_vec(),
+            ..m
+        };
+        assert_eq!(
+            modelfile(&mem, &m2, &layer_names(&m2.layers)).unwrap(),
+            None
+        );
     }
 }
