@@ -49,7 +49,8 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses a command-line source: `file://PATH`, a plain path, or `https://…[#sha256=HEX]`.
+    /// Parses a command-line source: `file://PATH`, a plain path, `https://…[#sha256=HEX]`, an
+    /// image (`oci://`, `oci-layout://`, `docker-archive://`) or `ollama://[HOST/][NS/]MODEL[:TAG]`.
     pub fn parse(arg: &str) -> Result<Source> {
         if let Some(rest) = arg.strip_prefix("file://") {
             return Ok(Source::Path {
