@@ -53,10 +53,11 @@ impl PlatformArgs {
 /// The OCI layout file every image artifact carries.
 pub const OCI_LAYOUT_BYTES: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 
-struct RegistryStore {
-    reg: Arc<Registry>,
-    host: String,
-    repo: String,
+/// An [`ImageStore`] over one repository of a registry (also used by the Ollama source).
+pub(crate) struct RegistryStore {
+    pub(crate) reg: Arc<Registry>,
+    pub(crate) host: String,
+    pub(crate) repo: String,
 }
 
 impl ImageStore for RegistryStore {

@@ -4,6 +4,7 @@
 
 pub mod image;
 mod local;
+pub mod ollama;
 mod url;
 
 use std::collections::HashSet;
@@ -39,10 +40,17 @@ pub enum Source {
         given: String,
         name: Option<String>,
     },
+    /// An Ollama model (`ollama://[HOST/][NAMESPACE/]MODEL[:TAG]`).
+    Ollama {
+        model: ollama::OllamaName,
+        given: String,
+        name: Option<String>,
+    },
 }
 
 impl Source {
-    /// Parses a command-line source: `file://PATH`, a plain path, or `https://…[#sha256=HEX]`.
+    /// Parses a command-line source: `file://PATH`, a plain path, `https://…[#sha256=HEX]`, an
+    /// image (`oci://`, `oci-layout://`, `docker-archive://`) or `ollama://[HOST/][NS/]MODEL[:TAG]`.
     pub fn parse(arg: &str) -> Result<Source> {
         if let Some(rest) = arg.strip_prefix("file://") {
             return Ok(Source::Path {
@@ -82,6 +90,13 @@ impl Source {
         if let Some(rest) = arg.strip_prefix("oci://") {
             return Ok(image(ImageLocation::Registry(rest.to_string())));
         }
+        if let Some(rest) = arg.strip_prefix("ollama://") {
+            return Ok(Source::Ollama {
+                model: ollama::OllamaName::parse(rest)?,
+                given: arg.to_string(),
+                name: None,
+            });
+        }
         if let Some(rest) = arg.strip_prefix("oci-layout://") {
             return Ok(image(ImageLocation::Layout(rest.to_string())));
         }
@@ -90,7 +105,7 @@ impl Source {
         }
         if let Some((scheme, _)) = arg.split_once("://") {
             return Err(Error::Usage(format!(
-                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout:// and docker-archive:// sources)"
+                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout://, docker-archive:// and ollama:// sources)"
             )));
         }
         Ok(Source::Path {
@@ -102,9 +117,10 @@ impl Source {
 
     pub fn with_name(mut self, n: Option<String>) -> Source {
         match &mut self {
-            Source::Path { name, .. } | Source::Url { name, .. } | Source::Image { name, .. } => {
-                *name = n
-            }
+            Source::Path { name, .. }
+            | Source::Url { name, .. }
+            | Source::Image { name, .. }
+            | Source::Ollama { name, .. } => *name = n,
         }
         self
     }
@@ -121,7 +137,8 @@ impl Source {
         match self {
             Source::Path { given, .. }
             | Source::Url { given, .. }
-            | Source::Image { given, .. } => given,
+            | Source::Image { given, .. }
+            | Source::Ollama { given, .. } => given,
         }
     }
 }
@@ -192,6 +209,9 @@ pub fn resolve(
                 given,
                 name,
             } => image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
+            Source::Ollama { model, given, name } => {
+                ollama::resolve(model, given, name.as_deref(), &opts.connect)?
+            }
         };
         validate_name(&artifact.name).map_err(|e| {
             Error::Usage(format!(
@@ -238,5 +258,9 @@ mod tests {
         assert!(Source::parse("https://h/x#md5=00").is_err());
         assert!(Source::parse("https://h/x#sha256=00").is_err());
         assert!(Source::parse("ftp://h/x").is_err());
+        assert!(
+            matches!(Source::parse("ollama://llama3.2").unwrap(), Source::Ollama { model, .. } if model.reference() == "registry.ollama.ai/library/llama3.2:latest")
+        );
+        assert!(Source::parse("ollama://a/b/c/d").is_err());
     }
 }

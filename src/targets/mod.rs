@@ -4,5 +4,7 @@
 //! before any write), then writes each file as temp → digest check → fsync → rename.
 
 pub mod files;
+pub mod models_dir;
 pub mod oci_layout;
+pub mod ollama;
 pub mod registry;

@@ -6,6 +6,7 @@ mod images;
 mod interop;
 mod keys;
 mod layouts;
+mod ollama;
 mod props;
 mod push;
 mod regauth;
