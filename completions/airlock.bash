@@ -225,7 +225,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --files --registry --strip-host --oci-layout --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --trust --files --registry --strip-host --oci-layout --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +244,14 @@ _airlock() {
                     return 0
                     ;;
                 --oci-layout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ollama-models)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --models-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -68,6 +68,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Tru
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l registry -d 'Push images to this registry, under an optional repository prefix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d 'Write images into this OCI image layout (created or merged; ref names are the source references)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l ollama-models -d 'Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l models-dir -d 'Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos, DIR/ollama/HOST/NAMESPACE/MODEL/TAG for Ollama models), for servers that take a path' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r

@@ -190,13 +190,14 @@ pub struct VerifyArgs {
 /// Verify a bundle, then import its content
 #[derive(Debug, Args)]
 #[command(
-    group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout"])),
+    group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout", "ollama_models", "models_dir"])),
     after_help = "\
 Examples:
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --json
   airlock import /media/usb/bundle --trust ci.pub --registry registry.enclave:5000/mirror
   airlock import /media/usb/bundle --trust ci.pub --oci-layout /srv/images
+  airlock import /media/usb/models --trust ci.pub --ollama-models --models-dir /srv/models
 
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
@@ -208,7 +209,11 @@ OCI image layout directory DEST/<artifact>. In a registry, the image mirrored fr
 SRC_HOST/REPO:TAG lands at HOST/PREFIX/SRC_HOST/REPO:TAG (`:PORT` in SRC_HOST becomes
 `-PORT`), or at HOST/PREFIX/REPO:TAG with --strip-host; --dry-run shows the mapping.
 Blobs go first, then child manifests, then indexes, then the tag: a tag never points at
-an incomplete image, and re-running an interrupted import finishes it."
+an incomplete image, and re-running an interrupted import finishes it.
+
+Ollama models go to --ollama-models (blobs/sha256-<hex>, then the manifest byte for byte at
+manifests/<host>/<namespace>/<model>/<tag>), --models-dir, or a registry/layout; Hugging Face
+repos to --models-dir. Every target is planned before any is written."
 )]
 pub struct ImportArgs {
     /// The bundle directory
@@ -234,6 +239,15 @@ pub struct ImportArgs {
     /// Write images into this OCI image layout (created or merged; ref names are the source references)
     #[arg(long, value_name = "PATH")]
     pub oci_layout: Option<PathBuf>,
+
+    /// Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub ollama_models: Option<Option<PathBuf>>,
+
+    /// Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos,
+    /// DIR/ollama/HOST/NAMESPACE/MODEL/TAG for Ollama models), for servers that take a path
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 
     /// Verify and print the plan, write nothing
     #[arg(long)]

@@ -18,6 +18,10 @@
 //! [[images]]
 //! ref = "oci://docker.io/vllm/vllm-openai:v0.6.4"   # or oci-layout://…, docker-archive://…
 //! platforms = ["linux/amd64"]                       # default: all platforms
+//!
+//! [[models]]
+//! ref = "hf://Qwen/Qwen2.5-VL-7B-Instruct@main"      # or hf://datasets/…, ollama://llama3.2:1b
+//! include = ["*.safetensors", "*.json"]             # hf:// only; default: every file
 //! ```
 
 use std::path::Path;
@@ -54,6 +58,28 @@ pub struct PackSpec {
     /// Container images and OCI artifacts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageSource>,
+    /// Models: Hugging Face repositories and Ollama models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSource>,
+}
+
+/// A model: a Hugging Face repository snapshot or an Ollama model.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// `hf://ORG/NAME[@REVISION]`, `hf://datasets/ORG/NAME[@REVISION]` or
+    /// `ollama://[HOST/][NAMESPACE/]MODEL[:TAG]`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Hugging Face only: glob patterns of the files to carry (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Hugging Face only: glob patterns of files to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Artifact name (default: from the reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A container image or OCI artifact.
@@ -182,6 +208,25 @@ impl PackSpec {
                         all: i.all_platforms,
                     }),
             );
+        }
+        for m in &self.models {
+            let src = Source::parse(&m.reference)?;
+            let src = match src {
+                Source::Ollama { .. } if m.include.is_empty() && m.exclude.is_empty() => src,
+                Source::Ollama { .. } => {
+                    return Err(Error::Usage(format!(
+                        "{}: include/exclude apply to hf:// models only",
+                        m.reference
+                    )))
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "{}: [[models]] ref must be hf:// or ollama://",
+                        m.reference
+                    )))
+                }
+            };
+            out.push(src.with_name(m.name.clone()));
         }
         Ok(out)
     }

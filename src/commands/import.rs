@@ -10,7 +10,9 @@ use crate::oci::model::Descriptor;
 use crate::oci::push::PushReport;
 use crate::output::{self, Printer};
 use crate::targets::files::{self, Action, Plan};
+use crate::targets::models_dir::{self, ModelsDirPlan};
 use crate::targets::oci_layout::{self, LayoutPlan};
+use crate::targets::ollama::{self, OllamaPlan};
 use crate::targets::registry::{self, ImagePush, Naming, Target};
 
 #[derive(Serialize)]
@@ -40,6 +42,10 @@ struct Report<'a> {
     registry: Option<RegistryReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     oci_layout: Option<&'a LayoutPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ollama: Option<&'a OllamaPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models_dir: Option<&'a ModelsDirPlan>,
 }
 
 /// (ref name, top descriptor) of every image in the bundle, for the layout target. The ref name
@@ -98,11 +104,12 @@ fn pushes_text(pushes: &[ImagePush]) -> String {
 /// `--files` (an image as an OCI layout directory, a model as its files).
 fn has_native_target(kind: ArtifactKind, args: &ImportArgs) -> bool {
     let image_targets = args.registry.is_some() || args.oci_layout.is_some();
+    let models_dir = args.models_dir.is_some();
     match kind {
         ArtifactKind::File | ArtifactKind::Directory => false,
         ArtifactKind::Image => image_targets,
-        ArtifactKind::OllamaModel => image_targets,
-        ArtifactKind::HfRepo => false,
+        ArtifactKind::OllamaModel => image_targets || args.ollama_models.is_some() || models_dir,
+        ArtifactKind::HfRepo => models_dir,
     }
 }
 
@@ -149,6 +156,23 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         .as_deref()
         .map(|dest| oci_layout::plan(dest, &layout_images(&vb), &vb))
         .transpose()?;
+    let ollama_dir = match &args.ollama_models {
+        Some(None) => Some(ollama::default_dir(|k| std::env::var_os(k))?),
+        Some(Some(d)) => Some(d.clone()),
+        None => None,
+    };
+    let is_ollama = |a: &Artifact| a.kind == ArtifactKind::OllamaModel;
+    let ollama_plan = ollama_dir
+        .as_deref()
+        .map(|dest| ollama::plan(&vb, dest, &is_ollama))
+        .transpose()?;
+    let is_model =
+        |a: &Artifact| matches!(a.kind, ArtifactKind::OllamaModel | ArtifactKind::HfRepo);
+    let models_plan = args
+        .models_dir
+        .as_deref()
+        .map(|dest| models_dir::plan(&vb, dest, &is_model))
+        .transpose()?;
     let mut pushed = Vec::new();
     if !args.dry_run {
         if let Some(p) = &plan {
@@ -156,6 +180,12 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         }
         if let Some(p) = &layout_plan {
             oci_layout::execute(p, &vb, &progress)?;
+        }
+        if let Some(p) = &ollama_plan {
+            ollama::execute(&vb, p, &progress)?;
+        }
+        if let Some(p) = &models_plan {
+            models_dir::execute(&vb, p, &progress)?;
         }
         if let (Some(t), Some(pushes)) = (&target, &pushes) {
             let reg = Registry::new(&t.host, &connect)?;
@@ -179,6 +209,8 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             pushed,
         }),
         oci_layout: layout_plan.as_ref(),
+        ollama: ollama_plan.as_ref(),
+        models_dir: models_plan.as_ref(),
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {
@@ -207,6 +239,23 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
                 p.blobs_to_write(),
                 output::bytes(p.bytes_to_write()),
                 p.refs.len()
+            );
+        }
+        if let Some(p) = &ollama_plan {
+            s += &format!(
+                "  into Ollama store {}: {} models{}\n",
+                p.dest.display(),
+                p.models.len(),
+                if p.is_noop() { ", all present" } else { "" }
+            );
+        }
+        if let Some(p) = &models_plan {
+            s += &format!(
+                "  into models dir {}: {} models, {} files to write ({})\n",
+                p.dest.display(),
+                p.models.len(),
+                p.writes.count(models_dir::Action::Write) + p.writes.count(models_dir::Action::Replace),
+                output::bytes(p.writes.bytes_to_write())
             );
         }
         if let Some(pushes) = &pushes {

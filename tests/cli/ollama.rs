@@ -650,3 +650,63 @@ fn hf_repos_go_to_org_name_in_the_models_directory() {
     let again = models_dir::plan(&vb, &dir, &|_| true).unwrap();
     assert!(again.writes.is_noop());
 }
+
+#[test]
+fn the_binary_imports_ollama_models_into_the_default_store_and_a_models_dir() {
+    let s = setup(false);
+    let env = &s.env;
+    let srcs: Vec<String> = s
+        .tags
+        .iter()
+        .map(|t| format!("ollama://{}/library/tiny:{}", s.front.addr, t.tag))
+        .collect();
+    let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
+    env.pack(&srcs, "k", "b", &[]).ok();
+    // Dry run: plans printed, nothing written.
+    let mut dry = env.command(&[
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--ollama-models",
+        "--models-dir",
+        "md",
+        "--dry-run",
+        "--json",
+    ]);
+    dry.env("OLLAMA_MODELS", env.path("store"));
+    let plan = run_cmd(dry).ok().json();
+    assert_eq!(plan["ollama"]["models"].as_array().unwrap().len(), 2);
+    assert!(!env.path("store").exists() && !env.path("md").exists());
+    // `--ollama-models` without a value: $OLLAMA_MODELS.
+    let mut real = env.command(&[
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--ollama-models",
+        "--models-dir",
+        "md",
+    ]);
+    real.env("OLLAMA_MODELS", env.path("store"));
+    run_cmd(real).ok().stdout_has("into Ollama store");
+    assert_eq!(tree(&env.path("store")), s.expected_store());
+    assert!(env
+        .path(&format!(
+            "md/ollama/{}/library/tiny/v1/Modelfile",
+            s.front.addr
+        ))
+        .is_file());
+    // Only an Ollama target, and the bundle has nothing else: fine; re-import writes nothing.
+    let before = tree(&env.path("store"));
+    env.run(&[
+        "import",
+        "b",
+        "--trust",
+        "k.pub",
+        "--ollama-models",
+        "store",
+    ])
+    .ok();
+    assert_eq!(tree(&env.path("store")), before);
+}
