@@ -4,5 +4,6 @@
 //! before any write), then writes each file as temp → digest check → fsync → rename.
 
 pub mod files;
+pub mod hf_cache;
 pub mod oci_layout;
 pub mod registry;
