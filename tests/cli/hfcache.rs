@@ -74,6 +74,8 @@ struct Repo {
     commit: String,
     complete: bool,
     files: Vec<(&'static str, Vec<u8>, bool)>,
+    /// A wrong etag to put in the manifest for one path.
+    bad_etag: Option<(&'static str, String)>,
 }
 
 fn commit(n: u8) -> String {
@@ -110,6 +112,7 @@ fn model(commit_no: u8, config: &str) -> Repo {
             ("1_Pooling/config.json", b"{\"pooling\": 1}".to_vec(), false),
             ("model.safetensors", pseudo_random(300_000, 7), true),
         ],
+        bad_etag: None,
     }
 }
 
@@ -125,6 +128,7 @@ fn dataset() -> Repo {
             ("data/train.csv", b"a,b\n1,2\n".to_vec(), false),
             ("data/big.parquet", pseudo_random(70_000, 9), true),
         ],
+        bad_etag: None,
     }
 }
 
@@ -139,6 +143,7 @@ fn gpt2() -> Repo {
         commit: c,
         complete: true,
         files: vec![("vocab.json", b"{\"a\": 0}".to_vec(), false)],
+        bad_etag: None,
     }
 }
 
@@ -182,9 +187,14 @@ fn pack(env: &Env, out: &str, repos: &[Repo]) -> VerifiedBundle {
                 size: Some(data.len() as u64),
                 executable: false,
             });
+            let etag = match &r.bad_etag {
+                Some((p, etag)) if p == path => etag.clone(),
+                _ if *lfs => digest.hex(),
+                _ => sha1,
+            };
             files.push(HfFile {
                 path: path.to_string(),
-                etag: if *lfs { digest.hex() } else { sha1 },
+                etag,
             });
         }
         entries.extend(dirs.into_iter().map(|d| Entry {
@@ -508,6 +518,24 @@ fn a_damaged_blob_stops_the_import_before_any_write() {
     assert!(matches!(err, airlock::Error::Conflict(_)), "{err}");
     assert!(err.to_string().contains(&lfs), "{err}");
     assert_eq!(tree(&cache), before);
+}
+
+#[test]
+fn a_git_etag_that_does_not_match_the_content_is_refused() {
+    let env = Env::new();
+    let mut m = model(1, "{}");
+    m.bad_etag = Some((
+        "a/b/c.txt",
+        "0123456789abcdef0123456789abcdef01234567".into(),
+    ));
+    let vb = pack(&env, "b", std::slice::from_ref(&m));
+    let err = hf_cache::plan(&vb, &env.path("cache"), &opts(SnapshotLayout::Symlinks)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a/b/c.txt has etag 0123456789abcdef"),
+        "{err}"
+    );
+    assert!(!env.path("cache").exists());
 }
 
 #[test]
