@@ -412,8 +412,19 @@ fn a_partial_snapshot_loads_offline() {
     m.files.retain(|(p, _, _)| p.ends_with(".json"));
     let vb = pack(&env, "b", std::slice::from_ref(&m));
     let cache = env.path("cache");
-    import(&vb, &cache, SnapshotLayout::Symlinks);
+    let plan = import(&vb, &cache, SnapshotLayout::Symlinks);
     assert!(!cache.join("models--org--tiny-model/trees").exists());
+    // The plan serialises for --json.
+    let v = serde_json::to_value(&plan).unwrap();
+    assert_eq!(v["layout"], "symlinks");
+    assert_eq!(v["repos"][0]["complete"], false);
+    assert_eq!(v["repos"][0]["repo_type"], "model");
+    assert_eq!(v["refs"][0]["action"], "create");
+    assert_eq!(v["files"][0]["action"], "write");
+    assert!(v["files"][0]["link"]
+        .as_str()
+        .unwrap()
+        .starts_with("../../"));
     offline_check(
         &env,
         &cache,
@@ -616,4 +627,31 @@ fn the_offline_check_catches_what_breaks_the_client() {
     fs::remove_file(cache.join(format!("models--org--tiny-model/blobs/{lfs}"))).unwrap();
     let (ok, out) = try_offline_check(&env, &cache, vec![], scan());
     assert!(!ok && out.contains("broken symlink"), "{out}");
+}
+
+/// huggingface_hub 2.x may keep Xet payloads in a cache-wide store (`DIR/blobs/<2 hex>/<hash>`,
+/// marked by `.huggingface-shared-blobs`) with `blobs/<etag>` a link into it: such a blob is
+/// kept, not a conflict.
+#[test]
+fn a_blob_linked_into_the_shared_store_is_kept() {
+    let env = Env::new();
+    let m = model(1, "{}");
+    let vb = pack(&env, "b", std::slice::from_ref(&m));
+    let cache = env.path("cache");
+    import(&vb, &cache, SnapshotLayout::Symlinks);
+    let lfs = Digest::of(&m.files[5].1).hex();
+    let repo_blob = cache.join(format!("models--org--tiny-model/blobs/{lfs}"));
+    let store = cache.join(format!("blobs/{}", &lfs[..2]));
+    fs::create_dir_all(&store).unwrap();
+    fs::write(cache.join("blobs/.huggingface-shared-blobs"), "1\n").unwrap();
+    fs::rename(&repo_blob, store.join(&lfs)).unwrap();
+    std::os::unix::fs::symlink(format!("../../blobs/{}/{lfs}", &lfs[..2]), &repo_blob).unwrap();
+    let plan = hf_cache::plan(&vb, &cache, &opts(SnapshotLayout::Symlinks)).unwrap();
+    assert!(plan.is_noop(), "{plan:#?}");
+    offline_check(
+        &env,
+        &cache,
+        vec![m.load("main")],
+        json!([{"repo_id": "org/tiny-model", "repo_type": "model", "revisions": {m.commit.clone(): ["main"]}}]),
+    );
 }
