@@ -20,7 +20,8 @@
 //!   snapshot, it would make offline `snapshot_download` raise `IncompleteSnapshotError`; even
 //!   for a complete one the bundle lacks the git blob ids of LFS files that it records. Without
 //!   it, the client returns the snapshot folder as it is. `.locks/` and `.no_exist/` are not
-//!   written either (both optional).
+//!   written either (both optional); an existing `.no_exist/<commit>/<path>` marker for a file
+//!   the bundle carries is a conflict (the client would believe the marker).
 //! - Modes follow the client: files are created 0666 and directories 0777, both less the umask
 //!   (0644 / 0755 under the usual umask 022), exactly what `hf download` leaves.
 //! - [`SnapshotLayout::Files`] is the client's own fallback where symlinks are unavailable
@@ -385,7 +386,6 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
     let mut blobs_seen: HashMap<PathBuf, Digest> = HashMap::new();
     let mut files_seen: HashMap<PathBuf, Digest> = HashMap::new();
     let mut refs_seen: HashMap<PathBuf, String> = HashMap::new();
-
     let mut etags_checked: HashMap<Digest, String> = HashMap::new();
     for a in &bundle.manifest().artifacts {
         if a.kind != ArtifactKind::HfRepo {
@@ -421,6 +421,18 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
                 .get(e.path.as_str())
                 .expect("validated: one etag per file");
             let path = leaf_path(dest, &format!("{snap_rel}/{}", e.path))?;
+            // try_to_load_from_cache (transformers, vLLM) believes such a marker before the
+            // snapshot: the cache says the Hub has no such file at this commit.
+            let marker = dest.join(format!("{folder_name}/.no_exist/{}/{}", hf.commit, e.path));
+            if fs::symlink_metadata(&marker).is_ok() {
+                return Err(Error::Conflict(format!(
+                    "{} records that {} does not exist at commit {}, but the bundle has it; \
+                     remove the marker if the bundle is right",
+                    marker.display(),
+                    e.path,
+                    hf.commit
+                )));
+            }
             if let Some(prev) = files_seen.insert(path.clone(), blob) {
                 if prev != blob {
                     return Err(Error::Conflict(format!(

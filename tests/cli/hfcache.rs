@@ -550,6 +550,27 @@ fn a_git_etag_that_does_not_match_the_content_is_refused() {
 }
 
 #[test]
+fn a_no_exist_marker_for_a_carried_file_is_a_conflict() {
+    let env = Env::new();
+    let m = model(1, "{}");
+    let vb = pack(&env, "b", std::slice::from_ref(&m));
+    env.write(
+        &format!(
+            "cache/models--org--tiny-model/.no_exist/{}/a/b/c.txt",
+            m.commit
+        ),
+        b"",
+    );
+    let before = tree(&env.path("cache"));
+    let err = hf_cache::plan(&vb, &env.path("cache"), &opts(SnapshotLayout::Symlinks)).unwrap_err();
+    assert!(
+        err.to_string().contains("does not exist at commit"),
+        "{err}"
+    );
+    assert_eq!(tree(&env.path("cache")), before);
+}
+
+#[test]
 fn a_snapshot_link_pointing_elsewhere_is_a_conflict() {
     let env = Env::new();
     let m = model(1, "{}");
