@@ -860,19 +860,7 @@ fn run(
     progress.finish();
     // Everything a ref will name is durable before the ref is written; parents too, since new
     // directories are entries of their parents.
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    for d in &touched {
-        let mut p = d.as_path();
-        while p.starts_with(&plan.dest) && dirs.insert(p.to_path_buf()) {
-            match p.parent() {
-                Some(q) => p = q,
-                None => break,
-            }
-        }
-    }
-    for d in dirs.iter().rev() {
-        fsutil::sync_dir(d)?;
-    }
+    sync_up(&plan.dest, &touched)?;
     for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
         j.mkdirs(parent(&r.path))?;
         // Refuse to lose a change made since planning.
@@ -894,7 +882,26 @@ fn run(
         }
         write_new_file(&r.path, r.commit.as_bytes(), true)?;
         j.undo.push(Undo::Ref(r.path.clone(), now));
-        fsutil::sync_dir(parent(&r.path))?;
+        sync_up(&plan.dest, &BTreeSet::from([parent(&r.path).to_path_buf()]))?;
+    }
+    Ok(())
+}
+
+/// fsyncs each directory of `touched` and every folder above it up to `dest`, deepest first (a
+/// new directory is an entry of its parent).
+fn sync_up(dest: &Path, touched: &BTreeSet<PathBuf>) -> Result<()> {
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    for d in touched {
+        let mut p = d.as_path();
+        while p.starts_with(dest) && dirs.insert(p.to_path_buf()) {
+            match p.parent() {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
+    }
+    for d in dirs.iter().rev() {
+        fsutil::sync_dir(d)?;
     }
     Ok(())
 }
