@@ -676,3 +676,41 @@ fn a_blob_linked_into_the_shared_store_is_kept() {
         json!([{"repo_id": "org/tiny-model", "repo_type": "model", "revisions": {m.commit.clone(): ["main"]}}]),
     );
 }
+
+/// One bundle carrying two revisions of a repo (a tag and `main`): two snapshots sharing the
+/// unchanged blobs, two refs.
+#[test]
+fn two_revisions_of_a_repo_in_one_bundle_share_blobs() {
+    let env = Env::new();
+    let mut v1 = model(1, "{\"v\": 1}");
+    (v1.name, v1.revision) = ("tiny-model-v1", "v1.0");
+    let main = model(2, "{\"v\": 2}");
+    let vb = pack(&env, "b", &[v1.clone(), main.clone()]);
+    let cache = env.path("cache");
+    let plan = import(&vb, &cache, SnapshotLayout::Symlinks);
+    assert_eq!(
+        plan.blobs.len(),
+        5 + 1,
+        "only the changed config is a second blob"
+    );
+    assert_eq!(plan.files.len(), 12);
+    offline_check(
+        &env,
+        &cache,
+        vec![main.load("main"), v1.load("v1.0")],
+        json!([{"repo_id": "org/tiny-model", "repo_type": "model",
+                "revisions": {v1.commit.clone(): ["v1.0"], main.commit.clone(): ["main"]}}]),
+    );
+}
+
+/// A revision that looks like a commit hash but is not the commit would be a ref the client
+/// never reads (it takes such revisions as commits): refused.
+#[test]
+fn a_revision_that_looks_like_another_commit_is_refused() {
+    let env = Env::new();
+    let mut m = model(1, "{}");
+    m.revision = "0202020202020202020202020202020202020202";
+    let vb = pack(&env, "b", std::slice::from_ref(&m));
+    let err = hf_cache::plan(&vb, &env.path("cache"), &opts(SnapshotLayout::Symlinks)).unwrap_err();
+    assert!(err.to_string().contains("looks like a commit"), "{err}");
+}
