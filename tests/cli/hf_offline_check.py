@@ -9,7 +9,8 @@ SPEC: {"loads": [{"repo_id", "repo_type", "revision", "commit", "files": {path: 
        "scan": [{"repo_id", "repo_type", "revisions": {commit: [ref, ...]}}]}
 Each load: snapshot_download(local_files_only=True) must return snapshots/<commit>, and
 hf_hub_download of each file must return snapshots/<commit>/<path> holding those bytes.
-scan_cache_dir() must report no warnings and exactly the listed repos, revisions and refs.
+scan_cache_dir() must report no warnings and exactly the listed repos, revisions and refs, and
+CACHEDIR.TAG must hold the client's own text.
 """
 
 import hashlib
@@ -48,6 +49,11 @@ def check(spec: dict) -> None:
                 actual = hashlib.sha256(fh.read()).hexdigest()
             if actual != sha:
                 fail(f"{f}: sha256 {actual}, expected {sha}")
+    from huggingface_hub._local_folder import CACHEDIR_TAG_CONTENT
+
+    with open(os.path.join(cache, "CACHEDIR.TAG"), "rb") as fh:
+        if fh.read() != CACHEDIR_TAG_CONTENT.encode():
+            fail("CACHEDIR.TAG differs from huggingface_hub's")
     info = scan_cache_dir(cache)
     if info.warnings:
         fail(f"scan_cache_dir warnings: {[str(w) for w in info.warnings]}")
