@@ -4,6 +4,7 @@
 //! before any write), then writes each file as temp → digest check → fsync → rename.
 
 pub mod files;
+pub mod hf_cache;
 pub mod models_dir;
 pub mod oci_layout;
 pub mod ollama;

@@ -2,6 +2,7 @@
 
 mod generated;
 mod golden;
+mod hfcache;
 mod images;
 mod interop;
 mod keys;

@@ -1,0 +1,1093 @@
+//! The Hugging Face cache target (`--hf-cache DIR`): every `hf-repo` artifact becomes exactly
+//! the layout `huggingface_hub` (2.4.0) writes when it downloads, so `from_pretrained`,
+//! `hf_hub_download` and `snapshot_download` find it with `HF_HUB_OFFLINE=1`:
+//!
+//! ```text
+//! DIR/CACHEDIR.TAG                                   (if absent; huggingface_hub's exact text)
+//! DIR/{models|datasets}--ORG--NAME/blobs/<etag>      content (etag: git blob SHA-1, or SHA-256 for LFS)
+//! DIR/…/snapshots/<commit>/<path>                    -> ../../blobs/<etag> (one more ../ per folder)
+//! DIR/…/refs/<revision>                              the commit, 40 hex digits, no newline
+//! ```
+//!
+//! Decisions (see `_create_symlink`, `_cache_commit_hash_for_specific_revision`, `_chmod_and_move`
+//! and `utils/_cache_manager.py` in huggingface_hub):
+//!
+//! - `refs/<revision>` is written only when the revision is not the commit itself (as the client
+//!   does); a revision naming a branch may move to a newer commit (that is how a newer bundle
+//!   moves `main`); the old snapshot stays. A revision that looks like a commit but is not the
+//!   commit is refused.
+//! - `trees/<commit>.json` is never written: the client trusts it forever and, for a filtered
+//!   snapshot, it would make offline `snapshot_download` raise `IncompleteSnapshotError`; even
+//!   for a complete one the bundle lacks the git blob ids of LFS files that it records. Without
+//!   it, the client returns the snapshot folder as it is. `.locks/` and `.no_exist/` are not
+//!   written either (both optional); an existing `.no_exist/<commit>/<path>` marker for a file
+//!   the bundle carries is a conflict (the client would believe the marker).
+//! - Modes follow the client: files are created 0666 and directories 0777, both less the umask
+//!   (0644 / 0755 under the usual umask 022), exactly what `hf download` leaves.
+//! - [`SnapshotLayout::Files`] is the client's own fallback where symlinks are unavailable
+//!   (`HF_HUB_DISABLE_SYMLINKS=1`, Windows without developer mode): real files in
+//!   `snapshots/<commit>/`, `blobs/` left empty.
+//!
+//! - Every git blob SHA-1 etag is checked against the content before anything is planned (the
+//!   manifest validation can only check the SHA-256 ones), so no blob is filed under a wrong
+//!   name.
+//!
+//! [`plan`] only reads and fails on the first conflict (a blob or snapshot file with other
+//! content, a link pointing elsewhere, something that is not a directory where one must be, a
+//! symlink on the way) before anything is written. [`execute`] writes blobs (temp file →
+//! SHA-256 re-check while streaming → fsync → rename without clobbering), then snapshot links,
+//! then fsyncs the directories, then the refs last, atomically, so a ref never names a snapshot
+//! that is not complete on disk. If anything fails, everything it created is removed again (and
+//! refs it changed are restored), so the cache is left as it was; re-importing is a no-op.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::bundle::{reader, VerifiedBundle};
+use crate::error::{Error, Result};
+use crate::format::{ArtifactKind, Blob, Digest, EntryType, HfRepoType};
+use crate::fsutil;
+use crate::progress::Progress;
+
+/// The cache directory tag huggingface_hub writes (`_local_folder.py`, `CACHEDIR_TAG_CONTENT`).
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+pub const CACHEDIR_TAG_CONTENT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+     # This file is a cache directory tag created by huggingface_hub.\n\
+     # For information about cache directory tags, see:\n\
+     #\thttps://bford.info/cachedir/\n";
+
+/// Longest ref file read back (a ref holds 40 bytes).
+const MAX_REF_BYTES: u64 = 4096;
+
+/// How snapshot files are materialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotLayout {
+    /// Content in `blobs/<etag>`, `snapshots/<commit>/<path>` relative symlinks to it (what the
+    /// client writes wherever symlinks work).
+    #[default]
+    Symlinks,
+    /// Real files in `snapshots/<commit>/<path>`, nothing in `blobs/` (the client's own layout
+    /// where symlinks are unavailable).
+    Files,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HfCacheOptions {
+    pub layout: SnapshotLayout,
+}
+
+/// The cache directory huggingface_hub uses, from the environment `env` gives (so it can be
+/// tested without touching the process environment): `HF_HUB_CACHE`, else the legacy
+/// `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
+/// `~/.cache/huggingface/hub` (`constants.py`). A leading `~` and `$VAR`/`${VAR}` are expanded
+/// as Python's `expanduser`/`expandvars` do; empty variables count as unset.
+pub fn default_dir(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    let get = |k: &str| {
+        env(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string_lossy().into_owned())
+    };
+    let home = get("HOME").unwrap_or_else(|| "~".to_string());
+    let expand = |s: String| PathBuf::from(expand_vars(&expand_user(&s, &home), &get));
+    if let Some(dir) = get("HF_HUB_CACHE").or_else(|| get("HUGGINGFACE_HUB_CACHE")) {
+        return expand(dir);
+    }
+    let hf_home = get("HF_HOME").unwrap_or_else(|| {
+        let xdg = get("XDG_CACHE_HOME").unwrap_or_else(|| format!("{home}/.cache"));
+        format!("{xdg}/huggingface")
+    });
+    expand(hf_home).join("hub")
+}
+
+/// Whether `HF_HUB_DISABLE_SYMLINKS` asks for [`SnapshotLayout::Files`] (`1`, `ON`, `YES`,
+/// `TRUE`, any case, as `constants._is_true`).
+pub fn symlinks_disabled(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
+    env("HF_HUB_DISABLE_SYMLINKS").is_some_and(|v| {
+        matches!(
+            v.to_string_lossy().to_ascii_uppercase().as_str(),
+            "1" | "ON" | "YES" | "TRUE"
+        )
+    })
+}
+
+fn expand_user(s: &str, home: &str) -> String {
+    match s.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
+        _ => s.to_string(),
+    }
+}
+
+/// `$NAME` and `${NAME}` replaced when set, left as they are otherwise (`os.path.expandvars`).
+fn expand_vars(s: &str, get: &dyn Fn(&str) -> Option<String>) -> String {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, raw_len) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(j) => (&braced[..j], j + 2),
+                None => ("", 0),
+            }
+        } else {
+            let n = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
+            (&after[..n], n)
+        };
+        match (name.is_empty(), get(name)) {
+            (false, Some(v)) => out.push_str(&v),
+            _ => out.push_str(&rest[i..i + 1 + raw_len]),
+        }
+        rest = &after[raw_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `{type}s--{repo_id with / replaced by --}` (`file_download.repo_folder_name`).
+pub fn repo_folder_name(repo_type: HfRepoType, repo_id: &str) -> String {
+    let mut parts = vec![format!("{}s", repo_type.as_str())];
+    parts.extend(repo_id.split('/').map(str::to_string));
+    parts.join("--")
+}
+
+/// The relative target of `snapshots/<commit>/<path>`: `../../blobs/<etag>` for a top-level
+/// file, one more `../` per folder of `path` (`os.path.relpath` from the link's folder).
+pub fn link_target(path: &str, etag: &str) -> String {
+    let depth = 2 + path.matches('/').count();
+    format!("{}blobs/{etag}", "../".repeat(depth))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Write the blob or file, or create the link.
+    Write,
+    /// Already present with the same content (or link): nothing to do.
+    Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefAction {
+    /// The ref is new.
+    Create,
+    /// The ref exists for another commit and moves to this one.
+    Update,
+    /// The ref already names this commit.
+    Keep,
+}
+
+/// One repository snapshot the import writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoStep {
+    pub artifact: String,
+    pub repo_type: HfRepoType,
+    pub repo_id: String,
+    pub revision: String,
+    pub commit: String,
+    /// False for a filtered (partial) snapshot.
+    pub complete: bool,
+    /// `DIR/{models|datasets}--ORG--NAME`.
+    pub folder: PathBuf,
+    /// `…/snapshots/<commit>`.
+    pub snapshot: PathBuf,
+    /// The snapshot folder does not exist yet.
+    pub new_snapshot: bool,
+}
+
+/// A blob `…/blobs/<etag>` (symlinks layout only).
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobStep {
+    pub action: Action,
+    pub path: PathBuf,
+    pub etag: String,
+    pub blob: Digest,
+    pub size: u64,
+}
+
+/// A file of a snapshot: a link to its blob, or (files layout) the file itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStep {
+    pub action: Action,
+    pub path: PathBuf,
+    /// The path in the repository.
+    pub file: String,
+    pub etag: String,
+    pub blob: Digest,
+    pub size: u64,
+    /// The symlink's target (symlinks layout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// `…/refs/<revision>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefStep {
+    pub action: RefAction,
+    pub path: PathBuf,
+    pub revision: String,
+    pub commit: String,
+    /// What the ref held before (for `update`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// What an import into a Hugging Face cache will do.
+#[derive(Debug, Serialize)]
+pub struct HfCachePlan {
+    pub dest: PathBuf,
+    pub layout: SnapshotLayout,
+    /// `CACHEDIR.TAG` is absent and will be written.
+    pub create_cachedir_tag: bool,
+    pub repos: Vec<RepoStep>,
+    pub blobs: Vec<BlobStep>,
+    pub files: Vec<FileStep>,
+    pub refs: Vec<RefStep>,
+}
+
+impl HfCachePlan {
+    /// Bytes to copy out of the bundle.
+    pub fn bytes_to_write(&self) -> u64 {
+        let blobs = self.blobs.iter().filter(|b| b.action == Action::Write);
+        let files = self.files.iter().filter(|f| f.action == Action::Write);
+        match self.layout {
+            SnapshotLayout::Symlinks => blobs.map(|b| b.size).sum(),
+            SnapshotLayout::Files => files.map(|f| f.size).sum(),
+        }
+    }
+    pub fn blobs_to_write(&self) -> usize {
+        self.blobs
+            .iter()
+            .filter(|b| b.action == Action::Write)
+            .count()
+    }
+    pub fn files_to_write(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.action == Action::Write)
+            .count()
+    }
+    pub fn refs_to_write(&self) -> usize {
+        self.refs
+            .iter()
+            .filter(|r| r.action != RefAction::Keep)
+            .count()
+    }
+    /// Whether executing the plan writes nothing.
+    pub fn is_noop(&self) -> bool {
+        !self.create_cachedir_tag
+            && self.repos.iter().all(|r| !r.new_snapshot)
+            && self.blobs_to_write() == 0
+            && self.files_to_write() == 0
+            && self.refs_to_write() == 0
+    }
+}
+
+/// What is at a path, without following a final symlink.
+enum Found {
+    Absent,
+    /// A regular file, or a symlink resolving to one; its size.
+    File {
+        len: u64,
+        link: Option<PathBuf>,
+    },
+    /// A symlink that does not resolve to a regular file.
+    OtherLink(PathBuf),
+    Other,
+}
+
+fn probe(path: &Path) -> Result<Found> {
+    let m = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Absent),
+        Err(e) => return Err(Error::io("inspect", path, e)),
+        Ok(m) => m,
+    };
+    if m.file_type().is_symlink() {
+        let target = fs::read_link(path).map_err(|e| Error::io("read link", path, e))?;
+        return Ok(match fs::metadata(path) {
+            Ok(t) if t.is_file() => Found::File {
+                len: t.len(),
+                link: Some(target),
+            },
+            _ => Found::OtherLink(target),
+        });
+    }
+    Ok(if m.is_file() {
+        Found::File {
+            len: m.len(),
+            link: None,
+        }
+    } else {
+        Found::Other
+    })
+}
+
+/// Whether the (regular, or linked) file at `path` holds exactly the blob.
+fn holds(path: &Path, len: u64, blob: &Digest, size: u64) -> Result<bool> {
+    Ok(len == size && fsutil::hash_file(path)?.0 == *blob)
+}
+
+/// `dest/rel` for a leaf that may already exist (and may be a symlink); every folder on the way
+/// must be a real directory or absent.
+fn leaf_path(dest: &Path, rel: &str) -> Result<PathBuf> {
+    let (dir, name) = rel.rsplit_once('/').expect("leaves live in a folder");
+    let dir = dir_path(dest, dir)?;
+    Ok(dir.join(name))
+}
+
+/// `dest/rel` for a directory: real directories (no symlinks) all the way, or absent.
+fn dir_path(dest: &Path, rel: &str) -> Result<PathBuf> {
+    let path = fsutil::safe_join(dest, rel)?;
+    match fs::symlink_metadata(&path) {
+        Ok(m) if !m.is_dir() => Err(Error::Conflict(format!(
+            "{} exists and is not a directory",
+            path.display()
+        ))),
+        _ => Ok(path),
+    }
+}
+
+fn is_commit_like(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Works out every step for every `hf-repo` artifact of the bundle, reading (never writing)
+/// `dest`. Fails on the first conflict.
+pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Result<HfCachePlan> {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) if m.file_type().is_symlink() && fs::metadata(dest).is_ok_and(|m| m.is_dir()) => {}
+        Ok(_) => {
+            return Err(Error::Conflict(format!(
+                "{} exists and is not a directory",
+                dest.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    let create_cachedir_tag = matches!(probe(&dest.join(CACHEDIR_TAG))?, Found::Absent);
+    let mut out = HfCachePlan {
+        dest: dest.to_path_buf(),
+        layout: opts.layout,
+        create_cachedir_tag,
+        repos: Vec::new(),
+        blobs: Vec::new(),
+        files: Vec::new(),
+        refs: Vec::new(),
+    };
+    // What earlier artifacts of this bundle already planned, to share and to cross-check.
+    let mut blobs_seen: HashMap<PathBuf, Digest> = HashMap::new();
+    let mut files_seen: HashMap<PathBuf, Digest> = HashMap::new();
+    let mut refs_seen: HashMap<PathBuf, String> = HashMap::new();
+    let mut etags_checked: HashMap<Digest, String> = HashMap::new();
+    for a in &bundle.manifest().artifacts {
+        if a.kind != ArtifactKind::HfRepo {
+            continue;
+        }
+        check_git_etags(bundle, a, &mut etags_checked)?;
+        let hf =
+            a.hf.as_ref()
+                .expect("validated: hf-repo artifacts carry hf");
+        let folder_name = repo_folder_name(hf.repo_type, &hf.repo_id);
+        let folder = dir_path(dest, &folder_name)?;
+        let snap_rel = format!("{folder_name}/snapshots/{}", hf.commit);
+        let snapshot = dir_path(dest, &snap_rel)?;
+        out.repos.push(RepoStep {
+            artifact: a.name.clone(),
+            repo_type: hf.repo_type,
+            repo_id: hf.repo_id.clone(),
+            revision: hf.revision.clone(),
+            commit: hf.commit.clone(),
+            complete: hf.complete,
+            folder,
+            new_snapshot: fs::symlink_metadata(&snapshot).is_err(),
+            snapshot,
+        });
+        let etags: HashMap<&str, &str> = hf
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.etag.as_str()))
+            .collect();
+        for e in a.entries.iter().filter(|e| e.kind == EntryType::File) {
+            let (blob, size) = (e.blob.expect("validated"), e.size.expect("validated"));
+            let etag = *etags
+                .get(e.path.as_str())
+                .expect("validated: one etag per file");
+            let path = leaf_path(dest, &format!("{snap_rel}/{}", e.path))?;
+            // try_to_load_from_cache (transformers, vLLM) believes such a marker before the
+            // snapshot: the cache says the Hub has no such file at this commit.
+            let marker = dest.join(format!("{folder_name}/.no_exist/{}/{}", hf.commit, e.path));
+            if fs::symlink_metadata(&marker).is_ok() {
+                return Err(Error::Conflict(format!(
+                    "{} records that {} does not exist at commit {}, but the bundle has it; \
+                     remove the marker if the bundle is right",
+                    marker.display(),
+                    e.path,
+                    hf.commit
+                )));
+            }
+            if let Some(prev) = files_seen.insert(path.clone(), blob) {
+                if prev != blob {
+                    return Err(Error::Conflict(format!(
+                        "two artifacts of the bundle put different content at {}",
+                        path.display()
+                    )));
+                }
+                continue;
+            }
+            let (action, link) = match opts.layout {
+                SnapshotLayout::Symlinks => {
+                    let blob_path = leaf_path(dest, &format!("{folder_name}/blobs/{etag}"))?;
+                    plan_blob(&mut out, &mut blobs_seen, &blob_path, etag, blob, size)?;
+                    let target = link_target(&e.path, etag);
+                    (
+                        plan_link(&path, &target, &blob_path, blob, size)?,
+                        Some(target),
+                    )
+                }
+                SnapshotLayout::Files => (plan_file(&path, blob, size)?, None),
+            };
+            out.files.push(FileStep {
+                action,
+                path,
+                file: e.path.clone(),
+                etag: etag.to_string(),
+                blob,
+                size,
+                link,
+            });
+        }
+        if hf.revision != hf.commit {
+            if is_commit_like(&hf.revision) {
+                return Err(Error::Conflict(format!(
+                    "artifact {:?}: revision {} looks like a commit but resolved to {}; not \
+                     writing such a ref",
+                    a.name, hf.revision, hf.commit
+                )));
+            }
+            let path = leaf_path(dest, &format!("{folder_name}/refs/{}", hf.revision))?;
+            if let Some(prev) = refs_seen.insert(path.clone(), hf.commit.clone()) {
+                if prev != hf.commit {
+                    return Err(Error::Conflict(format!(
+                        "two artifacts of the bundle move {} to different commits ({prev} and {})",
+                        path.display(),
+                        hf.commit
+                    )));
+                }
+                continue;
+            }
+            let (action, previous) = match probe(&path)? {
+                Found::Absent => (RefAction::Create, None),
+                Found::File { link: None, .. } => {
+                    let now = read_ref(&path)?;
+                    if now == hf.commit.as_bytes() {
+                        (RefAction::Keep, None)
+                    } else {
+                        let previous = String::from_utf8_lossy(&now).into_owned();
+                        (RefAction::Update, Some(previous))
+                    }
+                }
+                _ => {
+                    return Err(Error::Conflict(format!(
+                        "{} exists and is not a regular file; the cache is damaged: move it away",
+                        path.display()
+                    )))
+                }
+            };
+            out.refs.push(RefStep {
+                action,
+                path,
+                revision: hf.revision.clone(),
+                commit: hf.commit.clone(),
+                previous,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every git blob SHA-1 etag (40 hex) of `a` against the content the bundle carries: the
+/// manifest validation can only check SHA-256 etags, and a wrong one would name a blob the
+/// client (and `hf cache verify`) would find holding other bytes. Each content is read once.
+fn check_git_etags(
+    bundle: &VerifiedBundle,
+    a: &crate::format::Artifact,
+    checked: &mut HashMap<Digest, String>,
+) -> Result<()> {
+    let hf = a.hf.as_ref().expect("hf-repo");
+    let blobs: HashMap<&str, Digest> = a
+        .entries
+        .iter()
+        .filter_map(|e| Some((e.path.as_str(), e.blob?)))
+        .collect();
+    for f in hf.files.iter().filter(|f| f.etag.len() == 40) {
+        let digest = blobs[f.path.as_str()];
+        let actual = match checked.get(&digest) {
+            Some(sha1) => sha1.clone(),
+            None => {
+                let blob = bundle.blob(&digest).expect("verified: entries name blobs");
+                let sha1 = git_blob_sha1(bundle, blob)?;
+                checked.insert(digest, sha1.clone());
+                sha1
+            }
+        };
+        if actual != f.etag {
+            return Err(Error::Other(format!(
+                "artifact {:?}: {} has etag {} in the manifest, but its content ({digest}) is                  git blob {actual}; refusing to put it in the cache under a wrong name",
+                a.name, f.path, f.etag
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The git blob SHA-1 (`sha1("blob <size>\0" + content)`) of a blob, read out of the bundle.
+fn git_blob_sha1(bundle: &VerifiedBundle, blob: &Blob) -> Result<String> {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", blob.size).as_bytes());
+    reader::copy_blob(bundle, blob, &mut h, &crate::progress::Silent)?;
+    Ok(hex::encode(h.finish()))
+}
+
+/// SHA-1 (FIPS 180-4), only to check git blob ids; airlock trusts SHA-256 alone.
+struct Sha1 {
+    state: [u32; 5],
+    buf: [u8; 64],
+    used: usize,
+    total: u64,
+}
+
+impl Sha1 {
+    fn new() -> Sha1 {
+        Sha1 {
+            state: [
+                0x6745_2301,
+                0xEFCD_AB89,
+                0x98BA_DCFE,
+                0x1032_5476,
+                0xC3D2_E1F0,
+            ],
+            buf: [0; 64],
+            used: 0,
+            total: 0,
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        while !data.is_empty() {
+            let n = (64 - self.used).min(data.len());
+            self.buf[self.used..self.used + n].copy_from_slice(&data[..n]);
+            self.used += n;
+            data = &data[n..];
+            if self.used == 64 {
+                let block = self.buf;
+                self.block(&block);
+                self.used = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> [u8; 20] {
+        let bits = self.total.wrapping_mul(8);
+        self.update(&[0x80]);
+        while self.used != 56 {
+            self.update(&[0]);
+        }
+        self.update(&bits.to_be_bytes());
+        let mut out = [0u8; 20];
+        for (i, w) in self.state.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    fn block(&mut self, block: &[u8; 64]) {
+        let mut w = [0u32; 80];
+        for (i, c) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = self.state;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e]) {
+            *s = s.wrapping_add(v);
+        }
+    }
+}
+
+impl io::Write for Sha1 {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.update(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_ref(path: &Path) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    fsutil::open(path)?
+        .take(MAX_REF_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(buf)
+}
+
+fn plan_blob(
+    out: &mut HfCachePlan,
+    seen: &mut HashMap<PathBuf, Digest>,
+    path: &Path,
+    etag: &str,
+    blob: Digest,
+    size: u64,
+) -> Result<()> {
+    if let Some(prev) = seen.insert(path.to_path_buf(), blob) {
+        if prev != blob {
+            return Err(Error::Conflict(format!(
+                "the bundle gives etag {etag} to two different contents ({prev} and {blob})"
+            )));
+        }
+        return Ok(());
+    }
+    let action = match probe(path)? {
+        Found::Absent => Action::Write,
+        Found::File { len, .. } if holds(path, len, &blob, size)? => Action::Keep,
+        _ => {
+            return Err(Error::Conflict(format!(
+                "{} exists but does not hold the bundle's content for etag {etag} ({blob}, \
+                 {size} bytes); the cache is damaged: remove it (or run `hf cache verify`) \
+                 and import again",
+                path.display()
+            )))
+        }
+    };
+    out.blobs.push(BlobStep {
+        action,
+        path: path.to_path_buf(),
+        etag: etag.to_string(),
+        blob,
+        size,
+    });
+    Ok(())
+}
+
+fn plan_link(
+    path: &Path,
+    target: &str,
+    blob_path: &Path,
+    blob: Digest,
+    size: u64,
+) -> Result<Action> {
+    let conflict = |what: String| {
+        Error::Conflict(format!(
+            "{} {what}, not {target}; move it away or import elsewhere",
+            path.display()
+        ))
+    };
+    match probe(path)? {
+        Found::Absent => Ok(Action::Write),
+        // Our link, even if its blob is still to be written.
+        Found::File { link: Some(t), .. } | Found::OtherLink(t) if t == Path::new(target) => {
+            Ok(Action::Keep)
+        }
+        // Another link to the same blob file (say an absolute one).
+        Found::File { link: Some(_), .. } if same_file(path, blob_path) => Ok(Action::Keep),
+        // The client's no-symlink fallback: a real file with the same content.
+        Found::File { len, link: None } if holds(path, len, &blob, size)? => Ok(Action::Keep),
+        Found::File { link: Some(t), .. } | Found::OtherLink(t) => {
+            Err(conflict(format!("is a link to {}", t.display())))
+        }
+        Found::File { .. } => Err(conflict("holds other content".into())),
+        Found::Other => Err(conflict("exists and is not a file or link".into())),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+fn plan_file(path: &Path, blob: Digest, size: u64) -> Result<Action> {
+    match probe(path)? {
+        Found::Absent => Ok(Action::Write),
+        Found::File { len, .. } if holds(path, len, &blob, size)? => Ok(Action::Keep),
+        _ => Err(Error::Conflict(format!(
+            "{} exists but does not hold {blob} ({size} bytes); move it away or import elsewhere",
+            path.display()
+        ))),
+    }
+}
+
+/// What execution created or changed, undone in reverse order if it fails.
+#[derive(Default)]
+struct Journal {
+    undo: Vec<Undo>,
+}
+
+enum Undo {
+    File(PathBuf),
+    Dir(PathBuf),
+    Ref(PathBuf, Option<Vec<u8>>),
+}
+
+impl Journal {
+    /// Creates `path` and any missing parents, recording each directory it made.
+    fn mkdirs(&mut self, path: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut p = path;
+        while fs::symlink_metadata(p).is_err() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                _ => break,
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            match fs::create_dir(&dir) {
+                Ok(()) => self.undo.push(Undo::Dir(dir)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: removes what was created (directories only if empty) and restores refs.
+    fn rollback(self) {
+        for u in self.undo.into_iter().rev() {
+            match u {
+                Undo::File(p) => {
+                    let _ = fs::remove_file(&p);
+                }
+                Undo::Dir(p) => {
+                    let _ = fs::remove_dir(&p);
+                }
+                Undo::Ref(p, None) => {
+                    let _ = fs::remove_file(&p);
+                }
+                Undo::Ref(p, Some(old)) => {
+                    let _ = write_new_file(&p, &old, true);
+                }
+            }
+        }
+    }
+}
+
+/// Carries out a plan: `CACHEDIR.TAG`, blobs, snapshot links (or files), directory fsyncs, then
+/// refs. On failure, undoes what it did.
+pub fn execute(bundle: &VerifiedBundle, plan: &HfCachePlan, progress: &dyn Progress) -> Result<()> {
+    if plan.is_noop() {
+        return Ok(());
+    }
+    let mut journal = Journal::default();
+    let result = run(bundle, plan, progress, &mut journal);
+    if result.is_err() {
+        journal.rollback();
+    }
+    result
+}
+
+fn run(
+    bundle: &VerifiedBundle,
+    plan: &HfCachePlan,
+    progress: &dyn Progress,
+    j: &mut Journal,
+) -> Result<()> {
+    let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
+    j.mkdirs(&plan.dest)?;
+    if plan.create_cachedir_tag {
+        let tag = plan.dest.join(CACHEDIR_TAG);
+        // Best effort, as the client: someone else may have written it meanwhile.
+        if write_new_file(&tag, CACHEDIR_TAG_CONTENT.as_bytes(), false).is_ok() {
+            j.undo.push(Undo::File(tag));
+            touched.insert(plan.dest.clone());
+        }
+    }
+    for r in &plan.repos {
+        j.mkdirs(&r.folder.join("blobs"))?;
+        j.mkdirs(&r.snapshot)?;
+        touched.insert(r.snapshot.clone());
+    }
+    progress.start("writing Hugging Face cache", plan.bytes_to_write());
+    for b in plan.blobs.iter().filter(|b| b.action == Action::Write) {
+        let blob = bundle.blob(&b.blob).expect("verified: entries name blobs");
+        write_blob(bundle, blob, &b.path, progress, j)?;
+        touched.insert(parent(&b.path).to_path_buf());
+    }
+    for f in plan.files.iter().filter(|f| f.action == Action::Write) {
+        let dir = parent(&f.path);
+        j.mkdirs(dir)?;
+        match &f.link {
+            Some(target) => {
+                symlink(target, &f.path)?;
+                j.undo.push(Undo::File(f.path.clone()));
+            }
+            None => {
+                let blob = bundle.blob(&f.blob).expect("verified: entries name blobs");
+                write_blob(bundle, blob, &f.path, progress, j)?;
+            }
+        }
+        touched.insert(dir.to_path_buf());
+    }
+    progress.finish();
+    // Everything a ref will name is durable before the ref is written; parents too, since new
+    // directories are entries of their parents.
+    sync_up(&plan.dest, &touched)?;
+    for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
+        j.mkdirs(parent(&r.path))?;
+        // Refuse to lose a change made since planning.
+        let now = match probe(&r.path)? {
+            Found::Absent => None,
+            Found::File { link: None, .. } => Some(read_ref(&r.path)?),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "{} is no longer a regular file; run the import again",
+                    r.path.display()
+                )))
+            }
+        };
+        if now.as_deref() != r.previous.as_deref().map(str::as_bytes) {
+            return Err(Error::Conflict(format!(
+                "{} changed while importing; run the import again",
+                r.path.display()
+            )));
+        }
+        write_new_file(&r.path, r.commit.as_bytes(), true)?;
+        j.undo.push(Undo::Ref(r.path.clone(), now));
+        sync_up(&plan.dest, &BTreeSet::from([parent(&r.path).to_path_buf()]))?;
+    }
+    Ok(())
+}
+
+/// fsyncs each directory of `touched` and every folder above it up to `dest`, deepest first (a
+/// new directory is an entry of its parent).
+fn sync_up(dest: &Path, touched: &BTreeSet<PathBuf>) -> Result<()> {
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    for d in touched {
+        let mut p = d.as_path();
+        while p.starts_with(dest) && dirs.insert(p.to_path_buf()) {
+            match p.parent() {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
+    }
+    for d in dirs.iter().rev() {
+        fsutil::sync_dir(d)?;
+    }
+    Ok(())
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().expect("cache paths live in a folder")
+}
+
+/// A temp file in `path`'s folder, created 0666 less the umask (as the client's files are).
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".airlock-tmp-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir)
+        .map_err(|e| Error::io("create temporary file in", dir, e))
+}
+
+/// Writes `data` at `path` through a synced temp file: replacing what is there if `replace`,
+/// else only if nothing is.
+fn write_new_file(path: &Path, data: &[u8], replace: bool) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = temp_in(parent(path))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("sync", tmp.path(), e))?;
+    if replace {
+        tmp.persist(path)
+            .map_err(|e| Error::io("rename into place", path, e.error))?;
+    } else {
+        tmp.persist_noclobber(path)
+            .map_err(|e| Error::io("move into place", path, e.error))?;
+    }
+    Ok(())
+}
+
+/// Streams a blob out of the bundle (re-verified) into `path`, never replacing anything.
+fn write_blob(
+    bundle: &VerifiedBundle,
+    blob: &Blob,
+    path: &Path,
+    progress: &dyn Progress,
+    j: &mut Journal,
+) -> Result<()> {
+    let mut tmp = temp_in(parent(path))?;
+    reader::copy_blob(bundle, blob, tmp.as_file_mut(), progress).map_err(|e| match e {
+        Error::Other(msg) => Error::Other(format!("{msg} (while writing {})", path.display())),
+        other => other,
+    })?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("sync", tmp.path(), e))?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| Error::io("move into place", path, e.error))?;
+    j.undo.push(Undo::File(path.to_path_buf()));
+    Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, path: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, path).map_err(|e| Error::io("create symbolic link", path, e))
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &str, path: &Path) -> Result<()> {
+    Err(Error::Usage(format!(
+        "cannot create the symbolic link {} on this platform; use the plain-files layout",
+        path.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn the_default_dir_follows_huggingface_hub() {
+        let d = |vars: &[(&str, &str)]| default_dir(&env(vars));
+        assert_eq!(
+            d(&[("HOME", "/h")]),
+            PathBuf::from("/h/.cache/huggingface/hub")
+        );
+        assert_eq!(
+            d(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]),
+            PathBuf::from("/x/huggingface/hub")
+        );
+        assert_eq!(
+            d(&[
+                ("HOME", "/h"),
+                ("XDG_CACHE_HOME", "/x"),
+                ("HF_HOME", "~/hf")
+            ]),
+            PathBuf::from("/h/hf/hub")
+        );
+        assert_eq!(
+            d(&[("HF_HOME", "/hf"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]),
+            PathBuf::from("/legacy")
+        );
+        assert_eq!(
+            d(&[
+                ("HF_HOME", "/hf"),
+                ("HF_HUB_CACHE", "$BASE/c"),
+                ("BASE", "/b")
+            ]),
+            PathBuf::from("/b/c")
+        );
+        assert_eq!(
+            d(&[("HF_HUB_CACHE", "${BASE}/c/$NOPE"), ("BASE", "/b")]),
+            PathBuf::from("/b/c/$NOPE")
+        );
+        assert_eq!(
+            d(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/hf")]),
+            PathBuf::from("/hf/hub")
+        );
+    }
+
+    #[test]
+    fn symlinks_can_be_disabled_as_in_the_client() {
+        assert!(symlinks_disabled(&env(&[(
+            "HF_HUB_DISABLE_SYMLINKS",
+            "yes"
+        )])));
+        assert!(symlinks_disabled(&env(&[("HF_HUB_DISABLE_SYMLINKS", "1")])));
+        assert!(!symlinks_disabled(&env(&[(
+            "HF_HUB_DISABLE_SYMLINKS",
+            "0"
+        )])));
+        assert!(!symlinks_disabled(&env(&[])));
+    }
+
+    #[test]
+    fn sha1_matches_the_standard_vectors() {
+        let sha1 = |parts: &[&[u8]]| {
+            let mut h = Sha1::new();
+            for p in parts {
+                h.update(p);
+            }
+            hex::encode(h.finish())
+        };
+        assert_eq!(sha1(&[]), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1(&[b"abc"]), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1(&[b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"]),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        let a = vec![b'a'; 1_000_000];
+        assert_eq!(
+            sha1(&[&a[..1], &a[1..70_001], &a[70_001..]]),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
+        // `git hash-object` of "hello\n".
+        assert_eq!(
+            sha1(&[b"blob 6\0", b"hello\n"]),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+    }
+
+    #[test]
+    fn folders_and_links_are_named_as_the_client_names_them() {
+        assert_eq!(
+            repo_folder_name(HfRepoType::Model, "org/name"),
+            "models--org--name"
+        );
+        assert_eq!(repo_folder_name(HfRepoType::Model, "gpt2"), "models--gpt2");
+        assert_eq!(
+            repo_folder_name(HfRepoType::Dataset, "o/d"),
+            "datasets--o--d"
+        );
+        assert_eq!(link_target("config.json", "ab"), "../../blobs/ab");
+        assert_eq!(
+            link_target("1_Pooling/config.json", "ab"),
+            "../../../blobs/ab"
+        );
+        assert_eq!(link_target("a/b/c.txt", "ab"), "../../../../blobs/ab");
+    }
+}
