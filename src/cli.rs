@@ -190,7 +190,7 @@ pub struct VerifyArgs {
 /// Verify a bundle, then import its content
 #[derive(Debug, Args)]
 #[command(
-    group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout", "ollama_models", "models_dir"])),
+    group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout", "ollama_models", "models_dir", "hf_cache"])),
     after_help = "\
 Examples:
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
@@ -198,6 +198,7 @@ Examples:
   airlock import /media/usb/bundle --trust ci.pub --registry registry.enclave:5000/mirror
   airlock import /media/usb/bundle --trust ci.pub --oci-layout /srv/images
   airlock import /media/usb/models --trust ci.pub --ollama-models --models-dir /srv/models
+  airlock import /media/usb/models --trust ci.pub --hf-cache            # ~/.cache/huggingface/hub
 
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
@@ -213,7 +214,9 @@ an incomplete image, and re-running an interrupted import finishes it.
 
 Ollama models go to --ollama-models (blobs/sha256-<hex>, then the manifest byte for byte at
 manifests/<host>/<namespace>/<model>/<tag>), --models-dir, or a registry/layout; Hugging Face
-repos to --models-dir. Every target is planned before any is written."
+repos to --hf-cache (blobs/<etag>, snapshots/<commit>/<path> as relative symlinks, refs/<revision>
+last, exactly as huggingface_hub writes them, so HF_HUB_OFFLINE=1 loads them) and/or
+--models-dir. Every target is planned before any is written."
 )]
 pub struct ImportArgs {
     /// The bundle directory
@@ -239,6 +242,16 @@ pub struct ImportArgs {
     /// Write images into this OCI image layout (created or merged; ref names are the source references)
     #[arg(long, value_name = "PATH")]
     pub oci_layout: Option<PathBuf>,
+
+    /// Put Hugging Face repos into this huggingface_hub cache [default: $HF_HUB_CACHE, else
+    /// $HF_HOME/hub, else ~/.cache/huggingface/hub]
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub hf_cache: Option<Option<PathBuf>>,
+
+    /// In the Hugging Face cache, write snapshot files as real files, not symlinks into blobs/
+    /// (for filesystems or policies without symlinks) [default: on if HF_HUB_DISABLE_SYMLINKS]
+    #[arg(long, requires = "hf_cache")]
+    pub hf_no_symlinks: bool,
 
     /// Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]
     #[arg(long, value_name = "DIR", num_args = 0..=1)]

@@ -10,6 +10,7 @@ use crate::oci::model::Descriptor;
 use crate::oci::push::PushReport;
 use crate::output::{self, Printer};
 use crate::targets::files::{self, Action, Plan};
+use crate::targets::hf_cache::{self, HfCacheOptions, HfCachePlan, SnapshotLayout};
 use crate::targets::models_dir::{self, ModelsDirPlan};
 use crate::targets::oci_layout::{self, LayoutPlan};
 use crate::targets::ollama::{self, OllamaPlan};
@@ -42,6 +43,8 @@ struct Report<'a> {
     registry: Option<RegistryReport<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     oci_layout: Option<&'a LayoutPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hf_cache: Option<&'a HfCachePlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ollama: Option<&'a OllamaPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,7 +112,7 @@ fn has_native_target(kind: ArtifactKind, args: &ImportArgs) -> bool {
         ArtifactKind::File | ArtifactKind::Directory => false,
         ArtifactKind::Image => image_targets,
         ArtifactKind::OllamaModel => image_targets || args.ollama_models.is_some() || models_dir,
-        ArtifactKind::HfRepo => models_dir,
+        ArtifactKind::HfRepo => models_dir || args.hf_cache.is_some(),
     }
 }
 
@@ -156,6 +159,19 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         .as_deref()
         .map(|dest| oci_layout::plan(dest, &layout_images(&vb), &vb))
         .transpose()?;
+    let env = |k: &str| std::env::var_os(k);
+    let hf_plan = match &args.hf_cache {
+        None => None,
+        Some(dir) => {
+            let dir = dir.clone().unwrap_or_else(|| hf_cache::default_dir(&env));
+            let layout = if args.hf_no_symlinks || hf_cache::symlinks_disabled(&env) {
+                SnapshotLayout::Files
+            } else {
+                SnapshotLayout::Symlinks
+            };
+            Some(hf_cache::plan(&vb, &dir, &HfCacheOptions { layout })?)
+        }
+    };
     let ollama_dir = match &args.ollama_models {
         Some(None) => Some(ollama::default_dir(|k| std::env::var_os(k))?),
         Some(Some(d)) => Some(d.clone()),
@@ -180,6 +196,9 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         }
         if let Some(p) = &layout_plan {
             oci_layout::execute(p, &vb, &progress)?;
+        }
+        if let Some(p) = &hf_plan {
+            hf_cache::execute(&vb, p, &progress)?;
         }
         if let Some(p) = &ollama_plan {
             ollama::execute(&vb, p, &progress)?;
@@ -209,6 +228,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             pushed,
         }),
         oci_layout: layout_plan.as_ref(),
+        hf_cache: hf_plan.as_ref(),
         ollama: ollama_plan.as_ref(),
         models_dir: models_plan.as_ref(),
     };
@@ -239,6 +259,17 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
                 p.blobs_to_write(),
                 output::bytes(p.bytes_to_write()),
                 p.refs.len()
+            );
+        }
+        if let Some(p) = &hf_plan {
+            s += &format!(
+                "  into Hugging Face cache {}: {} repos, {} blobs ({}), {} snapshot files, {} refs to write\n",
+                p.dest.display(),
+                p.repos.len(),
+                p.blobs_to_write(),
+                output::bytes(p.bytes_to_write()),
+                p.files_to_write(),
+                p.refs_to_write()
             );
         }
         if let Some(p) = &ollama_plan {
