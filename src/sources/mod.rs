@@ -2,6 +2,7 @@
 //! the blobs they need, each with a digest known before anything is written into a chunk
 //! (local files are hashed, downloads are staged and checked against their pins).
 
+pub mod hf;
 pub mod image;
 mod local;
 mod url;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::PlannedBlob;
 use crate::error::{Error, Result};
 use crate::format::{paths::validate_name, Artifact, Digest};
+use crate::hf::{HfOptions, HfSpec};
 use crate::oci::client::ConnectOptions;
 use crate::progress::Progress;
 pub use image::{ImageLocation, PlatformArgs};
@@ -39,6 +41,8 @@ pub enum Source {
         given: String,
         name: Option<String>,
     },
+    /// A Hugging Face repo snapshot (`hf://[datasets/]ORG/NAME[@REVISION]`).
+    Hf { spec: HfSpec, name: Option<String> },
 }
 
 impl Source {
@@ -79,6 +83,12 @@ impl Source {
             given: arg.to_string(),
             name: None,
         };
+        if arg.starts_with("hf://") {
+            return Ok(Source::Hf {
+                spec: HfSpec::parse(arg)?,
+                name: None,
+            });
+        }
         if let Some(rest) = arg.strip_prefix("oci://") {
             return Ok(image(ImageLocation::Registry(rest.to_string())));
         }
@@ -90,7 +100,7 @@ impl Source {
         }
         if let Some((scheme, _)) = arg.split_once("://") {
             return Err(Error::Usage(format!(
-                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout:// and docker-archive:// sources)"
+                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout://, docker-archive:// and hf:// sources)"
             )));
         }
         Ok(Source::Path {
@@ -102,9 +112,10 @@ impl Source {
 
     pub fn with_name(mut self, n: Option<String>) -> Source {
         match &mut self {
-            Source::Path { name, .. } | Source::Url { name, .. } | Source::Image { name, .. } => {
-                *name = n
-            }
+            Source::Path { name, .. }
+            | Source::Url { name, .. }
+            | Source::Image { name, .. }
+            | Source::Hf { name, .. } => *name = n,
         }
         self
     }
@@ -122,6 +133,7 @@ impl Source {
             Source::Path { given, .. }
             | Source::Url { given, .. }
             | Source::Image { given, .. } => given,
+            Source::Hf { spec, .. } => &spec.given,
         }
     }
 }
@@ -192,6 +204,18 @@ pub fn resolve(
                 given,
                 name,
             } => image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
+            Source::Hf { spec, name } => {
+                // Endpoint and token as huggingface_hub reads them (HF_ENDPOINT, HF_TOKEN, …).
+                let mut hf_opts = HfOptions::from_env()?;
+                hf_opts.ca_certs = opts.connect.ca_certs.clone();
+                hf::resolve(
+                    spec,
+                    &hf_opts,
+                    name.as_deref(),
+                    &staging.join(format!("{i}")),
+                    progress,
+                )?
+            }
         };
         validate_name(&artifact.name).map_err(|e| {
             Error::Usage(format!(
@@ -238,5 +262,9 @@ mod tests {
         assert!(Source::parse("https://h/x#md5=00").is_err());
         assert!(Source::parse("https://h/x#sha256=00").is_err());
         assert!(Source::parse("ftp://h/x").is_err());
+        assert!(
+            matches!(Source::parse("hf://datasets/o/n@v1").unwrap(), Source::Hf { spec, .. } if spec.repo_id == "o/n" && spec.revision == "v1")
+        );
+        assert!(Source::parse("hf://a/b/c").is_err());
     }
 }
