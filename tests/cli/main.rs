@@ -2,6 +2,8 @@
 
 mod generated;
 mod golden;
+mod hf;
+mod hub_emulator;
 mod images;
 mod interop;
 mod keys;
