@@ -41,7 +41,8 @@ pub enum Source {
         given: String,
         name: Option<String>,
     },
-    /// A Hugging Face repo snapshot (`hf://[datasets/]ORG/NAME[@REVISION]`).
+    /// A Hugging Face repo snapshot (`hf://[datasets/]ORG/NAME[@REVISION]`, parsed by
+    /// [`HfSpec::parse`]; `Source::parse` does not produce it until the CLI takes `hf://`).
     Hf { spec: HfSpec, name: Option<String> },
 }
 
@@ -83,12 +84,6 @@ impl Source {
             given: arg.to_string(),
             name: None,
         };
-        if arg.starts_with("hf://") {
-            return Ok(Source::Hf {
-                spec: HfSpec::parse(arg)?,
-                name: None,
-            });
-        }
         if let Some(rest) = arg.strip_prefix("oci://") {
             return Ok(image(ImageLocation::Registry(rest.to_string())));
         }
@@ -100,7 +95,7 @@ impl Source {
         }
         if let Some((scheme, _)) = arg.split_once("://") {
             return Err(Error::Usage(format!(
-                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout://, docker-archive:// and hf:// sources)"
+                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout:// and docker-archive:// sources)"
             )));
         }
         Ok(Source::Path {
@@ -262,9 +257,5 @@ mod tests {
         assert!(Source::parse("https://h/x#md5=00").is_err());
         assert!(Source::parse("https://h/x#sha256=00").is_err());
         assert!(Source::parse("ftp://h/x").is_err());
-        assert!(
-            matches!(Source::parse("hf://datasets/o/n@v1").unwrap(), Source::Hf { spec, .. } if spec.repo_id == "o/n" && spec.revision == "v1")
-        );
-        assert!(Source::parse("hf://a/b/c").is_err());
     }
 }

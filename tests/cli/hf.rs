@@ -32,6 +32,7 @@ fn sample_repo() -> RepoDef {
         .lfs("model.safetensors", big(1))
         .lfs("onnx/model.onnx", big(2))
         .tag("v1")
+        .tag("refs/pr/1")
         .next_commit()
         .file("config.json", br#"{"model_type": "bert", "v": 2}"#.to_vec())
 }
@@ -172,6 +173,22 @@ fn revisions_as_tag_and_as_commit() {
             .unwrap();
         assert_eq!(cfg.size, Some(br#"{"model_type": "bert"}"#.len() as u64));
     }
+}
+
+#[test]
+fn a_pr_revision_is_percent_encoded() {
+    let hub = Hub::start(vec![sample_repo()]);
+    let env = Env::new();
+    let m = pack(&env, &spec("hf://org/model@refs/pr/1"), &opts(&hub)).unwrap();
+    assert_eq!(m.artifacts[0].name, "models--org--model@refs_pr_1");
+    assert_eq!(
+        m.artifacts[0].hf.as_ref().unwrap().commit,
+        hub.commit("org/model", "v1")
+    );
+    assert!(hub
+        .requests()
+        .iter()
+        .any(|r| r.target.ends_with("/revision/refs%2Fpr%2F1")));
 }
 
 #[test]
