@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod format;
 pub mod fsutil;
+pub mod hf;
 pub mod net;
 pub mod oci;
 pub mod output;

@@ -2,6 +2,7 @@
 //! the blobs they need, each with a digest known before anything is written into a chunk
 //! (local files are hashed, downloads are staged and checked against their pins).
 
+pub mod hf;
 pub mod image;
 mod local;
 pub mod ollama;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::PlannedBlob;
 use crate::error::{Error, Result};
 use crate::format::{paths::validate_name, Artifact, Digest};
+use crate::hf::{HfOptions, HfSpec};
 use crate::oci::client::ConnectOptions;
 use crate::progress::Progress;
 pub use image::{ImageLocation, PlatformArgs};
@@ -46,6 +48,9 @@ pub enum Source {
         given: String,
         name: Option<String>,
     },
+    /// A Hugging Face repo snapshot (`hf://[datasets/]ORG/NAME[@REVISION]`, see
+    /// [`HfSpec::parse`]).
+    Hf { spec: HfSpec, name: Option<String> },
 }
 
 impl Source {
@@ -120,7 +125,8 @@ impl Source {
             Source::Path { name, .. }
             | Source::Url { name, .. }
             | Source::Image { name, .. }
-            | Source::Ollama { name, .. } => *name = n,
+            | Source::Ollama { name, .. }
+            | Source::Hf { name, .. } => *name = n,
         }
         self
     }
@@ -139,6 +145,7 @@ impl Source {
             | Source::Url { given, .. }
             | Source::Image { given, .. }
             | Source::Ollama { given, .. } => given,
+            Source::Hf { spec, .. } => &spec.given,
         }
     }
 }
@@ -211,6 +218,18 @@ pub fn resolve(
             } => image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
             Source::Ollama { model, given, name } => {
                 ollama::resolve(model, given, name.as_deref(), &opts.connect)?
+            }
+            Source::Hf { spec, name } => {
+                // Endpoint and token as huggingface_hub reads them (HF_ENDPOINT, HF_TOKEN, …).
+                let mut hf_opts = HfOptions::from_env()?;
+                hf_opts.ca_certs = opts.connect.ca_certs.clone();
+                hf::resolve(
+                    spec,
+                    &hf_opts,
+                    name.as_deref(),
+                    &staging.join(format!("{i}")),
+                    progress,
+                )?
             }
         };
         validate_name(&artifact.name).map_err(|e| {

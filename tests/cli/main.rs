@@ -2,7 +2,9 @@
 
 mod generated;
 mod golden;
+mod hf;
 mod hfcache;
+mod hub_emulator;
 mod images;
 mod interop;
 mod keys;
