@@ -225,7 +225,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --files --registry --strip-host --oci-layout --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --trust --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +244,10 @@ _airlock() {
                     return 0
                     ;;
                 --oci-layout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hf-cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -311,7 +315,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --all-platforms --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --include --exclude --all-platforms --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -346,6 +350,14 @@ _airlock() {
                     return 0
                     ;;
                 --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exclude)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,6 +49,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Se
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l expires -d 'Validity, e.g. 30d, 12h, or `never` [default: 30d]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d 'Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l platform -d 'Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable) [default: all platforms, the index byte for byte]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l include -d 'Hugging Face sources: carry only files matching this glob (repeatable; as huggingface_hub\'s allow_patterns, e.g. \'*.safetensors\', \'tokenizer/\')' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l exclude -d 'Hugging Face sources: leave out files matching this glob (repeatable)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
@@ -68,12 +70,14 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Tru
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l registry -d 'Push images to this registry, under an optional repository prefix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d 'Write images into this OCI image layout (created or merged; ref names are the source references)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-cache -d 'Put Hugging Face repos into this huggingface_hub cache [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ollama-models -d 'Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l models-dir -d 'Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos, DIR/ollama/HOST/NAMESPACE/MODEL/TAG for Ollama models), for servers that take a path' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l strip-host -d 'Drop the source registry host from target repository names'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-no-symlinks -d 'In the Hugging Face cache, write snapshot files as real files, not symlinks into blobs/ (for filesystems or policies without symlinks) [default: on if HF_HUB_DISABLE_SYMLINKS]'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l dry-run -d 'Verify and print the plan, write nothing'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Print a machine-readable JSON report on stdout'

@@ -74,12 +74,17 @@ Examples:
   airlock pack 'https://example.com/tok.json#sha256=<64 hex>' --out b --key ci.key --chunk-size 700MiB
   airlock pack --spec nightly.toml --out /media/usb/nightly --key ci.key --channel nightly --json
   airlock pack oci://nvcr.io/nim/meta/llama:1.0 --platform linux/amd64 --out b --key ci.key
+  airlock pack hf://Qwen/Qwen2.5-VL-7B-Instruct --include '*.safetensors' --include '*.json' --out b --key ci.key
+  airlock pack ollama://llama3.2:1b --out b --key ci.key
 
 Sources: a local file or directory (plain path or file://PATH), an http(s):// URL,
 optionally pinned with #sha256=HEX (the pack fails if the download differs), a container
 image oci://[HOST/]REPO[:TAG][@sha256:HEX] (Docker Hub short names work: oci://nginx:1.27),
-an OCI image layout oci-layout://PATH[:TAG], or a `docker save` tar docker-archive://FILE[:REF].
-Every manifest and blob is checked against its digest as it streams into the bundle.
+an OCI image layout oci-layout://PATH[:TAG], a `docker save` tar docker-archive://FILE[:REF],
+a Hugging Face repo hf://ORG/NAME[@REVISION] or hf://datasets/ORG/NAME[@REVISION] (HF_ENDPOINT,
+HF_TOKEN or $HF_HOME/token are honoured), or an Ollama model ollama://[HOST/][NAMESPACE/]MODEL[:TAG].
+Every manifest, blob and file is checked against its digest (LFS sha256, git blob sha1) as it
+streams into the bundle.
 The output directory must not exist or be empty. The manifest is written last:
 a pack that fails leaves no bundle behind.")]
 pub struct PackArgs {
@@ -119,6 +124,15 @@ pub struct PackArgs {
     /// [default: all platforms, the index byte for byte]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Vec<String>,
+
+    /// Hugging Face sources: carry only files matching this glob (repeatable; as
+    /// huggingface_hub's allow_patterns, e.g. '*.safetensors', 'tokenizer/')
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Hugging Face sources: leave out files matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
 
     /// Carry every platform of multi-platform images (the default; excludes --platform)
     #[arg(long, conflicts_with = "platform")]

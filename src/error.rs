@@ -48,6 +48,15 @@ pub enum Error {
         actual: Digest,
     },
 
+    /// A non-SHA-256 content hash that did not match (e.g. a git blob SHA-1 from the Hub).
+    #[error("{what}: {algorithm} mismatch: expected {expected}, got {actual}")]
+    HashMismatch {
+        what: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+
     #[error("{what}: blob {digest} {detail}, but its descriptor declares {declared} bytes")]
     SizeMismatch {
         what: String,
@@ -88,9 +97,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Rejected { .. } => {
-                exit::REJECTED
-            }
+            Error::DigestMismatch { .. }
+            | Error::HashMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::Rejected { .. } => exit::REJECTED,
             _ => exit::OPERATIONAL,
         }
     }
@@ -103,6 +113,7 @@ impl Error {
             Error::Key(_) => "key",
             Error::Http { .. } => "network",
             Error::DigestMismatch { .. } => "digest-mismatch",
+            Error::HashMismatch { .. } => "digest-mismatch",
             Error::SizeMismatch { .. } => "size-mismatch",
             Error::Rejected { .. } => "rejected",
             Error::Conflict(_) => "conflict",

@@ -212,6 +212,7 @@ impl PackSpec {
         for m in &self.models {
             let src = Source::parse(&m.reference)?;
             let src = match src {
+                Source::Hf { .. } => src.with_patterns(&m.include, &m.exclude),
                 Source::Ollama { .. } if m.include.is_empty() && m.exclude.is_empty() => src,
                 Source::Ollama { .. } => {
                     return Err(Error::Usage(format!(

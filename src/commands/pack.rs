@@ -167,7 +167,12 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     };
     platforms.choice()?;
     for s in &args.sources {
-        srcs.push(Source::parse(s)?.with_platforms(platforms.clone()));
+        // Platforms apply to image sources, filters to hf:// sources; others ignore them.
+        srcs.push(
+            Source::parse(s)?
+                .with_platforms(platforms.clone())
+                .with_patterns(&args.include, &args.exclude),
+        );
     }
     let resolve_opts = sources::ResolveOptions {
         connect: super::connect_options(&args.registry)?,

@@ -281,12 +281,12 @@ fn download_one(
     }
     let actual = sha1.finish();
     if actual != f.oid {
-        return Err(Error::Other(format!(
-            "{}{id}@{commit}: {}: git blob SHA-1 mismatch: expected {}, got {actual}",
-            spec.url_prefix(),
-            f.path,
-            f.oid
-        )));
+        return Err(Error::HashMismatch {
+            what: format!("{}{id}@{commit}: {}", spec.url_prefix(), f.path),
+            algorithm: "git blob SHA-1",
+            expected: f.oid.clone(),
+            actual,
+        });
     }
     out.sync_all().map_err(|e| Error::io("sync", dest, e))?;
     Ok(sha256.finish())

@@ -102,6 +102,12 @@ impl Source {
                 name: None,
             });
         }
+        if arg.starts_with("hf://") {
+            return Ok(Source::Hf {
+                spec: HfSpec::parse(arg)?,
+                name: None,
+            });
+        }
         if let Some(rest) = arg.strip_prefix("oci-layout://") {
             return Ok(image(ImageLocation::Layout(rest.to_string())));
         }
@@ -110,7 +116,7 @@ impl Source {
         }
         if let Some((scheme, _)) = arg.split_once("://") {
             return Err(Error::Usage(format!(
-                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout://, docker-archive:// and ollama:// sources)"
+                "{arg}: unsupported source scheme {scheme}:// (airlock packs local paths, file://, http(s)://, oci://, oci-layout://, docker-archive://, ollama:// and hf:// sources)"
             )));
         }
         Ok(Source::Path {
@@ -127,6 +133,16 @@ impl Source {
             | Source::Image { name, .. }
             | Source::Ollama { name, .. }
             | Source::Hf { name, .. } => *name = n,
+        }
+        self
+    }
+
+    /// Sets the file filters of a Hugging Face source (no effect on other sources).
+    pub fn with_patterns(mut self, include: &[String], exclude: &[String]) -> Source {
+        if let Source::Hf { spec, .. } = &mut self {
+            *spec = spec
+                .clone()
+                .with_patterns(include.to_vec(), exclude.to_vec());
         }
         self
     }

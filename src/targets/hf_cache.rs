@@ -52,6 +52,7 @@ use crate::bundle::{reader, VerifiedBundle};
 use crate::error::{Error, Result};
 use crate::format::{ArtifactKind, Blob, Digest, EntryType, HfRepoType};
 use crate::fsutil;
+use crate::hf::GitBlobHasher;
 use crate::progress::Progress;
 
 /// The cache directory tag huggingface_hub writes (`_local_folder.py`, `CACHEDIR_TAG_CONTENT`).
@@ -539,10 +540,15 @@ fn check_git_etags(
             }
         };
         if actual != f.etag {
-            return Err(Error::Other(format!(
-                "artifact {:?}: {} has etag {} in the manifest, but its content ({digest}) is                  git blob {actual}; refusing to put it in the cache under a wrong name",
-                a.name, f.path, f.etag
-            )));
+            return Err(Error::HashMismatch {
+                what: format!(
+                    "artifact {:?}: {} (content {digest}); refusing to put it in the cache under a wrong name",
+                    a.name, f.path
+                ),
+                algorithm: "git blob SHA-1",
+                expected: f.etag.clone(),
+                actual,
+            });
         }
     }
     Ok(())
@@ -550,107 +556,19 @@ fn check_git_etags(
 
 /// The git blob SHA-1 (`sha1("blob <size>\0" + content)`) of a blob, read out of the bundle.
 fn git_blob_sha1(bundle: &VerifiedBundle, blob: &Blob) -> Result<String> {
-    let mut h = Sha1::new();
-    h.update(format!("blob {}\0", blob.size).as_bytes());
+    struct W(GitBlobHasher);
+    impl io::Write for W {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = W(GitBlobHasher::new(blob.size));
     reader::copy_blob(bundle, blob, &mut h, &crate::progress::Silent)?;
-    Ok(hex::encode(h.finish()))
-}
-
-/// SHA-1 (FIPS 180-4), only to check git blob ids; airlock trusts SHA-256 alone.
-struct Sha1 {
-    state: [u32; 5],
-    buf: [u8; 64],
-    used: usize,
-    total: u64,
-}
-
-impl Sha1 {
-    fn new() -> Sha1 {
-        Sha1 {
-            state: [
-                0x6745_2301,
-                0xEFCD_AB89,
-                0x98BA_DCFE,
-                0x1032_5476,
-                0xC3D2_E1F0,
-            ],
-            buf: [0; 64],
-            used: 0,
-            total: 0,
-        }
-    }
-
-    fn update(&mut self, mut data: &[u8]) {
-        self.total += data.len() as u64;
-        while !data.is_empty() {
-            let n = (64 - self.used).min(data.len());
-            self.buf[self.used..self.used + n].copy_from_slice(&data[..n]);
-            self.used += n;
-            data = &data[n..];
-            if self.used == 64 {
-                let block = self.buf;
-                self.block(&block);
-                self.used = 0;
-            }
-        }
-    }
-
-    fn finish(mut self) -> [u8; 20] {
-        let bits = self.total.wrapping_mul(8);
-        self.update(&[0x80]);
-        while self.used != 56 {
-            self.update(&[0]);
-        }
-        self.update(&bits.to_be_bytes());
-        let mut out = [0u8; 20];
-        for (i, w) in self.state.iter().enumerate() {
-            out[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
-        }
-        out
-    }
-
-    fn block(&mut self, block: &[u8; 64]) {
-        let mut w = [0u32; 80];
-        for (i, c) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = self.state;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e]) {
-            *s = s.wrapping_add(v);
-        }
-    }
-}
-
-impl io::Write for Sha1 {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.update(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    Ok(h.0.finish())
 }
 
 fn read_ref(path: &Path) -> Result<Vec<u8>> {
@@ -1043,33 +961,6 @@ mod tests {
             "0"
         )])));
         assert!(!symlinks_disabled(&env(&[])));
-    }
-
-    #[test]
-    fn sha1_matches_the_standard_vectors() {
-        let sha1 = |parts: &[&[u8]]| {
-            let mut h = Sha1::new();
-            for p in parts {
-                h.update(p);
-            }
-            hex::encode(h.finish())
-        };
-        assert_eq!(sha1(&[]), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(sha1(&[b"abc"]), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(
-            sha1(&[b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"]),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
-        let a = vec![b'a'; 1_000_000];
-        assert_eq!(
-            sha1(&[&a[..1], &a[1..70_001], &a[70_001..]]),
-            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
-        );
-        // `git hash-object` of "hello\n".
-        assert_eq!(
-            sha1(&[b"blob 6\0", b"hello\n"]),
-            "ce013625030ba8dba906f756967f9e9ca394464a"
-        );
     }
 
     #[test]

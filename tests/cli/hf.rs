@@ -303,6 +303,7 @@ fn a_regular_file_whose_sha1_does_not_match_aborts() {
             && msg.contains(&expected),
         "{msg}"
     );
+    assert_eq!(e.exit_code(), 3, "content rejected: {msg}");
     assert_no_bundle(&env);
 }
 

@@ -541,11 +541,13 @@ fn a_git_etag_that_does_not_match_the_content_is_refused() {
     ));
     let vb = pack(&env, "b", std::slice::from_ref(&m));
     let err = hf_cache::plan(&vb, &env.path("cache"), &opts(SnapshotLayout::Symlinks)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("a/b/c.txt"), "{msg}");
     assert!(
-        err.to_string()
-            .contains("a/b/c.txt has etag 0123456789abcdef"),
-        "{err}"
+        msg.contains("git blob SHA-1 mismatch: expected 0123456789abcdef"),
+        "{msg}"
     );
+    assert_eq!(err.exit_code(), 3, "content rejected: {msg}");
     assert!(!env.path("cache").exists());
 }
 

@@ -201,7 +201,7 @@ fn pack_refuses_a_non_empty_output_and_odd_sources() {
     env.pack(&["src"], "k", "b", &["--chunk-size", "1KiB"])
         .code(2)
         .stderr_has("chunk size");
-    env.pack(&["hf://org/model"], "k", "b", &[])
+    env.pack(&["ftp://example.org/model"], "k", "b", &[])
         .code(2)
         .stderr_has("unsupported source scheme");
 }
