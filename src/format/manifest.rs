@@ -114,6 +114,13 @@ pub struct HfFile {
     /// The Hub's etag: the git blob SHA-1 (40 hex) of a regular file, the SHA-256 (64 hex) of
     /// an LFS file, which then MUST equal the entry's blob digest.
     pub etag: String,
+    /// LFS files: the git blob SHA-1 of the LFS pointer (the tree API's `oid`). With it an
+    /// importer can write the client's `trees/<commit>.json` truthfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer_oid: Option<String>,
+    /// The Hub's Xet hash of the file (the tree API's `xetHash`), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 /// What an image artifact is: its top manifest (an index or an image manifest) and the
@@ -417,11 +424,19 @@ fn validate_hf(a: &Artifact) -> Result<(), Invalid> {
         if !seen.insert(f.path.as_str()) {
             return Err(bad(format!("two etags for {:?}", f.path)));
         }
-        let ok =
-            hex(&f.etag, 40) || (hex(&f.etag, 64) && blob.map(|b| b.hex()) == Some(f.etag.clone()));
+        let ok = (hex(&f.etag, 40) && f.pointer_oid.is_none())
+            || (hex(&f.etag, 64)
+                && blob.map(|b| b.hex()) == Some(f.etag.clone())
+                && f.pointer_oid.as_deref().is_none_or(|p| hex(p, 40)));
+        if f.xet_hash.as_deref().is_some_and(|x| !hex(x, 64)) {
+            return Err(bad(format!(
+                "xet_hash of {:?} is not 64 hex digits",
+                f.path
+            )));
+        }
         if !ok {
             return Err(bad(format!(
-                "etag {:?} of {:?} is neither a git SHA-1 nor the SHA-256 of its content",
+                "etag {:?} of {:?} is neither a git SHA-1 nor the SHA-256 of its content (or a pointer_oid is not a git SHA-1 of an LFS file)",
                 f.etag, f.path
             )));
         }

@@ -33,6 +33,8 @@ pub struct RepoFile {
     pub oid: String,
     /// For an LFS file: the SHA-256 of its content (the tree's `lfs.oid`).
     pub lfs_sha256: Option<String>,
+    /// The tree's `xetHash`, when given (64 hex).
+    pub xet_hash: Option<String>,
 }
 
 impl RepoFile {
@@ -53,6 +55,8 @@ struct TreeEntry {
     oid: Option<String>,
     #[serde(default)]
     lfs: Option<TreeLfs>,
+    #[serde(default, rename = "xetHash")]
+    xet_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -250,11 +254,13 @@ impl HubClient {
                     }
                     None => (e.size, None),
                 };
+                let xet_hash = e.xet_hash.filter(|x| is_hex(x, 64));
                 files.push(RepoFile {
                     path: e.path,
                     size,
                     oid,
                     lfs_sha256,
+                    xet_hash,
                 });
             }
         }

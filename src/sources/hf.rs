@@ -126,6 +126,8 @@ pub fn resolve(
         hf_files.push(HfFile {
             path: f.path.clone(),
             etag: f.etag().to_string(),
+            pointer_oid: f.lfs_sha256.as_ref().map(|_| f.oid.clone()),
+            xet_hash: f.xet_hash.clone(),
         });
     }
     entries.extend(dirs.iter().map(|d| Entry::dir(d)));

@@ -16,10 +16,12 @@
 //!   does); a revision naming a branch may move to a newer commit (that is how a newer bundle
 //!   moves `main`); the old snapshot stays. A revision that looks like a commit but is not the
 //!   commit is refused.
-//! - `trees/<commit>.json` is never written: the client trusts it forever and, for a filtered
-//!   snapshot, it would make offline `snapshot_download` raise `IncompleteSnapshotError`; even
-//!   for a complete one the bundle lacks the git blob ids of LFS files that it records. Without
-//!   it, the client returns the snapshot folder as it is. `.locks/` and `.no_exist/` are not
+//! - `trees/<commit>.json` (the client's cached tree listing, trusted forever) is written only
+//!   for a complete snapshot whose LFS files record their pointer's git id (airlock's `hf://`
+//!   source records it), byte for byte as the client writes it — so the cache equals the one
+//!   `hf download` makes. Never for a filtered snapshot: it would make offline
+//!   `snapshot_download` raise `IncompleteSnapshotError`. An existing listing is kept. Without
+//!   one, the client returns the snapshot folder as it is. `.locks/` and `.no_exist/` are not
 //!   written either (both optional); an existing `.no_exist/<commit>/<path>` marker for a file
 //!   the bundle carries is a conflict (the client would believe the marker).
 //! - Modes follow the client: files are created 0666 and directories 0777, both less the umask
@@ -50,6 +52,7 @@ use serde::Serialize;
 
 use crate::bundle::{reader, VerifiedBundle};
 use crate::error::{Error, Result};
+use crate::format::Artifact;
 use crate::format::{ArtifactKind, Blob, Digest, EntryType, HfRepoType};
 use crate::fsutil;
 use crate::hf::GitBlobHasher;
@@ -250,7 +253,19 @@ pub struct HfCachePlan {
     pub repos: Vec<RepoStep>,
     pub blobs: Vec<BlobStep>,
     pub files: Vec<FileStep>,
+    /// `…/trees/<commit>.json` for complete snapshots.
+    pub trees: Vec<TreeStep>,
     pub refs: Vec<RefStep>,
+}
+
+/// `…/trees/<commit>.json`: the client's cached tree listing of a commit, written for complete
+/// snapshots only (for a partial one it would make offline `snapshot_download` fail).
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeStep {
+    pub action: Action,
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub content: String,
 }
 
 impl HfCachePlan {
@@ -287,6 +302,7 @@ impl HfCachePlan {
             && self.repos.iter().all(|r| !r.new_snapshot)
             && self.blobs_to_write() == 0
             && self.files_to_write() == 0
+            && self.trees.iter().all(|t| t.action == Action::Keep)
             && self.refs_to_write() == 0
     }
 }
@@ -381,6 +397,7 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
         repos: Vec::new(),
         blobs: Vec::new(),
         files: Vec::new(),
+        trees: Vec::new(),
         refs: Vec::new(),
     };
     // What earlier artifacts of this bundle already planned, to share and to cross-check.
@@ -465,6 +482,21 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
                 link,
             });
         }
+        if let Some(content) = tree_cache(a) {
+            let path = leaf_path(dest, &format!("{folder_name}/trees/{}.json", hf.commit))?;
+            // A listing already there is the client's own for this (immutable) commit: keep it.
+            let action = match probe(&path)? {
+                Found::Absent => Action::Write,
+                _ => Action::Keep,
+            };
+            if !out.trees.iter().any(|t| t.path == path) {
+                out.trees.push(TreeStep {
+                    action,
+                    path,
+                    content,
+                });
+            }
+        }
         if hf.revision != hf.commit {
             if is_commit_like(&hf.revision) {
                 return Err(Error::Conflict(format!(
@@ -512,6 +544,77 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The client's `trees/<commit>.json` for a complete snapshot whose LFS files all record their
+/// pointer's git id (else a truthful listing cannot be written, and none is): huggingface_hub's
+/// `write_tree_cache` format, `json.dump(indent=1)` with ASCII escapes, files sorted by path.
+pub fn tree_cache(a: &Artifact) -> Option<String> {
+    // Field order is the client's (`TreeCacheEntry.to_json`), hence structs, not maps.
+    #[derive(Serialize)]
+    struct Info {
+        size: u64,
+        blob_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lfs_sha256: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lfs_size: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        xet_hash: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Doc {
+        format_version: u32,
+        files: std::collections::BTreeMap<String, Info>,
+    }
+    let hf = a.hf.as_ref()?;
+    if !hf.complete {
+        return None;
+    }
+    let sizes: HashMap<&str, u64> = a
+        .entries
+        .iter()
+        .filter_map(|e| Some((e.path.as_str(), e.size?)))
+        .collect();
+    let mut files = std::collections::BTreeMap::new();
+    for f in &hf.files {
+        let size = *sizes.get(f.path.as_str())?;
+        let lfs = f.etag.len() == 64;
+        let info = Info {
+            size,
+            blob_id: if lfs {
+                f.pointer_oid.clone()?
+            } else {
+                f.etag.clone()
+            },
+            lfs_sha256: lfs.then(|| f.etag.clone()),
+            lfs_size: lfs.then_some(size),
+            xet_hash: f.xet_hash.clone(),
+        };
+        files.insert(f.path.clone(), info);
+    }
+    let doc = Doc {
+        format_version: 1,
+        files,
+    };
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    doc.serialize(&mut ser).ok()?;
+    // Python's ensure_ascii: every non-ASCII character as \\uXXXX (UTF-16 units).
+    let text = String::from_utf8(out).ok()?;
+    let mut ascii = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    Some(ascii)
 }
 
 /// Checks every git blob SHA-1 etag (40 hex) of `a` against the content the bundle carries: the
@@ -776,6 +879,13 @@ fn run(
         touched.insert(dir.to_path_buf());
     }
     progress.finish();
+    for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
+        let dir = parent(&t.path);
+        j.mkdirs(dir)?;
+        write_new_file(&t.path, t.content.as_bytes(), false)?;
+        j.undo.push(Undo::File(t.path.clone()));
+        touched.insert(dir.to_path_buf());
+    }
     // Everything a ref will name is durable before the ref is written; parents too, since new
     // directories are entries of their parents.
     sync_up(&plan.dest, &touched)?;

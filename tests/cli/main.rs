@@ -9,6 +9,7 @@ mod images;
 mod interop;
 mod keys;
 mod layouts;
+mod models;
 mod ollama;
 mod props;
 mod push;

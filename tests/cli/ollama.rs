@@ -599,6 +599,8 @@ fn hf_repos_go_to_org_name_in_the_models_directory() {
         blobs.push(PlannedBlob::file(d, data.len() as u64, p));
         hf_files.push(HfFile {
             path: path.to_string(),
+            pointer_oid: None,
+            xet_hash: None,
             etag: if path.ends_with(".safetensors") {
                 d.hex()
             } else {
