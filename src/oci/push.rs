@@ -6,12 +6,14 @@
 //! a manifest whose blobs or children are missing, whatever point a push fails at; running the
 //! same push again completes it, because everything already present is skipped after a `HEAD`.
 //!
-//! Blobs: `HEAD` (present: skip), then a cross-repository mount from each of
-//! [`PushOptions::mount_from`] (`201`: done; `202`: the upload session it opened is used), then
-//! an upload: monolithic (`POST`, then `PUT ?digest=` with the whole body, held in memory) up to
-//! [`PushOptions::monolithic_max`], chunked above it (`PATCH` with `Content-Range` per chunk of
-//! [`PushOptions::chunk_size`], each to the `Location` the previous answer gave, verbatim with
-//! Distribution's `_state` query, then `PUT ?digest=`), so memory stays bounded by one chunk.
+//! Blobs (up to [`PushOptions::parallel`] at once): `HEAD` (present: skip), then a
+//! cross-repository mount from each of [`PushOptions::mount_from`] (`201`: done; `202`: the
+//! upload session it opened is used), then an upload: monolithic (`POST`, then `PUT ?digest=`
+//! with the whole body, held in memory) up to [`PushOptions::monolithic_max`], chunked above it
+//! (`PATCH` with `Content-Range` per chunk of [`PushOptions::chunk_size`], each to the `Location`
+//! the previous answer gave, verbatim with Distribution's `_state` query, then `PUT ?digest=`).
+//! A chunk's bytes stream from the source through a small bounded pipe (a reading thread, four
+//! 1 MiB buffers), so memory stays bounded whatever the chunk and blob sizes.
 //! The registry's `Docker-Content-Digest` must match. A blob upload broken by the network or a
 //! 5xx is started again from a fresh session (after a `HEAD`, since it may have completed), at
 //! most [`RetryPolicy::attempts`](super::client::RetryPolicy) times.
@@ -33,8 +35,13 @@ use crate::progress::Progress;
 
 /// Blobs up to this size are uploaded in one `PUT`.
 pub const MONOLITHIC_MAX: u64 = 16 << 20;
-/// Size of each `PATCH` of a chunked upload.
-pub const CHUNK_SIZE: usize = 8 << 20;
+/// Size of each `PATCH` of a chunked upload (streamed: memory does not grow with it).
+pub const CHUNK_SIZE: usize = 256 << 20;
+/// Blobs uploaded at once.
+pub const PARALLEL: usize = 3;
+/// Bytes per buffer of the pipe feeding a chunked upload, and buffers in flight.
+const PIPE_BUF: usize = 1 << 20;
+const PIPE_DEPTH: usize = 4;
 
 const OCTET: &str = "application/octet-stream";
 
@@ -45,8 +52,10 @@ pub struct PushOptions {
     pub mount_from: Vec<String>,
     /// Largest blob uploaded monolithically (held in memory); larger ones go in chunks.
     pub monolithic_max: u64,
-    /// Bytes per `PATCH` of a chunked upload (memory use is about one chunk).
+    /// Bytes per `PATCH` of a chunked upload.
     pub chunk_size: usize,
+    /// Blobs uploaded at once (at least 1).
+    pub parallel: usize,
 }
 
 impl Default for PushOptions {
@@ -55,6 +64,7 @@ impl Default for PushOptions {
             mount_from: Vec::new(),
             monolithic_max: MONOLITHIC_MAX,
             chunk_size: CHUNK_SIZE,
+            parallel: PARALLEL,
         }
     }
 }
@@ -83,6 +93,37 @@ pub struct PushReport {
     pub manifests_pushed: usize,
     /// Whether the tag was written (false when it already pointed at `digest`, or no tag).
     pub tag_updated: bool,
+}
+
+impl PushReport {
+    /// The same push with every counter at zero.
+    fn zeroed(&self) -> PushReport {
+        PushReport {
+            registry: self.registry.clone(),
+            repo: self.repo.clone(),
+            tag: self.tag.clone(),
+            digest: self.digest,
+            blobs_present: 0,
+            blobs_mounted: 0,
+            blobs_uploaded: 0,
+            chunked_uploads: 0,
+            bytes_uploaded: 0,
+            upload_retries: 0,
+            manifests_present: 0,
+            manifests_pushed: 0,
+            tag_updated: false,
+        }
+    }
+
+    /// Adds another report's blob counters to this one's.
+    fn absorb(&mut self, o: &PushReport) {
+        self.blobs_present += o.blobs_present;
+        self.blobs_mounted += o.blobs_mounted;
+        self.blobs_uploaded += o.blobs_uploaded;
+        self.chunked_uploads += o.chunked_uploads;
+        self.bytes_uploaded += o.bytes_uploaded;
+        self.upload_retries += o.upload_retries;
+    }
 }
 
 /// The token scope for a push to `repo` mounting from `mount_from`.
@@ -138,9 +179,7 @@ pub fn push_image(
         g.blobs.iter().map(|d| d.size).sum(),
     );
     let result = (|| {
-        for desc in &g.blobs {
-            p.blob(desc, &mut report)?;
-        }
+        p.blobs(&g.blobs, &mut report)?;
         for (desc, bytes) in &g.manifests {
             let reference = desc.digest.to_string();
             if reg.manifest_digest_scoped(repo, &reference, &scope)? == Some(desc.digest) {
@@ -206,6 +245,38 @@ fn with_digest(location: &str, digest: &Digest) -> String {
 }
 
 impl Pusher<'_> {
+    /// Pushes `blobs`, up to `parallel` at once; the first failure stops the others.
+    fn blobs(&self, blobs: &[Descriptor], report: &mut PushReport) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let template = report.zeroed();
+        let shared = Mutex::new((report.zeroed(), None));
+        let workers = self.opts.parallel.clamp(1, blobs.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= blobs.len() || failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let mut mine = template.zeroed();
+                    let r = self.blob(&blobs[i], &mut mine);
+                    let mut g = shared.lock().expect("not poisoned");
+                    g.0.absorb(&mine);
+                    if let Err(e) = r {
+                        failed.store(true, Ordering::SeqCst);
+                        g.1.get_or_insert(e);
+                    }
+                });
+            }
+        });
+        let (merged, err) = shared.into_inner().expect("not poisoned");
+        report.absorb(&merged);
+        err.map_or(Ok(()), Err)
+    }
+
     fn what(&self, digest: &Digest) -> String {
         format!("pushing blob {digest}")
     }
@@ -403,53 +474,80 @@ impl Pusher<'_> {
             self.check_size(d, desc.size, body.len() as u64)?;
             Shared(Arc::new(body))
         } else {
-            // One byte more than expected, so the source's digest check at its end still runs.
-            let mut reader = self.src.open(d).map_err(Fail::Fatal)?.take(desc.size + 1);
-            let mut sent = 0u64;
-            loop {
-                let mut buf = vec![0u8; self.opts.chunk_size.max(1)];
-                let n = read_full(&mut reader, &mut buf).map_err(source_err)?;
-                if n == 0 {
-                    break;
+            std::thread::scope(|scope| -> Result<Shared, Fail> {
+                let (pipe, rx) = Pipe::new();
+                let src = self.src;
+                let size = desc.size;
+                let feeder = scope.spawn(move || feed(src, d, size, pipe));
+                let rx = Arc::new(std::sync::Mutex::new(PipeState {
+                    rx,
+                    piece: Vec::new(),
+                    pos: 0,
+                }));
+                let mut sent = 0u64;
+                let step = self.opts.chunk_size.max(1) as u64;
+                while sent < desc.size {
+                    let n = step.min(desc.size - sent);
+                    let end = sent + n - 1;
+                    let url = loc.clone();
+                    let body = PipeReader {
+                        state: rx.clone(),
+                        left: n,
+                    };
+                    let once = std::sync::Mutex::new(Some(body));
+                    let resp = self.reg.request(
+                        Replay::Once,
+                        &url,
+                        |c| {
+                            let body = once.lock().expect("not poisoned").take();
+                            let rb = c
+                                .patch(&url)
+                                .header(CONTENT_TYPE, OCTET)
+                                .header("Content-Range", format!("{sent}-{end}"));
+                            match body {
+                                Some(b) => rb.body(Body::sized(b, n)),
+                                None => rb,
+                            }
+                        },
+                        self.scope,
+                    );
+                    drop(once);
+                    let resp = match resp {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // A source failure (wrong bytes) explains a broken request best.
+                            drop(rx);
+                            return Err(source_failure(feeder.join(), d).unwrap_or(Fail::from(e)));
+                        }
+                    };
+                    if resp.status() != StatusCode::ACCEPTED {
+                        return Err(self.answer(&url, d, resp));
+                    }
+                    // The registry tells what it holds: it must be everything sent so far.
+                    let range = header(&resp, "range").to_string();
+                    let held = range
+                        .rsplit_once('-')
+                        .and_then(|(_, e)| e.trim().parse::<u64>().ok());
+                    if !range.is_empty() && held != Some(end) {
+                        return Err(Fail::Retry(Error::Http {
+                            url: redact(&url).to_string(),
+                            msg: format!(
+                                "{}: after sending bytes {sent}-{end} the registry holds Range {range:?}",
+                                self.what(d)
+                            ),
+                        }));
+                    }
+                    loc = self.location(&url, d, &resp)?;
+                    sent = end + 1;
+                    self.advance(reported, sent);
                 }
-                buf.truncate(n);
-                let end = sent + n as u64 - 1;
-                let url = loc.clone();
-                let chunk = Shared(Arc::new(buf));
-                let resp = self.reg.request(
-                    Replay::Once,
-                    &url,
-                    |c| {
-                        c.patch(&url)
-                            .header(CONTENT_TYPE, OCTET)
-                            .header("Content-Range", format!("{sent}-{end}"))
-                            .body(chunk.body())
-                    },
-                    self.scope,
-                )?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.answer(&url, d, resp));
+                // Every byte went out; the source must also end there and match its digest.
+                drop(rx);
+                if let Some(f) = source_failure(feeder.join(), d) {
+                    return Err(f);
                 }
-                // The registry tells what it holds: it must be everything sent so far.
-                let range = header(&resp, "range").to_string();
-                let held = range
-                    .rsplit_once('-')
-                    .and_then(|(_, e)| e.trim().parse::<u64>().ok());
-                if !range.is_empty() && held != Some(end) {
-                    return Err(Fail::Retry(Error::Http {
-                        url: redact(&url).to_string(),
-                        msg: format!(
-                            "{}: after sending bytes {sent}-{end} the registry holds Range {range:?}",
-                            self.what(d)
-                        ),
-                    }));
-                }
-                loc = self.location(&url, d, &resp)?;
-                sent = end + 1;
-                self.advance(reported, sent);
-            }
-            self.check_size(d, desc.size, sent)?;
-            Shared(Arc::new(Vec::new()))
+                Ok(Shared(Arc::new(Vec::new())))
+            })?
         };
         let url = with_digest(&loc, d);
         let len = body.0.len() as u64;
@@ -531,8 +629,128 @@ impl AsRef<[u8]> for Shared {
 }
 
 impl Shared {
+    /// The bytes as one buffer (reqwest then writes them at once, not 8 KiB at a time).
     fn body(&self) -> Body {
-        Body::sized(std::io::Cursor::new(self.clone()), self.0.len() as u64)
+        Body::from(self.0.as_ref().clone())
+    }
+}
+
+type Piece = std::io::Result<Vec<u8>>;
+
+/// The sending end of the bounded pipe feeding a chunked upload.
+struct Pipe(std::sync::mpsc::SyncSender<Piece>);
+
+impl Pipe {
+    fn new() -> (Pipe, std::sync::mpsc::Receiver<Piece>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PIPE_DEPTH);
+        (Pipe(tx), rx)
+    }
+}
+
+/// Reads blob `d` (`size` bytes) from the source into the pipe, then checks that the source ends
+/// there (its reader verifies the digest at its end). Returns what went wrong, if anything; the
+/// upload stops when the pipe's reader goes away.
+fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Result<()> {
+    let mut r = src
+        .open(d)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut left = size;
+    let fail = |pipe: &Pipe, e: std::io::Error| {
+        let _ = pipe.0.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+        Err(e)
+    };
+    while left > 0 {
+        let mut buf = vec![0u8; PIPE_BUF.min(left as usize)];
+        match read_full(&mut r, &mut buf) {
+            Ok(n) if n == buf.len() => {}
+            Ok(n) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the source has {} bytes, the descriptor says {size}", size - left + n as u64),
+                );
+                return fail(&pipe, e);
+            }
+            Err(e) => return fail(&pipe, e),
+        }
+        left -= buf.len() as u64;
+        if pipe.0.send(Ok(buf)).is_err() {
+            return Ok(()); // the upload stopped; it reports why
+        }
+    }
+    let mut one = [0u8; 1];
+    match read_full(&mut r, &mut one) {
+        Ok(0) => Ok(()),
+        Ok(_) => fail(
+            &pipe,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the source has more than the {size} bytes the descriptor says"),
+            ),
+        ),
+        Err(e) => fail(&pipe, e),
+    }
+}
+
+/// A source failure reported by the feeding thread, as the upload's error.
+fn source_failure(
+    joined: std::thread::Result<std::io::Result<()>>,
+    d: &Digest,
+) -> Option<Fail> {
+    match joined {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(Fail::Fatal(Error::Other(format!(
+            "pushing blob {d}: reading it from the source: {e}"
+        )))),
+        Err(_) => Some(Fail::Fatal(Error::Other(format!(
+            "pushing blob {d}: the reading thread panicked"
+        )))),
+    }
+}
+
+/// The receiving end of the pipe, shared by the chunks of one upload: the part of the last
+/// piece a chunk did not take stays for the next one.
+struct PipeState {
+    rx: std::sync::mpsc::Receiver<Piece>,
+    piece: Vec<u8>,
+    pos: usize,
+}
+
+/// One chunk's body: the next `left` bytes of the pipe.
+struct PipeReader {
+    state: Arc<std::sync::Mutex<PipeState>>,
+    left: u64,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut st = self.state.lock().expect("not poisoned");
+        if st.pos == st.piece.len() {
+            match st.rx.recv() {
+                Ok(Ok(piece)) => {
+                    st.piece = piece;
+                    st.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the source ended early",
+                    ))
+                }
+            }
+        }
+        let n = buf
+            .len()
+            .min(st.piece.len() - st.pos)
+            .min(self.left.min(usize::MAX as u64) as usize);
+        let pos = st.pos;
+        buf[..n].copy_from_slice(&st.piece[pos..pos + n]);
+        st.pos += n;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
