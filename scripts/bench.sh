@@ -7,6 +7,7 @@
 #   BENCH_BIG=10G scripts/bench.sh   # also pack+verify one 10 GiB file to show flat memory
 #   BENCH_MODELS=0 BENCH_IMAGE_MB=64 scripts/bench.sh   # only the image part, with a small image
 #   BENCH_IMAGES=0 scripts/bench.sh  # only the model part
+#   BENCH_MODELS=0 BENCH_IMAGES=0 scripts/bench.sh  # only the Hugging Face part (BENCH_HF=0 skips it)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -46,7 +47,8 @@ declare -A reg_pid reg_addr
 cleanup() {
     local n
     for n in "${!reg_pid[@]}"; do stop_registry "$n"; done
-    rm -rf "$root/out" "$root/parts" "$root"/reg-* "$root/img"
+    rm -rf "$root/out" "$root/parts" "$root"/reg-* "$root/img" "$root/hf"
+    if [ -n "${hf_pid:-}" ]; then kill "$hf_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -82,6 +84,8 @@ prepare() {
             "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q ;;
         "sha256sum -c over parts")
             baseline_pack ;;
+        "hf: cp -a of the hf download cache")
+            mkdir -p "$root/out" ;;
         "image: skopeo copy docker:// → oci:"|"image: skopeo copy + tar|zstd -T0 -3|split + sha256sum")
             mkdir -p "$root/out" ;;   # skopeo wants the layout's parent to exist
         "image: airlock import"|"image: skopeo copy oci: → docker://")
@@ -110,7 +114,7 @@ baseline_pack() {
 export -f baseline_pack
 export root split_size
 
-bench_models() {
+model_data() {
     data="$root/model"
     if [ ! -f "$data/.complete" ]; then
         rm -rf "$data"; mkdir -p "$data"
@@ -127,6 +131,10 @@ open(f"{d}/generation_config.json", "w").write('{"max_new_tokens": 512}\n')
 PY
         touch "$data/.complete"
     fi
+}
+
+bench_models() {
+    model_data
     local payload
     payload=$(du -sb --exclude=.complete "$data" | cut -f1)
     cat "$data"/* > /dev/null   # warm the page cache: both sides read from memory
@@ -265,6 +273,54 @@ check_dst() {
     [ "$got" = "${top#sha256:}" ] || { echo "$1 left another manifest ($got) than ${top}" >&2; exit 1; }
 }
 
+# --- Hugging Face: the same 2 GiB model served by the test suite's Hub emulator -------------
+# Leg 1: airlock pack hf:// vs hf download (which only downloads) into a fresh cache.
+# Leg 2: airlock import --hf-cache vs cp -a of the cache hf download made.
+bench_hf() {
+    model_data
+    local venv emu payload
+    venv=$(scripts/pyenv.sh)
+    cargo build --release --quiet --example hub_emulator
+    emu="$PWD/target/release/examples/hub_emulator"
+    mkdir -p "$root/hf"
+    "$emu" "$data" bench/model > "$root/hf/emulator.out" 2>&1 &
+    hf_pid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^HF_ENDPOINT=' "$root/hf/emulator.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' "$root/hf/emulator.out")
+    [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$root/hf/emulator.out")" >&2; exit 1; }
+    export HF_ENDPOINT HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_UPDATE_CHECK=1
+    export HF_HOME="$root/hf/home" venv airlock pub chunk
+    payload=$(du -sb "$data" | cut -f1)
+    cat "$data"/* > /dev/null
+    # The inputs of leg 2, made once: a bundle, and the cache hf download builds.
+    rm -rf "$root/hf/bundle" "$root/hf/ref"
+    "$airlock" pack hf://bench/model --out "$root/hf/bundle" --key "$root/k" --chunk-size "$chunk" -q
+    "$venv/bin/hf" download bench/model --cache-dir "$root/hf/ref" > /dev/null
+
+    measure "hf: airlock pack hf://" "$airlock" pack hf://bench/model --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
+    measure "hf: hf download (fresh cache)" bash -c 'exec "$venv/bin/hf" download bench/model --cache-dir "$root/out/cache" > /dev/null'
+    measure "hf: airlock import --hf-cache" "$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache "$root/out/cache" -q
+    measure "hf: cp -a of the hf download cache" cp -a "$root/hf/ref" "$root/out/cache"
+    kill "$hf_pid" 2>/dev/null; wait "$hf_pid" 2>/dev/null || true
+
+    cat <<MD
+
+## Hugging Face ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), repo of $(numfmt --to=iec-i --suffix=B "$payload") served by examples/hub_emulator, huggingface_hub $("$venv/bin/python" -c 'import huggingface_hub as h; print(h.__version__)'), chunk $chunk, median of $runs runs)
+
+$(table "hf: airlock pack hf://" "hf: hf download (fresh cache)" "hf: airlock import --hf-cache" "hf: cp -a of the hf download cache")
+
+- pack vs hf download: airlock takes **$(ratio "${wall[hf: airlock pack hf://]}" "${wall[hf: hf download (fresh cache)]}")×** hf download's time (target ≤ 1.2×)
+- import vs cp -a: airlock takes **$(ratio "${wall[hf: airlock import --hf-cache]}" "${wall[hf: cp -a of the hf download cache]}")×** cp -a's time (target ≤ 1.5×)
+- peak RSS: pack $(printf %.1f "$(mib "hf: airlock pack hf://")") MiB vs hf download $(printf %.1f "$(mib "hf: hf download (fresh cache)")") MiB; import $(printf %.1f "$(mib "hf: airlock import --hf-cache")") MiB vs cp -a $(printf %.1f "$(mib "hf: cp -a of the hf download cache")") MiB
+MD
+}
+
+hf=${BENCH_HF:-1}
 [ "$models" = 1 ] && bench_models
 [ "$images" = 1 ] && bench_images
+[ "$hf" = 1 ] && bench_hf
 exit 0

@@ -153,12 +153,19 @@ pub fn execute(bundle: &VerifiedBundle, plan: &Plan, progress: &dyn Progress) ->
         fsutil::create_dir_all(&s.path)?;
     }
     progress.start("importing files", plan.bytes_to_write());
-    for s in plan.steps.iter().filter(|s| s.action == Action::Write) {
+    // One file per core: each is read out of the chunks, re-hashed and written on its own.
+    use rayon::prelude::*;
+    let writes: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Write)
+        .collect();
+    let result = writes.par_iter().try_for_each(|s| {
         let blob = blobs[&s.blob.expect("file steps carry a blob")];
-        write_file(bundle, blob, &s.path, s.executable, progress)?;
-    }
+        write_file(bundle, blob, &s.path, s.executable, progress)
+    });
     progress.finish();
-    Ok(())
+    result
 }
 
 fn write_file(

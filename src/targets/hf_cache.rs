@@ -858,11 +858,16 @@ fn run(
         touched.insert(r.snapshot.clone());
     }
     progress.start("writing Hugging Face cache", plan.bytes_to_write());
-    for b in plan.blobs.iter().filter(|b| b.action == Action::Write) {
-        let blob = bundle.blob(&b.blob).expect("verified: entries name blobs");
-        write_blob(bundle, blob, &b.path, progress, j)?;
-        touched.insert(parent(&b.path).to_path_buf());
-    }
+    // Blobs in parallel (each is read, re-hashed and written on its own core), then the
+    // snapshot links (or files, likewise in parallel).
+    let blobs: Vec<(&Digest, &Path)> = plan
+        .blobs
+        .iter()
+        .filter(|b| b.action == Action::Write)
+        .map(|b| (&b.blob, b.path.as_path()))
+        .collect();
+    write_blobs(bundle, &blobs, progress, j, &mut touched)?;
+    let mut files: Vec<(&Digest, &Path)> = Vec::new();
     for f in plan.files.iter().filter(|f| f.action == Action::Write) {
         let dir = parent(&f.path);
         j.mkdirs(dir)?;
@@ -871,13 +876,11 @@ fn run(
                 symlink(target, &f.path)?;
                 j.undo.push(Undo::File(f.path.clone()));
             }
-            None => {
-                let blob = bundle.blob(&f.blob).expect("verified: entries name blobs");
-                write_blob(bundle, blob, &f.path, progress, j)?;
-            }
+            None => files.push((&f.blob, f.path.as_path())),
         }
         touched.insert(dir.to_path_buf());
     }
+    write_blobs(bundle, &files, progress, j, &mut touched)?;
     progress.finish();
     for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
         let dir = parent(&t.path);
@@ -972,12 +975,43 @@ fn write_new_file(path: &Path, data: &[u8], replace: bool) -> Result<()> {
 }
 
 /// Streams a blob out of the bundle (re-verified) into `path`, never replacing anything.
+/// Writes each `(blob, path)` (in parallel, one per core), journaling every file written, even
+/// when another fails; returns the first failure.
+fn write_blobs(
+    bundle: &VerifiedBundle,
+    items: &[(&Digest, &Path)],
+    progress: &dyn Progress,
+    j: &mut Journal,
+    touched: &mut BTreeSet<PathBuf>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let results: Vec<Result<()>> = items
+        .par_iter()
+        .map(|(d, path)| {
+            let blob = bundle.blob(d).expect("verified: entries name blobs");
+            write_blob(bundle, blob, path, progress)
+        })
+        .collect();
+    let mut first = None;
+    for ((_, path), r) in items.iter().zip(results) {
+        match r {
+            Ok(()) => {
+                j.undo.push(Undo::File(path.to_path_buf()));
+                touched.insert(parent(path).to_path_buf());
+            }
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 fn write_blob(
     bundle: &VerifiedBundle,
     blob: &Blob,
     path: &Path,
     progress: &dyn Progress,
-    j: &mut Journal,
 ) -> Result<()> {
     let mut tmp = temp_in(parent(path))?;
     reader::copy_blob(bundle, blob, tmp.as_file_mut(), progress).map_err(|e| match e {
@@ -989,7 +1023,6 @@ fn write_blob(
         .map_err(|e| Error::io("sync", tmp.path(), e))?;
     tmp.persist_noclobber(path)
         .map_err(|e| Error::io("move into place", path, e.error))?;
-    j.undo.push(Undo::File(path.to_path_buf()));
     Ok(())
 }
 
