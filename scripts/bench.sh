@@ -84,7 +84,7 @@ prepare() {
             "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q ;;
         "sha256sum -c over parts")
             baseline_pack ;;
-        "hf: cp -a of the hf download cache")
+        "hf: cp -a of the hf download cache"|"hf: cp -a + sha256sum of every blob + sync")
             mkdir -p "$root/out" ;;
         "image: skopeo copy docker:// → oci:"|"image: skopeo copy + tar|zstd -T0 -3|split + sha256sum")
             mkdir -p "$root/out" ;;   # skopeo wants the layout's parent to exist
@@ -305,16 +305,18 @@ bench_hf() {
     measure "hf: hf download (fresh cache)" bash -c 'exec "$venv/bin/hf" download bench/model --cache-dir "$root/out/cache" > /dev/null'
     measure "hf: airlock import --hf-cache" "$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache "$root/out/cache" -q
     measure "hf: cp -a of the hf download cache" cp -a "$root/hf/ref" "$root/out/cache"
+    measure "hf: cp -a + sha256sum of every blob + sync" bash -c 'cp -a "$root/hf/ref" "$root/out/cache" && sha256sum "$root"/out/cache/*/blobs/* > /dev/null && sync'
+    measure "hf: airlock verify (import's first pass)" "$airlock" verify "$root/hf/bundle" --trust "$pub" -q
     kill "$hf_pid" 2>/dev/null; wait "$hf_pid" 2>/dev/null || true
 
     cat <<MD
 
 ## Hugging Face ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), repo of $(numfmt --to=iec-i --suffix=B "$payload") served by examples/hub_emulator, huggingface_hub $("$venv/bin/python" -c 'import huggingface_hub as h; print(h.__version__)'), chunk $chunk, median of $runs runs)
 
-$(table "hf: airlock pack hf://" "hf: hf download (fresh cache)" "hf: airlock import --hf-cache" "hf: cp -a of the hf download cache")
+$(table "hf: airlock pack hf://" "hf: hf download (fresh cache)" "hf: airlock verify (import's first pass)" "hf: airlock import --hf-cache" "hf: cp -a of the hf download cache" "hf: cp -a + sha256sum of every blob + sync")
 
 - pack vs hf download: airlock takes **$(ratio "${wall[hf: airlock pack hf://]}" "${wall[hf: hf download (fresh cache)]}")×** hf download's time (target ≤ 1.2×)
-- import vs cp -a: airlock takes **$(ratio "${wall[hf: airlock import --hf-cache]}" "${wall[hf: cp -a of the hf download cache]}")×** cp -a's time (target ≤ 1.5×)
+- import vs cp -a: airlock takes **$(ratio "${wall[hf: airlock import --hf-cache]}" "${wall[hf: cp -a of the hf download cache]}")×** cp -a's time (target ≤ 1.5×); vs a checked, durable copy (cp -a + sha256sum + sync): **$(ratio "${wall[hf: airlock import --hf-cache]}" "${wall[hf: cp -a + sha256sum of every blob + sync]}")×**
 - peak RSS: pack $(printf %.1f "$(mib "hf: airlock pack hf://")") MiB vs hf download $(printf %.1f "$(mib "hf: hf download (fresh cache)")") MiB; import $(printf %.1f "$(mib "hf: airlock import --hf-cache")") MiB vs cp -a $(printf %.1f "$(mib "hf: cp -a of the hf download cache")") MiB
 MD
 }
