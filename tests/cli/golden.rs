@@ -1,6 +1,6 @@
 //! Golden bundles from earlier format versions: every later airlock must still read them.
 //! `fixtures/golden/v1/` was written by airlock 0.1.0 from `fixtures/demo/tiny-model` and must
-//! never be regenerated; likewise `fixtures/golden/v2/` (an image artifact, format version 2).
+//! never be regenerated; likewise `fixtures/golden/v2/` (format version 2: an image, a file, an hf-repo).
 
 use std::path::Path;
 
@@ -23,8 +23,10 @@ fn v1_golden_bundle_verifies_and_imports() {
 }
 
 #[test]
-fn v2_golden_bundle_with_an_image_verifies_and_imports() {
-    // Written by airlock 0.1.0 from fixtures/demo/hello-image (+ a patch file); never regenerate.
+fn v2_golden_bundle_with_an_image_and_an_hf_repo_verifies_and_imports() {
+    // Written by airlock 0.1.0 from fixtures/demo/hello-image, a patch file, and
+    // fixtures/demo/tiny-model served as hf://demo/tiny-model by examples/hub_emulator (files over
+    // 100 kB as LFS); never regenerate.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let bundle = fixtures.join("golden/v2/bundle");
     let key = fixtures.join("golden/v2/key.pub");
@@ -40,6 +42,8 @@ fn v2_golden_bundle_with_an_image_verifies_and_imports() {
         "dest",
         "--oci-layout",
         "images",
+        "--hf-cache",
+        "hf",
     ])
     .ok();
     assert_eq!(
@@ -47,4 +51,15 @@ fn v2_golden_bundle_with_an_image_verifies_and_imports() {
         snapshot(&env.path("images/blobs"))
     );
     assert!(env.path("dest/raise-max-tokens.patch").is_file());
+    let repo = env.path("hf/models--demo--tiny-model");
+    let commit = String::from_utf8(std::fs::read(repo.join("refs/main")).unwrap()).unwrap();
+    let snap = repo.join("snapshots").join(&commit);
+    for (rel, content) in snapshot(&fixtures.join("demo/tiny-model")) {
+        if let Some(bytes) = content {
+            // Snapshot entries are relative symlinks into blobs/; reading follows them.
+            let got = std::fs::read(snap.join(&rel)).unwrap();
+            assert!(got == bytes, "{rel} differs in the imported snapshot");
+        }
+    }
+    assert!(repo.join(format!("trees/{commit}.json")).is_file());
 }
