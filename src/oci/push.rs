@@ -656,7 +656,9 @@ fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Res
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut left = size;
     let fail = |pipe: &Pipe, e: std::io::Error| {
-        let _ = pipe.0.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+        let _ = pipe
+            .0
+            .send(Err(std::io::Error::new(e.kind(), e.to_string())));
         Err(e)
     };
     while left > 0 {
@@ -666,7 +668,10 @@ fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Res
             Ok(n) => {
                 let e = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("the source has {} bytes, the descriptor says {size}", size - left + n as u64),
+                    format!(
+                        "the source has {} bytes, the descriptor says {size}",
+                        size - left + n as u64
+                    ),
                 );
                 return fail(&pipe, e);
             }
@@ -692,10 +697,7 @@ fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Res
 }
 
 /// A source failure reported by the feeding thread, as the upload's error.
-fn source_failure(
-    joined: std::thread::Result<std::io::Result<()>>,
-    d: &Digest,
-) -> Option<Fail> {
+fn source_failure(joined: std::thread::Result<std::io::Result<()>>, d: &Digest) -> Option<Fail> {
     match joined {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(Fail::Fatal(Error::Other(format!(
