@@ -40,19 +40,46 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airlock-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create temporary file in", dir, e))?;
+    persist_bytes(dir, path, data, Some(mode), true)?;
+    sync_dir(dir)
+}
+
+/// Writes `data` to `path` through a temp file created in `temp_dir` (same file system): write,
+/// fsync, rename — replacing what is at `path` if `replace`, else only if nothing is. `mode`
+/// `None` leaves the mode a new file gets (0666 less the umask). The caller syncs directories.
+pub fn persist_bytes(
+    temp_dir: &Path,
+    path: &Path,
+    data: &[u8],
+    mode: Option<u32>,
+    replace: bool,
+) -> Result<()> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".airlock-tmp-");
+    #[cfg(unix)]
+    if mode.is_none() {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = b
+        .tempfile_in(temp_dir)
+        .map_err(|e| Error::io("create temporary file in", temp_dir, e))?;
     tmp.write_all(data)
         .map_err(|e| Error::io("write", tmp.path(), e))?;
-    set_mode(tmp.as_file(), mode).map_err(|e| Error::io("set mode of", tmp.path(), e))?;
+    if let Some(m) = mode {
+        set_mode(tmp.as_file(), m).map_err(|e| Error::io("set mode of", tmp.path(), e))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("rename into place", path, e.error))?;
-    sync_dir(dir)
+    if replace {
+        tmp.persist(path)
+            .map_err(|e| Error::io("rename into place", path, e.error))?;
+    } else {
+        tmp.persist_noclobber(path)
+            .map_err(|e| Error::io("move into place", path, e.error))?;
+    }
+    Ok(())
 }
 
 pub fn set_mode(f: &File, mode: u32) -> io::Result<()> {

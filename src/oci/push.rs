@@ -96,13 +96,13 @@ pub struct PushReport {
 }
 
 impl PushReport {
-    /// The same push with every counter at zero.
-    fn zeroed(&self) -> PushReport {
+    /// A push of `digest` to `repo` (tag `tag`) at `registry`, nothing counted yet.
+    fn new(registry: &str, repo: &str, tag: Option<&str>, digest: Digest) -> PushReport {
         PushReport {
-            registry: self.registry.clone(),
-            repo: self.repo.clone(),
-            tag: self.tag.clone(),
-            digest: self.digest,
+            registry: registry.to_string(),
+            repo: repo.to_string(),
+            tag: tag.map(str::to_string),
+            digest,
             blobs_present: 0,
             blobs_mounted: 0,
             blobs_uploaded: 0,
@@ -113,6 +113,11 @@ impl PushReport {
             manifests_pushed: 0,
             tag_updated: false,
         }
+    }
+
+    /// The same push with every counter at zero.
+    fn zeroed(&self) -> PushReport {
+        PushReport::new(&self.registry, &self.repo, self.tag.as_deref(), self.digest)
     }
 
     /// Adds another report's blob counters to this one's.
@@ -151,21 +156,7 @@ pub fn push_image(
 ) -> Result<PushReport> {
     let g = image::graph(src, top)?;
     let scope = push_scope(repo, &opts.mount_from);
-    let mut report = PushReport {
-        registry: reg.base().to_string(),
-        repo: repo.to_string(),
-        tag: tag.map(str::to_string),
-        digest: top.digest,
-        blobs_present: 0,
-        blobs_mounted: 0,
-        blobs_uploaded: 0,
-        chunked_uploads: 0,
-        bytes_uploaded: 0,
-        upload_retries: 0,
-        manifests_present: 0,
-        manifests_pushed: 0,
-        tag_updated: false,
-    };
+    let mut report = PushReport::new(reg.base(), repo, tag, top.digest);
     let p = Pusher {
         reg,
         repo,

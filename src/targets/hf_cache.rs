@@ -954,24 +954,10 @@ fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
         .map_err(|e| Error::io("create temporary file in", dir, e))
 }
 
-/// Writes `data` at `path` through a synced temp file: replacing what is there if `replace`,
-/// else only if nothing is.
+/// Writes `data` at `path` through a synced temp file beside it: replacing what is there if
+/// `replace`, else only if nothing is; mode as the client's files (0666 less the umask).
 fn write_new_file(path: &Path, data: &[u8], replace: bool) -> Result<()> {
-    use std::io::Write;
-    let mut tmp = temp_in(parent(path))?;
-    tmp.write_all(data)
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    if replace {
-        tmp.persist(path)
-            .map_err(|e| Error::io("rename into place", path, e.error))?;
-    } else {
-        tmp.persist_noclobber(path)
-            .map_err(|e| Error::io("move into place", path, e.error))?;
-    }
-    Ok(())
+    fsutil::persist_bytes(parent(path), path, data, None, replace)
 }
 
 /// Streams a blob out of the bundle (re-verified) into `path`, never replacing anything.

@@ -451,24 +451,7 @@ fn finish_temp(mut tmp: tempfile::NamedTempFile, f: &FileStep) -> Result<bool> {
 
 /// Writes `bytes` to `path` through a temp file in `temp_dir` (rollback of a replaced file).
 fn put_bytes(temp_dir: &Path, path: &Path, bytes: &[u8], mode: u32, clobber: bool) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airlock-tmp-")
-        .tempfile_in(temp_dir)
-        .map_err(|e| Error::io("create temporary file in", temp_dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    fsutil::set_mode(tmp.as_file(), mode).map_err(|e| Error::io("set mode of", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    if clobber {
-        tmp.persist(path)
-            .map_err(|e| Error::io("rename into place", path, e.error))?;
-    } else {
-        tmp.persist_noclobber(path)
-            .map_err(|e| Error::io("move into place", path, e.error))?;
-    }
-    Ok(())
+    fsutil::persist_bytes(temp_dir, path, bytes, Some(mode), clobber)
 }
 
 /// One model directory of a plan.
