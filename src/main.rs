@@ -7,6 +7,13 @@ use airlock::error::{exit, Error};
 use airlock::output::Printer;
 
 fn main() {
+    // A file-size limit (RLIMIT_FSIZE) must surface as a write error (EFBIG) naming the file,
+    // not kill the process with SIGXFSZ halfway through an import.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts is sound.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     let printer = Printer {
         json: cli.json,
