@@ -17,6 +17,7 @@ pub mod schema;
 pub mod sign;
 pub mod sources;
 pub mod spec;
+pub mod state;
 pub mod targets;
 
 pub use error::{Error, Result};
