@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the codemap and invariants, `docs/FORMAT.md` for the bundle format.
 
+pub mod audit;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
@@ -17,6 +18,7 @@ pub mod schema;
 pub mod sign;
 pub mod sources;
 pub mod spec;
+pub mod state;
 pub mod targets;
 
 pub use error::{Error, Result};

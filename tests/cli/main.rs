@@ -17,5 +17,6 @@ mod regauth;
 mod registry;
 mod rejections;
 mod roundtrip;
+mod state;
 mod support;
 mod urls;
