@@ -186,6 +186,15 @@ impl TrustPolicy {
         if !meta.is_file() {
             return Err(invalid(&path.display().to_string(), "not a regular file"));
         }
+        if let Some(mode) = world_writable(&meta) {
+            return Err(invalid(
+                &path.display().to_string(),
+                format!(
+                    "anyone may change it (mode {mode:04o}); run: chmod o-w {}",
+                    path.display()
+                ),
+            ));
+        }
         let f = fs::File::open(path).map_err(|e| Error::io("read trust policy", path, e))?;
         let mut buf = Vec::new();
         f.take(MAX_POLICY_BYTES + 1)
@@ -360,11 +369,34 @@ impl TrustPolicy {
     }
 }
 
+/// The permission bits of a file that others may write to (which would let anyone decide whom
+/// the enclave trusts).
+fn world_writable(meta: &fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o002 != 0 {
+            return Some(mode);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    None
+}
+
 /// A public key file named by a policy: bounded, and errors name the file.
 fn load_key_file(path: &Path) -> Result<PublicKey, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
+    }
+    if let Some(mode) = world_writable(&meta) {
+        return Err(format!(
+            "{}: anyone may change it (mode {mode:04o}); run: chmod o-w {}",
+            path.display(),
+            path.display()
+        ));
     }
     if meta.len() > 4096 {
         return Err(format!(

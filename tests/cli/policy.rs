@@ -180,6 +180,26 @@ fn revoked_key_does_not_count() {
     r.code(3);
     assert_eq!(codes(&r), ["policy-threshold", "revoked-key"]);
     assert_eq!(names(&problems(&r)[0]["counted"]), ["officer"]);
+
+    // With a 1-of-2 rule the officer's signature suffices; the revoked one is shown, not counted.
+    env.write(
+        "trust.toml",
+        format!(
+            "{}\n[channels.nightly]\nsigners = [\"ci\", \"officer\"]\nthreshold = 1\n",
+            KEYS.replace("file = \"ci.pub\"", "file = \"ci.pub\"\nrevoked = true")
+        ),
+    );
+    let r = env.run(&["verify", "b2", "--policy", "trust.toml", "--json"]);
+    r.ok();
+    let signers = r.json()["signers"].as_array().unwrap().clone();
+    assert_eq!(signers[0]["name"], "ci");
+    assert_eq!(signers[0]["state"], "revoked");
+    assert_eq!(signers[0]["counted"], false);
+    assert_eq!(signers[1]["name"], "officer");
+    assert_eq!(signers[1]["counted"], true);
+    env.run(&["verify", "b2", "--policy", "trust.toml"])
+        .ok()
+        .stdout_has("valid, but the key is revoked: not counted");
 }
 
 #[test]
@@ -265,6 +285,21 @@ fn policy_file_errors_name_the_file() {
                 .code(2)
                 .stderr_has("trust policy trust.toml")
                 .stderr_has(says);
+        }
+    }
+    // Files anyone may change would let anyone choose whom the enclave trusts.
+    env.write("trust.toml", format!("{KEYS}{TWO_OF_THREE}"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["trust.toml", "release.pub"] {
+            let p = env.path(f);
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+            env.run(&["verify", "b", "--policy", "trust.toml"])
+                .code(2)
+                .stderr_has("trust policy trust.toml")
+                .stderr_has("anyone may change it");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
     env.run(&["verify", "b", "--policy", "absent.toml"])
