@@ -225,13 +225,17 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --trust)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -279,13 +283,17 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__inspect)
-            opts="-q -h --trust --quiet --json --help"
+            opts="-q -h --trust --policy --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --trust)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -381,7 +389,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__sign)
-            opts="-q -h --key --trust --quiet --json --help"
+            opts="-q -h --key --trust --policy --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -395,6 +403,10 @@ _airlock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -403,13 +415,17 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__verify)
-            opts="-q -h --trust --quiet --json --help"
+            opts="-q -h --trust --policy --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --trust)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

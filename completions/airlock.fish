@@ -59,14 +59,17 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -s q -l quiet -d '
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Public key to check signatures against (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand verify" -l trust -d 'Trusted public key (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Trusted public key (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l registry -d 'Push images to this registry, under an optional repository prefix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d 'Write images into this OCI image layout (created or merged; ref names are the source references)' -r -F
@@ -84,6 +87,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Prin
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l key -d 'Secret key to countersign with' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l trust -d 'Public key the bundle must already verify against (repeatable)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand sign" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s h -l help -d 'Print help'

@@ -170,8 +170,10 @@ pub struct RegistryArgs {
 Examples:
   airlock inspect /media/usb/bundle
   airlock inspect /media/usb/bundle --trust officer.pub --json
+  airlock inspect /media/usb/bundle --policy /etc/airlock/trust.toml   # names who signed
 
-Without --trust the signatures are listed but not checked: the content shown is UNVERIFIED.")]
+Without --trust or a policy the signatures are listed but not checked: the content shown is
+UNVERIFIED.")]
 pub struct InspectArgs {
     /// The bundle directory
     #[arg(value_name = "DIR")]
@@ -180,6 +182,10 @@ pub struct InspectArgs {
     /// Public key to check signatures against (repeatable; a .pub file or the RW... key itself)
     #[arg(long, value_name = "PUBKEY")]
     pub trust: Vec<String>,
+    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
+    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
+    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Check signatures and every hash of a bundle, writing nothing
@@ -188,17 +194,26 @@ pub struct InspectArgs {
 Examples:
   airlock verify /media/usb/bundle --trust ci.pub
   airlock verify /media/usb/bundle --trust ci.pub --trust officer.pub --json
+  airlock verify /media/usb/bundle --policy trust.toml      # m-of-n signers per channel
 
 Reports every problem found (missing, truncated or corrupt chunks, unexpected files,
-bad or missing signatures, unknown signers, edited manifest, unsupported version, expiry).")]
+bad or missing signatures, unknown signers, edited manifest, unsupported version, expiry),
+and which trust policy rule failed (who signed, who was expected, how many were needed).
+Give exactly one of --policy and --trust (or install /etc/airlock/trust.toml).")]
 pub struct VerifyArgs {
     /// The bundle directory
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Trusted public key (repeatable; a .pub file or the RW... key itself)
-    #[arg(long, value_name = "PUBKEY", required = true)]
+    /// Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file
+    /// or the RW... key itself)
+    #[arg(long, value_name = "PUBKEY")]
     pub trust: Vec<String>,
+
+    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
+    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
+    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Verify a bundle, then import its content
@@ -209,6 +224,7 @@ pub struct VerifyArgs {
 Examples:
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
   airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --json
+  airlock import /media/usb/bundle --policy /etc/airlock/trust.toml --files /srv/airlock
   airlock import /media/usb/bundle --trust ci.pub --registry registry.enclave:5000/mirror
   airlock import /media/usb/bundle --trust ci.pub --oci-layout /srv/images
   airlock import /media/usb/models --trust ci.pub --ollama-models --models-dir /srv/models
@@ -237,9 +253,15 @@ pub struct ImportArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Trusted public key (repeatable; a .pub file or the RW... key itself)
-    #[arg(long, value_name = "PUBKEY", required = true)]
+    /// Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file
+    /// or the RW... key itself)
+    #[arg(long, value_name = "PUBKEY")]
     pub trust: Vec<String>,
+
+    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
+    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
+    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
+    pub policy: Option<PathBuf>,
 
     /// Materialise file and directory artifacts (and images, if no image target is given) under DEST
     #[arg(long, value_name = "DEST")]
@@ -290,8 +312,10 @@ pub struct ImportArgs {
 Examples:
   airlock inspect /media/usb/bundle --trust ci.pub           # review first
   airlock sign /media/usb/bundle --key officer.key --trust ci.pub
+  airlock sign /media/usb/bundle --key officer.key --policy /etc/airlock/trust.toml
 
-The bundle must verify against the --trust keys before it is signed. The signature goes to
+The bundle must verify against the --trust keys (or the policy, where one counted signer
+suffices: the countersignature is how it reaches the channel's threshold) before it is signed. The signature goes to
 signatures/<KEYID>.minisig; chunks and manifest are not touched. Check it with stock tools:
   minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.pub")]
 pub struct SignArgs {
@@ -304,8 +328,13 @@ pub struct SignArgs {
     pub key: PathBuf,
 
     /// Public key the bundle must already verify against (repeatable)
-    #[arg(long, value_name = "PUBKEY", required = true)]
+    #[arg(long, value_name = "PUBKEY")]
     pub trust: Vec<String>,
+
+    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
+    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
+    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Print shell completions

@@ -13,6 +13,7 @@ pub mod hf;
 pub mod net;
 pub mod oci;
 pub mod output;
+pub mod policy;
 pub mod progress;
 pub mod schema;
 pub mod sign;

@@ -2,6 +2,7 @@
 //! in `schemas/` are checked by a test (`AIRLOCK_BLESS=1 cargo test` rewrites them).
 
 use crate::format::Manifest;
+use crate::policy::PolicyFile;
 use crate::spec::PackSpec;
 
 /// `(file name, schema text)` for every published schema.
@@ -16,6 +17,10 @@ pub fn all() -> Vec<(&'static str, String)> {
         (
             "pack-spec.schema.json",
             render(schemars::schema_for!(PackSpec)),
+        ),
+        (
+            "trust-policy.schema.json",
+            render(schemars::schema_for!(PolicyFile)),
         ),
     ]
 }

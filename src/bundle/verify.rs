@@ -6,7 +6,7 @@
 //! size and SHA-256 of every chunk. Every problem found is reported, not only the first. Nothing
 //! is written.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -23,6 +23,7 @@ use crate::format::{
     SUMS_FILE,
 };
 use crate::fsutil;
+use crate::policy::{KeyState, TrustPolicy};
 use crate::progress::{Progress, ProgressReader};
 use crate::sign::{comment_field, PublicKey, Signature};
 
@@ -94,6 +95,67 @@ pub enum Problem {
     UnexpectedFile {
         path: String,
     },
+    /// The channel's rule was not met: fewer distinct counted keys signed than it needs.
+    PolicyThreshold {
+        policy: String,
+        channel: String,
+        /// The rule applied: the channel's own, or `*`.
+        rule: String,
+        needed: usize,
+        /// Keys of the rule whose valid signature counted.
+        counted: Vec<KeyRef>,
+        /// Every key of the policy whose signature verified, counted or not.
+        signed: Vec<KeyRef>,
+        /// The keys the rule accepts.
+        expected: Vec<KeyRef>,
+    },
+    /// The policy has no rule for the bundle's channel, and no `*` rule.
+    UnknownChannel {
+        policy: String,
+        channel: String,
+        known: Vec<String>,
+    },
+    /// A valid signature by a revoked key, not counted (reported when the bundle is rejected).
+    RevokedKey {
+        file: String,
+        name: String,
+        key_id: String,
+    },
+    /// A valid signature by a key past its policy expiry, not counted (reported when the bundle
+    /// is rejected).
+    ExpiredKey {
+        file: String,
+        name: String,
+        key_id: String,
+        expired: String,
+    },
+}
+
+/// A policy key, by name and key id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyRef {
+    pub name: String,
+    pub key_id: String,
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name == self.key_id {
+            write!(f, "{}", self.key_id)
+        } else {
+            write!(f, "{} ({})", self.name, self.key_id)
+        }
+    }
+}
+
+fn key_list(keys: &[KeyRef]) -> String {
+    if keys.is_empty() {
+        return "none".into();
+    }
+    keys.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Problem {
@@ -117,6 +179,10 @@ impl Problem {
             Problem::CorruptChunk { .. } => "corrupt-chunk",
             Problem::UnreadableChunk { .. } => "unreadable-chunk",
             Problem::UnexpectedFile { .. } => "unexpected-file",
+            Problem::PolicyThreshold { .. } => "policy-threshold",
+            Problem::UnknownChannel { .. } => "unknown-channel",
+            Problem::RevokedKey { .. } => "revoked-key",
+            Problem::ExpiredKey { .. } => "expired-key",
         }
     }
 }
@@ -157,6 +223,33 @@ impl fmt::Display for Problem {
             }
             Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {chunk}: {reason}"),
             Problem::UnexpectedFile { path } => write!(f, "unexpected file: {path} is not part of the bundle"),
+            Problem::PolicyThreshold { policy, channel, rule, needed, counted, signed, expected } => {
+                write!(
+                    f,
+                    "policy threshold not met: trust policy {policy} (rule {rule:?}) needs signatures by {needed} distinct keys of \
+                     [{}] for channel {channel:?}; {} counted: [{}]",
+                    key_list(expected),
+                    counted.len(),
+                    key_list(counted)
+                )?;
+                let others: Vec<KeyRef> = signed.iter().filter(|k| !counted.contains(k)).cloned().collect();
+                if !others.is_empty() {
+                    write!(f, "; also signed, not counted: [{}]", key_list(&others))?;
+                }
+                Ok(())
+            }
+            Problem::UnknownChannel { policy, channel, known } => write!(
+                f,
+                "unknown channel: trust policy {policy} has no rule for channel {channel:?} and no \"*\" rule (channels: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+            Problem::RevokedKey { file, name, key_id } => {
+                write!(f, "revoked key: {file} is signed by key {name} ({key_id}), which the policy revoked; not counted")
+            }
+            Problem::ExpiredKey { file, name, key_id, expired } => write!(
+                f,
+                "expired key: {file} is signed by key {name} ({key_id}), which expired at {expired}; not counted"
+            ),
         }
     }
 }
@@ -166,10 +259,19 @@ impl fmt::Display for Problem {
 pub struct SignerInfo {
     pub file: String,
     pub key_id: String,
-    /// The key is among the trusted keys.
+    /// The key's name in the trust policy (with `--trust`, its key id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The key is among the trusted keys (named by the policy, even if revoked or expired).
     pub trusted: bool,
     /// The signature verified with that key.
     pub valid: bool,
+    /// `revoked` or `expired` when the policy no longer accepts the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The signature counted towards the channel's threshold (a key counts once however many
+    /// signatures it made).
+    pub counted: bool,
     /// The trusted comment (shown only for valid signatures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
@@ -273,11 +375,44 @@ pub fn signature_files(dir: &Path) -> (Vec<SignatureFile>, Vec<Problem>) {
     (out, problems)
 }
 
-/// Verifies the bundle in `dir` against the trusted keys. Writes nothing.
+/// Verifies the bundle in `dir` against the trusted keys (any one of them suffices, for any
+/// channel: the quick form `--trust`). Writes nothing.
 pub fn verify(
     dir: &Path,
     trusted: &[PublicKey],
     opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    verify_policy(dir, &TrustPolicy::from_keys(trusted), opts, progress)
+}
+
+/// Verifies the bundle in `dir` against a trust policy: signatures by the policy's keys, then
+/// the channel's rule (enough distinct, unrevoked, unexpired signer keys). Writes nothing.
+pub fn verify_policy(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    verify_inner(dir, policy, opts, true, progress)
+}
+
+/// As [`verify_policy`], but one counted signer suffices instead of the channel's threshold:
+/// the check before adding a countersignature, which is how a bundle reaches its threshold.
+pub fn verify_for_countersign(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    verify_inner(dir, policy, opts, false, progress)
+}
+
+fn verify_inner(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    require_threshold: bool,
     progress: &dyn Progress,
 ) -> Result<VerifiedBundle> {
     let meta = fs::metadata(dir).map_err(|e| Error::io("open bundle", dir, e))?;
@@ -313,7 +448,10 @@ pub fn verify(
         problems.push(Problem::MissingSignature);
     }
     let mut signers = Vec::new();
-    let mut valid: Vec<(String, Signature)> = Vec::new();
+    // Valid signatures by usable policy keys: (file, signature, key index in the policy).
+    let mut valid: Vec<(String, Signature, usize)> = Vec::new();
+    // Valid signatures that do not count (revoked or expired keys); reported on rejection.
+    let mut excluded = Vec::new();
     for (file, text) in sig_files {
         let sig = match text.and_then(|t| Signature::parse(&t, &file)) {
             Ok(s) => s,
@@ -323,34 +461,56 @@ pub fn verify(
             }
         };
         let key_id = sig.key_id.to_string();
-        let key = trusted.iter().find(|k| k.id == sig.key_id);
+        let index = policy.keys.iter().position(|k| k.key.id == sig.key_id);
+        let named = index.map(|i| &policy.keys[i]);
         let mut info = SignerInfo {
             file: file.clone(),
             key_id: key_id.clone(),
-            trusted: key.is_some(),
+            name: named.map(|k| k.name.clone()),
+            trusted: named.is_some(),
             valid: false,
+            state: None,
+            counted: false,
             comment: None,
         };
-        match key {
-            None => {}
-            Some(key) => match sig.verify(key, &bytes) {
+        if let (Some(i), Some(k)) = (index, named) {
+            let state = k.state(opts.now);
+            info.state = match &state {
+                KeyState::Usable => None,
+                KeyState::Revoked => Some("revoked".into()),
+                KeyState::Expired(_) => Some("expired".into()),
+            };
+            match sig.verify(&k.key, &bytes) {
                 Ok(()) => {
                     info.valid = true;
                     info.comment = Some(sig.trusted_comment());
-                    // Every valid signature's trusted comment is checked below, including a
-                    // second one by the same key.
-                    valid.push((file, sig));
+                    let (name, key_id) = (k.name.clone(), key_id.clone());
+                    match state {
+                        // Every valid signature's trusted comment is checked below, including
+                        // a second one by the same key.
+                        KeyState::Usable => valid.push((file, sig, i)),
+                        KeyState::Revoked => {
+                            excluded.push(Problem::RevokedKey { file, name, key_id })
+                        }
+                        KeyState::Expired(expired) => excluded.push(Problem::ExpiredKey {
+                            file,
+                            name,
+                            key_id,
+                            expired,
+                        }),
+                    }
                 }
                 Err(reason) => problems.push(Problem::EditedManifest {
                     file,
                     key_id,
                     reason,
                 }),
-            },
+            }
         }
         signers.push(info);
     }
     if valid.is_empty() {
+        problems.append(&mut excluded);
         for s in signers.iter().filter(|s| !s.trusted) {
             problems.push(Problem::UnknownSigner {
                 file: s.file.clone(),
@@ -379,7 +539,7 @@ pub fn verify(
     };
     let sums = manifest.sha256sums();
     let sums_digest = Digest::of(sums.as_bytes());
-    for (file, sig) in &valid {
+    for (file, sig, _) in &valid {
         let comment = sig.trusted_comment();
         let expect = [
             ("bundle", manifest.bundle_id.clone()),
@@ -399,6 +559,15 @@ pub fn verify(
             }
         }
     }
+    let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
+    problems.extend(apply_policy(
+        policy,
+        &manifest.channel,
+        &valid_keys,
+        &mut signers,
+        require_threshold,
+        excluded,
+    ));
     if let Some(exp) = &manifest.expires {
         let t = format::parse_time(exp).expect("validated");
         if opts.now > t + CLOCK_SKEW {
@@ -447,6 +616,59 @@ pub fn verify(
         signers,
         blob_index,
     })
+}
+
+/// The channel's rule against the valid signatures by usable keys (`valid_keys`: their indices in
+/// the policy, repeats allowed): marks the signers that count and returns what failed (with
+/// `excluded`, the revoked or expired keys' signatures that did not count, if anything did).
+pub fn apply_policy(
+    policy: &TrustPolicy,
+    channel: &str,
+    valid_keys: &[usize],
+    signers: &mut [SignerInfo],
+    require_threshold: bool,
+    excluded: Vec<Problem>,
+) -> Vec<Problem> {
+    let Some(rule) = policy.rule(channel) else {
+        return vec![Problem::UnknownChannel {
+            policy: policy.origin.clone(),
+            channel: channel.to_string(),
+            known: policy.channels(),
+        }];
+    };
+    let key_ref = |i: usize| KeyRef {
+        name: policy.keys[i].name.clone(),
+        key_id: policy.keys[i].key.id.to_string(),
+    };
+    // Distinct keys, in policy order: a key that signed twice counts once.
+    let signed: BTreeSet<usize> = valid_keys.iter().copied().collect();
+    let counted: BTreeSet<usize> = signed
+        .iter()
+        .copied()
+        .filter(|i| rule.signers.contains(i))
+        .collect();
+    for s in signers.iter_mut() {
+        s.counted = s.valid
+            && s.state.is_none()
+            && counted
+                .iter()
+                .any(|&i| policy.keys[i].key.id.to_string() == s.key_id);
+    }
+    let needed = if require_threshold { rule.threshold } else { 1 };
+    if counted.len() >= needed {
+        return Vec::new();
+    }
+    let mut out = vec![Problem::PolicyThreshold {
+        policy: policy.origin.clone(),
+        channel: channel.to_string(),
+        rule: rule.name.clone(),
+        needed,
+        counted: counted.iter().map(|&i| key_ref(i)).collect(),
+        signed: signed.iter().map(|&i| key_ref(i)).collect(),
+        expected: rule.signers.iter().map(|&i| key_ref(i)).collect(),
+    }];
+    out.extend(excluded);
+    out
 }
 
 fn check_chunk(path: &Path, c: &format::Chunk, progress: &dyn Progress) -> Option<Problem> {

@@ -117,7 +117,7 @@ fn has_native_target(kind: ArtifactKind, args: &ImportArgs) -> bool {
 }
 
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
-    let trust = super::load_trust(&args.trust)?;
+    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
     let target = args.registry.as_deref().map(Target::parse).transpose()?;
     let naming = if args.strip_host {
         Naming::StripHost
@@ -126,7 +126,8 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     };
     let connect = super::connect_options(&args.registry_opts)?;
     let progress = printer.progress();
-    let vb = bundle::verify(&args.dir, &trust, &super::verify_options(), &progress)?;
+    let vb =
+        bundle::verify::verify_policy(&args.dir, &policy, &super::verify_options(), &progress)?;
 
     // Which target takes which artifact; refuse before any write if something has no place.
     let to_files = |a: &Artifact| !has_native_target(a.kind, &args);

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
 use crate::output::Printer;
-use crate::sign::PublicKey;
+use crate::policy::{self, TrustPolicy};
+use std::path::Path;
 
 pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
     match cli.command {
@@ -29,11 +30,14 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
     }
 }
 
-fn load_trust(args: &[String]) -> Result<Vec<PublicKey>> {
-    if args.is_empty() {
-        return Err(Error::Usage("at least one --trust PUBKEY is needed".into()));
-    }
-    args.iter().map(|a| PublicKey::load(a)).collect()
+/// The trust that applies: `--policy FILE`, `--trust PUBKEY...`, or the default policy file.
+fn load_policy(policy: Option<&Path>, trust: &[String]) -> Result<TrustPolicy> {
+    policy::select(policy, trust, Path::new(policy::DEFAULT_POLICY))?.ok_or_else(|| {
+        Error::Usage(format!(
+            "no trust given: pass --policy FILE or --trust PUBKEY (or install {})",
+            policy::DEFAULT_POLICY
+        ))
+    })
 }
 
 fn verify_options() -> crate::bundle::VerifyOptions {

@@ -17,9 +17,14 @@ struct Report {
 
 pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     let key = SigningKey::load(&args.key)?;
-    let trust = super::load_trust(&args.trust)?;
+    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
     let progress = printer.progress();
-    let vb = bundle::verify(&args.dir, &trust, &super::verify_options(), &progress)?;
+    let vb = bundle::verify::verify_for_countersign(
+        &args.dir,
+        &policy,
+        &super::verify_options(),
+        &progress,
+    )?;
     let id = key.public.id.to_string();
     if vb.signers().iter().any(|s| s.key_id == id) {
         return Err(Error::Usage(format!(

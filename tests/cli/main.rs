@@ -11,6 +11,7 @@ mod keys;
 mod layouts;
 mod models;
 mod ollama;
+mod policy;
 mod props;
 mod push;
 mod regauth;
