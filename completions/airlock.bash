@@ -16,6 +16,9 @@ _airlock() {
             ",$1")
                 cmd="airlock"
                 ;;
+            airlock,audit)
+                cmd="airlock__subcmd__audit"
+                ;;
             airlock,completions)
                 cmd="airlock__subcmd__completions"
                 ;;
@@ -39,6 +42,21 @@ _airlock() {
                 ;;
             airlock,verify)
                 cmd="airlock__subcmd__verify"
+                ;;
+            airlock__subcmd__audit,help)
+                cmd="airlock__subcmd__audit__subcmd__help"
+                ;;
+            airlock__subcmd__audit,verify)
+                cmd="airlock__subcmd__audit__subcmd__verify"
+                ;;
+            airlock__subcmd__audit__subcmd__help,help)
+                cmd="airlock__subcmd__audit__subcmd__help__subcmd__help"
+                ;;
+            airlock__subcmd__audit__subcmd__help,verify)
+                cmd="airlock__subcmd__audit__subcmd__help__subcmd__verify"
+                ;;
+            airlock__subcmd__help,audit)
+                cmd="airlock__subcmd__help__subcmd__audit"
                 ;;
             airlock__subcmd__help,completions)
                 cmd="airlock__subcmd__help__subcmd__completions"
@@ -64,6 +82,9 @@ _airlock() {
             airlock__subcmd__help,verify)
                 cmd="airlock__subcmd__help__subcmd__verify"
                 ;;
+            airlock__subcmd__help__subcmd__audit,verify)
+                cmd="airlock__subcmd__help__subcmd__audit__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -71,12 +92,90 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign completions help"
+            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit)
+            opts="-q -h --quiet --json --help verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit__subcmd__help)
+            opts="verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit__subcmd__verify)
+            opts="-q -h --state --audit-log --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -99,8 +198,36 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="keygen pack inspect verify import sign completions help"
+            opts="keygen pack inspect verify import sign audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__audit)
+            opts="verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__audit__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -225,7 +352,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --dry-run --creds --ca-cert --insecure-registry --allow-rollback --state --audit-log --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,6 +399,14 @@ _airlock() {
                     return 0
                     ;;
                 --insecure-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -415,7 +550,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__verify)
-            opts="-q -h --trust --policy --quiet --json --help"
+            opts="-q -h --trust --policy --state --audit-log --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -426,6 +561,14 @@ _airlock() {
                     return 0
                     ;;
                 --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -34,6 +34,7 @@ complete -c airlock -n "__fish_airlock_needs_command" -f -a "inspect" -d 'Show w
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "import" -d 'Verify a bundle, then import its content'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "audit" -d 'Check the audit log\'s hash chain'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l out -d 'Path of the secret key to write; the public key goes to PATH.pub' -r -F
@@ -65,6 +66,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Pri
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
@@ -79,9 +82,12 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l models-dir -d
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l strip-host -d 'Drop the source registry host from target repository names'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-no-symlinks -d 'In the Hugging Face cache, write snapshot files as real files, not symlinks into blobs/ (for filesystems or policies without symlinks) [default: on if HF_HUB_DISABLE_SYMLINKS]'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l dry-run -d 'Verify and print the plan, write nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l allow-rollback -d 'Import even if the channel already accepted a higher sequence (or another bundle at this sequence): for recovery only; recorded in the audit log'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s h -l help -d 'Print help'
@@ -91,14 +97,28 @@ complete -c airlock -n "__fish_airlock_using_subcommand sign" -l policy -d 'Trus
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "pack" -d 'Pack sources into a new signed bundle'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "import" -d 'Verify a bundle, then import its content'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "completions" -d 'Print shell completions'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "pack" -d 'Pack sources into a new signed bundle'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "import" -d 'Verify a bundle, then import its content'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "audit" -d 'Check the audit log\'s hash chain'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "completions" -d 'Print shell completions'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'

@@ -40,6 +40,8 @@ fi
 cargo build --release --quiet
 airlock="$PWD/target/release/airlock"
 mkdir -p "$root"
+# The benchmark's enclave state and audit log (imports record their acceptance there).
+export AIRLOCK_STATE="$root/state"
 
 # Registries this script started (NAME -> PID, address); each has its own config and storage
 # under $root/reg-NAME, listens on 127.0.0.1:0 and is stopped by PID on exit.

@@ -12,6 +12,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Connected side: make a signing key (passphrase from AIRLOCK_PASSPHRASE)"
 export AIRLOCK_PASSPHRASE="demo passphrase"
+# The demo enclave keeps its acceptance state and audit log here (default: /var/lib/airlock).
+export AIRLOCK_STATE="$work/enclave/state"
 "$airlock" keygen --out "$work/ci.key"
 
 step "Pack a model directory, a patch and a container image into a signed, chunked bundle"
@@ -33,6 +35,9 @@ step "Isolated side: verify (writes nothing), then import"
 "$airlock" verify "$work/media/bundle" --trust "$work/ci.key.pub"
 "$airlock" import "$work/media/bundle" --trust "$work/ci.key.pub" --files "$work/enclave/files" \
     --oci-layout "$work/enclave/images"
+
+step "The enclave recorded the decision in its hash-chained audit log"
+"$airlock" audit verify
 
 step "The imported tree is byte-identical to the source"
 diff -r fixtures/demo/tiny-model "$work/enclave/files/tiny-model"

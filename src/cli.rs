@@ -44,7 +44,34 @@ pub enum Command {
     Verify(VerifyArgs),
     Import(ImportArgs),
     Sign(SignArgs),
+    Audit(AuditArgs),
     Completions(CompletionsArgs),
+}
+
+/// Check the audit log's hash chain
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock audit verify                       # STATE/audit.jsonl
+  airlock audit verify --audit-log /var/log/airlock/audit.jsonl --json
+
+Every verify and import decision is one JSON line carrying the SHA-256 of the line before it:
+an edited, deleted, reordered or inserted record is reported with its line number (exit 3).")]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: AuditAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check that no record was edited, deleted, reordered or inserted
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Generate a signing key pair (minisign format)
@@ -142,6 +169,19 @@ pub struct PackArgs {
     pub registry: RegistryArgs,
 }
 
+/// Where the enclave keeps its acceptance state and audit log.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// State directory: the highest sequence accepted per channel, and the audit log
+    /// [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]
+    #[arg(long, value_name = "DIR", env = "AIRLOCK_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]
+    #[arg(long, value_name = "FILE", env = "AIRLOCK_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+}
+
 /// How to reach OCI registries (pack: sources; import: the target).
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
@@ -214,6 +254,9 @@ pub struct VerifyArgs {
     /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
     #[arg(long, value_name = "FILE", conflicts_with = "trust")]
     pub policy: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Verify a bundle, then import its content
@@ -304,6 +347,14 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub registry_opts: RegistryArgs,
+
+    /// Import even if the channel already accepted a higher sequence (or another bundle at this
+    /// sequence): for recovery only; recorded in the audit log
+    #[arg(long)]
+    pub allow_rollback: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Add a countersignature to a bundle that verifies (the two-person rule)

@@ -74,6 +74,10 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// The audit log's hash chain is broken (a record edited, deleted, reordered or inserted).
+    #[error("{0}")]
+    AuditBroken(String),
+
     #[error("{0}")]
     Other(String),
 }
@@ -100,6 +104,7 @@ impl Error {
             Error::DigestMismatch { .. }
             | Error::HashMismatch { .. }
             | Error::SizeMismatch { .. }
+            | Error::AuditBroken(_)
             | Error::Rejected { .. } => exit::REJECTED,
             _ => exit::OPERATIONAL,
         }
@@ -117,6 +122,7 @@ impl Error {
             Error::SizeMismatch { .. } => "size-mismatch",
             Error::Rejected { .. } => "rejected",
             Error::Conflict(_) => "conflict",
+            Error::AuditBroken(_) => "audit-broken",
             Error::Other(_) => "other",
         }
     }

@@ -129,6 +129,17 @@ pub enum Problem {
         key_id: String,
         expired: String,
     },
+    /// The channel already accepted a higher sequence (the enclave's state says so).
+    Rollback {
+        channel: String,
+        sequence: u64,
+        last: u64,
+    },
+    /// Another bundle was already accepted at this channel and sequence.
+    SequenceReused {
+        channel: String,
+        sequence: u64,
+    },
 }
 
 /// A policy key, by name and key id.
@@ -183,6 +194,8 @@ impl Problem {
             Problem::UnknownChannel { .. } => "unknown-channel",
             Problem::RevokedKey { .. } => "revoked-key",
             Problem::ExpiredKey { .. } => "expired-key",
+            Problem::Rollback { .. } => "rollback",
+            Problem::SequenceReused { .. } => "sequence-reused",
         }
     }
 }
@@ -249,6 +262,16 @@ impl fmt::Display for Problem {
             Problem::ExpiredKey { file, name, key_id, expired } => write!(
                 f,
                 "expired key: {file} is signed by key {name} ({key_id}), which expired at {expired}; not counted"
+            ),
+            Problem::Rollback { channel, sequence, last } => write!(
+                f,
+                "rollback: channel {channel:?} already accepted sequence {last}; this bundle is sequence {sequence} \
+                 (an older bundle, or a replay; --allow-rollback overrides, and is audited)"
+            ),
+            Problem::SequenceReused { channel, sequence } => write!(
+                f,
+                "sequence reused: channel {channel:?} already accepted another bundle at sequence {sequence} \
+                 (--allow-rollback overrides, and is audited)"
             ),
         }
     }

@@ -1,6 +1,7 @@
 use serde::Serialize;
 
 use super::pack::BundleSummary;
+use crate::audit::{self, Action as Audited, Event};
 use crate::bundle::{self, SignerInfo};
 use crate::cli::ImportArgs;
 use crate::error::{Error, Result};
@@ -9,6 +10,7 @@ use crate::oci::client::Registry;
 use crate::oci::model::Descriptor;
 use crate::oci::push::PushReport;
 use crate::output::{self, Printer};
+use crate::state::State;
 use crate::targets::files::{self, Action, Plan};
 use crate::targets::hf_cache::{self, HfCacheOptions, HfCachePlan, SnapshotLayout};
 use crate::targets::models_dir::{self, ModelsDirPlan};
@@ -125,9 +127,52 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         Naming::KeepHost
     };
     let connect = super::connect_options(&args.registry_opts)?;
+    let (state_dir, log) = super::state_paths(&args.state)?;
     let progress = printer.progress();
-    let vb =
-        bundle::verify::verify_policy(&args.dir, &policy, &super::verify_options(), &progress)?;
+    // Every decision of a real import is audited; a dry run decides nothing.
+    let audit = |e: &Event| -> Result<()> {
+        if !args.dry_run {
+            audit::append(&log, e)?;
+        }
+        Ok(())
+    };
+    let vb = match bundle::verify::verify_policy(
+        &args.dir,
+        &policy,
+        &super::verify_options(),
+        &progress,
+    ) {
+        Ok(vb) => vb,
+        Err(e) => {
+            audit(&Event::for_unverified(Audited::Import, &args.dir).rejected_by(&e))?;
+            return Err(e);
+        }
+    };
+    // Freshness: the state is locked until the import is recorded (or refused).
+    let mut st = if args.dry_run {
+        State::open_read_only(&state_dir)?
+    } else {
+        State::open(&state_dir)?
+    };
+    let decision = st.check(vb.manifest(), &vb.manifest_digest());
+    let event = Event::for_bundle(Audited::Import, &vb)
+        .signer_names(&super::signer_name(vb.signers()))
+        .freshness(&decision, args.allow_rollback);
+    if !decision.permits(args.allow_rollback) {
+        let problem = super::freshness_problem(vb.manifest(), &decision)
+            .expect("a decision that does not permit is a rejection");
+        let err = Error::Rejected {
+            dir: args.dir.clone(),
+            problems: vec![problem],
+        };
+        audit(&event.rejected_by(&err))?;
+        return Err(err);
+    }
+    // Nothing is recorded as accepted unless every target completed.
+    let fail = |e: Error| -> Error {
+        let _ = audit(&event.clone().rejected_by(&e));
+        e
+    };
 
     // Which target takes which artifact; refuse before any write if something has no place.
     let to_files = |a: &Artifact| !has_native_target(a.kind, &args);
@@ -140,26 +185,29 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             .map(|a| format!("{} ({})", a.name, a.kind.as_str()))
             .collect();
         if !homeless.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(fail(Error::Usage(format!(
                 "no target given for {}; name one (see --help) or give --files DEST",
                 homeless.join(", ")
-            )));
+            ))));
         }
     }
     let plan = args
         .files
         .as_deref()
         .map(|dest| files::plan(&vb, dest, &to_files))
-        .transpose()?;
+        .transpose()
+        .map_err(fail)?;
     let pushes = target
         .as_ref()
         .map(|t| registry::plan(&vb, t, naming))
-        .transpose()?;
+        .transpose()
+        .map_err(fail)?;
     let layout_plan = args
         .oci_layout
         .as_deref()
         .map(|dest| oci_layout::plan(dest, &layout_images(&vb), &vb))
-        .transpose()?;
+        .transpose()
+        .map_err(fail)?;
     let env = |k: &str| std::env::var_os(k);
     let hf_plan = match &args.hf_cache {
         None => None,
@@ -170,11 +218,11 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             } else {
                 SnapshotLayout::Symlinks
             };
-            Some(hf_cache::plan(&vb, &dir, &HfCacheOptions { layout })?)
+            Some(hf_cache::plan(&vb, &dir, &HfCacheOptions { layout }).map_err(fail)?)
         }
     };
     let ollama_dir = match &args.ollama_models {
-        Some(None) => Some(ollama::default_dir(|k| std::env::var_os(k))?),
+        Some(None) => Some(ollama::default_dir(|k| std::env::var_os(k)).map_err(fail)?),
         Some(Some(d)) => Some(d.clone()),
         None => None,
     };
@@ -182,35 +230,40 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let ollama_plan = ollama_dir
         .as_deref()
         .map(|dest| ollama::plan(&vb, dest, &is_ollama))
-        .transpose()?;
+        .transpose()
+        .map_err(fail)?;
     let is_model =
         |a: &Artifact| matches!(a.kind, ArtifactKind::OllamaModel | ArtifactKind::HfRepo);
     let models_plan = args
         .models_dir
         .as_deref()
         .map(|dest| models_dir::plan(&vb, dest, &is_model))
-        .transpose()?;
+        .transpose()
+        .map_err(fail)?;
     let mut pushed = Vec::new();
     if !args.dry_run {
         if let Some(p) = &plan {
-            files::execute(&vb, p, &progress)?;
+            files::execute(&vb, p, &progress).map_err(fail)?;
         }
         if let Some(p) = &layout_plan {
-            oci_layout::execute(p, &vb, &progress)?;
+            oci_layout::execute(p, &vb, &progress).map_err(fail)?;
         }
         if let Some(p) = &hf_plan {
-            hf_cache::execute(&vb, p, &progress)?;
+            hf_cache::execute(&vb, p, &progress).map_err(fail)?;
         }
         if let Some(p) = &ollama_plan {
-            ollama::execute(&vb, p, &progress)?;
+            ollama::execute(&vb, p, &progress).map_err(fail)?;
         }
         if let Some(p) = &models_plan {
-            models_dir::execute(&vb, p, &progress)?;
+            models_dir::execute(&vb, p, &progress).map_err(fail)?;
         }
         if let (Some(t), Some(pushes)) = (&target, &pushes) {
-            let reg = Registry::new(&t.host, &connect)?;
-            pushed = registry::execute(&vb, &reg, pushes, &progress)?;
+            let reg = Registry::new(&t.host, &connect).map_err(fail)?;
+            pushed = registry::execute(&vb, &reg, pushes, &progress).map_err(fail)?;
         }
+        let m = vb.manifest();
+        st.record_accepted(&m.channel, m.sequence, &m.bundle_id, &vb.manifest_digest())?;
+        audit(&event.clone().accepted())?;
     }
     let count = |a| plan.as_ref().map(|p| p.count(a)).unwrap_or(0);
     let report = Report {

@@ -1,6 +1,7 @@
 //! One file per subcommand: glue from parsed arguments to library calls and a report. No
 //! business logic lives here.
 
+mod audit;
 mod completions;
 mod import;
 mod inspect;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Verify(a) => verify::run(a, printer),
         Command::Import(a) => import::run(a, printer),
         Command::Sign(a) => sign::run(a, printer),
+        Command::Audit(a) => audit::run(a, printer),
         Command::Completions(a) => completions::run(a),
     }
 }
@@ -57,4 +59,52 @@ pub(crate) fn connect_options(args: &crate::cli::RegistryArgs) -> Result<Connect
         ca_certs: args.ca_cert.clone(),
         insecure: args.insecure_registry.clone(),
     })
+}
+
+/// The state directory and audit log path from `--state` / `--audit-log` (or their defaults).
+pub(crate) fn state_paths(
+    args: &crate::cli::StateArgs,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let dir = match &args.state {
+        Some(d) => d.clone(),
+        None => crate::state::default_dir()?,
+    };
+    let log = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| crate::audit::default_path(&dir));
+    Ok((dir, log))
+}
+
+/// Names of the signers a policy knows, for audit records.
+pub(crate) fn signer_name(
+    signers: &[crate::bundle::SignerInfo],
+) -> impl Fn(&str) -> Option<String> + '_ {
+    move |id| {
+        signers
+            .iter()
+            .find(|s| s.key_id == id)
+            .and_then(|s| s.name.clone())
+    }
+}
+
+/// The problem a freshness decision rejects a bundle for, if any.
+pub(crate) fn freshness_problem(
+    m: &crate::format::Manifest,
+    d: &crate::state::Decision,
+) -> Option<crate::bundle::Problem> {
+    use crate::bundle::Problem;
+    use crate::state::Decision;
+    match d {
+        Decision::Rollback { sequence, last } => Some(Problem::Rollback {
+            channel: m.channel.clone(),
+            sequence: *sequence,
+            last: *last,
+        }),
+        Decision::SequenceReused { sequence, .. } => Some(Problem::SequenceReused {
+            channel: m.channel.clone(),
+            sequence: *sequence,
+        }),
+        Decision::Fresh { .. } | Decision::SameAsAccepted { .. } => None,
+    }
 }

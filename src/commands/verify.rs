@@ -1,10 +1,12 @@
 use serde::Serialize;
 
 use super::pack::BundleSummary;
+use crate::audit::{self, Action, Event};
 use crate::bundle::{self, SignerInfo};
 use crate::cli::VerifyArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::output::Printer;
+use crate::state::State;
 
 #[derive(Serialize)]
 struct Report {
@@ -36,9 +38,44 @@ pub(super) fn signer_lines(signers: &[SignerInfo]) -> String {
 
 pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
     let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
+    let (state_dir, log) = super::state_paths(&args.state)?;
+    // verify writes nothing but its audit record, and only where an audit log is kept already
+    // (or one was named): on the connected side there is none.
+    let audited = args.state.audit_log.is_some() || log.parent().is_some_and(|d| d.is_dir());
+    let audit = |e: Event| -> Result<()> {
+        if audited {
+            audit::append(&log, &e)?;
+        }
+        Ok(())
+    };
     let progress = printer.progress();
-    let vb =
-        bundle::verify::verify_policy(&args.dir, &policy, &super::verify_options(), &progress)?;
+    let vb = match bundle::verify::verify_policy(
+        &args.dir,
+        &policy,
+        &super::verify_options(),
+        &progress,
+    ) {
+        Ok(vb) => vb,
+        Err(e) => {
+            audit(Event::for_unverified(Action::Verify, &args.dir).rejected_by(&e))?;
+            return Err(e);
+        }
+    };
+    // Freshness against what this enclave accepted (read only: verify takes no lock).
+    let st = State::open_read_only(&state_dir)?;
+    let decision = st.check(vb.manifest(), &vb.manifest_digest());
+    let event = Event::for_bundle(Action::Verify, &vb)
+        .signer_names(&super::signer_name(vb.signers()))
+        .freshness(&decision, false);
+    if let Some(p) = super::freshness_problem(vb.manifest(), &decision) {
+        let err = Error::Rejected {
+            dir: args.dir.clone(),
+            problems: vec![p],
+        };
+        audit(event.rejected_by(&err))?;
+        return Err(err);
+    }
+    audit(event.accepted())?;
     let report = Report {
         verified: true,
         bundle: BundleSummary::new(&args.dir, vb.manifest()),

@@ -88,6 +88,9 @@ impl Env {
         let mut c = Command::new(BIN);
         c.args(args)
             .current_dir(self.dir.path())
+            // Each test environment is its own enclave: its own acceptance state and audit log.
+            .env("AIRLOCK_STATE", self.dir.path().join(".airlock-state"))
+            .env_remove("AIRLOCK_AUDIT_LOG")
             .env_remove("AIRLOCK_PASSPHRASE")
             .stdin(Stdio::null());
         c
