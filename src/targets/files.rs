@@ -1,9 +1,11 @@
 //! The plain-directory target: `DEST/<artifact name>` for a file artifact,
 //! `DEST/<artifact name>/<path>` for each entry of a directory artifact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -140,41 +142,122 @@ pub fn plan(
     })
 }
 
-/// Carries out a plan: directories first, then each file through a verified temp file.
+/// Carries out a plan: directories first, then each file through a verified temp file (one
+/// file per core). If anything fails, the files and directories this call created are removed
+/// again (directories only if empty), so the destination is left as it was.
+///
+/// A process killed outright (SIGKILL, power loss) cannot undo anything: every file it
+/// completed is complete and verified, and it may leave `.airlock-tmp-*` temp files, which a
+/// re-run ignores (re-importing writes only what is missing).
 pub fn execute(bundle: &VerifiedBundle, plan: &Plan, progress: &dyn Progress) -> Result<()> {
+    let mut journal = Journal::default();
+    let result = run(bundle, plan, progress, &mut journal);
+    if result.is_err() {
+        journal.rollback();
+    }
+    result
+}
+
+/// What an execution created, removed again in reverse order if it fails.
+#[derive(Default)]
+struct Journal {
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Journal {
+    /// Creates `path` and any missing parents, recording each directory it made.
+    fn mkdirs(&mut self, path: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut p = path;
+        while fs::symlink_metadata(p).is_err() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                _ => break,
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            match fs::create_dir(&dir) {
+                Ok(()) => self.dirs.push(dir),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(Error::io("create directory", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Best effort: removes the files written, then the directories made (if empty).
+    fn rollback(self) {
+        for f in self.files.iter().rev() {
+            let _ = fs::remove_file(f);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+fn run(
+    bundle: &VerifiedBundle,
+    plan: &Plan,
+    progress: &dyn Progress,
+    journal: &mut Journal,
+) -> Result<()> {
     let blobs: HashMap<Digest, &Blob> = bundle
         .manifest()
         .blobs
         .iter()
         .map(|b| (b.digest, b))
         .collect();
-    fsutil::create_dir_all(&plan.dest)?;
+    journal.mkdirs(&plan.dest)?;
     for s in plan.steps.iter().filter(|s| s.action == Action::Mkdir) {
-        fsutil::create_dir_all(&s.path)?;
+        journal.mkdirs(&s.path)?;
     }
     progress.start("importing files", plan.bytes_to_write());
-    // One file per core: each is read out of the chunks, re-hashed and written on its own.
+    // One file per core: each is read out of the chunks, re-hashed and written on its own. The
+    // first failure stops further files from starting; every file that was completed is
+    // journaled (the parallel loop returns only once all running writes have ended).
     use rayon::prelude::*;
     let writes: Vec<&Step> = plan
         .steps
         .iter()
         .filter(|s| s.action == Action::Write)
         .collect();
+    let written = Mutex::new(Vec::new());
     let result = writes.par_iter().try_for_each(|s| {
         let blob = blobs[&s.blob.expect("file steps carry a blob")];
-        write_file(bundle, blob, &s.path, s.executable, progress)
+        if write_file(bundle, blob, &s.path, s.executable, progress)? {
+            written.lock().expect("not poisoned").push(s.path.clone());
+        }
+        Ok(())
     });
+    journal
+        .files
+        .extend(written.into_inner().expect("not poisoned"));
     progress.finish();
-    result
+    result?;
+    // New directories are entries of their parents: make them durable too.
+    let mut synced = HashSet::new();
+    for d in &journal.dirs {
+        if let Some(p) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if synced.insert(p.to_path_buf()) {
+                fsutil::sync_dir(p)?;
+            }
+        }
+    }
+    Ok(())
 }
 
+/// Writes one file; false when an identical file appeared meanwhile (another import), which is
+/// then not this import's to remove.
 fn write_file(
     bundle: &VerifiedBundle,
     blob: &Blob,
     path: &Path,
     executable: bool,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<bool> {
     let dir = path.parent().expect("targets live under dest");
     let mut tmp = tempfile::Builder::new()
         .prefix(".airlock-tmp-")
@@ -186,9 +269,17 @@ fn write_file(
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| Error::io("move into place", path, e.error))?;
-    fsutil::sync_dir(dir)
+    if let Err(e) = tmp.persist_noclobber(path) {
+        let same = e.error.kind() == io::ErrorKind::AlreadyExists
+            && fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+            && fsutil::hash_file(path).is_ok_and(|(d, n)| d == blob.digest && n == blob.size);
+        if same {
+            return Ok(false);
+        }
+        return Err(Error::io("move into place", path, e.error));
+    }
+    fsutil::sync_dir(dir)?;
+    Ok(true)
 }
 
 fn annotate(e: Error, path: &Path) -> Error {

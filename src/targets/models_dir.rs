@@ -392,7 +392,8 @@ fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Re
                 f.digest,
                 f.path.display()
             )),
-            CopyError::Write(source) => Error::io("write", tmp.path(), source),
+            // Name the file being written, not its temp file.
+            CopyError::Write(source) => Error::io("write", &f.path, source),
         })?;
     if digest != f.digest {
         return Err(Error::DigestMismatch {

@@ -66,19 +66,19 @@ fn try_py(env: &Env, args: &[&str], cache: Option<&Path>) -> (bool, String) {
 
 /// A repository snapshot to pack: files as (path, content, stored in LFS).
 #[derive(Clone)]
-struct Repo {
-    name: &'static str,
-    repo_type: HfRepoType,
-    repo_id: &'static str,
-    revision: &'static str,
-    commit: String,
-    complete: bool,
-    files: Vec<(&'static str, Vec<u8>, bool)>,
+pub struct Repo {
+    pub name: &'static str,
+    pub repo_type: HfRepoType,
+    pub repo_id: &'static str,
+    pub revision: &'static str,
+    pub commit: String,
+    pub complete: bool,
+    pub files: Vec<(&'static str, Vec<u8>, bool)>,
     /// A wrong etag to put in the manifest for one path.
-    bad_etag: Option<(&'static str, String)>,
+    pub bad_etag: Option<(&'static str, String)>,
 }
 
-fn commit(n: u8) -> String {
+pub fn commit(n: u8) -> String {
     format!("{:02x}", n).repeat(20)
 }
 
@@ -148,7 +148,7 @@ fn gpt2() -> Repo {
 }
 
 /// Packs `repos` into `env/out` (64 KiB chunks) and verifies it.
-fn pack(env: &Env, out: &str, repos: &[Repo]) -> VerifiedBundle {
+pub fn pack(env: &Env, out: &str, repos: &[Repo]) -> VerifiedBundle {
     if !env.path("k").exists() {
         env.keygen("k");
     }

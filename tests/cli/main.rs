@@ -1,5 +1,6 @@
 //! One integration-test binary driving the real `airlock` binary in temp directories.
 
+mod crash;
 mod freshness;
 mod generated;
 mod golden;
