@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::limits;
-use super::paths::{validate_name, validate_rel_path};
+use super::paths::{name_key, validate_name, validate_rel_path};
 use super::{Digest, FORMAT_NAME, SUPPORTED_VERSIONS};
 
 /// The bundle manifest (`manifest.json`).
@@ -718,9 +718,9 @@ impl Manifest {
         for a in &self.artifacts {
             validate_name(&a.name)
                 .map_err(|e| invalid(format!("artifact name {:?}: {e}", a.name)))?;
-            if !names.insert(a.name.to_lowercase()) {
+            if !names.insert(name_key(&a.name)) {
                 return Err(invalid(format!(
-                    "artifact name {:?} is used twice (names are compared without case)",
+                    "artifact name {:?} is used twice (names are compared without case or Unicode normalisation)",
                     a.name
                 )));
             }
@@ -743,14 +743,18 @@ impl Manifest {
                     a.name
                 )));
             }
-            let mut seen: HashMap<String, EntryType> = HashMap::new();
+            // Keyed by `name_key`, with the path as spelled.
+            let mut seen: HashMap<String, (EntryType, &str)> = HashMap::new();
             for e in &a.entries {
                 validate_rel_path(&e.path).map_err(|err| {
                     invalid(format!("artifact {:?} entry {:?}: {err}", a.name, e.path))
                 })?;
-                if seen.insert(e.path.to_lowercase(), e.kind).is_some() {
+                if seen
+                    .insert(name_key(&e.path), (e.kind, e.path.as_str()))
+                    .is_some()
+                {
                     return Err(invalid(format!(
-                        "artifact {:?} lists {:?} twice (paths are compared without case)",
+                        "artifact {:?} lists {:?} twice (paths are compared without case or Unicode normalisation)",
                         a.name, e.path
                     )));
                 }
@@ -789,16 +793,22 @@ impl Manifest {
                     }
                 }
             }
-            // Every parent of an entry is listed as a directory (so importers create exactly
-            // the directories the manifest names), and a file is never a parent.
+            // Every parent of an entry is listed as a directory, spelled exactly as in the entry's
+            // path (so importers create exactly the directories the manifest names, and never
+            // write into one spelled otherwise), and a file is never a parent.
             for e in &a.entries {
-                let lower = e.path.to_lowercase();
-                let mut parent = lower.as_str();
+                let mut parent = e.path.as_str();
                 while let Some(idx) = parent.rfind('/') {
                     parent = &parent[..idx];
-                    match seen.get(parent) {
-                        Some(EntryType::Dir) => {}
-                        Some(EntryType::File) => {
+                    match seen.get(&name_key(parent)) {
+                        Some((EntryType::Dir, listed)) if *listed == parent => {}
+                        Some((EntryType::Dir, listed)) => {
+                            return Err(invalid(format!(
+                                "artifact {:?}: the parent {:?} of {:?} is listed as {:?}, spelled otherwise",
+                                a.name, parent, e.path, listed
+                            )))
+                        }
+                        Some((EntryType::File, _)) => {
                             return Err(invalid(format!(
                                 "artifact {:?}: {:?} is a file but also the parent of {:?}",
                                 a.name, parent, e.path
@@ -806,9 +816,9 @@ impl Manifest {
                         }
                         None => {
                             return Err(invalid(format!(
-                            "artifact {:?}: the parent {:?} of {:?} is not listed as a directory",
-                            a.name, parent, e.path
-                        )))
+                                "artifact {:?}: the parent {:?} of {:?} is not listed as a directory",
+                                a.name, parent, e.path
+                            )))
                         }
                     }
                 }

@@ -5,7 +5,18 @@
 //! characters, and is bounded in length and depth. (Symlinks already present in a destination are
 //! the importer's concern: see `fsutil::safe_join`.)
 
+use unicode_normalization::UnicodeNormalization;
+
 use super::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+
+/// The form in which names and paths are compared for uniqueness: lower-cased, then in Unicode
+/// NFC. Two names with the same key would be one file on a case-insensitive or
+/// normalising file system (macOS, Windows, ZFS with `normalization=formD`), so a manifest may
+/// not hold both: `Config.json` and `config.json`, or `café` spelled with a precomposed `é`
+/// (U+00E9) and with `e` + U+0301, are the same name.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase().nfc().collect()
+}
 
 fn validate_component(c: &str) -> Result<(), String> {
     if c.is_empty() {
@@ -94,6 +105,13 @@ mod tests {
         ] {
             assert!(validate_rel_path(p).is_err(), "{p:?} should be refused");
         }
+    }
+
+    #[test]
+    fn keys_fold_case_and_normalisation() {
+        assert_eq!(name_key("Caf\u{e9}"), name_key("CAFE\u{301}"));
+        assert_eq!(name_key("\u{c9}t\u{e9}"), name_key("e\u{301}TE\u{301}"));
+        assert_ne!(name_key("cafe"), name_key("caf\u{e9}"));
     }
 
     #[test]

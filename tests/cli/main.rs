@@ -6,6 +6,7 @@ mod generated;
 mod golden;
 mod hf;
 mod hfcache;
+mod hostile;
 mod hub_emulator;
 mod images;
 mod interop;

@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// Asserts verify and import both reject with exit 3 and `msg`, and import wrote nothing.
 #[track_caller]
-fn rejected(env: &Env, trust: &str, msgs: &[&str]) {
+pub(crate) fn rejected(env: &Env, trust: &str, msgs: &[&str]) {
     let v = env.run(&["verify", "b", "--trust", trust]);
     v.code(3);
     for m in msgs {
@@ -28,12 +28,12 @@ fn rejected(env: &Env, trust: &str, msgs: &[&str]) {
     );
 }
 
-fn manifest(env: &Env) -> Manifest {
+pub(crate) fn manifest(env: &Env) -> Manifest {
     serde_json::from_slice(&env.read("b/manifest.json")).unwrap()
 }
 
 /// Rewrites the manifest (after `edit`) and signs it properly with key `k`.
-fn resign(env: &Env, edit: impl FnOnce(&mut Manifest)) {
+pub(crate) fn resign(env: &Env, edit: impl FnOnce(&mut Manifest)) {
     let mut m = manifest(env);
     edit(&mut m);
     let bytes = m.to_bytes();
@@ -44,7 +44,7 @@ fn resign(env: &Env, edit: impl FnOnce(&mut Manifest)) {
     fs::write(env.path("b/manifest.json.minisig"), sig).unwrap();
 }
 
-fn flip_byte(path: &Path, at: u64) {
+pub(crate) fn flip_byte(path: &Path, at: u64) {
     let mut data = fs::read(path).unwrap();
     data[at as usize] ^= 0x01;
     fs::write(path, data).unwrap();
