@@ -74,6 +74,11 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// Bundle bytes that do not decode to what the verified manifest declares (a decompression
+    /// bomb, a short or undecodable segment): content rejected.
+    #[error("{0}")]
+    Corrupt(String),
+
     /// The audit log's hash chain is broken (a record edited, deleted, reordered or inserted).
     #[error("{0}")]
     AuditBroken(String),
@@ -105,6 +110,7 @@ impl Error {
             | Error::HashMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::AuditBroken(_)
+            | Error::Corrupt(_)
             | Error::Rejected { .. } => exit::REJECTED,
             _ => exit::OPERATIONAL,
         }
@@ -123,6 +129,7 @@ impl Error {
             Error::Rejected { .. } => "rejected",
             Error::Conflict(_) => "conflict",
             Error::AuditBroken(_) => "audit-broken",
+            Error::Corrupt(_) => "corrupt",
             Error::Other(_) => "other",
         }
     }

@@ -79,6 +79,15 @@ impl PublicKey {
         if !path.exists() && arg.starts_with("RW") && arg.len() == 56 {
             return PublicKey::parse(arg, "inline key");
         }
+        // Not a file: never echo the argument if it could be key material (someone pasting a
+        // secret key where a public key belongs must not see it printed, or logged).
+        if !path.exists() && looks_like_key_material(arg) {
+            return Err(Error::Key(
+                "the trusted key given is neither a file nor a minisign public key (RW…, 56 \
+                 characters); it is not shown in case it is secret"
+                    .into(),
+            ));
+        }
         let meta = fs::metadata(path).map_err(|e| Error::io("read public key", path, e))?;
         if meta.len() > 4096 {
             return Err(Error::Key(format!(
@@ -102,6 +111,16 @@ impl PublicKey {
     pub fn base64(&self) -> String {
         self.inner.to_base64()
     }
+}
+
+/// Whether a command-line value looks like base64 key material rather than a path.
+fn looks_like_key_material(arg: &str) -> bool {
+    // Base64 (minisign keys) or the text of a key file; paths have dots or are short.
+    arg.len() >= 40
+        && (arg.contains("minisign")
+            || arg.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r')
+            }))
 }
 
 /// A secret key, decrypted and ready to sign. Never printed.

@@ -13,6 +13,9 @@ use crate::progress::Progress;
 
 type Decoded = io::Take<Box<dyn Read + Send>>;
 
+/// Largest zstd window accepted when decoding: 2^23 = 8 MiB, what writers use at most.
+const WINDOW_LOG_MAX: u32 = 23;
+
 /// A reader over the decoded bytes of one blob. It fails (`InvalidData`, naming the blob, the
 /// segment and the chunk) instead of reaching EOF if a segment is short, decodes to more or
 /// fewer bytes than declared, or the whole does not hash to the blob's digest. A decompression
@@ -65,11 +68,15 @@ impl<'a> BlobReader<'a> {
         let decoded: Box<dyn Read + Send> = match seg.encoding {
             Encoding::None => Box::new(raw),
             // Exactly one frame per segment (FORMAT.md §4).
-            Encoding::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(raw)
+            Encoding::Zstd => {
+                let mut d = zstd::stream::read::Decoder::new(raw)
                     .map_err(|e| ctx("start decoding chunk", e))?
-                    .single_frame(),
-            ),
+                    .single_frame();
+                // Writers use windows of at most 8 MiB: refuse frames asking for more memory.
+                d.window_log_max(WINDOW_LOG_MAX)
+                    .map_err(|e| ctx("set up decoding of chunk", e))?;
+                Box::new(d)
+            }
         };
         // Read at most one byte more than declared: a decompression bomb stops right there.
         self.current = Some((i, decoded.take(seg.size + 1), 0));
@@ -158,8 +165,10 @@ pub fn copy_blob(
                         expected: blob.digest,
                         actual,
                     },
+                    // Bytes that do not decode to what the signed manifest says: a rejection.
+                    None if e.kind() == io::ErrorKind::InvalidData => Error::Corrupt(e.to_string()),
                     None => Error::Other(e.to_string()),
-                })
+                });
             }
         };
         out.write_all(&buf[..n])

@@ -255,7 +255,7 @@ pub fn resolve(
                 artifact.name
             ))
         })?;
-        if !names.insert(artifact.name.to_lowercase()) {
+        if !names.insert(crate::format::paths::name_key(&artifact.name)) {
             return Err(Error::Usage(format!(
                 "two sources would both be named {:?} (names are compared without case); give one a name in the spec file",
                 artifact.name
