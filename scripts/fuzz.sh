@@ -17,8 +17,12 @@
 # fuzz/artifacts/<target> (both git-ignored); the script stops at the first crash (exit 1).
 # One fuzzer at a time, one job, one worker: the machine is shared. Logs: fuzz/logs/<target>.log.
 #
-# Figures of the recorded run (600 s per target, 2-core shared machine, -jobs=1 -workers=1):
-# see the "Fuzzing" section of docs/SECURITY.md or the commit that added this script.
+# Recorded run (2026-11-25, `scripts/fuzz.sh 600`, 2-core shared machine, -jobs=1 -workers=1,
+# seeds: golden v1+v2 bundles + fuzz/seeds), no crash, timeout or OOM in any target:
+#   target        time   execs        exec/s   cov (edges)  features  corpus  peak RSS
+#   manifest      601 s   8,283,872   13,783   4450         11775     2432    467 MB
+#   sign          601 s  15,594,056   25,946   1441          2748      489    509 MB
+#   chunk_reader  601 s   4,120,968    6,856    381          1110       91    465 MB
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-600}"
