@@ -186,22 +186,32 @@ impl SigningKey {
             )));
         }
         let text = fs::read_to_string(path).map_err(|e| Error::io("read secret key", path, e))?;
-        let not_a_key = || Error::Key(format!("{}: not a minisign secret key", path.display()));
-        let sk_box = minisign::SecretKeyBox::from_string(&text).map_err(|_| not_a_key())?;
+        let origin = path.display().to_string();
+        SigningKey::parse(&text, &origin, || {
+            get_passphrase(&format!("Passphrase for {origin}: "), false)
+        })
+    }
+
+    /// Parses minisign secret key file text (`origin` names it in errors). `passphrase` is
+    /// called only for an encrypted key.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        passphrase: impl FnOnce() -> Result<String>,
+    ) -> Result<SigningKey> {
+        let not_a_key = || Error::Key(format!("{origin}: not a minisign secret key"));
+        let sk_box = minisign::SecretKeyBox::from_string(text).map_err(|_| not_a_key())?;
         let sk = match sk_box.clone().into_unencrypted_secret_key() {
             Ok(sk) => sk,
             // The crate answers `Io` for a key whose KDF is not "none" (encrypted) and `Verify`
             // for an unencrypted key whose checksum fails (damaged).
             Err(e) if matches!(e.kind(), minisign::ErrorKind::Io) => {
-                let pass = get_passphrase(&format!("Passphrase for {}: ", path.display()), false)?;
-                sk_box.into_secret_key(Some(pass)).map_err(|e| {
-                    Error::Key(format!(
-                        "{}: cannot decrypt secret key ({e})",
-                        path.display()
-                    ))
-                })?
+                let pass = passphrase()?;
+                sk_box
+                    .into_secret_key(Some(pass))
+                    .map_err(|e| Error::Key(format!("{origin}: cannot decrypt secret key ({e})")))?
             }
-            Err(_) => unencrypted_without_checksum(&text).ok_or_else(not_a_key)?,
+            Err(_) => unencrypted_without_checksum(text).ok_or_else(not_a_key)?,
         };
         let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|_| not_a_key())?;
         let id = KeyId::from_slice(pk.keynum());
@@ -210,7 +220,7 @@ impl SigningKey {
             public: PublicKey {
                 inner: pk,
                 id,
-                origin: path.display().to_string(),
+                origin: origin.to_string(),
             },
         })
     }

@@ -11,7 +11,34 @@ use crate::fsutil::BUF_SIZE;
 use crate::oci::image::BlobSource;
 use crate::progress::Progress;
 
-type Decoded = io::Take<Box<dyn Read + Send>>;
+type Decoded<'a> = io::Take<Box<dyn Read + Send + 'a>>;
+
+/// Where a blob reader finds the chunks its segments point into.
+#[derive(Clone, Copy)]
+enum Chunks<'a> {
+    /// The chunk files of a verified bundle.
+    Bundle(&'a VerifiedBundle),
+    /// Chunk contents in memory, indexed like the manifest's `chunks` (fuzzing and tests).
+    Memory(&'a [Vec<u8>]),
+}
+
+impl Chunks<'_> {
+    /// Names chunk `index` in messages.
+    fn name(&self, index: u32) -> String {
+        match self {
+            Chunks::Bundle(b) => b.chunk_path(index).display().to_string(),
+            Chunks::Memory(_) => format!("in-memory chunk {index}"),
+        }
+    }
+
+    /// Names the bundle in messages.
+    fn bundle_name(&self) -> String {
+        match self {
+            Chunks::Bundle(b) => b.dir().display().to_string(),
+            Chunks::Memory(_) => "in memory".into(),
+        }
+    }
+}
 
 /// Largest zstd window accepted when decoding: 2^23 = 8 MiB, what writers use at most.
 const WINDOW_LOG_MAX: u32 = 23;
@@ -21,11 +48,11 @@ const WINDOW_LOG_MAX: u32 = 23;
 /// fewer bytes than declared, or the whole does not hash to the blob's digest. A decompression
 /// bomb stops one byte past the declared size.
 pub struct BlobReader<'a> {
-    bundle: &'a VerifiedBundle,
+    chunks: Chunks<'a>,
     blob: &'a Blob,
     next: usize,
     /// The open segment: its index, its decoded bytes, how many were read so far.
-    current: Option<(usize, Decoded, u64)>,
+    current: Option<(usize, Decoded<'a>, u64)>,
     hasher: Option<Hasher>,
     /// Set when the bytes read did not hash to the blob's digest: what they hashed to.
     pub mismatch: Option<Digest>,
@@ -33,8 +60,20 @@ pub struct BlobReader<'a> {
 
 impl<'a> BlobReader<'a> {
     pub fn new(bundle: &'a VerifiedBundle, blob: &'a Blob) -> BlobReader<'a> {
+        BlobReader::with_chunks(Chunks::Bundle(bundle), blob)
+    }
+
+    /// A reader over chunks held in memory (`chunks[i]` is chunk `i`), with every check
+    /// [`BlobReader::new`] makes. For fuzzing and tests: `blob` is taken as given, so bound its
+    /// sizes as [`crate::format::Manifest::validate`] would.
+    #[doc(hidden)]
+    pub fn from_memory(chunks: &'a [Vec<u8>], blob: &'a Blob) -> BlobReader<'a> {
+        BlobReader::with_chunks(Chunks::Memory(chunks), blob)
+    }
+
+    fn with_chunks(chunks: Chunks<'a>, blob: &'a Blob) -> BlobReader<'a> {
         BlobReader {
-            bundle,
+            chunks,
             blob,
             next: 0,
             current: None,
@@ -50,22 +89,34 @@ impl<'a> BlobReader<'a> {
             format!(
                 "blob {} segment {i} in {}: {what}",
                 self.blob.digest,
-                self.bundle.chunk_path(seg.chunk).display()
+                self.chunks.name(seg.chunk)
             ),
         )
     }
 
     fn open_segment(&mut self, i: usize) -> io::Result<()> {
         let seg = &self.blob.segments[i];
-        let path = self.bundle.chunk_path(seg.chunk);
-        let ctx = |op: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+        let name = self.chunks.name(seg.chunk);
+        let ctx = |op: &str, e: io::Error| io::Error::new(e.kind(), format!("{op} {name}: {e}"));
+        let raw: Box<dyn Read + Send + 'a> = match self.chunks {
+            Chunks::Bundle(bundle) => {
+                let mut f =
+                    File::open(bundle.chunk_path(seg.chunk)).map_err(|e| ctx("open chunk", e))?;
+                f.seek(SeekFrom::Start(seg.offset))
+                    .map_err(|e| ctx("seek in chunk", e))?;
+                Box::new(f.take(seg.length))
+            }
+            Chunks::Memory(chunks) => {
+                let data = chunks
+                    .get(seg.chunk as usize)
+                    .ok_or_else(|| ctx("open chunk", io::Error::from(io::ErrorKind::NotFound)))?;
+                let mut c = io::Cursor::new(data.as_slice());
+                c.seek(SeekFrom::Start(seg.offset))
+                    .map_err(|e| ctx("seek in chunk", e))?;
+                Box::new(c.take(seg.length))
+            }
         };
-        let mut f = File::open(&path).map_err(|e| ctx("open chunk", e))?;
-        f.seek(SeekFrom::Start(seg.offset))
-            .map_err(|e| ctx("seek in chunk", e))?;
-        let raw = f.take(seg.length);
-        let decoded: Box<dyn Read + Send> = match seg.encoding {
+        let decoded: Box<dyn Read + Send + 'a> = match seg.encoding {
             Encoding::None => Box::new(raw),
             // Exactly one frame per segment (FORMAT.md §4).
             Encoding::Zstd => {
@@ -101,7 +152,7 @@ impl Read for BlobReader<'_> {
                                 io::ErrorKind::InvalidData,
                                 format!(
                                     "blob read from bundle {}: digest mismatch: expected {}, got {actual}",
-                                    self.bundle.dir().display(),
+                                    self.chunks.bundle_name(),
                                     self.blob.digest
                                 ),
                             ));
