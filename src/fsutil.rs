@@ -34,6 +34,29 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` and any missing parents; returns the directories it created, outermost first
+/// (so a failed import can remove exactly those).
+pub fn create_dirs_recorded(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut missing = Vec::new();
+    let mut p = path;
+    while std::fs::symlink_metadata(p).is_err() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => break,
+        }
+    }
+    let mut made = Vec::new();
+    for dir in missing.into_iter().rev() {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => made.push(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(Error::io("create directory", &dir, e)),
+        }
+    }
+    Ok(made)
+}
+
 /// Writes `data` to `path` atomically: a temp file in the same directory, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path

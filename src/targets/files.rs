@@ -168,22 +168,7 @@ struct Journal {
 impl Journal {
     /// Creates `path` and any missing parents, recording each directory it made.
     fn mkdirs(&mut self, path: &Path) -> Result<()> {
-        let mut missing = Vec::new();
-        let mut p = path;
-        while fs::symlink_metadata(p).is_err() {
-            missing.push(p.to_path_buf());
-            match p.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
-                _ => break,
-            }
-        }
-        for dir in missing.into_iter().rev() {
-            match fs::create_dir(&dir) {
-                Ok(()) => self.dirs.push(dir),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-                Err(e) => return Err(Error::io("create directory", &dir, e)),
-            }
-        }
+        self.dirs.extend(fsutil::create_dirs_recorded(path)?);
         Ok(())
     }
 
