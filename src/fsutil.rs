@@ -34,6 +34,24 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An import destination: absent (it will be created), a directory, or a symlink to one;
+/// anything else is a conflict named by its path.
+pub fn check_dest_dir(dest: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m)
+            if m.file_type().is_symlink() && std::fs::metadata(dest).is_ok_and(|m| m.is_dir()) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(Error::Conflict(format!(
+            "{} exists and is not a directory",
+            dest.display()
+        ))),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Creates `path` and any missing parents; returns the directories it created, outermost first
 /// (so a failed import can remove exactly those).
 pub fn create_dirs_recorded(path: &Path) -> Result<Vec<std::path::PathBuf>> {

@@ -378,17 +378,7 @@ fn is_commit_like(s: &str) -> bool {
 /// Works out every step for every `hf-repo` artifact of the bundle, reading (never writing)
 /// `dest`. Fails on the first conflict.
 pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Result<HfCachePlan> {
-    match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => {}
-        Ok(m) if m.file_type().is_symlink() && fs::metadata(dest).is_ok_and(|m| m.is_dir()) => {}
-        Ok(_) => {
-            return Err(Error::Conflict(format!(
-                "{} exists and is not a directory",
-                dest.display()
-            )))
-        }
-        Err(_) => {}
-    }
+    fsutil::check_dest_dir(dest)?;
     let create_cachedir_tag = matches!(probe(&dest.join(CACHEDIR_TAG))?, Found::Absent);
     let mut out = HfCachePlan {
         dest: dest.to_path_buf(),

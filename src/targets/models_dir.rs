@@ -645,21 +645,11 @@ fn plan_ollama_dir(
         None,
         Existing::Conflict,
     )?;
-    let bytes = Arc::new(m.manifest.clone());
-    p.file(
-        &format!("{base}/manifest.json"),
-        artifact,
-        Digest::of(&bytes),
-        bytes.len() as u64,
-        Some(bytes),
-        0o644,
-        None,
-        Existing::Conflict,
-    )?;
-    if let Some(mf) = modelfile(src, m, &names)? {
-        let bytes = Arc::new(mf.into_bytes());
+    // Files airlock writes from memory: the manifest's exact bytes, the generated Modelfile.
+    let mut generated = |name: &str, bytes: Vec<u8>| {
+        let bytes = Arc::new(bytes);
         p.file(
-            &format!("{base}/Modelfile"),
+            &format!("{base}/{name}"),
             artifact,
             Digest::of(&bytes),
             bytes.len() as u64,
@@ -667,7 +657,11 @@ fn plan_ollama_dir(
             0o644,
             None,
             Existing::Conflict,
-        )?;
+        )
+    };
+    generated("manifest.json", m.manifest.clone())?;
+    if let Some(mf) = modelfile(src, m, &names)? {
+        generated("Modelfile", mf.into_bytes())?;
     }
     Ok(())
 }

@@ -148,17 +148,7 @@ pub fn plan(
     src: &dyn BlobSource,
 ) -> Result<LayoutPlan> {
     // The destination itself, its layout file and index.
-    match fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => {}
-        Ok(m) if m.file_type().is_symlink() && fs::metadata(dest).is_ok_and(|m| m.is_dir()) => {}
-        Ok(_) => {
-            return Err(Error::Conflict(format!(
-                "{} exists and is not a directory",
-                dest.display()
-            )))
-        }
-        Err(_) => {}
-    }
+    fsutil::check_dest_dir(dest)?;
     let layout_file = fsutil::safe_join(dest, LAYOUT_FILE)?;
     let create_layout_file = match fs::symlink_metadata(&layout_file) {
         Err(_) => true,
