@@ -18,6 +18,96 @@ pub fn open(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io("open", path, e))
 }
 
+/// Opens a file that comes from media, the enclave's state, a policy or a source for reading:
+/// never through a symbolic link in its last component (`O_NOFOLLOW`), never blocking on a FIFO
+/// or device (`O_NONBLOCK`), and checked *on the open handle* to be a regular file, so a file
+/// swapped after an earlier check cannot make airlock read elsewhere or hang. Every such open
+/// goes through here.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let f = open_nofollow(path, fs::OpenOptions::new().read(true))?;
+    check_regular(&f, path)?;
+    Ok(f)
+}
+
+/// Opens `path` with `opts` plus `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, then clears
+/// `O_NONBLOCK` again (it only matters for the open itself). A symbolic link is named as such.
+/// The caller checks the kind of file on the handle ([`check_regular`]).
+pub fn open_nofollow(path: &Path, opts: &mut fs::OpenOptions) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        let f = opts.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::io(
+                    "open",
+                    path,
+                    io::Error::other("it is a symbolic link, which airlock does not follow"),
+                )
+            } else {
+                Error::io("open", path, e)
+            }
+        })?;
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        unsafe {
+            let fd = f.as_raw_fd();
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        opts.open(path).map_err(|e| Error::io("open", path, e))
+    }
+}
+
+/// Checks on an open handle that it is a regular file; names what it is otherwise.
+pub fn check_regular(f: &File, path: &Path) -> Result<fs::Metadata> {
+    let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if m.is_file() {
+        return Ok(m);
+    }
+    let what = file_kind(&m.file_type());
+    Err(Error::io(
+        "open",
+        path,
+        io::Error::other(format!("it is {what}, not a regular file")),
+    ))
+}
+
+/// "a directory", "a FIFO", …: what a non-regular file is, for messages.
+pub fn file_kind(t: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
 pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))
 }

@@ -9,6 +9,7 @@ pub mod limits;
 mod manifest;
 pub mod paths;
 pub mod tarframe;
+pub mod text;
 
 pub use digest::{CheckingReader, Digest, DigestParseError, Hasher, HashingReader, HashingWriter};
 pub use manifest::*;
