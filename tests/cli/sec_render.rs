@@ -363,3 +363,202 @@ fn only_the_printer_writes_to_the_terminal() {
         offenders.join("\n")
     );
 }
+
+/// Names of fields and variables that carry strings from outside (media, bundle, registry, hub,
+/// policy) in the code that renders them.
+const OUTSIDE: &[&str] = &[
+    "name",
+    "source",
+    "identity",
+    "file",
+    "path",
+    "reference",
+    "target",
+    "channel",
+    "dir",
+    "dest",
+    "url",
+    "key_id",
+    "rule",
+    "policy",
+    "expires",
+    "expired",
+    "created",
+    "found",
+    "known",
+    "signature",
+    "secret_key",
+    "public_key",
+    "head",
+    "bundle_id",
+];
+
+/// Wrappers that render such a string safely.
+const SAFE: &[&str] = &[
+    "escape(",
+    "output::escape(",
+    "escape_path(",
+    "output::escape_path(",
+    "key_list(",
+];
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("closing delimiter")
+}
+
+/// The macro invocations in `src`: each one's argument list, split at its top-level commas.
+fn format_calls(src: &str) -> Vec<(usize, Vec<String>)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let starts = ["format!(", "write!(", "writeln!(", "#[error("];
+    let mut i = 0;
+    while i < b.len() {
+        let Some(m) = starts.iter().find(|m| b[i..].starts_with(m.as_bytes())) else {
+            i += 1;
+            continue;
+        };
+        let line = src[..i].matches('\n').count() + 1;
+        let mut j = i + m.len();
+        let (mut depth, mut args, mut cur) = (1, Vec::new(), Vec::<u8>::new());
+        while j < b.len() && depth > 0 {
+            let c = b[j] as char;
+            let ident_before = j > 0 && (b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_');
+            if c == '"' || (c == 'r' && !ident_before && (b[j + 1] == b'"' || b[j + 1] == b'#')) {
+                // A string literal (raw or not), copied whole.
+                let start = j;
+                if c == 'r' {
+                    let hashes = b[j + 1..].iter().take_while(|&&x| x == b'#').count();
+                    let close = format!("\"{}", "#".repeat(hashes));
+                    let body = j + 2 + hashes;
+                    j = body + find(&b[body..], close.as_bytes()) + close.len();
+                } else {
+                    j += 1;
+                    while b[j] != b'"' {
+                        j += if b[j] == b'\\' { 2 } else { 1 };
+                    }
+                    j += 1;
+                }
+                cur.extend_from_slice(&b[start..j]);
+                continue;
+            }
+            if c == '\'' && j + 3 < b.len() && (b[j + 2] == b'\'' || b[j + 1] == b'\\') {
+                let end = j + 2 + find(&b[j + 2..], b"'") + 1;
+                cur.extend_from_slice(&b[j..end]);
+                j = end;
+                continue;
+            }
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                ',' if depth == 1 => {
+                    args.push(std::mem::take(&mut cur));
+                    j += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if depth > 0 {
+                cur.push(b[j]);
+            }
+            j += 1;
+        }
+        args.push(cur);
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap().trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        out.push((line, args));
+        i = j;
+    }
+    out
+}
+
+/// Whether `expr` mentions an outside string (`a.name`, `path.display()`, `file`...).
+fn mentions_outside(expr: &str) -> bool {
+    if expr.contains(".display()") {
+        return true;
+    }
+    let words: Vec<&str> = expr
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // The last identifier of a path expression is what is shown: `a.kind.as_str()` is not a
+    // name, `s.file` is.
+    let shown = expr
+        .trim_end_matches("()")
+        .trim_end_matches(".clone")
+        .trim_end_matches(".as_str")
+        .trim_end_matches(".as_deref")
+        .rsplit(['.', '&', '*', ' ', '('])
+        .next()
+        .unwrap_or("");
+    OUTSIDE.contains(&shown) || (words.len() == 1 && OUTSIDE.contains(&words[0]))
+}
+
+/// Enforcement for code written later: in the code that renders text (commands, the printer,
+/// the error and problem messages), every string from outside is formatted through `escape`:
+/// a `{}` or `{:?}` of a name, path, source, file, channel... (as an argument or captured in
+/// the format string) fails this test.
+#[test]
+fn rendering_code_formats_outside_strings_through_escape() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<(String, String)> = Vec::new();
+    let read = |rel: &str| fs::read_to_string(root.join(rel)).unwrap();
+    for e in fs::read_dir(root.join("src/commands")).unwrap() {
+        let rel = format!("src/commands/{}", e.unwrap().file_name().to_string_lossy());
+        files.push((rel.clone(), read(&rel)));
+    }
+    files.push(("src/output.rs".into(), read("src/output.rs")));
+    files.push(("src/error.rs".into(), read("src/error.rs")));
+    // The Display impls of Problem and KeyRef, which every rejection is rendered through.
+    let verify = read("src/bundle/verify.rs");
+    for start in [
+        "impl fmt::Display for KeyRef",
+        "impl fmt::Display for Problem",
+    ] {
+        let at = verify
+            .find(start)
+            .unwrap_or_else(|| panic!("{start} moved"));
+        let end = at + verify[at..].find("\n}\n").unwrap();
+        files.push((
+            format!("src/bundle/verify.rs ({start})"),
+            verify[at..end].to_string(),
+        ));
+    }
+    let mut offenders = Vec::new();
+    for (rel, src) in &files {
+        // Unit tests in these files are not rendering code.
+        let src = src.split("#[cfg(test)]").next().unwrap();
+        for (line, args) in format_calls(src) {
+            let Some(fmt_at) = args
+                .iter()
+                .position(|a| a.starts_with('"') || a.starts_with("r\"") || a.starts_with("r#"))
+            else {
+                continue;
+            };
+            let fmt = args[fmt_at].replace("{{", "").replace("}}", "");
+            for cap in fmt.split('{').skip(1) {
+                let ident = cap.split([':', '}']).next().unwrap_or("");
+                // thiserror's `source` in src/error.rs is the io::Error, not a source string.
+                let io_source = rel == "src/error.rs" && ident == "source";
+                if OUTSIDE.contains(&ident) && !io_source {
+                    offenders.push(format!("{rel}:{line}: {{{ident}}} in {fmt}"));
+                }
+            }
+            for a in &args[fmt_at + 1..] {
+                let expr = a.split_once(" = ").map(|(_, e)| e).unwrap_or(a).trim();
+                if mentions_outside(expr) && !SAFE.iter().any(|s| expr.starts_with(s)) {
+                    offenders.push(format!("{rel}:{line}: {expr}"));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "strings from outside formatted without escape (use format::text::escape / output::escape_path):\n{}",
+        offenders.join("\n")
+    );
+}
