@@ -318,6 +318,29 @@ fn bundle_directory_names_are_shown_escaped() {
         .stderr_has("b\\r\\e[2Kfake\\u{202e}/manifest.json");
 }
 
+#[test]
+fn countersign_import_and_audit_output_is_safe() {
+    let env = Env::new();
+    env.sample_bundle();
+    env.keygen("officer");
+    let dir = "b\r\x1b[1A\u{200b}";
+    fs::rename(env.path("b"), env.path(dir)).unwrap();
+    let r = env.run(&["sign", dir, "--key", "officer", "--trust", "k.pub"]);
+    assert_safe(&r, "sign");
+    r.ok().stdout_has("b\\r\\e[1A\\u{200b}/signatures/");
+    // Signing again is refused, naming the bundle escaped.
+    let r = env.run(&["sign", dir, "--key", "officer", "--trust", "k.pub"]);
+    assert_safe(&r, "sign again");
+    r.code(2)
+        .stderr_has("b\\r\\e[1A\\u{200b} is already signed");
+    let r = run_safe(
+        &env,
+        &["import", dir, "--trust", "k.pub", "--files", "dest"],
+    );
+    r.ok().stdout_has("imported b\\r\\e[1A\\u{200b}");
+    run_safe(&env, &["audit", "verify"]).ok();
+}
+
 /// Enforcement for code written later: only `src/output.rs` writes to the terminal (and it
 /// passes everything through `format::text`), so no other code can print a string raw.
 #[test]
