@@ -1,12 +1,15 @@
 //! The one error type of the library, and the exit code each kind of failure maps to.
 //!
 //! Variants carry the evidence (path, URL, expected and actual digests) so that every message
-//! names the file, chunk, blob or digest at fault.
+//! names the file, chunk, blob or digest at fault. Paths and URLs (named by media, bundles,
+//! registries and hubs) are shown through `format::text::escape`; the printer shows every message
+//! as one line with anything unsafe escaped.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::Problem;
+use crate::format::text::escape;
 use crate::format::Digest;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -25,7 +28,7 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot {op} {}: {source}", path.display())]
+    #[error("cannot {op} {}: {source}", escape(&path.display().to_string()))]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -38,7 +41,7 @@ pub enum Error {
     #[error("{0}")]
     Key(String),
 
-    #[error("{url}: {msg}")]
+    #[error("{}: {msg}", escape(url))]
     Http { url: String, msg: String },
 
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
@@ -65,7 +68,7 @@ pub enum Error {
         detail: String,
     },
 
-    #[error("bundle {} rejected: {}", dir.display(), summary(problems))]
+    #[error("bundle {} rejected: {}", escape(&dir.display().to_string()), summary(problems))]
     Rejected {
         dir: PathBuf,
         problems: Vec<Problem>,

@@ -1,6 +1,14 @@
 //! The one place that writes to the terminal: reports on stdout (text, or JSON with `--json`),
 //! messages and progress bars on stderr. Progress bars show only when stderr is a terminal and
 //! `--quiet` is off.
+//!
+//! Terminal safety: every string that came from outside (media, a bundle, a registry, a hub, a
+//! policy) is embedded through [`escape`] where a report is assembled, and everything this
+//! module writes passes through `format::text` as a last line of defence: report text through
+//! [`sanitize_lines`], errors, problems and notes as single lines (a newline shown as `\n`), JSON
+//! with every remaining control or format character as a `\u` escape. So no byte sequence from
+//! outside can move the cursor, erase, recolour or reorder what the officer reads, whatever code
+//! assembled the text. Nothing else in the crate writes to stdout or stderr (a test enforces it).
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
@@ -9,6 +17,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::Error;
+pub use crate::format::text::escape;
+use crate::format::text::{is_unsafe_char, sanitize_lines};
 use crate::progress::Progress;
 
 pub struct Printer {
@@ -25,9 +35,9 @@ impl Printer {
             if let serde_json::Value::Object(m) = &mut v {
                 m.insert("ok".into(), true.into());
             }
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"));
+            let _ = writeln!(out, "{}", json_text(&v));
         } else if !self.quiet {
-            let _ = write!(out, "{}", text());
+            let _ = write!(out, "{}", sanitize_lines(&text()));
         }
         let _ = out.flush();
     }
@@ -35,10 +45,10 @@ impl Printer {
     /// Prints an error: always on stderr, and as `{"ok": false, "error": ...}` on stdout with `--json`.
     pub fn error(&self, e: &Error) {
         let mut err = io::stderr().lock();
-        let _ = writeln!(err, "error: {e}");
+        let _ = writeln!(err, "error: {}", one_line(&e.to_string()));
         if let Error::Rejected { problems, .. } = e {
             for p in problems {
-                let _ = writeln!(err, "  - {p}");
+                let _ = writeln!(err, "  - {}", one_line(&p.to_string()));
             }
         }
         if self.json {
@@ -47,18 +57,14 @@ impl Printer {
                 detail["problems"] = serde_json::to_value(problems).expect("json");
             }
             let v = serde_json::json!({ "ok": false, "error": detail });
-            let _ = writeln!(
-                io::stdout().lock(),
-                "{}",
-                serde_json::to_string_pretty(&v).expect("json")
-            );
+            let _ = writeln!(io::stdout().lock(), "{}", json_text(&v));
         }
     }
 
     /// A message for the operator on stderr (suppressed by `--quiet`).
     pub fn note(&self, msg: &str) {
         if !self.quiet {
-            let _ = writeln!(io::stderr().lock(), "{msg}");
+            let _ = writeln!(io::stderr().lock(), "{}", sanitize_lines(msg));
         }
     }
 
@@ -90,7 +96,7 @@ impl Progress for Bars {
             ProgressStyle::with_template("{msg:20} {bytes} {binary_bytes_per_sec}")
         };
         pb.set_style(style.expect("valid template").progress_chars("=> "));
-        pb.set_message(label.to_string());
+        pb.set_message(escape(label).to_string());
         if let Some(old) = self.bar.lock().expect("not poisoned").replace(pb) {
             old.finish_and_clear();
         }
@@ -107,7 +113,69 @@ impl Progress for Bars {
     }
 }
 
+/// A path for a message or report, escaped as [`escape`] does (a bundle's directory and the files
+/// under it are named by the media).
+pub fn escape_path(p: &std::path::Path) -> String {
+    escape(&p.display().to_string()).to_string()
+}
+
+/// One line of a message: every control or format character escaped, the newline too (`\n`), so
+/// an error or problem can never render as more than its own line.
+fn one_line(s: &str) -> String {
+    let s = sanitize_lines(s);
+    if s.contains('\n') {
+        s.replace('\n', "\\n")
+    } else {
+        s.into_owned()
+    }
+}
+
+/// Pretty JSON in which no control or Unicode format character appears raw: serde_json already
+/// escapes C0 controls inside strings; DEL, C1 controls and format characters (bidi overrides,
+/// zero-width characters) become `\uXXXX` escapes too, so the document means the same and shows
+/// the same on every terminal. (Outside strings, pretty JSON holds only spaces and newlines.)
+fn json_text(v: &serde_json::Value) -> String {
+    let s = serde_json::to_string_pretty(v).expect("reports serialise");
+    if !s.chars().any(|c| c != '\n' && is_unsafe_char(c)) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if c != '\n' && is_unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Bytes for humans: `1.50 GiB`.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        assert_eq!(one_line("a\nb\r\x1b[1A\\c"), "a\\nb\\r\\e[1A\\c");
+    }
+
+    #[test]
+    fn json_escapes_format_characters_and_keeps_its_meaning() {
+        let v = serde_json::json!({"name": "a\u{202e}b\u{200b}c\u{7f}\u{9b}\x1b\u{e0041}", "n": 1});
+        let text = json_text(&v);
+        assert!(
+            crate::format::text::find_unsafe(&text.replace('\n', "")).is_none(),
+            "{text}"
+        );
+        assert!(text.contains("a\\u202eb\\u200bc"), "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
+    }
 }

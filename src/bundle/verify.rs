@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES};
+use crate::format::text::escape;
 use crate::format::{
     self, Digest, Manifest, ParseError, CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE,
     SUMS_FILE,
@@ -152,9 +153,9 @@ pub struct KeyRef {
 impl fmt::Display for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.name == self.key_id {
-            write!(f, "{}", self.key_id)
+            write!(f, "{}", escape(&self.key_id))
         } else {
-            write!(f, "{} ({})", self.name, self.key_id)
+            write!(f, "{} ({})", escape(&self.name), escape(&self.key_id))
         }
     }
 }
@@ -206,42 +207,50 @@ impl fmt::Display for Problem {
             Problem::MissingManifest => write!(f, "missing manifest: {MANIFEST_FILE} is not there"),
             Problem::UnreadableManifest { reason } => write!(f, "cannot read {MANIFEST_FILE}: {reason}"),
             Problem::MissingSignature => write!(f, "missing signature: no {SIGNATURE_FILE} and no {SIGNATURES_DIR}/*.minisig"),
-            Problem::BadSignature { file, reason } => write!(f, "bad signature {file}: {reason}"),
+            Problem::BadSignature { file, reason } => write!(f, "bad signature {}: {reason}", escape(file)),
             Problem::UnknownSigner { file, key_id } => {
-                write!(f, "unknown signer: {file} is signed by key {key_id}, which is not among the trusted keys")
+                write!(f, "unknown signer: {} is signed by key {}, which is not among the trusted keys", escape(file), escape(key_id))
             }
             Problem::EditedManifest { file, key_id, reason } => write!(
                 f,
-                "edited manifest: {MANIFEST_FILE} does not match signature {file} by trusted key {key_id} ({reason}); \
-                 it was changed after signing, or the signature belongs to another bundle"
+                "edited manifest: {MANIFEST_FILE} does not match signature {} by trusted key {} ({reason}); \
+                 it was changed after signing, or the signature belongs to another bundle",
+                escape(file),
+                escape(key_id)
             ),
             Problem::UntrustedManifest => write!(f, "no valid signature by a trusted key: the manifest cannot be believed"),
             Problem::CommentMismatch { file, field, expected, found } => write!(
                 f,
-                "signature {file}: trusted comment says {field} {found:?} but the manifest says {expected:?}"
+                "signature {}: trusted comment says {field} \"{}\" but the manifest says \"{}\"",
+                escape(file),
+                escape(found),
+                escape(expected)
             ),
             Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
-            Problem::Expired { expires } => write!(f, "expired: the bundle expired at {expires}"),
+            Problem::Expired { expires } => write!(f, "expired: the bundle expired at {}", escape(expires)),
             Problem::SumsMismatch => write!(f, "{SUMS_FILE} does not match the chunk list of the signed manifest"),
-            Problem::MissingChunk { chunk } => write!(f, "missing chunk: {chunk} is not there"),
+            Problem::MissingChunk { chunk } => write!(f, "missing chunk: {} is not there", escape(chunk)),
             Problem::TruncatedChunk { chunk, expected_size, actual_size } => {
-                write!(f, "truncated chunk: {chunk} has {actual_size} bytes, expected {expected_size}")
+                write!(f, "truncated chunk: {} has {actual_size} bytes, expected {expected_size}", escape(chunk))
             }
             Problem::OversizedChunk { chunk, expected_size, actual_size } => {
-                write!(f, "oversized chunk: {chunk} has {actual_size} bytes, expected {expected_size}")
+                write!(f, "oversized chunk: {} has {actual_size} bytes, expected {expected_size}", escape(chunk))
             }
             Problem::CorruptChunk { chunk, expected, actual } => {
-                write!(f, "corrupt chunk: {chunk} has digest {actual}, expected {expected}")
+                write!(f, "corrupt chunk: {} has digest {actual}, expected {expected}", escape(chunk))
             }
-            Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {chunk}: {reason}"),
-            Problem::UnexpectedFile { path } => write!(f, "unexpected file: {path} is not part of the bundle"),
+            Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {}: {reason}", escape(chunk)),
+            Problem::UnexpectedFile { path } => write!(f, "unexpected file: {} is not part of the bundle", escape(path)),
             Problem::PolicyThreshold { policy, channel, rule, needed, counted, signed, expected } => {
                 write!(
                     f,
-                    "policy threshold not met: trust policy {policy} (rule {rule:?}) needs signatures by {needed} distinct keys of \
-                     [{}] for channel {channel:?}; {} counted: [{}]",
+                    "policy threshold not met: trust policy {} (rule \"{}\") needs signatures by {needed} distinct keys of \
+                     [{}] for channel \"{}\"; {} counted: [{}]",
+                    escape(policy),
+                    escape(rule),
                     key_list(expected),
+                    escape(channel),
                     counted.len(),
                     key_list(counted)
                 )?;
@@ -253,25 +262,33 @@ impl fmt::Display for Problem {
             }
             Problem::UnknownChannel { policy, channel, known } => write!(
                 f,
-                "unknown channel: trust policy {policy} has no rule for channel {channel:?} and no \"*\" rule (channels: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                "unknown channel: trust policy {} has no rule for channel \"{}\" and no \"*\" rule (channels: {})",
+                escape(policy),
+                escape(channel),
+                if known.is_empty() { "none".to_string() } else { escape(&known.join(", ")).to_string() }
             ),
             Problem::RevokedKey { file, name, key_id } => {
-                write!(f, "revoked key: {file} is signed by key {name} ({key_id}), which the policy revoked; not counted")
+                write!(f, "revoked key: {} is signed by key {} ({}), which the policy revoked; not counted", escape(file), escape(name), escape(key_id))
             }
             Problem::ExpiredKey { file, name, key_id, expired } => write!(
                 f,
-                "expired key: {file} is signed by key {name} ({key_id}), which expired at {expired}; not counted"
+                "expired key: {} is signed by key {} ({}), which expired at {}; not counted",
+                escape(file),
+                escape(name),
+                escape(key_id),
+                escape(expired)
             ),
             Problem::Rollback { channel, sequence, last } => write!(
                 f,
-                "rollback: channel {channel:?} already accepted sequence {last}; this bundle is sequence {sequence} \
-                 (an older bundle, or a replay; --allow-rollback overrides, and is audited)"
+                "rollback: channel \"{}\" already accepted sequence {last}; this bundle is sequence {sequence} \
+                 (an older bundle, or a replay; --allow-rollback overrides, and is audited)",
+                escape(channel)
             ),
             Problem::SequenceReused { channel, sequence } => write!(
                 f,
-                "sequence reused: channel {channel:?} already accepted another bundle at sequence {sequence} \
-                 (--allow-rollback overrides, and is audited)"
+                "sequence reused: channel \"{}\" already accepted another bundle at sequence {sequence} \
+                 (--allow-rollback overrides, and is audited)",
+                escape(channel)
             ),
         }
     }

@@ -1,7 +1,7 @@
 use crate::audit;
 use crate::cli::{AuditAction, AuditArgs};
 use crate::error::{Error, Result};
-use crate::output::Printer;
+use crate::output::{self, escape, Printer};
 
 pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
     match args.action {
@@ -11,7 +11,7 @@ pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
             if let Some(bad) = &report.bad {
                 return Err(Error::AuditBroken(format!(
                     "audit log {}: line {}: {} ({} intact records before it)",
-                    log.display(),
+                    output::escape_path(&log),
                     bad.line,
                     bad.message,
                     report.records
@@ -20,7 +20,7 @@ pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
             printer.report(&report, || {
                 format!(
                     "audit log {} intact: {} records, hash chain unbroken{}\nhead {}\n",
-                    log.display(),
+                    output::escape_path(&log),
                     report.records,
                     if report.recovered.is_empty() {
                         String::new()
@@ -30,7 +30,7 @@ pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
                             report.recovered.len()
                         )
                     },
-                    report.head.as_deref().unwrap_or("(empty log)")
+                    escape(report.head.as_deref().unwrap_or("(empty log)"))
                 )
             });
             Ok(())

@@ -9,7 +9,7 @@ use crate::format::{Artifact, ArtifactKind};
 use crate::oci::client::Registry;
 use crate::oci::model::Descriptor;
 use crate::oci::push::PushReport;
-use crate::output::{self, Printer};
+use crate::output::{self, escape, Printer};
 use crate::state::State;
 use crate::targets::files::{self, Action, Plan};
 use crate::targets::hf_cache::{self, HfCacheOptions, HfCachePlan, SnapshotLayout};
@@ -93,7 +93,7 @@ fn plan_text(plan: &Plan) -> String {
             .size
             .map(|n| format!(" ({})", output::bytes(n)))
             .unwrap_or_default();
-        s += &format!("  {what} {}{size}\n", step.path.display());
+        s += &format!("  {what} {}{size}\n", output::escape_path(&step.path));
     }
     s
 }
@@ -101,7 +101,7 @@ fn plan_text(plan: &Plan) -> String {
 fn pushes_text(pushes: &[ImagePush]) -> String {
     pushes
         .iter()
-        .map(|p| format!("  push  {} -> {}\n", p.source, p.target))
+        .map(|p| format!("  push  {} -> {}\n", escape(&p.source), escape(&p.target)))
         .collect()
 }
 
@@ -182,7 +182,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             .artifacts
             .iter()
             .filter(|a| to_files(a))
-            .map(|a| format!("{} ({})", a.name, a.kind.as_str()))
+            .map(|a| format!("{} ({})", escape(&a.name), a.kind.as_str()))
             .collect();
         if !homeless.is_empty() {
             return Err(fail(Error::Usage(format!(
@@ -288,9 +288,12 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {
-            format!("verified {}; dry run, nothing written. Plan:\n", args.dir.display())
+            format!(
+                "verified {}; dry run, nothing written. Plan:\n",
+                output::escape_path(&args.dir)
+            )
         } else {
-            format!("imported {}\n", args.dir.display())
+            format!("imported {}\n", output::escape_path(&args.dir))
         };
         if let (Some(p), Some(dest)) = (&plan, &args.files) {
             if args.dry_run {
@@ -298,7 +301,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             } else {
                 s += &format!(
                     "  into {}: {} files written ({}), {} already present, {} directories created\n",
-                    dest.display(),
+                    output::escape_path(dest),
                     report.written,
                     output::bytes(p.bytes_to_write()),
                     report.kept,
@@ -309,7 +312,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         if let (Some(p), Some(dest)) = (&layout_plan, &args.oci_layout) {
             s += &format!(
                 "  into OCI layout {}: {} blobs to write ({}), {} image refs\n",
-                dest.display(),
+                output::escape_path(dest),
                 p.blobs_to_write(),
                 output::bytes(p.bytes_to_write()),
                 p.refs.len()
@@ -318,7 +321,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         if let Some(p) = &hf_plan {
             s += &format!(
                 "  into Hugging Face cache {}: {} repos, {} blobs ({}), {} snapshot files, {} refs to write\n",
-                p.dest.display(),
+                output::escape_path(&p.dest),
                 p.repos.len(),
                 p.blobs_to_write(),
                 output::bytes(p.bytes_to_write()),
@@ -329,7 +332,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         if let Some(p) = &ollama_plan {
             s += &format!(
                 "  into Ollama store {}: {} models{}\n",
-                p.dest.display(),
+                output::escape_path(&p.dest),
                 p.models.len(),
                 if p.is_noop() { ", all present" } else { "" }
             );
@@ -337,7 +340,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         if let Some(p) = &models_plan {
             s += &format!(
                 "  into models dir {}: {} models, {} files to write ({})\n",
-                p.dest.display(),
+                output::escape_path(&p.dest),
                 p.models.len(),
                 p.writes.count(models_dir::Action::Write) + p.writes.count(models_dir::Action::Replace),
                 output::bytes(p.writes.bytes_to_write())

@@ -10,7 +10,7 @@ use crate::bundle::{Problem, SignerInfo};
 use crate::cli::InspectArgs;
 use crate::error::{Error, Result};
 use crate::format::{limits::MAX_MANIFEST_BYTES, Manifest, MANIFEST_FILE};
-use crate::output::Printer;
+use crate::output::{self, Printer};
 use crate::policy::{self, KeyState};
 use crate::sign::Signature;
 
@@ -42,12 +42,12 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
     if len > MAX_MANIFEST_BYTES {
         return Err(Error::Other(format!(
             "{}: {len} bytes is larger than a manifest may be",
-            path.display()
+            output::escape_path(&path)
         )));
     }
     let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let manifest =
-        Manifest::parse(&bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let manifest = Manifest::parse(&bytes)
+        .map_err(|e| Error::Other(format!("{}: {e}", output::escape_path(&path))))?;
     let (files, _) = signature_files(&args.dir);
     let now = SystemTime::now();
     let mut signers = Vec::new();
@@ -118,13 +118,13 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
         } else {
             "UNVERIFIED: no signature by a trusted key\n".to_string()
         };
-        let rule = match (&report.policy_problems, verified) {
+        let policy_lines = match (&report.policy_problems, verified) {
             (Some(p), true) if p.is_empty() => "policy    met\n".to_string(),
             (Some(p), true) => p.iter().map(|p| format!("policy    {p}\n")).collect(),
             _ => String::new(),
         };
         format!(
-            "{banner}{}{rule}{}",
+            "{banner}{}{policy_lines}{}",
             super::verify::signer_lines(&report.signers),
             report.bundle.text()
         )

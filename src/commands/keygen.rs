@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use crate::cli::KeygenArgs;
 use crate::error::Result;
-use crate::output::Printer;
+use crate::output::{escape, Printer};
 use crate::sign;
 
 #[derive(Serialize)]
@@ -24,14 +24,14 @@ pub fn run(args: KeygenArgs, printer: &Printer) -> Result<()> {
     printer.report(&r, || {
         format!(
             "secret key  {} ({})\npublic key  {}\nkey id      {}\n",
-            r.secret_key,
+            escape(&r.secret_key),
             if r.encrypted {
                 "passphrase-protected"
             } else {
                 "UNENCRYPTED"
             },
-            r.public_key,
-            r.key_id
+            escape(&r.public_key),
+            escape(&r.key_id)
         )
     });
     Ok(())

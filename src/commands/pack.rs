@@ -7,7 +7,7 @@ use crate::bundle::{self, OutDir, PackOptions};
 use crate::cli::PackArgs;
 use crate::error::{Error, Result};
 use crate::format::{self, limits, validate_channel, ArtifactKind, EntryType, Manifest};
-use crate::output::{self, Printer};
+use crate::output::{self, escape, Printer};
 use crate::sign::SigningKey;
 use crate::sources::{self, Source};
 use crate::spec::PackSpec;
@@ -113,11 +113,11 @@ impl BundleSummary {
     pub(super) fn text(&self) -> String {
         let mut s = format!(
             "bundle    {}\nchannel   {}\nsequence  {}\ncreated   {}\nexpires   {}\n",
-            self.bundle_id,
-            self.channel,
+            escape(&self.bundle_id),
+            escape(&self.channel),
             self.sequence,
-            self.created,
-            self.expires.as_deref().unwrap_or("never")
+            escape(&self.created),
+            escape(self.expires.as_deref().unwrap_or("never"))
         );
         s += &format!(
             "payload   {} in {} distinct blobs; {} chunks, {} on media\n",
@@ -131,10 +131,10 @@ impl BundleSummary {
             s += &format!(
                 "  {:<9} {:<28} {:>6} files {:>11}  from {}\n",
                 a.kind.as_str(),
-                a.name,
+                escape(&a.name).to_string(),
                 a.files,
                 output::bytes(a.bytes),
-                a.source
+                escape(&a.source)
             );
         }
         s
@@ -237,7 +237,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     printer.report(&report, || {
         format!(
             "packed {}\n{}signed by {}\n",
-            args.out.display(),
+            output::escape_path(&args.out),
             report.bundle.text(),
             report.signed_by.join(", ")
         )

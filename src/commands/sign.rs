@@ -5,7 +5,7 @@ use crate::cli::SignArgs;
 use crate::error::{Error, Result};
 use crate::format::{Digest, MANIFEST_FILE};
 use crate::fsutil;
-use crate::output::Printer;
+use crate::output::{self, escape, Printer};
 use crate::sign::SigningKey;
 
 #[derive(Serialize)]
@@ -29,7 +29,7 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     if vb.signers().iter().any(|s| s.key_id == id) {
         return Err(Error::Usage(format!(
             "{} is already signed by key {id}",
-            args.dir.display()
+            output::escape_path(&args.dir)
         )));
     }
     // Sign exactly the bytes that were verified.
@@ -38,7 +38,7 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     if Digest::of(&bytes) != vb.manifest_digest() {
         return Err(Error::Other(format!(
             "{} changed while it was being verified; not signing",
-            path.display()
+            output::escape_path(&path)
         )));
     }
     let text = bundle::sign_manifest(vb.manifest(), &bytes, &key)?;
@@ -54,7 +54,9 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     printer.report(&report, || {
         format!(
             "countersigned bundle {} with key {}: {}\n",
-            report.bundle_id, report.key_id, report.signature
+            escape(&report.bundle_id),
+            escape(&report.key_id),
+            escape(&report.signature)
         )
     });
     Ok(())

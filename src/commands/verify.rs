@@ -5,7 +5,7 @@ use crate::audit::{self, Action, Event};
 use crate::bundle::{self, SignerInfo};
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
-use crate::output::Printer;
+use crate::output::{self, escape, Printer};
 use crate::state::State;
 
 #[derive(Serialize)]
@@ -16,22 +16,35 @@ struct Report {
     signers: Vec<SignerInfo>,
 }
 
+/// One line per signature found: who signed and what became of it, then the signature's file
+/// name last (it is named by the media: escaped, and after the status so that it cannot pose as
+/// one). A signature that did not verify is never shown under a trusted key's name.
 pub(super) fn signer_lines(signers: &[SignerInfo]) -> String {
     signers
         .iter()
         .map(|s| {
-            let state = match (s.trusted, s.valid, s.state.as_deref()) {
-                (true, true, Some(why)) => format!("valid, but the key is {why}: not counted"),
-                (true, true, None) if s.counted => "valid, trusted, counted".to_string(),
-                (true, true, None) => "valid, trusted, not a signer of this channel".to_string(),
-                (true, false, _) => "INVALID".to_string(),
-                (false, _, _) => "unknown key, not checked".to_string(),
+            let shown_id = escape(&s.key_id);
+            let (who, state) = match (s.trusted, s.valid, s.state.as_deref()) {
+                (true, true, Some(why)) => (
+                    None,
+                    format!("valid, but the key is {}: not counted", escape(why)),
+                ),
+                (true, true, None) if s.counted => (None, "valid, trusted, counted".to_string()),
+                (true, true, None) => (
+                    None,
+                    "valid, trusted, not a signer of this channel".to_string(),
+                ),
+                (true, false, _) => (
+                    Some("?".to_string()),
+                    format!("INVALID: claims trusted key {shown_id} but does not verify with it"),
+                ),
+                (false, _, _) => (None, "unknown key, not checked".to_string()),
             };
-            let who = match &s.name {
-                Some(name) if *name != s.key_id => format!("{name} ({})", s.key_id),
-                _ => s.key_id.clone(),
-            };
-            format!("signer    {who} [{}] {state}\n", s.file)
+            let who = who.unwrap_or_else(|| match &s.name {
+                Some(name) if *name != s.key_id => format!("{} ({shown_id})", escape(name)),
+                _ => shown_id.to_string(),
+            });
+            format!("signer    {who} {state}: {}\n", escape(&s.file))
         })
         .collect()
 }
@@ -84,7 +97,7 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
     printer.report(&report, || {
         format!(
             "verified {}: signatures, {} chunks and {} blobs check out\n{}{}",
-            args.dir.display(),
+            output::escape_path(&args.dir),
             report.bundle.chunks.len(),
             vb.manifest().blobs.len(),
             signer_lines(&report.signers),

@@ -2,12 +2,15 @@
 //!
 //! A path that passes [`validate_rel_path`] can be joined under a destination directory without
 //! escaping it: it is relative, has no `.`/`..`/empty components, no NUL, no backslash, no control
-//! characters, and is bounded in length and depth. (Symlinks already present in a destination are
+//! characters, and is bounded in length and depth. Names and paths also hold no Unicode format
+//! characters (bidi overrides, zero-width characters: [`is_format_char`]), which would make a name
+//! display as another (`readme\u{202e}txt.sh` as `readmehs.txt`, `mo\u{200b}del.bin` as `model.bin`). (Symlinks already present in a destination are
 //! the importer's concern: see `fsutil::safe_join`.)
 
 use unicode_normalization::UnicodeNormalization;
 
 use super::limits::{MAX_COMPONENT_BYTES, MAX_DEPTH, MAX_PATH_BYTES};
+use super::text::is_format_char;
 
 /// The form in which names and paths are compared for uniqueness: lower-cased, then in Unicode
 /// NFC. Two names with the same key would be one file on a case-insensitive or
@@ -30,6 +33,12 @@ fn validate_component(c: &str) -> Result<(), String> {
     }
     if let Some(ch) = c.chars().find(|&ch| ch == '\\' || ch.is_control()) {
         return Err(format!("forbidden character {ch:?}"));
+    }
+    if let Some(ch) = c.chars().find(|&ch| is_format_char(ch)) {
+        return Err(format!(
+            "forbidden format character '\\u{{{:04x}}}' (a bidi control, zero-width or other invisible character that changes how a name displays)",
+            ch as u32
+        ));
     }
     Ok(())
 }
@@ -100,6 +109,10 @@ mod tests {
             "a\\b",
             "a\0b",
             "a\nb",
+            "readme\u{202e}txt.sh",
+            "mo\u{200b}del.bin",
+            "d\u{2066}ir/x",
+            "x/\u{feff}y",
             long.as_str(),
             deep.as_str(),
         ] {
@@ -117,7 +130,16 @@ mod tests {
     #[test]
     fn names_are_single_visible_components() {
         assert!(validate_name("model-v1.bin").is_ok());
-        for n in ["", ".", "..", ".hidden", "a/b", "a\\b"] {
+        for n in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "mo\u{200b}del.bin",
+            "a\u{202e}b",
+        ] {
             assert!(validate_name(n).is_err(), "{n:?}");
         }
     }

@@ -8,7 +8,9 @@ use rayon::prelude::*;
 
 use super::Needed;
 use crate::error::{Error, Result};
-use crate::format::{paths::validate_rel_path, Artifact, ArtifactKind, Entry, EntryType};
+use crate::format::paths::{validate_name, validate_rel_path};
+use crate::format::text::escape;
+use crate::format::{Artifact, ArtifactKind, Entry, EntryType};
 use crate::fsutil;
 use crate::progress::{Progress, ProgressReader};
 
@@ -49,6 +51,14 @@ pub(super) fn resolve(
         Some(n) => n.to_string(),
         None => base_name(path, given)?,
     };
+    // Refused before anything is hashed (sources::resolve checks every artifact name again).
+    validate_name(&name).map_err(|why| {
+        Error::Usage(format!(
+            "{}: artifact name \"{}\" is not usable ({why}); set a name",
+            escape(given),
+            escape(&name)
+        ))
+    })?;
     let identity = fs::canonicalize(path)
         .map_err(|e| Error::io("resolve", path, e))?
         .display()
@@ -102,8 +112,12 @@ pub(super) fn resolve(
             .to_str()
             .ok_or_else(|| Error::Usage(format!("{}: file name is not UTF-8", e.path().display())))?
             .replace(std::path::MAIN_SEPARATOR, "/");
-        validate_rel_path(&rel)
-            .map_err(|why| Error::Usage(format!("{}: {why}", e.path().display())))?;
+        validate_rel_path(&rel).map_err(|why| {
+            Error::Usage(format!(
+                "{}: {why}",
+                escape(&e.path().display().to_string())
+            ))
+        })?;
         let ft = e.file_type();
         if ft.is_dir() {
             dirs.push(rel);
