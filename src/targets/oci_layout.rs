@@ -282,16 +282,18 @@ pub fn plan(
             };
             match src.size(&d.digest) {
                 None => {
-                    return Err(Error::Other(format!(
-                        "blob {} ({}) is not in the source",
-                        d.digest, d.media_type
+                    return Err(Error::Corrupt(format!(
+                        "image {}: blob {} ({}) is not in the bundle",
+                        top.digest, d.digest, d.media_type
                     )))
                 }
                 Some(s) if s != d.size => {
-                    return Err(Error::Other(format!(
-                        "blob {} is {s} bytes in the source, its descriptor says {}",
-                        d.digest, d.size
-                    )))
+                    return Err(Error::SizeMismatch {
+                        what: format!("image {}", top.digest),
+                        digest: d.digest,
+                        declared: d.size,
+                        detail: format!("is {s} bytes in the bundle"),
+                    })
                 }
                 Some(_) => {}
             }
@@ -393,11 +395,10 @@ fn write_blob(
     let reader = src.open(&b.digest)?;
     let (digest, size) =
         fsutil::copy_hashed(reader, tmp.as_file_mut(), progress).map_err(|e| match e {
-            CopyError::Read { source, .. } => Error::Other(format!(
-                "blob {} (for {}): {source}",
-                b.digest,
-                b.path.display()
-            )),
+            CopyError::Read { source, .. } => Error::blob_read(
+                format_args!("blob {} (for {})", b.digest, b.path.display()),
+                source,
+            ),
             CopyError::Write(source) => Error::io("write", tmp.path(), source),
         })?;
     if digest != b.digest {
@@ -408,10 +409,12 @@ fn write_blob(
         });
     }
     if size != b.size {
-        return Err(Error::Other(format!(
-            "blob {} is {size} bytes, its descriptor says {}",
-            b.digest, b.size
-        )));
+        return Err(Error::SizeMismatch {
+            what: format!("blob for {}", b.path.display()),
+            digest: b.digest,
+            declared: b.size,
+            detail: format!("is {size} bytes"),
+        });
     }
     tmp.as_file_mut()
         .flush()
