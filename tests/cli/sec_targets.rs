@@ -911,3 +911,65 @@ fn bad_bundle_content_is_exit_3_on_every_target_and_combination() {
         assert!(!out.status.success(), "{what}: the tag was pushed");
     }
 }
+
+#[test]
+fn a_failed_import_leaves_the_oci_layout_as_it_was() {
+    // A layout holding one image already; the next bundle's layer fails while streaming after
+    // its config was written: the layout must be left exactly as it was.
+    let env = Env::new();
+    let (config, layer, manifest) = small_image(3);
+    let blobs = [
+        (
+            config.as_slice(),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+        (layer.as_slice(), "application/vnd.oci.image.layer.v1.tar"),
+    ];
+    image_bundle(
+        &env,
+        "ok",
+        "example.com/first:1",
+        (&manifest, OCI_MANIFEST),
+        &blobs,
+    );
+    import(&env, "ok", &["--oci-layout", "L"]).ok();
+    let listing = |root: &Path| -> BTreeMap<String, Option<Digest>> {
+        snapshot(root)
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|b| Digest::of(&b))))
+            .collect()
+    };
+    let before = listing(&env.path("L"));
+
+    let env2 = Env::new();
+    let (config, layer, manifest) = small_image(4);
+    let blobs = [
+        (
+            config.as_slice(),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+        (layer.as_slice(), "application/vnd.oci.image.layer.v1.tar"),
+    ];
+    image_bundle(
+        &env2,
+        "b",
+        "example.com/second:1",
+        (&manifest, OCI_MANIFEST),
+        &blobs,
+    );
+    poison(&env2, "b", Digest::of(&layer));
+    // (Imported with env2's own acceptance state: the channel is fresh there.)
+    let lay = env.path("L");
+    let r = import(&env2, "b", &["--oci-layout", lay.to_str().unwrap()]);
+    r.code(3).stderr_has(&Digest::of(&layer).to_string());
+    assert_eq!(listing(&env.path("L")), before, "the layout changed");
+
+    // Into a new layout: nothing is left at all.
+    env2.run(&["import", "b", "--trust", "k.pub", "--oci-layout", "L2"])
+        .code(3);
+    assert!(
+        !env2.path("L2").exists(),
+        "left {:?}",
+        snapshot(&env2.path("L2")).keys().collect::<Vec<_>>()
+    );
+}
