@@ -78,9 +78,18 @@ pub enum Error {
     Conflict(String),
 
     /// Bundle bytes that do not decode to what the verified manifest declares (a decompression
-    /// bomb, a short or undecodable segment): content rejected.
+    /// bomb, a short or undecodable segment), or content that contradicts what references it (an
+    /// image graph that lies: a child manifest missing, of another size or media type, nested
+    /// beyond a limit): content rejected.
     #[error("{0}")]
     Corrupt(String),
+
+    /// Well-formed content that a target refuses to write because it cannot be written safely
+    /// (a Modelfile value ollama's grammar cannot quote, an unknown PARAMETER key or MESSAGE
+    /// role, a name that would land in another kind's part of a models directory): content
+    /// rejected.
+    #[error("{0}")]
+    Refused(String),
 
     /// The audit log's hash chain is broken (a record edited, deleted, reordered or inserted).
     #[error("{0}")]
@@ -106,6 +115,21 @@ impl Error {
         }
     }
 
+    /// A failed read of blob bytes from a [`BlobSource`](crate::oci::image::BlobSource) (a
+    /// bundle's chunks, re-verified while they stream). Bytes that do not decode or hash to what
+    /// was declared (`InvalidData`) or that end early (`UnexpectedEof`) are content rejected
+    /// (exit 3), on every target; anything else (a chunk that vanished, a read error of the
+    /// media) is operational. `what` names the blob and where it was going. Every target
+    /// classifies its read errors through this one function.
+    pub fn blob_read(what: impl std::fmt::Display, e: io::Error) -> Error {
+        match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+                Error::Corrupt(format!("{what}: {e}"))
+            }
+            _ => Error::Other(format!("{what}: {e}")),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
@@ -114,6 +138,7 @@ impl Error {
             | Error::SizeMismatch { .. }
             | Error::AuditBroken(_)
             | Error::Corrupt(_)
+            | Error::Refused(_)
             | Error::Rejected { .. } => exit::REJECTED,
             _ => exit::OPERATIONAL,
         }
@@ -133,6 +158,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::AuditBroken(_) => "audit-broken",
             Error::Corrupt(_) => "corrupt",
+            Error::Refused(_) => "refused",
             Error::Other(_) => "other",
         }
     }

@@ -64,7 +64,7 @@ pub enum PlatformChoice {
 /// Checks manifest bytes against the descriptor that referenced them.
 pub fn check_manifest(bytes: &[u8], desc: &Descriptor, what: &str) -> Result<()> {
     if bytes.len() as u64 > MAX_MANIFEST {
-        return Err(Error::Other(format!(
+        return Err(Error::Corrupt(format!(
             "{what}: manifest {} is larger than {MAX_MANIFEST} bytes",
             desc.digest
         )));
@@ -193,11 +193,7 @@ impl Collector<'_> {
 
     fn walk(&mut self, desc: &Descriptor, bytes: Vec<u8>, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::Other(format!(
-                "{}: indexes nested deeper than {MAX_DEPTH} at {}",
-                self.store.name(),
-                desc.digest
-            )));
+            return Err(too_deep(&self.store.name(), desc));
         }
         if self.seen.contains(&desc.digest) {
             return Ok(());
@@ -268,9 +264,9 @@ pub trait BlobSource: Sync {
         let mut r = self.open(digest)?.take(MAX_MANIFEST + 1);
         let mut v = Vec::new();
         r.read_to_end(&mut v)
-            .map_err(|e| Error::Other(format!("reading {digest}: {e}")))?;
+            .map_err(|e| Error::blob_read(format_args!("reading {digest}"), e))?;
         if v.len() as u64 > MAX_MANIFEST {
-            return Err(Error::Other(format!(
+            return Err(Error::Corrupt(format!(
                 "{digest}: larger than {MAX_MANIFEST} bytes, not a manifest"
             )));
         }
@@ -285,25 +281,62 @@ pub struct Graph {
     pub blobs: Vec<Descriptor>,
 }
 
-/// Walks an image held in a [`BlobSource`] (the push and layout targets use it).
+/// The refusal of an index nested deeper than [`MAX_DEPTH`] (pack and import alike).
+fn too_deep(store: &str, desc: &Descriptor) -> Error {
+    Error::Corrupt(format!(
+        "{store}: image indexes nested deeper than {MAX_DEPTH} levels, at manifest {}; refused",
+        desc.digest
+    ))
+}
+
+/// Walks an image held in a [`BlobSource`] (the push and layout targets use it), with the
+/// limits [`collect`] applies when packing: indexes nested at most [`MAX_DEPTH`] deep,
+/// manifests of at most [`MAX_MANIFEST`] bytes. A limit exceeded, a manifest the source does
+/// not hold or holds with another size, or one that is not what its descriptor says is a
+/// refusal (exit 3), never a shorter graph.
 pub fn graph(src: &dyn BlobSource, top: &Descriptor) -> Result<Graph> {
     fn go(
         src: &dyn BlobSource,
+        name: &str,
         desc: &Descriptor,
         depth: usize,
         seen: &mut HashSet<Digest>,
         g: &mut Graph,
     ) -> Result<()> {
-        if depth > MAX_DEPTH || !seen.insert(desc.digest) {
+        if depth > MAX_DEPTH {
+            return Err(too_deep(name, desc));
+        }
+        if !seen.insert(desc.digest) {
             return Ok(());
         }
+        match src.size(&desc.digest) {
+            None => {
+                return Err(Error::Corrupt(format!(
+                    "{name}: manifest {} ({}) is not in the bundle",
+                    desc.digest, desc.media_type
+                )))
+            }
+            Some(s) if s != desc.size => {
+                return Err(Error::SizeMismatch {
+                    what: format!("{name}: manifest"),
+                    digest: desc.digest,
+                    declared: desc.size,
+                    detail: format!("is {s} bytes in the bundle"),
+                })
+            }
+            Some(_) => {}
+        }
         let bytes = src.read_small(&desc.digest)?;
-        check_manifest(&bytes, desc, "bundle")?;
-        match Doc::parse(&bytes, &desc.media_type, &desc.digest.to_string())? {
+        check_manifest(&bytes, desc, name)?;
+        match Doc::parse(
+            &bytes,
+            &desc.media_type,
+            &format!("{name}: manifest {}", desc.digest),
+        )? {
             Doc::Index { manifests } => {
                 for child in &manifests {
                     if model::is_manifest(&child.media_type) {
-                        go(src, child, depth + 1, seen, g)?;
+                        go(src, name, child, depth + 1, seen, g)?;
                     } else if seen.insert(child.digest) {
                         g.blobs.push(child.clone());
                     }
@@ -324,7 +357,8 @@ pub fn graph(src: &dyn BlobSource, top: &Descriptor) -> Result<Graph> {
         manifests: Vec::new(),
         blobs: Vec::new(),
     };
-    go(src, top, 0, &mut HashSet::new(), &mut g)?;
+    let name = format!("image {}", top.digest);
+    go(src, &name, top, 0, &mut HashSet::new(), &mut g)?;
     Ok(g)
 }
 

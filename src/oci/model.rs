@@ -127,7 +127,8 @@ impl Doc {
     /// Parses manifest bytes. `media_type` is the type the referrer (registry `Content-Type`,
     /// parent descriptor) gave; the document's own `mediaType`, when present, must agree.
     pub fn parse(bytes: &[u8], media_type: &str, what: &str) -> Result<Doc> {
-        let bad = |m: String| Error::Other(format!("{what}: {m}"));
+        // Bytes that are not the manifest their referrer says: content refused (exit 3).
+        let bad = |m: String| Error::Corrupt(format!("{what}: {m}"));
         let raw: RawDoc =
             serde_json::from_slice(bytes).map_err(|e| bad(format!("not a valid manifest: {e}")))?;
         if raw.schema_version != Some(2) {

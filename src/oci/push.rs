@@ -449,10 +449,10 @@ impl Pusher<'_> {
         };
         let chunked = desc.size > self.opts.monolithic_max;
         let source_err = |e: std::io::Error| {
-            Fail::Fatal(Error::Other(format!(
-                "{}: reading it from the source: {e}",
-                self.what(d)
-            )))
+            Fail::Fatal(Error::blob_read(
+                format_args!("{}: reading it from the source", self.what(d)),
+                e,
+            ))
         };
         let body = if !chunked {
             let mut body = Vec::with_capacity(desc.size as usize);
@@ -562,10 +562,12 @@ impl Pusher<'_> {
         if want == got {
             return Ok(());
         }
-        Err(Fail::Fatal(Error::Other(format!(
-            "{}: the source has {got} bytes, the descriptor says {want}",
-            self.what(d)
-        ))))
+        Err(Fail::Fatal(Error::SizeMismatch {
+            what: self.what(d),
+            digest: *d,
+            declared: want,
+            detail: format!("has {got} bytes in the source"),
+        }))
     }
 
     /// Puts manifest `bytes` under `reference` (its digest or a tag).
@@ -691,9 +693,10 @@ fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Res
 fn source_failure(joined: std::thread::Result<std::io::Result<()>>, d: &Digest) -> Option<Fail> {
     match joined {
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(Fail::Fatal(Error::Other(format!(
-            "pushing blob {d}: reading it from the source: {e}"
-        )))),
+        Ok(Err(e)) => Some(Fail::Fatal(Error::blob_read(
+            format_args!("pushing blob {d}: reading it from the source"),
+            e,
+        ))),
         Err(_) => Some(Fail::Fatal(Error::Other(format!(
             "pushing blob {d}: the reading thread panicked"
         )))),

@@ -5,8 +5,8 @@
 //! Layout:
 //!
 //! ```text
-//! DIR/ORG/NAME/<repo files>                 hf-repo model artifacts (NAME alone without an org)
-//! DIR/datasets/ORG/NAME/<repo files>        hf-repo dataset artifacts
+//! DIR/hf/ORG/NAME/<repo files>              hf-repo model artifacts (NAME alone without an org)
+//! DIR/hf-datasets/ORG/NAME/<repo files>     hf-repo dataset artifacts
 //! DIR/ollama/HOST/NAMESPACE/MODEL/TAG/      ollama-model artifacts:
 //!     model.gguf        the application/vnd.ollama.image.model layer
 //!     projector.gguf    ...image.projector (multimodal projector)
@@ -22,9 +22,22 @@
 //!     Modelfile         generated (when there is a model layer): FROM ./model.gguf, ADAPTER,
 //!                       FROM ./projector.gguf, TEMPLATE, SYSTEM, RENDERER, PARSER, PARAMETER
 //!                       (from params.json, keys sorted, one line per list element), LICENSE,
-//!                       MESSAGE — quoted as ollama quotes them
+//!                       MESSAGE — each value quoted by ollama's grammar, or the import refused
 //! ```
 //!
+//! Each kind has its own top-level directory (`hf`, `hf-datasets`, `ollama`), so no artifact
+//! name can reach another kind's directory (an HF model `datasets/foo` is `DIR/hf/datasets/foo`,
+//! one named `ollama/x` is `DIR/hf/ollama/x`); within one import, a model directory that would
+//! lie inside another (`hf/gpt2` and `hf/gpt2/x`) is refused.
+//!
+//! The Modelfile is meant for `ollama create NAME -f Modelfile`, so nothing from the bundle may
+//! add a directive to it: every value is written by ollama's own grammar (`parser/parser.go`:
+//! a value ends at the first `\r` or `\n` once what precedes it is unquoted or a complete
+//! `"…"` or `"""…"""`; there are no escapes) — raw when it can be, else `"…"` when it holds no
+//! `"`, else `"""…"""` when it holds no `"""` — and a value none of these can carry, or holding
+//! a character the parser would drop (a control or format character other than tab, CR and
+//! LF, a non-ASCII space), refuses the import (exit 3). PARAMETER keys must be ones ollama
+//! accepts ([`PARAMETERS`]) and MESSAGE roles `system`, `user` or `assistant`.
 //! A kind that occurs several times is numbered from 1 in manifest order (`license-1`,
 //! `license-2`, `projector-1.gguf`, ...). `HOST` keeps a port's `:` (`localhost:5000`), as
 //! ollama's own store does on Linux.
@@ -387,11 +400,10 @@ fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Re
     };
     let (digest, size) =
         fsutil::copy_hashed(reader, tmp.as_file_mut(), progress).map_err(|e| match e {
-            CopyError::Read { source, .. } => Error::Other(format!(
-                "blob {} (for {}): {source}",
-                f.digest,
-                f.path.display()
-            )),
+            CopyError::Read { source, .. } => Error::blob_read(
+                format_args!("blob {} (for {})", f.digest, f.path.display()),
+                source,
+            ),
             // Name the file being written, not its temp file.
             CopyError::Write(source) => Error::io("write", &f.path, source),
         })?;
@@ -403,12 +415,12 @@ fn write_file(f: &FileStep, src: &dyn BlobSource, progress: &dyn Progress) -> Re
         });
     }
     if size != f.size {
-        return Err(Error::Other(format!(
-            "blob {} is {size} bytes, {} expects {}",
-            f.digest,
-            f.path.display(),
-            f.size
-        )));
+        return Err(Error::SizeMismatch {
+            what: format!("content for {}", f.path.display()),
+            digest: f.digest,
+            declared: f.size,
+            detail: format!("is {size} bytes"),
+        });
     }
     finish_temp(tmp, f)
 }
@@ -473,29 +485,62 @@ pub struct ModelsDirPlan {
     pub writes: Writes,
 }
 
+/// The top-level directory of each kind in a models directory: nothing else is ever written
+/// at the top level, and each kind's names stay below its own.
+pub const HF_MODELS: &str = "hf";
+pub const HF_DATASETS: &str = "hf-datasets";
+pub const OLLAMA: &str = "ollama";
+
 /// The directory (relative to `DIR`) an artifact goes to, or `None` for kinds this target
-/// does not take.
+/// does not take. The name below the kind's own directory must be one of that kind's names
+/// (an HF repo id `NAME` or `ORG/NAME`; an Ollama `HOST/NAMESPACE/MODEL/TAG`), each part a
+/// plain name, so that it cannot reach another kind's directory.
 pub fn model_rel_dir(a: &Artifact) -> Result<Option<String>> {
-    Ok(match a.kind {
+    let (ns, name) = match a.kind {
         ArtifactKind::HfRepo => {
             let hf =
                 a.hf.as_ref()
                     .expect("validated: hf-repo artifacts carry hf");
-            Some(match hf.repo_type {
-                HfRepoType::Model => hf.repo_id.clone(),
-                HfRepoType::Dataset => format!("datasets/{}", hf.repo_id),
-            })
+            crate::format::validate_repo_id(&hf.repo_id).map_err(|e| {
+                Error::Refused(format!(
+                    "artifact {}: repo id {:?} cannot name a model directory: {e}",
+                    a.name, hf.repo_id
+                ))
+            })?;
+            let ns = match hf.repo_type {
+                HfRepoType::Model => HF_MODELS,
+                HfRepoType::Dataset => HF_DATASETS,
+            };
+            (ns, hf.repo_id.clone())
         }
         ArtifactKind::OllamaModel => {
             let info = a
                 .image
                 .as_ref()
                 .expect("validated: ollama models carry image");
-            let n = OllamaName::parse_reference(&info.reference)?;
-            Some(format!("ollama/{}", n.manifest_rel_path()))
+            let n = OllamaName::parse_reference(&info.reference)
+                .map_err(|e| Error::Refused(format!("artifact {}: {e}", a.name)))?;
+            (OLLAMA, n.manifest_rel_path())
         }
-        _ => None,
-    })
+        _ => return Ok(None),
+    };
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(Error::Refused(format!(
+            "artifact {}: {name:?} cannot name a model directory",
+            a.name
+        )));
+    }
+    Ok(Some(format!("{ns}/{name}")))
+}
+
+/// Whether directory `inner` (relative, `/`-separated) lies strictly inside `outer`.
+fn nested(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Works out every step for the `hf-repo` and `ollama-model` artifacts `include` accepts,
@@ -507,10 +552,24 @@ pub fn plan(
 ) -> Result<ModelsDirPlan> {
     let mut p = Planner::new(dest)?;
     let mut models = Vec::new();
+    let mut bases: Vec<(String, &str)> = Vec::new();
     for a in bundle.manifest().artifacts.iter().filter(|a| include(a)) {
         let Some(base) = model_rel_dir(a)? else {
             continue;
         };
+        // One model's directory never lies inside another's.
+        if let Some((other, name)) = bases
+            .iter()
+            .find(|(b, _)| nested(&base, b) || nested(b, &base))
+        {
+            return Err(Error::Refused(format!(
+                "artifacts {name} and {}: model directory {base} and {other} would lie one \
+                 inside the other in {}",
+                a.name,
+                dest.display()
+            )));
+        }
+        bases.push((base.clone(), &a.name));
         let path = p.dir(&base)?;
         if a.kind == ArtifactKind::HfRepo {
             for e in &a.entries {
@@ -576,20 +635,28 @@ fn layer_file(media_type: &str) -> Option<(&'static str, &'static str)> {
 /// Largest text layer read to generate a Modelfile.
 const MAX_TEXT: u64 = 16 << 20;
 
-fn read_text(src: &dyn BlobSource, l: &Layer) -> Result<String> {
+/// A layer's text: `Err` when reading the bundle fails, `Ok(Err(why))` when the bytes are not
+/// text a Modelfile can hold (larger than [`MAX_TEXT`], not UTF-8).
+fn try_read_text(src: &dyn BlobSource, l: &Layer) -> Result<std::result::Result<String, String>> {
     let mut v = Vec::new();
     src.open(&l.digest)?
         .take(MAX_TEXT + 1)
         .read_to_end(&mut v)
-        .map_err(|e| Error::Other(format!("reading {} ({}): {e}", l.digest, l.media_type)))?;
+        .map_err(|e| {
+            Error::blob_read(format_args!("reading {} ({})", l.digest, l.media_type), e)
+        })?;
     if v.len() as u64 > MAX_TEXT {
-        return Err(Error::Other(format!(
+        return Ok(Err(format!(
             "{} layer {} is larger than {MAX_TEXT} bytes",
             l.media_type, l.digest
         )));
     }
-    String::from_utf8(v)
-        .map_err(|_| Error::Other(format!("{} layer {} is not UTF-8", l.media_type, l.digest)))
+    Ok(String::from_utf8(v)
+        .map_err(|_| format!("{} layer {} is not UTF-8", l.media_type, l.digest)))
+}
+
+fn read_text(src: &dyn BlobSource, l: &Layer) -> Result<String> {
+    try_read_text(src, l)?.map_err(Error::Corrupt)
 }
 
 /// The name each layer gets in the model directory, in manifest order.
@@ -660,22 +727,97 @@ fn plan_ollama_dir(
         )
     };
     generated("manifest.json", m.manifest.clone())?;
-    if let Some(mf) = modelfile(src, m, &names)? {
+    let mf = modelfile(src, m, &names).map_err(|e| match e {
+        Error::Refused(msg) => Error::Refused(format!("artifact {artifact}: Modelfile: {msg}")),
+        Error::Corrupt(msg) => Error::Corrupt(format!("artifact {artifact}: {msg}")),
+        e => e,
+    })?;
+    if let Some(mf) = mf {
         generated("Modelfile", mf.into_bytes())?;
     }
     Ok(())
 }
 
-/// ollama's `quote` (parser/parser.go): quote a value with a newline or leading or trailing
-/// space, with `"""` when it holds a `"`.
-pub fn quote(s: &str) -> String {
-    if s.contains('\n') || s.starts_with(' ') || s.ends_with(' ') {
-        if s.contains('"') {
-            return format!("\"\"\"{s}\"\"\"");
-        }
-        return format!("\"{s}\"");
+/// The PARAMETER keys ollama accepts in a Modelfile: the JSON names of `api.Options` and
+/// `api.Runner` (`api.FormatParams` refuses any other), and the deprecated ones its parser
+/// still takes with a warning (`deprecatedParameters` in `parser/parser.go`).
+pub const PARAMETERS: &[&str] = &[
+    "num_ctx",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "use_mmap",
+    "num_thread",
+    "draft_num_predict",
+    "num_keep",
+    "seed",
+    "num_predict",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_last_n",
+    "temperature",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    // Deprecated: accepted with a warning.
+    "penalize_newline",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "use_mlock",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+];
+
+/// The MESSAGE roles ollama's parser accepts (`isValidMessageRole`).
+pub const ROLES: &[&str] = &["system", "user", "assistant"];
+
+/// Writes `s` as a Modelfile value by ollama's grammar (`parser/parser.go`), or says why it
+/// cannot be. The parser has no escapes: a value ends at the first `\r` or `\n` once the text
+/// before it, trimmed, is unquoted or a complete `"…"` or `"""…"""`, and characters that are not
+/// printable (other than tab, CR and LF) are dropped. So: raw when the value has no CR or LF,
+/// no leading or trailing space or tab and does not start with `"`; else `"…"` when it holds no
+/// `"`; else `"""…"""` when it holds no `"""`; else refused, as is any value holding a control
+/// or format character other than tab, CR and LF, or a space other than U+0020.
+pub fn quote(s: &str) -> std::result::Result<String, String> {
+    if let Some(c) = s.chars().find(|&c| {
+        !matches!(c, '\t' | '\n' | '\r')
+            && (crate::format::text::is_unsafe_char(c) || (c.is_whitespace() && c != ' '))
+    }) {
+        return Err(format!(
+            "holds U+{:04X}, which ollama's Modelfile parser would drop",
+            c as u32
+        ));
     }
-    s.to_string()
+    let blank = |c: char| c == ' ' || c == '\t';
+    let needs_quotes = s.contains(['\n', '\r'])
+        || s.starts_with(blank)
+        || s.ends_with(blank)
+        || s.starts_with('"');
+    if !needs_quotes {
+        return Ok(s.to_string());
+    }
+    if !s.contains('"') {
+        return Ok(format!("\"{s}\""));
+    }
+    if !s.contains("\"\"\"") {
+        return Ok(format!("\"\"\"{s}\"\"\""));
+    }
+    Err(
+        "needs quoting but holds both a line break or edge space and \"\"\", which ollama's \
+         Modelfile grammar cannot quote (it has no escapes)"
+            .into(),
+    )
+}
+
+/// [`quote`] for the value of `what`, refusing the import when it cannot be written.
+fn quoted(what: &str, s: &str) -> Result<String> {
+    quote(s).map_err(|why| Error::Refused(format!("{what}: {why}")))
 }
 
 /// A Modelfile that rebuilds the model from the directory's files, in the order of ollama's
@@ -712,15 +854,18 @@ pub fn modelfile(
     }
     // As ollama does, the last template and system layer win.
     if let Some((l, _)) = of("template").last() {
-        out.push(format!("TEMPLATE {}", quote(&read_text(src, l)?)));
+        let what = format!("template layer {}", l.digest);
+        out.push(format!("TEMPLATE {}", quoted(&what, &read_text(src, l)?)?));
     }
     if let Some((l, _)) = of("system").last() {
         let s = read_text(src, l)?;
         if !s.is_empty() {
-            out.push(format!("SYSTEM {}", quote(&s)));
+            let what = format!("system layer {}", l.digest);
+            out.push(format!("SYSTEM {}", quoted(&what, &s)?));
         }
     }
-    if let Ok(text) = read_text(src, &m.config) {
+    // The config is optional reading: one that is not JSON text just gives no RENDERER/PARSER.
+    if let Ok(text) = try_read_text(src, &m.config)? {
         if let Ok(cfg) = serde_json::from_str::<serde_json::Value>(&text) {
             for key in ["renderer", "parser"] {
                 if let Some(v) = cfg
@@ -728,7 +873,8 @@ pub fn modelfile(
                     .and_then(|v| v.as_str())
                     .filter(|v| !v.is_empty())
                 {
-                    out.push(format!("{} {}", key.to_uppercase(), quote(v)));
+                    let what = format!("{key} in config {}", m.config.digest);
+                    out.push(format!("{} {}", key.to_uppercase(), quoted(&what, v)?));
                 }
             }
         }
@@ -737,7 +883,7 @@ pub fn modelfile(
         let text = read_text(src, l)?;
         let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| {
-                Error::Other(format!("params layer {}: not a JSON object: {e}", l.digest))
+                Error::Corrupt(format!("params layer {}: not a JSON object: {e}", l.digest))
             })?;
         let mut keys: Vec<&String> = params.keys().collect();
         keys.sort();
@@ -746,18 +892,28 @@ pub fn modelfile(
             other => other.to_string(),
         };
         for k in keys {
+            if !PARAMETERS.contains(&k.as_str()) {
+                return Err(Error::Refused(format!(
+                    "params layer {}: parameter \"{}\" is not one ollama accepts ({})",
+                    l.digest,
+                    crate::format::text::escape(k),
+                    PARAMETERS.join(", ")
+                )));
+            }
+            let what = format!("params layer {}: parameter {k}", l.digest);
             match &params[k] {
                 serde_json::Value::Array(items) => {
                     for it in items {
-                        out.push(format!("PARAMETER {k} {}", quote(&value(it))));
+                        out.push(format!("PARAMETER {k} {}", quoted(&what, &value(it))?));
                     }
                 }
-                v => out.push(format!("PARAMETER {k} {}", quote(&value(v)))),
+                v => out.push(format!("PARAMETER {k} {}", quoted(&what, &value(v))?)),
             }
         }
     }
     for (l, _) in of("license") {
-        out.push(format!("LICENSE {}", quote(&read_text(src, l)?)));
+        let what = format!("license layer {}", l.digest);
+        out.push(format!("LICENSE {}", quoted(&what, &read_text(src, l)?)?));
     }
     if let Some((l, _)) = of("messages").last() {
         #[derive(serde::Deserialize)]
@@ -766,9 +922,23 @@ pub fn modelfile(
             content: String,
         }
         let msgs: Vec<Msg> = serde_json::from_str(&read_text(src, l)?)
-            .map_err(|e| Error::Other(format!("messages layer {}: {e}", l.digest)))?;
-        for msg in msgs {
-            out.push(format!("MESSAGE {} {}", msg.role, quote(&msg.content)));
+            .map_err(|e| Error::Corrupt(format!("messages layer {}: {e}", l.digest)))?;
+        for (i, msg) in msgs.iter().enumerate() {
+            if !ROLES.contains(&msg.role.as_str()) {
+                return Err(Error::Refused(format!(
+                    "messages layer {}: message {i} has role \"{}\", not one of {} (the roles \
+                     ollama's Modelfile accepts)",
+                    l.digest,
+                    crate::format::text::escape(&msg.role),
+                    ROLES.join(", ")
+                )));
+            }
+            let what = format!("messages layer {}: message {i}", l.digest);
+            out.push(format!(
+                "MESSAGE {} {}",
+                msg.role,
+                quoted(&what, &msg.content)?
+            ));
         }
     }
     let mut s = out.join("\n");
@@ -813,11 +983,21 @@ mod tests {
 
     #[test]
     fn values_are_quoted_as_ollama_quotes_them() {
-        assert_eq!(quote("0.7"), "0.7");
-        assert_eq!(quote("<|end|>"), "<|end|>");
-        assert_eq!(quote("a\nb"), "\"a\nb\"");
-        assert_eq!(quote("say \"hi\"\n"), "\"\"\"say \"hi\"\n\"\"\"");
-        assert_eq!(quote(" x"), "\" x\"");
+        let q = |s: &str| quote(s).unwrap();
+        assert_eq!(q("0.7"), "0.7");
+        assert_eq!(q("<|end|>"), "<|end|>");
+        assert_eq!(q("a\nb"), "\"a\nb\"");
+        assert_eq!(q("say \"hi\"\n"), "\"\"\"say \"hi\"\n\"\"\"");
+        assert_eq!(q(" x"), "\" x\"");
+        // A bare CR ends a line for ollama too; a leading quote would open a quoted value.
+        assert_eq!(q("a\rb"), "\"a\rb\"");
+        assert_eq!(q("\"x"), "\"\"\"\"x\"\"\"");
+        assert_eq!(q("x\t"), "\"x\t\"");
+        // What the grammar cannot carry is refused.
+        assert!(quote("x\"\"\"\nFROM /etc/passwd").is_err());
+        assert!(quote("a\u{1b}[2Kb").is_err());
+        assert!(quote("zero\u{200b}width").is_err());
+        assert!(quote("nb\u{a0}sp").is_err());
     }
 
     struct Mem(HashMap<Digest, Vec<u8>>);
@@ -855,7 +1035,7 @@ mod tests {
             add("system", b"Say \"hi\".\nThen stop."),
             add(
                 "params",
-                br#"{"top_k":40,"stop":["a b","<x>"],"penalize":true}"#,
+                br#"{"top_k":40,"stop":["a b","<x>"],"penalize_newline":true}"#,
             ),
             add(
                 "messages",
@@ -881,7 +1061,7 @@ mod tests {
              TEMPLATE {{ .Prompt }}\n\
              SYSTEM \"\"\"Say \"hi\".\nThen stop.\"\"\"\n\
              RENDERER qwen3\n\
-             PARAMETER penalize true\n\
+             PARAMETER penalize_newline true\n\
              PARAMETER stop a b\n\
              PARAMETER stop <x>\n\
              PARAMETER top_k 40\n\

@@ -282,16 +282,18 @@ pub fn plan(
             };
             match src.size(&d.digest) {
                 None => {
-                    return Err(Error::Other(format!(
-                        "blob {} ({}) is not in the source",
-                        d.digest, d.media_type
+                    return Err(Error::Corrupt(format!(
+                        "image {}: blob {} ({}) is not in the bundle",
+                        top.digest, d.digest, d.media_type
                     )))
                 }
                 Some(s) if s != d.size => {
-                    return Err(Error::Other(format!(
-                        "blob {} is {s} bytes in the source, its descriptor says {}",
-                        d.digest, d.size
-                    )))
+                    return Err(Error::SizeMismatch {
+                        what: format!("image {}", top.digest),
+                        digest: d.digest,
+                        declared: d.size,
+                        detail: format!("is {s} bytes in the bundle"),
+                    })
                 }
                 Some(_) => {}
             }
@@ -313,25 +315,50 @@ pub fn plan(
     })
 }
 
-/// Carries out a plan: blobs, then `oci-layout` if absent, then `index.json`, atomically.
+/// Carries out a plan: blobs, then `oci-layout` if absent, then `index.json`, atomically. On a
+/// failure the blobs, `oci-layout` file and directories this call created are removed, so the
+/// layout is left as it was (`index.json` is only ever replaced atomically, last).
 pub fn execute(plan: &LayoutPlan, src: &dyn BlobSource, progress: &dyn Progress) -> Result<()> {
     if plan.is_noop() {
         return Ok(());
     }
     let blob_dir = plan.dest.join("blobs/sha256");
-    fsutil::create_dir_all(&blob_dir)?;
+    let made_dirs = fsutil::create_dirs_recorded(&blob_dir)?;
+    let mut made_files = Vec::new();
+    let result = write_all(plan, src, progress, &blob_dir, &mut made_files);
+    if result.is_err() {
+        for f in made_files.iter().rev() {
+            let _ = fs::remove_file(f);
+        }
+        for d in made_dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+    result
+}
+
+fn write_all(
+    plan: &LayoutPlan,
+    src: &dyn BlobSource,
+    progress: &dyn Progress,
+    blob_dir: &Path,
+    made: &mut Vec<PathBuf>,
+) -> Result<()> {
     progress.start("writing OCI layout", plan.bytes_to_write());
     for b in plan.blobs.iter().filter(|b| b.action == BlobAction::Write) {
-        write_blob(src, b, &blob_dir, progress)?;
+        write_blob(src, b, blob_dir, progress)?;
+        made.push(b.path.clone());
     }
     progress.finish();
-    fsutil::sync_dir(&blob_dir)?;
+    fsutil::sync_dir(blob_dir)?;
     if let Some(parent) = blob_dir.parent() {
         fsutil::sync_dir(parent)?;
     }
     if plan.create_layout_file {
         let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
-        fsutil::write_atomic(&plan.dest.join(LAYOUT_FILE), body.as_bytes(), 0o644)?;
+        let path = plan.dest.join(LAYOUT_FILE);
+        fsutil::write_atomic(&path, body.as_bytes(), 0o644)?;
+        made.push(path);
     }
     if plan.refs.iter().any(|r| r.action != RefAction::Keep) {
         let index_path = plan.dest.join("index.json");
@@ -393,11 +420,10 @@ fn write_blob(
     let reader = src.open(&b.digest)?;
     let (digest, size) =
         fsutil::copy_hashed(reader, tmp.as_file_mut(), progress).map_err(|e| match e {
-            CopyError::Read { source, .. } => Error::Other(format!(
-                "blob {} (for {}): {source}",
-                b.digest,
-                b.path.display()
-            )),
+            CopyError::Read { source, .. } => Error::blob_read(
+                format_args!("blob {} (for {})", b.digest, b.path.display()),
+                source,
+            ),
             CopyError::Write(source) => Error::io("write", tmp.path(), source),
         })?;
     if digest != b.digest {
@@ -408,10 +434,12 @@ fn write_blob(
         });
     }
     if size != b.size {
-        return Err(Error::Other(format!(
-            "blob {} is {size} bytes, its descriptor says {}",
-            b.digest, b.size
-        )));
+        return Err(Error::SizeMismatch {
+            what: format!("blob for {}", b.path.display()),
+            digest: b.digest,
+            declared: b.size,
+            detail: format!("is {size} bytes"),
+        });
     }
     tmp.as_file_mut()
         .flush()

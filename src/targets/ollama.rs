@@ -99,13 +99,13 @@ pub fn read_model(src: &dyn BlobSource, a: &Artifact) -> Result<OllamaModel> {
     let bytes = src.read_small(&info.digest)?;
     check_manifest(&bytes, &top, "bundle")?;
     let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Other(format!(
+        Error::Corrupt(format!(
             "artifact {}: manifest {} is not an Ollama manifest: {e}",
             a.name, info.digest
         ))
     })?;
     if raw.schema_version != 2 {
-        return Err(Error::Other(format!(
+        return Err(Error::Corrupt(format!(
             "artifact {}: manifest {} has schemaVersion {}, not 2",
             a.name, info.digest, raw.schema_version
         )));
@@ -114,7 +114,7 @@ pub fn read_model(src: &dyn BlobSource, a: &Artifact) -> Result<OllamaModel> {
         match src.size(&l.digest) {
             Some(s) if s == l.size => {}
             _ => {
-                return Err(Error::Other(format!(
+                return Err(Error::Corrupt(format!(
                     "artifact {} needs blob {} ({}, {} bytes), which the bundle does not hold",
                     a.name, l.digest, l.media_type, l.size
                 )))

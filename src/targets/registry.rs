@@ -172,7 +172,7 @@ pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<
             match bundle.blob(&d.digest) {
                 Some(b) if b.size == d.size => {}
                 _ => {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Corrupt(format!(
                         "image {} needs blob {} ({} bytes), which the bundle does not hold",
                         a.name, d.digest, d.size
                     )))
@@ -240,6 +240,7 @@ fn annotate(e: Error, p: &ImagePush) -> Error {
     let ctx = format!("pushing {} to {}", p.artifact, p.target);
     match e {
         Error::Other(m) => Error::Other(format!("{ctx}: {m}")),
+        Error::Corrupt(m) => Error::Corrupt(format!("{ctx}: {m}")),
         Error::Http { url, msg } => Error::Http {
             url,
             msg: format!("{msg} ({ctx})"),

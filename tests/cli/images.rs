@@ -941,7 +941,7 @@ fn an_image_missing_a_blob_in_a_signed_bundle_is_refused_before_any_push() {
     env.run(&["verify", "b", "--trust", "k.pub"]).ok();
     let dst = TestRegistry::start();
     env.run(&["import", "b", "--trust", "k.pub", "--registry", &dst.addr])
-        .code(1)
+        .code(3)
         .stderr_has("which the bundle does not hold");
     let out = Command::new("skopeo")
         .args([
@@ -955,7 +955,7 @@ fn an_image_missing_a_blob_in_a_signed_bundle_is_refused_before_any_push() {
     assert!(!out.status.success(), "nothing was pushed");
     // The layout target refuses it too, before writing.
     env.run(&["import", "b", "--trust", "k.pub", "--oci-layout", "L"])
-        .code(1);
+        .code(3);
     assert!(!env.path("L").exists());
 }
 

@@ -22,6 +22,7 @@ mod registry;
 mod rejections;
 mod roundtrip;
 mod sec_render;
+mod sec_targets;
 mod state;
 mod support;
 mod urls;

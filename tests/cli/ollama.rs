@@ -630,7 +630,7 @@ fn hf_repos_go_to_org_name_in_the_models_directory() {
     let vb = verified(&env, "b");
     let dir = env.path("models");
     let plan = models_dir::plan(&vb, &dir, &|_| true).unwrap();
-    let root = dir.join("sentence-transformers/all-MiniLM-L6-v2");
+    let root = dir.join("hf/sentence-transformers/all-MiniLM-L6-v2");
     assert_eq!(plan.models[0].path, root);
     models_dir::execute(&vb, &plan, &Silent).unwrap();
     let mut want: BTreeMap<String, Option<Vec<u8>>> = files
@@ -642,11 +642,12 @@ fn hf_repos_go_to_org_name_in_the_models_directory() {
     assert_eq!(
         snapshot(&dir)
             .keys()
-            .filter(|k| !k.starts_with("sentence-transformers/all-MiniLM-L6-v2/"))
+            .filter(|k| !k.starts_with("hf/sentence-transformers/all-MiniLM-L6-v2/"))
             .collect::<Vec<_>>(),
         vec![
-            "sentence-transformers",
-            "sentence-transformers/all-MiniLM-L6-v2"
+            "hf",
+            "hf/sentence-transformers",
+            "hf/sentence-transformers/all-MiniLM-L6-v2"
         ]
     );
     let again = models_dir::plan(&vb, &dir, &|_| true).unwrap();
