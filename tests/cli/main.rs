@@ -20,6 +20,7 @@ mod push;
 mod regauth;
 mod registry;
 mod rejections;
+mod sec_net;
 mod roundtrip;
 mod state;
 mod support;

@@ -1,0 +1,279 @@
+//! Issue 9, connected side: downloads bounded in size and time (defect 3), source files opened
+//! without following links or blocking (defect 6), and the unfriendly cases of the same review
+//! (`--registry` checked when parsed, spec paths inside the spec's directory, case and
+//! normalisation twins named before hashing, redirects to other schemes named). Every run of
+//! the binary here is bounded by a timeout, so a hang fails the test instead of the suite.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use airlock::format::Digest;
+
+use crate::support::*;
+
+const GOOD_LEN: usize = 300_017;
+/// What the "endless" bodies send at most, so that the failing-first run cannot fill the disk:
+/// far beyond the caps the tests set.
+const ENDLESS: usize = 48 << 20;
+
+/// Runs the binary, killing it after `secs`: a run that hangs comes back with code -1 and says so.
+fn run_for(mut c: Command, secs: u64) -> Run {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run airlock");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let e = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = e.join().unwrap();
+    if code == -1 {
+        stderr.push_str(&format!("\n[killed: still running after {secs} s]"));
+    }
+    Run {
+        code,
+        stdout: o.join().unwrap(),
+        stderr,
+    }
+}
+
+fn pack_for(env: &Env, args: &[&str], secs: u64) -> Run {
+    let mut all = vec!["pack"];
+    all.extend_from_slice(args);
+    run_for(env.command(&all), secs)
+}
+
+fn good() -> Vec<u8> {
+    pseudo_random(GOOD_LEN, 9)
+}
+
+fn read_request(s: &TcpStream) -> String {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    let _ = r.read_line(&mut line);
+    loop {
+        let mut h = String::new();
+        match r.read_line(&mut h) {
+            Ok(n) if n > 2 => {}
+            _ => break,
+        }
+    }
+    line.split_whitespace().nth(1).unwrap_or("/").to_string()
+}
+
+/// A hostile HTTP server on 127.0.0.1 (one thread per connection, until the test ends).
+fn serve() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut s) = stream else { continue };
+            thread::spawn(move || {
+                let path = read_request(&s);
+                let good = good();
+                let _ = match path.as_str() {
+                    "/good.bin" => {
+                        write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", good.len()).unwrap();
+                        s.write_all(&good)
+                    }
+                    // The same bytes, chunked: no Content-Length.
+                    "/good-chunked.bin" => {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+                        for part in good.chunks(65_536) {
+                            write!(s, "{:x}\r\n", part.len()).unwrap();
+                            s.write_all(part).unwrap();
+                            s.write_all(b"\r\n").unwrap();
+                        }
+                        s.write_all(b"0\r\n\r\n")
+                    }
+                    // An "endless" chunked body.
+                    "/endless-chunked.bin" => {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+                        let part = vec![7u8; 65_536];
+                        let mut sent = 0;
+                        let mut r = Ok(());
+                        while sent < ENDLESS && r.is_ok() {
+                            r = write!(s, "{:x}\r\n", part.len())
+                                .and_then(|_| s.write_all(&part))
+                                .and_then(|_| s.write_all(b"\r\n"));
+                            sent += part.len();
+                        }
+                        r.and_then(|_| s.write_all(b"0\r\n\r\n"))
+                    }
+                    // An "endless" body without a length, ended by closing the connection.
+                    "/endless-close.bin" => {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").unwrap();
+                        let part = vec![7u8; 65_536];
+                        let mut sent = 0;
+                        let mut r = Ok(());
+                        while sent < ENDLESS && r.is_ok() {
+                            r = s.write_all(&part);
+                            sent += part.len();
+                        }
+                        r
+                    }
+                    // One byte every 200 ms, for as long as anyone listens.
+                    "/drip.bin" => {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n").unwrap();
+                        let mut r = Ok(());
+                        for _ in 0..100_000 {
+                            r = s.write_all(b"x").and_then(|_| s.flush());
+                            if r.is_err() {
+                                break;
+                            }
+                            thread::sleep(Duration::from_millis(200));
+                        }
+                        r
+                    }
+                    "/to-file" => s.write_all(b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    "/to-ftp" => s.write_all("HTTP/1.1 301 Moved Permanently\r\nLocation: ftp://h/x\u{202e}txt.sh\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".as_bytes()),
+                    _ => s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                };
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Nothing of a failed pack is left: no bundle, no staging.
+#[track_caller]
+fn nothing_left(env: &Env, out: &str) {
+    assert!(
+        !env.path(&format!("{out}/.airlock-staging")).exists(),
+        "staging is left behind"
+    );
+    assert!(!env.path(out).exists(), "a bundle directory is left behind");
+}
+
+// ---- defect 3: downloads bounded in size and time ------------------------------------------
+
+#[test]
+fn endless_chunked_body_stops_at_the_download_cap() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    let src = format!("{base}/endless-chunked.bin");
+    let args = [src.as_str(), "--out", "b", "--key", "k", "--max-download", "1MiB"];
+    pack_for(&env, &args, 60)
+        .code(1)
+        .stderr_has("/endless-chunked.bin")
+        .stderr_has("stopped after 1048576 bytes")
+        .stderr_has("--max-download");
+    nothing_left(&env, "b");
+}
+
+#[test]
+fn endless_body_without_length_stops_at_the_download_cap() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    // The cap from the spec file.
+    env.write(
+        "spec.toml",
+        format!("max_download = \"512KiB\"\n\n[[urls]]\nurl = \"{base}/endless-close.bin\"\n"),
+    );
+    let args = ["--spec", "spec.toml", "--out", "b", "--key", "k"];
+    pack_for(&env, &args, 60)
+        .code(1)
+        .stderr_has("/endless-close.bin")
+        .stderr_has("stopped after 524288 bytes");
+    nothing_left(&env, "b");
+    // A Content-Length above the cap fails before the first byte.
+    let src = format!("{base}/good.bin");
+    let args = [src.as_str(), "--out", "b", "--key", "k", "--max-download", "1000"];
+    pack_for(&env, &args, 60)
+        .code(1)
+        .stderr_has(&format!("announces {GOOD_LEN} bytes, more than the 1000 bytes"));
+    nothing_left(&env, "b");
+}
+
+#[test]
+fn declared_size_stops_at_the_first_byte_beyond_and_checks_content_length() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    let digest = Digest::of(&good());
+    // Right pin and size, with and without a Content-Length: packed.
+    for route in ["good.bin", "good-chunked.bin"] {
+        let src = format!("{base}/{route}#sha256={}&size={GOOD_LEN}", digest.hex());
+        let out = pack_for(&env, &[&src, "--out", route, "--key", "k", "--json"], 60);
+        out.ok();
+        assert_eq!(out.json()["artifacts"][0]["name"], route);
+    }
+    // A chunked body longer than the declared size: stopped, content refused (exit 3).
+    let src = format!("{base}/good-chunked.bin#size=1000");
+    pack_for(&env, &[&src, "--out", "b", "--key", "k"], 60)
+        .code(3)
+        .stderr_has("/good-chunked.bin")
+        .stderr_has("expected 1000 bytes (the declared size)")
+        .stderr_has("stopped at the first byte beyond");
+    nothing_left(&env, "b");
+    // A body shorter than the declared size.
+    let src = format!("{base}/good-chunked.bin#size={}", GOOD_LEN + 1);
+    pack_for(&env, &[&src, "--out", "b", "--key", "k"], 60)
+        .code(3)
+        .stderr_has(&format!("got {GOOD_LEN} bytes"));
+    nothing_left(&env, "b");
+    // A Content-Length that disagrees with the declared size (spec form): fails at once.
+    env.write(
+        "spec.toml",
+        format!(
+            "[[urls]]\nurl = \"{base}/good.bin\"\nsha256 = \"{}\"\nsize = 5\n",
+            digest.hex()
+        ),
+    );
+    pack_for(&env, &["--spec", "spec.toml", "--out", "b", "--key", "k"], 60)
+        .code(3)
+        .stderr_has("expected 5 bytes (the declared size)")
+        .stderr_has(&format!("got {GOOD_LEN} bytes (the server's Content-Length)"));
+    nothing_left(&env, "b");
+}
+
+#[test]
+fn dripping_server_is_aborted_below_the_minimum_speed() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    let src = format!("{base}/drip.bin");
+    let args = [
+        src.as_str(),
+        "--out",
+        "b",
+        "--key",
+        "k",
+        "--min-speed",
+        "1000",
+        "--min-speed-time",
+        "2",
+    ];
+    pack_for(&env, &args, 40)
+        .code(1)
+        .stderr_has("/drip.bin")
+        .stderr_has("too slow")
+        .stderr_has("--min-speed");
+    nothing_left(&env, "b");
+}
