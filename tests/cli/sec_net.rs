@@ -277,3 +277,21 @@ fn dripping_server_is_aborted_below_the_minimum_speed() {
         .stderr_has("--min-speed");
     nothing_left(&env, "b");
 }
+
+// ---- "also fix": redirects to other schemes --------------------------------------------------
+
+#[test]
+fn redirect_to_a_non_http_scheme_is_named_and_refused() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    pack_for(&env, &[&format!("{base}/to-file"), "--out", "b", "--key", "k"], 60)
+        .code(1)
+        .stderr_has("redirect to \"file:///etc/passwd\"")
+        .stderr_has("schemes other than http:// and https:// are refused");
+    nothing_left(&env, "b");
+    // The Location is shown escaped.
+    let run = pack_for(&env, &[&format!("{base}/to-ftp"), "--out", "b", "--key", "k"], 60);
+    run.code(1).stderr_has("ftp://h/x\\u{202e}txt.sh");
+    assert!(!run.stderr.contains('\u{202e}'), "{}", run.stderr);
+}
