@@ -295,3 +295,103 @@ fn redirect_to_a_non_http_scheme_is_named_and_refused() {
     run.code(1).stderr_has("ftp://h/x\\u{202e}txt.sh");
     assert!(!run.stderr.contains('\u{202e}'), "{}", run.stderr);
 }
+
+// ---- defect 6: source files swapped for a FIFO or a link ---------------------------------------
+
+fn mkfifo(path: &std::path::Path) {
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success());
+}
+
+/// Starts `pack` of `src`, waits until `ready` exists, waits `delay`, then replaces `victim`
+/// by what `swap` makes; the pack's outcome, killed after 60 s.
+fn pack_and_swap(
+    env: &Env,
+    src: &str,
+    ready: &str,
+    delay: Duration,
+    victim: &str,
+    swap: impl FnOnce(&std::path::Path) + Send + 'static,
+) -> Run {
+    let mut c = env.command(&["pack", src, "--out", "b", "--key", "k"]);
+    let handle = {
+        let ready = env.path(ready);
+        let victim = env.path(victim);
+        thread::spawn(move || {
+            let start = Instant::now();
+            while !ready.exists() && start.elapsed() < Duration::from_secs(30) {
+                thread::sleep(Duration::from_millis(1));
+            }
+            thread::sleep(delay);
+            std::fs::remove_file(&victim).unwrap();
+            swap(&victim);
+        })
+    };
+    c.stdin(Stdio::null());
+    let run = run_for(c, 60);
+    handle.join().unwrap();
+    run
+}
+
+/// A tree whose big files keep the hashing and the chunk writing busy; `src/zz.txt` is the
+/// last file hashed and the last one written.
+fn slow_tree(env: &Env) {
+    for i in 0..6 {
+        env.write(&format!("src/a{i}.bin"), pseudo_random(12 << 20, i));
+    }
+    env.write("src/zz.txt", b"the last file\n");
+}
+
+#[test]
+fn source_file_swapped_for_a_fifo_during_hashing_is_refused_not_waited_on() {
+    let env = Env::new();
+    env.keygen("k");
+    slow_tree(&env);
+    // The staging directory appears just before the tree is walked; the hashing of 72 MiB
+    // follows, and zz.txt comes last.
+    let run = pack_and_swap(
+        &env,
+        "src",
+        "b/.airlock-staging",
+        Duration::from_millis(30),
+        "src/zz.txt",
+        mkfifo,
+    );
+    run.code(1).stderr_has("zz.txt").stderr_has("a FIFO");
+    nothing_left(&env, "b");
+}
+
+#[test]
+fn source_file_swapped_for_a_fifo_or_a_link_before_its_copy_is_refused() {
+    let env = Env::new();
+    env.keygen("k");
+    slow_tree(&env);
+    // The first chunk appears when hashing is done and writing starts with a0.bin.
+    let run = pack_and_swap(
+        &env,
+        "src",
+        "b/chunks/00000000.tar",
+        Duration::from_millis(5),
+        "src/zz.txt",
+        mkfifo,
+    );
+    run.code(1).stderr_has("zz.txt").stderr_has("a FIFO");
+    nothing_left(&env, "b");
+    // A link to a file with the same bytes is not followed either.
+    std::fs::remove_file(env.path("src/zz.txt")).unwrap();
+    env.write("src/zz.txt", b"the last file\n");
+    env.write("elsewhere/zz.txt", b"the last file\n");
+    let target = env.path("elsewhere/zz.txt");
+    let run = pack_and_swap(
+        &env,
+        "src",
+        "b/chunks/00000000.tar",
+        Duration::from_millis(5),
+        "src/zz.txt",
+        move |p| std::os::unix::fs::symlink(&target, p).unwrap(),
+    );
+    run.code(1)
+        .stderr_has("zz.txt")
+        .stderr_has("symbolic link");
+    nothing_left(&env, "b");
+}
