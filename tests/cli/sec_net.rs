@@ -395,3 +395,25 @@ fn source_file_swapped_for_a_fifo_or_a_link_before_its_copy_is_refused() {
         .stderr_has("symbolic link");
     nothing_left(&env, "b");
 }
+
+// ---- "also fix": --registry, spec paths, twins -------------------------------------------------
+
+#[test]
+fn registry_values_are_checked_when_parsed() {
+    let env = Env::new();
+    let (_, public) = env.keygen("k");
+    let public = public.display().to_string();
+    for (bad, why) in [
+        ("reg\"istry:5000", "is not a host name label"),
+        ("localhost:99999/mirror", "is not a port number"),
+        ("localhost:/mirror", "is not a port number"),
+        ("https://registry.enclave", "without a scheme"),
+        ("localhost:5000/Mirror", "not a valid repository path"),
+    ] {
+        let args = ["import", "no-bundle", "--trust", &public, "--registry", bad];
+        run_for(env.command(&args), 60)
+            .code(2)
+            .stderr_has("--registry")
+            .stderr_has(why);
+    }
+}
