@@ -417,3 +417,41 @@ fn registry_values_are_checked_when_parsed() {
             .stderr_has(why);
     }
 }
+
+#[test]
+fn spec_file_paths_stay_in_the_spec_directory_unless_allowed() {
+    let env = Env::new();
+    env.keygen("k");
+    env.write("secret.txt", b"outside\n");
+    env.write("spec/data/in.txt", b"inside\n");
+    let outside = env.path("secret.txt").display().to_string();
+    for (path, why) in [
+        ("../secret.txt", "leaves the spec file's directory"),
+        ("data/../../secret.txt", "leaves the spec file's directory"),
+        (outside.as_str(), "is absolute"),
+    ] {
+        env.write(
+            "spec/nightly.toml",
+            format!("[[files]]\npath = \"{path}\"\n"),
+        );
+        let args = ["--spec", "spec/nightly.toml", "--out", "b", "--key", "k"];
+        pack_for(&env, &args, 60)
+            .code(2)
+            .stderr_has(path)
+            .stderr_has(why)
+            .stderr_has("allow_paths_outside");
+        nothing_left(&env, "b");
+    }
+    // Inside (even through a `..` that stays inside): packed.
+    env.write(
+        "spec/nightly.toml",
+        "[[files]]\npath = \"data/../data/in.txt\"\n",
+    );
+    pack_for(&env, &["--spec", "spec/nightly.toml", "--out", "b1", "--key", "k"], 60).ok();
+    // The explicit opt-in.
+    env.write(
+        "spec/nightly.toml",
+        "allow_paths_outside = true\n\n[[files]]\npath = \"../secret.txt\"\n",
+    );
+    pack_for(&env, &["--spec", "spec/nightly.toml", "--out", "b2", "--key", "k"], 60).ok();
+}
