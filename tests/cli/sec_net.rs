@@ -455,3 +455,25 @@ fn spec_file_paths_stay_in_the_spec_directory_unless_allowed() {
     );
     pack_for(&env, &["--spec", "spec/nightly.toml", "--out", "b2", "--key", "k"], 60).ok();
 }
+
+#[test]
+fn case_and_normalisation_twins_are_named_before_hashing() {
+    let env = Env::new();
+    env.keygen("k");
+    env.write("t1/README", b"upper\n");
+    env.write("t1/readme", b"lower\n");
+    env.write("t2/sub/caf\u{e9}.txt", b"nfc\n");
+    env.write("t2/sub/cafe\u{301}.txt", b"nfd\n");
+    for (tree, a, b) in [
+        ("t1", "t1/README", "t1/readme"),
+        ("t2", "t2/sub/cafe\u{301}.txt", "t2/sub/caf\u{e9}.txt"),
+    ] {
+        let run = pack_for(&env, &[tree, "--out", "b", "--key", "k"], 60);
+        run.code(2)
+            .stderr_has(a)
+            .stderr_has(b)
+            .stderr_has("same name when case and Unicode normalisation are ignored");
+        assert!(!run.stderr.contains("internal error"), "{}", run.stderr);
+        nothing_left(&env, "b");
+    }
+}
