@@ -1,5 +1,8 @@
 //! Local files and directories. Regular files and directories only: symlinks, devices, FIFOs
-//! and sockets are refused by name, as are names that are not UTF-8 or not portable.
+//! and sockets are refused by name, as are names that are not UTF-8 or not portable. Every
+//! file is opened with `fsutil::open_regular` (no link followed, no wait on a FIFO, regular
+//! file checked on the handle), here and again when the bundle writer copies it into a chunk,
+//! so a file swapped after the walk is refused by name.
 
 use std::fs;
 use std::path::Path;
@@ -156,7 +159,7 @@ fn hash_files(
         .into_par_iter()
         .map(|(path, _, rel, executable)| {
             let reader = ProgressReader {
-                inner: fsutil::open(&path)?,
+                inner: fsutil::open_regular(&path)?,
                 progress,
             };
             let (digest, size) = fsutil::hash_reader(reader, &path)?;
