@@ -311,7 +311,7 @@ pub struct ImportArgs {
     pub files: Option<PathBuf>,
 
     /// Push images to this registry, under an optional repository prefix
-    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = registry_target)]
     pub registry: Option<String>,
 
     /// Drop the source registry host from target repository names
@@ -355,6 +355,14 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// `--registry` is checked as it is parsed (host, port, prefix): a usage error names what is
+/// wrong before anything else happens.
+fn registry_target(s: &str) -> Result<String, String> {
+    crate::targets::registry::Target::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Add a countersignature to a bundle that verifies (the two-person rule)
