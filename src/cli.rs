@@ -165,6 +165,20 @@ pub struct PackArgs {
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
 
+    /// Most a URL download without a declared size (#size=N, size = N) may fetch, e.g. 500MiB
+    /// [default: 16GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_download: Option<String>,
+
+    /// Abort a download slower than this many bytes per second over --min-speed-time, e.g.
+    /// 1KiB; 0 turns the check off (as curl's --speed-limit) [default: 1KiB]
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub min_speed: Option<String>,
+
+    /// The period of --min-speed, in seconds or e.g. 2m (as curl's --speed-time) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub min_speed_time: Option<String>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -7,12 +7,15 @@
 //! expires = "30d"
 //! chunk_size = "2GiB"
 //!
+//! max_download = "16GiB"   # URLs without a declared size (overridden by `--max-download`)
+//!
 //! [[files]]
 //! path = "patches/fix-1234.bin"   # relative to this file's directory
 //!
 //! [[urls]]
 //! url = "https://example.com/tokenizer.json"
 //! sha256 = "…64 hex…"
+//! size = 2113710                  # bytes; the download stops at the first byte beyond
 //! name = "tokenizer.json"
 //!
 //! [[images]]
@@ -49,6 +52,18 @@ pub struct PackSpec {
     /// Largest chunk file, e.g. `700MiB`, `4GiB`, `25GB` (overridden by `--chunk-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<String>,
+    /// Most a URL download without a declared `size` may fetch, e.g. `500MiB` (overridden by
+    /// `--max-download`; default 16GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_download: Option<String>,
+    /// Abort a download slower than this many bytes per second over `min_speed_time`, e.g.
+    /// `1KiB`; `0` turns the check off (overridden by `--min-speed`; default 1KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speed: Option<String>,
+    /// The period of `min_speed`, e.g. `60s`, `2m` (overridden by `--min-speed-time`; default
+    /// 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speed_time: Option<String>,
     /// Local files and directories.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSource>,
@@ -123,6 +138,10 @@ pub struct UrlSource {
     /// Expected SHA-256 (64 hex digits); the pack fails if the download differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Expected size in bytes: the download stops at the first byte beyond it, and fails at
+    /// once if the server's `Content-Length` differs. Without it, `max_download` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// Artifact name (default: the last path segment of the URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -176,6 +195,7 @@ impl PackSpec {
             out.push(Source::Url {
                 url,
                 pin,
+                size: u.size,
                 given,
                 name: u.name.clone(),
             });
