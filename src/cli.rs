@@ -105,7 +105,8 @@ Examples:
   airlock pack ollama://llama3.2:1b --out b --key ci.key
 
 Sources: a local file or directory (plain path or file://PATH), an http(s):// URL,
-optionally pinned with #sha256=HEX (the pack fails if the download differs), a container
+optionally pinned with #sha256=HEX[&size=N] (the pack fails if the download differs; it stops
+at the first byte beyond a declared size, else at --max-download), a container
 image oci://[HOST/]REPO[:TAG][@sha256:HEX] (Docker Hub short names work: oci://nginx:1.27),
 an OCI image layout oci-layout://PATH[:TAG], a `docker save` tar docker-archive://FILE[:REF],
 a Hugging Face repo hf://ORG/NAME[@REVISION] or hf://datasets/ORG/NAME[@REVISION] (HF_ENDPOINT,
