@@ -518,3 +518,108 @@ fn case_and_normalisation_twins_are_named_before_hashing() {
         nothing_left(&env, "b");
     }
 }
+
+// ---- defect 3, the other downloads: one transfer policy for registries too --------------------
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A registry on 127.0.0.1 serving one image whose layer (`LAYER` bytes declared) is sent as
+/// `layer` says: "drip" (one byte every 200 ms) or "endless" (chunked, far beyond its size).
+fn hostile_registry(layer: &'static str) -> (String, Digest) {
+    const LAYER: usize = 100_000;
+    let config = b"{}".to_vec();
+    let layer_bytes = pseudo_random(LAYER, 4);
+    let layer_digest = Digest::of(&layer_bytes);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{LAYER}}}]}}"#,
+        Digest::of(&config)
+    )
+    .into_bytes();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut s) = stream else { continue };
+            let (manifest, config) = (manifest.clone(), config.clone());
+            thread::spawn(move || {
+                let path = read_request(&s);
+                let fixed = |s: &mut TcpStream, extra: String, body: &[u8]| {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                };
+                if path.contains("/manifests/") {
+                    let ct = format!(
+                        "Content-Type: {OCI_MANIFEST}\r\nDocker-Content-Digest: {}\r\n",
+                        Digest::of(&manifest)
+                    );
+                    fixed(&mut s, ct, &manifest);
+                } else if path.ends_with(&layer_digest.to_string()) && layer == "drip" {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {LAYER}\r\nConnection: close\r\n\r\n"
+                    );
+                    for _ in 0..LAYER {
+                        if s.write_all(b"x").and_then(|_| s.flush()).is_err() {
+                            break;
+                        }
+                        thread::sleep(Duration::from_millis(200));
+                    }
+                } else if path.ends_with(&layer_digest.to_string()) {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+                    let part = vec![7u8; 65_536];
+                    let mut sent = 0;
+                    while sent < ENDLESS {
+                        let r = write!(s, "{:x}\r\n", part.len())
+                            .and_then(|_| s.write_all(&part))
+                            .and_then(|_| s.write_all(b"\r\n"));
+                        if r.is_err() {
+                            break;
+                        }
+                        sent += part.len();
+                    }
+                    let _ = s.write_all(b"0\r\n\r\n");
+                } else if path.contains("/blobs/") {
+                    fixed(&mut s, String::new(), &config);
+                } else {
+                    fixed(&mut s, String::new(), b"{}");
+                }
+            });
+        }
+    });
+    (addr, layer_digest)
+}
+
+#[test]
+fn registry_blob_downloads_follow_the_same_speed_limit_and_stop_at_the_descriptor_size() {
+    let env = Env::new();
+    env.keygen("k");
+    let (addr, _) = hostile_registry("drip");
+    let src = format!("oci://{addr}/x/y:t");
+    let args = [
+        src.as_str(),
+        "--out",
+        "b",
+        "--key",
+        "k",
+        "--min-speed",
+        "1000",
+        "--min-speed-time",
+        "2",
+    ];
+    pack_for(&env, &args, 40)
+        .code(1)
+        .stderr_has("too slow")
+        .stderr_has("--min-speed");
+    nothing_left(&env, "b");
+    // A layer body far longer than its descriptor: stopped at the declared size.
+    let (addr, layer) = hostile_registry("endless");
+    let src = format!("oci://{addr}/x/y:t");
+    pack_for(&env, &[&src, "--out", "b", "--key", "k"], 60)
+        .code(3)
+        .stderr_has(&layer.to_string());
+    nothing_left(&env, "b");
+}
