@@ -458,7 +458,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --include --exclude --all-platforms --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,6 +501,18 @@ _airlock() {
                     return 0
                     ;;
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-download)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-speed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-speed-time)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -52,6 +52,9 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d '
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l platform -d 'Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable) [default: all platforms, the index byte for byte]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l include -d 'Hugging Face sources: carry only files matching this glob (repeatable; as huggingface_hub\'s allow_patterns, e.g. \'*.safetensors\', \'tokenizer/\')' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l exclude -d 'Hugging Face sources: leave out files matching this glob (repeatable)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l max-download -d 'Most a URL download without a declared size (#size=N, size = N) may fetch, e.g. 500MiB [default: 16GiB]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed -d 'Abort a download slower than this many bytes per second over --min-speed-time, e.g. 1KiB; 0 turns the check off (as curl\'s --speed-limit) [default: 1KiB]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed-time -d 'The period of --min-speed, in seconds or e.g. 2m (as curl\'s --speed-time) [default: 60]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r

@@ -105,7 +105,8 @@ Examples:
   airlock pack ollama://llama3.2:1b --out b --key ci.key
 
 Sources: a local file or directory (plain path or file://PATH), an http(s):// URL,
-optionally pinned with #sha256=HEX (the pack fails if the download differs), a container
+optionally pinned with #sha256=HEX[&size=N] (the pack fails if the download differs; it stops
+at the first byte beyond a declared size, else at --max-download), a container
 image oci://[HOST/]REPO[:TAG][@sha256:HEX] (Docker Hub short names work: oci://nginx:1.27),
 an OCI image layout oci-layout://PATH[:TAG], a `docker save` tar docker-archive://FILE[:REF],
 a Hugging Face repo hf://ORG/NAME[@REVISION] or hf://datasets/ORG/NAME[@REVISION] (HF_ENDPOINT,
@@ -164,6 +165,20 @@ pub struct PackArgs {
     /// Carry every platform of multi-platform images (the default; excludes --platform)
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
+
+    /// Most a URL download without a declared size (#size=N, size = N) may fetch, e.g. 500MiB
+    /// [default: 16GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_download: Option<String>,
+
+    /// Abort a download slower than this many bytes per second over --min-speed-time, e.g.
+    /// 1KiB; 0 turns the check off (as curl's --speed-limit) [default: 1KiB]
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub min_speed: Option<String>,
+
+    /// The period of --min-speed, in seconds or e.g. 2m (as curl's --speed-time) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub min_speed_time: Option<String>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -311,7 +326,7 @@ pub struct ImportArgs {
     pub files: Option<PathBuf>,
 
     /// Push images to this registry, under an optional repository prefix
-    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]", value_parser = registry_target)]
     pub registry: Option<String>,
 
     /// Drop the source registry host from target repository names
@@ -355,6 +370,14 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     pub state: StateArgs,
+}
+
+/// `--registry` is checked as it is parsed (host, port, prefix): a usage error names what is
+/// wrong before anything else happens.
+fn registry_target(s: &str) -> Result<String, String> {
+    crate::targets::registry::Target::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Add a countersignature to a bundle that verifies (the two-person rule)

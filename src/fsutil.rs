@@ -112,6 +112,37 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io("create directory", path, e))
 }
 
+/// Bytes an unprivileged writer may still write on the filesystem holding `path` (`statvfs`:
+/// `f_bavail * f_frsize`); `u64::MAX` where that is not known.
+pub fn free_space(path: &Path) -> Result<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+            Error::io(
+                "check free space on",
+                path,
+                io::Error::other("the path holds a NUL byte"),
+            )
+        })?;
+        // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(Error::io(
+                "check free space on",
+                path,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(u64::MAX)
+    }
+}
+
 /// fsyncs a directory so that renames and creations in it are durable.
 pub fn sync_dir(path: &Path) -> Result<()> {
     #[cfg(unix)]

@@ -7,12 +7,15 @@
 //! expires = "30d"
 //! chunk_size = "2GiB"
 //!
+//! max_download = "16GiB"   # URLs without a declared size (overridden by `--max-download`)
+//!
 //! [[files]]
-//! path = "patches/fix-1234.bin"   # relative to this file's directory
+//! path = "patches/fix-1234.bin"   # relative to this file's directory, and inside it
 //!
 //! [[urls]]
 //! url = "https://example.com/tokenizer.json"
 //! sha256 = "…64 hex…"
+//! size = 2113710                  # bytes; the download stops at the first byte beyond
 //! name = "tokenizer.json"
 //!
 //! [[images]]
@@ -49,6 +52,22 @@ pub struct PackSpec {
     /// Largest chunk file, e.g. `700MiB`, `4GiB`, `25GB` (overridden by `--chunk-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<String>,
+    /// Most a URL download without a declared `size` may fetch, e.g. `500MiB` (overridden by
+    /// `--max-download`; default 16GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_download: Option<String>,
+    /// Abort a download slower than this many bytes per second over `min_speed_time`, e.g.
+    /// `1KiB`; `0` turns the check off (overridden by `--min-speed`; default 1KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speed: Option<String>,
+    /// The period of `min_speed`, e.g. `60s`, `2m` (overridden by `--min-speed-time`; default
+    /// 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_speed_time: Option<String>,
+    /// Allow `[[files]]` paths, `oci-layout://` and `docker-archive://` refs that are absolute
+    /// or leave this file's directory with `..` (default: refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_paths_outside: bool,
     /// Local files and directories.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileSource>,
@@ -107,7 +126,8 @@ pub struct ImageSource {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
-    /// Path to the file or directory; relative paths are taken from the spec file's directory.
+    /// Path to the file or directory, relative to the spec file's directory and inside it (no
+    /// absolute path, no `..` leaving it) unless `allow_paths_outside = true`.
     pub path: String,
     /// Artifact name (default: the file or directory name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +143,10 @@ pub struct UrlSource {
     /// Expected SHA-256 (64 hex digits); the pack fails if the download differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Expected size in bytes: the download stops at the first byte beyond it, and fails at
+    /// once if the server's `Content-Length` differs. Without it, `max_download` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// Artifact name (default: the last path segment of the URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -136,11 +160,43 @@ impl PackSpec {
         toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
     }
 
+    /// A local path of the spec must stay in the spec file's directory: not absolute, and no
+    /// `..` that climbs above it (`a/../b` is fine), unless `allow_paths_outside`.
+    fn check_inside(&self, given: &str, p: &Path) -> Result<()> {
+        if self.allow_paths_outside {
+            return Ok(());
+        }
+        let why = if p.is_absolute() || p.has_root() {
+            Some("is absolute")
+        } else {
+            let mut depth = 0i64;
+            let mut out = false;
+            for c in p.components() {
+                match c {
+                    std::path::Component::ParentDir => depth -= 1,
+                    std::path::Component::Normal(_) => depth += 1,
+                    _ => {}
+                }
+                out |= depth < 0;
+            }
+            out.then_some("leaves the spec file's directory with '..'")
+        };
+        match why {
+            Some(why) => Err(Error::Usage(format!(
+                "{}: path {why}; spec paths are relative to the spec file's directory and stay \
+                 inside it (set allow_paths_outside = true in the spec to allow this)",
+                crate::format::text::escape(given)
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The sources the spec lists; relative paths are resolved against `base`.
     pub fn sources(&self, base: &Path) -> Result<Vec<Source>> {
         let mut out = Vec::new();
         for f in &self.files {
             let p = Path::new(f.path.strip_prefix("file://").unwrap_or(&f.path));
+            self.check_inside(&f.path, p)?;
             let path = if p.is_absolute() {
                 p.to_path_buf()
             } else {
@@ -176,6 +232,7 @@ impl PackSpec {
             out.push(Source::Url {
                 url,
                 pin,
+                size: u.size,
                 given,
                 name: u.name.clone(),
             });
@@ -186,6 +243,16 @@ impl PackSpec {
             } else {
                 format!("oci://{}", i.reference)
             };
+            for scheme in ["oci-layout://", "docker-archive://"] {
+                if let Some(rest) = given.strip_prefix(scheme) {
+                    // The path, without a :TAG or :REF (which holds no '/').
+                    let path = match rest.rsplit_once(':') {
+                        Some((p, r)) if !r.contains('/') => p,
+                        _ => rest,
+                    };
+                    self.check_inside(&i.reference, Path::new(path))?;
+                }
+            }
             let rel = |scheme: &str| -> Option<String> {
                 let rest = given.strip_prefix(scheme)?;
                 (!Path::new(rest).is_absolute())

@@ -67,7 +67,7 @@ impl Origin {
         match self {
             Origin::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
             Origin::File { path, offset } => {
-                let mut f = fsutil::open(path)?;
+                let mut f = fsutil::open_regular(path)?;
                 if *offset > 0 {
                     use std::io::{Seek, SeekFrom};
                     f.seek(SeekFrom::Start(*offset))
@@ -238,7 +238,7 @@ fn worth_compressing_at(path: &Path, base: u64, size: u64) -> Result<bool> {
     if size < 4096 {
         return Ok(false);
     }
-    let mut f = fsutil::open(path)?;
+    let mut f = fsutil::open_regular(path)?;
     {
         use std::io::{Seek, SeekFrom};
         f.seek(SeekFrom::Start(base))

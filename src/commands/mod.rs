@@ -58,6 +58,8 @@ pub(crate) fn connect_options(args: &crate::cli::RegistryArgs) -> Result<Connect
         creds,
         ca_certs: args.ca_cert.clone(),
         insecure: args.insecure_registry.clone(),
+        // Pushes keep the plain inactivity timeout; pack sets its download policy.
+        transfer: crate::net::Transfer::off(),
     })
 }
 

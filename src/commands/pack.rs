@@ -32,6 +32,47 @@ pub fn parse_chunk_size(s: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// `--max-download` / `max_download`: a size, more than zero.
+pub fn parse_max_download(s: &str) -> Result<u64> {
+    let n = parse_size::parse_size(s)
+        .map_err(|e| Error::Usage(format!("max download {s:?}: {e} (use e.g. 500MiB, 16GiB)")))?;
+    if n == 0 {
+        return Err(Error::Usage(format!(
+            "max download {s:?} must be more than zero"
+        )));
+    }
+    Ok(n)
+}
+
+/// `--min-speed` / `--min-speed-time` (or the spec's `min_speed` / `min_speed_time`): bytes
+/// per second (`0` turns the check off) and a period in seconds or as `2m`.
+pub fn parse_transfer(speed: Option<&str>, time: Option<&str>) -> Result<crate::net::Transfer> {
+    let mut t = crate::net::Transfer::default();
+    if let Some(s) = speed {
+        t.min_speed = parse_size::parse_size(s).map_err(|e| {
+            Error::Usage(format!(
+                "min speed {s:?}: {e} (bytes per second, e.g. 1KiB, or 0 for no check)"
+            ))
+        })?;
+    }
+    if let Some(s) = time {
+        let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<u64>().ok().map(Duration::from_secs)
+        } else {
+            humantime::parse_duration(s).ok()
+        };
+        t.min_speed_time = match d {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "min speed time {s:?}: use a number of seconds (e.g. 60) or a duration (2m), more than zero"
+                )))
+            }
+        };
+    }
+    Ok(t)
+}
+
 pub fn parse_expiry(s: &str, created: SystemTime) -> Result<Option<SystemTime>> {
     if s == "never" {
         return Ok(None);
@@ -174,8 +215,24 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
                 .with_patterns(&args.include, &args.exclude),
         );
     }
+    let mut connect = super::connect_options(&args.registry)?;
+    connect.transfer = parse_transfer(
+        args.min_speed.as_deref().or(spec.min_speed.as_deref()),
+        args.min_speed_time
+            .as_deref()
+            .or(spec.min_speed_time.as_deref()),
+    )?;
+    let max_download = match args
+        .max_download
+        .as_deref()
+        .or(spec.max_download.as_deref())
+    {
+        Some(s) => parse_max_download(s)?,
+        None => sources::DEFAULT_MAX_DOWNLOAD,
+    };
     let resolve_opts = sources::ResolveOptions {
-        connect: super::connect_options(&args.registry)?,
+        connect,
+        max_download,
     };
     if srcs.is_empty() {
         return Err(Error::Usage(

@@ -85,6 +85,7 @@ pub struct HubClient {
     origin: Url,
     token: Option<String>,
     http: Client,
+    transfer: net::Transfer,
 }
 
 impl std::fmt::Debug for HubClient {
@@ -128,7 +129,8 @@ impl HubClient {
             endpoint,
             origin,
             token: opts.token.clone().filter(|t| !t.is_empty()),
-            http: net::client_with_roots(&opts.ca_certs)?,
+            http: net::client_with_roots(&opts.ca_certs, &opts.transfer)?,
+            transfer: opts.transfer,
         })
     }
 
@@ -308,6 +310,12 @@ impl HubClient {
     }
 
     fn hub_error(&self, resp: &Response, url: &str, ctx: &Ctx) -> Error {
+        if let Some(why) = net::unfollowed_redirect(resp) {
+            return Error::Http {
+                url: url.to_string(),
+                msg: why,
+            };
+        }
         let status = resp.status();
         let header = |k: &str| {
             resp.headers()
@@ -421,7 +429,7 @@ pub struct FileReader {
     size: u64,
     ctx: Ctx,
     pos: u64,
-    resp: Option<Response>,
+    resp: Option<net::Guarded<Response>>,
     failures: u32,
 }
 
@@ -518,7 +526,7 @@ impl Read for FileReader {
                     return Ok(0);
                 }
                 match self.connect()? {
-                    Some(r) => self.resp = Some(r),
+                    Some(r) => self.resp = Some(self.client.transfer.guard(r)),
                     None => {
                         self.retry("cannot connect".into())?;
                         continue;
@@ -539,6 +547,8 @@ impl Read for FileReader {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Too slow is final: resuming would let a dripping server go on for ever.
+                Err(e) if net::is_too_slow(&e) => return Err(self.fail(chain(&e))),
                 Err(e) => {
                     let why = chain(&e);
                     self.retry(why)?;

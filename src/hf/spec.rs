@@ -122,6 +122,8 @@ pub struct HfOptions {
     pub ca_certs: Vec<PathBuf>,
     /// Regular files downloaded at once (0: the default, 4).
     pub parallel: usize,
+    /// The speed limit of every download ([`crate::net::Transfer`]).
+    pub transfer: crate::net::Transfer,
 }
 
 impl std::fmt::Debug for HfOptions {
@@ -131,6 +133,7 @@ impl std::fmt::Debug for HfOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("ca_certs", &self.ca_certs)
             .field("parallel", &self.parallel)
+            .field("transfer", &self.transfer)
             .finish()
     }
 }

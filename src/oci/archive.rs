@@ -88,7 +88,7 @@ impl TarIndex {
                 path.display()
             ))
         };
-        let f = crate::fsutil::open(path)?;
+        let f = crate::fsutil::open_regular(path)?;
         let mut ar = tar::Archive::new(f);
         let mut members = HashMap::new();
         for entry in ar.entries_with_seek().map_err(bad)? {
@@ -179,7 +179,7 @@ impl TarIndex {
     /// A reader over a member's bytes.
     pub fn open(&self, name: &str) -> Result<impl Read> {
         let (offset, size) = self.locate(name)?;
-        let mut f = crate::fsutil::open(&self.path)?;
+        let mut f = crate::fsutil::open_regular(&self.path)?;
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io("seek in", &self.path, e))?;
         Ok(f.take(size))

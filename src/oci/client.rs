@@ -62,6 +62,8 @@ pub struct ConnectOptions {
     pub ca_certs: Vec<std::path::PathBuf>,
     /// Hosts (`name[:port]`) that may be reached over plain HTTP. Loopback hosts always may.
     pub insecure: Vec<String>,
+    /// The speed limit of every blob download ([`net::Transfer`]).
+    pub transfer: net::Transfer,
 }
 
 impl ConnectOptions {
@@ -152,6 +154,7 @@ pub struct Registry {
     creds_problem: Option<String>,
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
+    transfer: net::Transfer,
 }
 
 /// `url` without its query (upload URLs carry Distribution's opaque `_state`), for messages.
@@ -162,6 +165,12 @@ pub(crate) fn redact(url: &str) -> &str {
 /// An error for an unexpected answer: the URL, what was being done, the HTTP status, and the
 /// registry's `errors[]` (`CODE: message`) or a snippet of the body.
 pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
+    if let Some(why) = net::unfollowed_redirect(&resp) {
+        return Error::Http {
+            url: redact(url).to_string(),
+            msg: why,
+        };
+    }
     let status = resp.status();
     let mut body = Vec::new();
     let _ = resp.take(8 << 10).read_to_end(&mut body);
@@ -262,7 +271,7 @@ impl Registry {
     /// [`ConnectOptions::allows_plain_http`]) HTTPS is tried first and plain HTTP used when the
     /// TLS connection cannot be made, as docker does.
     pub fn new(host: &str, opts: &ConnectOptions) -> Result<Registry> {
-        let http = net::client_with_roots(&opts.ca_certs)?;
+        let http = net::client_with_roots(&opts.ca_certs, &opts.transfer)?;
         let (creds, creds_problem) = match &opts.creds {
             Some(c) => (Some(c.clone()), None),
             None => match super::auth::lookup(host) {
@@ -287,6 +296,7 @@ impl Registry {
             creds_problem,
             auth: Mutex::new(AuthState::default()),
             retry: RetryPolicy::default(),
+            transfer: opts.transfer,
         })
     }
 
@@ -718,7 +728,7 @@ pub struct BlobReader<R: Deref<Target = Registry>> {
     scope: String,
     size: Option<u64>,
     offset: u64,
-    resp: Option<Response>,
+    resp: Option<net::Guarded<Response>>,
     /// Consecutive failed tries without progress.
     failures: u32,
     /// Offset at the last failure, to tell whether the next try made progress.
@@ -757,6 +767,7 @@ impl<R: Deref<Target = Registry>> BlobReader<R> {
     fn connect(&mut self) -> Result<()> {
         let offset = self.offset;
         let url = self.url.clone();
+        let transfer = self.reg.transfer;
         let mut resp = self.reg.request(
             Replay::Safe,
             &url,
@@ -810,7 +821,7 @@ impl<R: Deref<Target = Registry>> BlobReader<R> {
             }
             _ => return Err(status_error(&url, "", resp)),
         }
-        self.resp = Some(resp);
+        self.resp = Some(transfer.guard(resp));
         Ok(())
     }
 }
@@ -844,6 +855,10 @@ impl<R: Deref<Target = Registry>> Read for BlobReader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Too slow is final: resuming would let a dripping server go on for ever.
+                Err(e) if net::is_too_slow(&e) => {
+                    return Err(io::Error::new(e.kind(), format!("{}: {e}", self.url)))
+                }
                 Err(e) => e,
             };
             self.resp = None;

@@ -373,7 +373,7 @@ impl BlobSource for LayoutBlobs {
     }
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
         let path = self.0.join("blobs/sha256").join(digest.hex());
-        let f = crate::fsutil::open(&path)?;
+        let f = crate::fsutil::open_regular(&path)?;
         Ok(Box::new(crate::format::CheckingReader::new(
             f,
             *digest,

@@ -283,7 +283,7 @@ pub(crate) fn from_index<S: ImageStore>(
 
 /// Reads a whole small file, refusing one larger than `max`.
 pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let f = crate::fsutil::open(path)?;
+    let f = crate::fsutil::open_regular(path)?;
     read_all_bounded(f, max, path)
 }
 

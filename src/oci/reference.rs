@@ -61,6 +61,63 @@ fn valid_tag(t: &str) -> bool {
             .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
+/// Checks a registry host as `--registry` and references name it: `NAME[:PORT]` or
+/// `[IPV6][:PORT]`, where NAME is DNS labels (letters, digits, `-` inside) joined by dots, or an
+/// IPv4 address, and PORT is 1..=65535. The error says what is wrong.
+pub fn check_host(host: &str) -> Result<(), String> {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address needs its closing ']'")?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("[{addr}] is not an IPv6 address"))?;
+        match after {
+            "" => (None, None),
+            p => (
+                None,
+                Some(p.strip_prefix(':').ok_or("only :PORT may follow ']'")?),
+            ),
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (Some(n), Some(p)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(name) = name {
+        if name.is_empty() {
+            return Err("the host name is empty".into());
+        }
+        if name.len() > 253 {
+            return Err("the host name is longer than 253 characters".into());
+        }
+        for label in name.split('.') {
+            let b = label.as_bytes();
+            let ok = !b.is_empty()
+                && b.len() <= 63
+                && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-';
+            if !ok {
+                return Err(format!(
+                    "{:?} is not a host name label (1 to 63 letters, digits or '-', not starting or ending with '-')",
+                    label
+                ));
+            }
+        }
+    }
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && matches!(p.parse::<u32>(), Ok(1..=65535));
+        if !ok {
+            return Err(format!("{p:?} is not a port number (1 to 65535)"));
+        }
+    }
+    Ok(())
+}
+
 impl Reference {
     /// Parses a reference (without the `oci://` scheme).
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
@@ -162,6 +219,38 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_hosts_are_checked() {
+        for ok in [
+            "localhost",
+            "localhost:5000",
+            "registry.enclave:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "[fe80::1]",
+            "my-registry.example.com",
+        ] {
+            assert_eq!(check_host(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "reg\"istry:5000",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:50a",
+            "-host",
+            "a..b",
+            "[::1",
+            "[nope]:1",
+            "[::1]x",
+            "ho st",
+            "h\u{1b}[2K",
+        ] {
+            assert!(check_host(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn p(s: &str) -> String {
         Reference::parse(s).unwrap().to_string()

@@ -31,6 +31,7 @@ pub fn resolve(
     opts: &HfOptions,
     name: Option<&str>,
     staging: &Path,
+    staged: u64,
     progress: &dyn Progress,
 ) -> Result<(Artifact, Vec<PlannedBlob>)> {
     let client = HubClient::new(opts)?;
@@ -70,6 +71,18 @@ pub fn resolve(
     } else {
         crate::fsutil::create_dir_all(staging)?;
         let total: u64 = regular.iter().map(|f| f.size).sum();
+        let room = super::staging_room(staging, staged)?;
+        if total > room {
+            return Err(Error::Other(format!(
+                "{}: not enough free space to stage the {} regular files of {}: they need {total} \
+                 bytes twice (staged, then copied into chunks), and {room} bytes may be staged \
+                 (free space less {} bytes in reserve)",
+                staging.display(),
+                regular.len(),
+                spec.given,
+                super::url::RESERVE
+            )));
+        }
         progress.start(
             &format!("downloading {} files of {}", regular.len(), spec.given),
             total,

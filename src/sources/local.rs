@@ -1,6 +1,11 @@
 //! Local files and directories. Regular files and directories only: symlinks, devices, FIFOs
-//! and sockets are refused by name, as are names that are not UTF-8 or not portable.
+//! and sockets are refused by name, as are names that are not UTF-8 or not portable, and two
+//! names that differ only in case or Unicode normalisation (before anything is hashed). Every
+//! file is opened with `fsutil::open_regular` (no link followed, no wait on a FIFO, regular
+//! file checked on the handle), here and again when the bundle writer copies it into a chunk,
+//! so a file swapped after the walk is refused by name.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -8,7 +13,7 @@ use rayon::prelude::*;
 
 use super::Needed;
 use crate::error::{Error, Result};
-use crate::format::paths::{validate_name, validate_rel_path};
+use crate::format::paths::{name_key, validate_name, validate_rel_path};
 use crate::format::text::escape;
 use crate::format::{Artifact, ArtifactKind, Entry, EntryType};
 use crate::fsutil;
@@ -138,6 +143,7 @@ pub(super) fn resolve(
             )));
         }
     }
+    check_twins(path, dirs.iter().chain(files.iter().map(|f| &f.2)))?;
     let (mut entries, needed) = hash_files(files, progress)?;
     entries.extend(dirs.into_iter().map(|d| Entry {
         path: d,
@@ -159,6 +165,24 @@ pub(super) fn resolve(
     Ok((artifact, needed))
 }
 
+/// Refuses, before anything is hashed, two paths of the tree that would be one file on a
+/// case-insensitive or normalising file system (`README` and `readme`, NFC and NFD spellings):
+/// a manifest may not hold both ([`name_key`]).
+fn check_twins<'a>(root: &Path, rels: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut seen: HashMap<String, &String> = HashMap::new();
+    for rel in rels {
+        if let Some(first) = seen.insert(name_key(rel), rel) {
+            return Err(Error::Usage(format!(
+                "{} and {} are the same name when case and Unicode normalisation are ignored; \
+                 airlock cannot carry both (they would be one file on macOS or Windows)",
+                escape(&root.join(first).display().to_string()),
+                escape(&root.join(rel).display().to_string())
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Hashes files in parallel; returns their entries and the blobs they need.
 fn hash_files(
     files: Vec<(std::path::PathBuf, u64, String, bool)>,
@@ -170,7 +194,7 @@ fn hash_files(
         .into_par_iter()
         .map(|(path, _, rel, executable)| {
             let reader = ProgressReader {
-                inner: fsutil::open(&path)?,
+                inner: fsutil::open_regular(&path)?,
                 progress,
             };
             let (digest, size) = fsutil::hash_reader(reader, &path)?;

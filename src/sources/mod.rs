@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::PlannedBlob;
 use crate::error::{Error, Result};
-use crate::format::{paths::validate_name, Artifact, Digest};
+use crate::format::{paths::validate_name, text, Artifact, Digest};
 use crate::hf::{HfOptions, HfSpec};
 use crate::oci::client::ConnectOptions;
 use crate::progress::Progress;
@@ -28,10 +28,13 @@ pub enum Source {
         given: String,
         name: Option<String>,
     },
-    /// An `http://` or `https://` URL, optionally pinned by SHA-256.
+    /// An `http://` or `https://` URL, optionally pinned by SHA-256 and by size.
     Url {
         url: String,
         pin: Option<Digest>,
+        /// The declared size: the download stops at the first byte beyond it, and a
+        /// `Content-Length` that disagrees fails at once.
+        size: Option<u64>,
         given: String,
         name: Option<String>,
     },
@@ -65,23 +68,17 @@ impl Source {
             });
         }
         if arg.starts_with("https://") || arg.starts_with("http://") {
-            let (url, pin) = match arg.split_once('#') {
-                None => (arg.to_string(), None),
+            let (url, pin, size) = match arg.split_once('#') {
+                None => (arg.to_string(), None, None),
                 Some((u, frag)) => {
-                    let hex = frag.strip_prefix("sha256=").ok_or_else(|| {
-                        Error::Usage(format!(
-                            "{arg}: the only URL fragment airlock understands is #sha256=HEX"
-                        ))
-                    })?;
-                    let d = Digest::from_hex(hex).map_err(|_| {
-                        Error::Usage(format!("{arg}: #sha256= needs 64 hex digits"))
-                    })?;
-                    (u.to_string(), Some(d))
+                    let (pin, size) = parse_url_fragment(arg, frag)?;
+                    (u.to_string(), pin, size)
                 }
             };
             return Ok(Source::Url {
                 url,
                 pin,
+                size,
                 given: arg.to_string(),
                 name: None,
             });
@@ -166,6 +163,38 @@ impl Source {
     }
 }
 
+/// The fragment of a URL source: `sha256=HEX`, `size=N` or both, joined by `&`, each once.
+fn parse_url_fragment(arg: &str, frag: &str) -> Result<(Option<Digest>, Option<u64>)> {
+    let (mut pin, mut size) = (None, None);
+    for part in frag.split('&') {
+        let bad = |msg: &str| Error::Usage(format!("{}: {msg}", text::escape(arg)));
+        let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        match key {
+            "sha256" if pin.is_none() => {
+                pin =
+                    Some(Digest::from_hex(value).map_err(|_| bad("#sha256= needs 64 hex digits"))?)
+            }
+            "size" if size.is_none() => {
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad("size= needs a number of bytes"));
+                }
+                size = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| bad("size= is too large"))?,
+                );
+            }
+            "sha256" | "size" => return Err(bad(&format!("{key}= is given twice"))),
+            _ => {
+                return Err(bad(
+                    "the only URL fragment airlock understands is #sha256=HEX[&size=N]",
+                ))
+            }
+        }
+    }
+    Ok((pin, size))
+}
+
 /// A file an artifact needs, before dedup.
 pub(crate) struct Needed {
     pub digest: Digest,
@@ -179,11 +208,33 @@ pub struct Resolved {
     pub blobs: Vec<PlannedBlob>,
 }
 
+/// Default of `--max-download`: the most a URL source without a declared size may download.
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 16 << 30;
+
 /// How to reach network sources.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ResolveOptions {
-    /// Registry TLS roots, insecure hosts and credentials.
+    /// Registry TLS roots, insecure hosts and credentials; the transfer limits of every download.
     pub connect: ConnectOptions,
+    /// The most a URL source without a declared size may download (`--max-download`).
+    pub max_download: u64,
+}
+
+impl Default for ResolveOptions {
+    fn default() -> Self {
+        ResolveOptions {
+            connect: ConnectOptions::default(),
+            max_download: DEFAULT_MAX_DOWNLOAD,
+        }
+    }
+}
+
+/// How many bytes one more download may stage under `staging`: every staged byte is written
+/// twice on the output filesystem (the staged file, then its copy in a chunk), `staged` bytes
+/// already staged still need their copies, and [`url::RESERVE`] stays free.
+pub(crate) fn staging_room(staging: &Path, staged: u64) -> Result<u64> {
+    let free = crate::fsutil::free_space(staging)?;
+    Ok(free.saturating_sub(url::RESERVE).saturating_sub(staged) / 2)
 }
 
 fn planned(files: Vec<Needed>) -> Vec<PlannedBlob> {
@@ -204,6 +255,8 @@ pub fn resolve(
     let mut artifacts = Vec::new();
     let mut needed: Vec<PlannedBlob> = Vec::new();
     let mut names = HashSet::new();
+    // Bytes staged so far, whose copies into chunks are still to be written.
+    let mut staged = 0u64;
     for (i, src) in sources.iter().enumerate() {
         let (artifact, mut files) = match src {
             Source::Path { path, given, name } => {
@@ -213,17 +266,24 @@ pub fn resolve(
             Source::Url {
                 url,
                 pin,
+                size,
                 given,
                 name,
             } => {
                 let (a, f) = url::resolve(
-                    url,
-                    *pin,
-                    given,
-                    name.as_deref(),
+                    &url::Download {
+                        url,
+                        pin: *pin,
+                        size: *size,
+                        given,
+                        name: name.as_deref(),
+                    },
                     &staging.join(format!("{i}")),
+                    opts,
+                    staged,
                     progress,
                 )?;
+                staged += f.iter().map(|n| n.size).sum::<u64>();
                 (a, planned(f))
             }
             Source::Image {
@@ -239,13 +299,21 @@ pub fn resolve(
                 // Endpoint and token as huggingface_hub reads them (HF_ENDPOINT, HF_TOKEN, …).
                 let mut hf_opts = HfOptions::from_env()?;
                 hf_opts.ca_certs = opts.connect.ca_certs.clone();
-                hf::resolve(
+                hf_opts.transfer = opts.connect.transfer;
+                let (a, b) = hf::resolve(
                     spec,
                     &hf_opts,
                     name.as_deref(),
                     &staging.join(format!("{i}")),
+                    staged,
                     progress,
-                )?
+                )?;
+                staged += b
+                    .iter()
+                    .filter(|b| matches!(b.origin, crate::bundle::Origin::File { .. }))
+                    .map(|b| b.size)
+                    .sum::<u64>();
+                (a, b)
             }
         };
         validate_name(&artifact.name).map_err(|e| {
@@ -284,11 +352,39 @@ mod tests {
         );
         let hex = "ab".repeat(32);
         match Source::parse(&format!("https://h/x.bin#sha256={hex}")).unwrap() {
-            Source::Url { url, pin, .. } => {
+            Source::Url { url, pin, size, .. } => {
                 assert_eq!(url, "https://h/x.bin");
                 assert_eq!(pin.unwrap().hex(), hex);
+                assert_eq!(size, None);
             }
             other => panic!("{other:?}"),
+        }
+        match Source::parse(&format!("https://h/x.bin#sha256={hex}&size=17")).unwrap() {
+            Source::Url { pin, size, .. } => {
+                assert_eq!(pin.unwrap().hex(), hex);
+                assert_eq!(size, Some(17));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Source::parse("https://h/x#size=5").unwrap(),
+            Source::Url {
+                pin: None,
+                size: Some(5),
+                ..
+            }
+        ));
+        for bad in [
+            "size=",
+            "size=-1",
+            "size=1k",
+            "size=1&size=2",
+            "size=99999999999999999999",
+        ] {
+            assert!(
+                Source::parse(&format!("https://h/x#{bad}")).is_err(),
+                "{bad}"
+            );
         }
         assert!(Source::parse("https://h/x#md5=00").is_err());
         assert!(Source::parse("https://h/x#sha256=00").is_err());

@@ -32,11 +32,16 @@ impl Target {
             Some((h, p)) => (h, Some(p.to_string())),
             None => (s, None),
         };
-        if host.is_empty() || host.contains("://") {
+        if host.is_empty() || s.contains("://") {
             return Err(Error::Usage(format!(
                 "--registry {s:?}: expected HOST[:PORT][/PREFIX], without a scheme"
             )));
         }
+        crate::oci::reference::check_host(host).map_err(|why| {
+            Error::Usage(format!(
+                "--registry {s:?}: expected HOST[:PORT][/PREFIX]: {why}"
+            ))
+        })?;
         let t = Target {
             host: host.to_string(),
             prefix,

@@ -527,6 +527,8 @@ fn fsize_limited(env: &Env, ignore_xfsz: bool) -> Command {
         .arg(format!("{trap}exec \"$0\" \"$@\""))
         .args([BIN, "import", "b", "--trust", "k.pub", "--files", "dest"])
         .current_dir(env.path(""))
+        .env("AIRLOCK_STATE", env.path(".airlock-state"))
+        .env_remove("AIRLOCK_AUDIT_LOG")
         .stdin(Stdio::null());
     c
 }

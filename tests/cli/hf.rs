@@ -48,7 +48,7 @@ fn pack(env: &Env, spec: &HfSpec, o: &HfOptions) -> airlock::Result<Manifest> {
     }
     let key = SigningKey::load(&env.path("k")).unwrap();
     let out = OutDir::prepare(&env.path("out")).unwrap();
-    let (artifact, blobs) = hf::resolve(spec, o, None, &out.staging(), &Silent)?;
+    let (artifact, blobs) = hf::resolve(spec, o, None, &out.staging(), 0, &Silent)?;
     let popts = PackOptions {
         channel: "hf".into(),
         sequence: 1,

@@ -19,11 +19,17 @@ use crate::support::*;
 type Edit = Box<dyn Fn(&mut Manifest)>;
 
 /// Every path under the workspace, links not followed: kind, mode and content digest (or link
-/// target). FIFOs and devices are described, never opened.
+/// target). FIFOs and devices are described, never opened. The workspace's own state directory
+/// (where rejections are audited) is left out.
 fn world(env: &Env) -> BTreeMap<String, String> {
     let root = env.dir.path();
+    let state = env.path(STATE_DIR);
     let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).min_depth(1) {
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.path() != state)
+    {
         let e = e.unwrap();
         let rel = e.path().strip_prefix(root).unwrap();
         let m = fs::symlink_metadata(e.path()).unwrap();
@@ -57,10 +63,15 @@ fn run_capped(env: &Env, args: &[&str]) -> Run {
         .args(["--", "timeout", "60", BIN])
         .args(args)
         .current_dir(env.dir.path())
+        .env("AIRLOCK_STATE", env.path(STATE_DIR))
+        .env_remove("AIRLOCK_AUDIT_LOG")
         .env_remove("AIRLOCK_PASSPHRASE")
         .stdin(Stdio::null());
     run_cmd(c)
 }
+
+/// The workspace's enclave state, as `Env::run` sets it: never the machine's `/var/lib/airlock`.
+const STATE_DIR: &str = ".airlock-state";
 
 /// The problem codes `verify --json` reports for bundle `dir`.
 fn problem_codes(env: &Env, dir: &str) -> Vec<String> {
