@@ -384,7 +384,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// `Some(record)` if `line` is a record in its canonical serialisation (so that unknown fields,
 /// reformatting or any other change to the bytes count as damage).
 fn parse_record(line: &[u8]) -> Option<Record> {
-    let r: Record = serde_json::from_slice(line).ok()?;
+    let r: Record = crate::format::json::from_slice(line, AUDIT_FILE).ok()?;
     let again = serde_json::to_vec(&r).ok()?;
     (again == line).then_some(r)
 }

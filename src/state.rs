@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::{validate_channel, Digest, Manifest};
+use crate::format::{json, validate_channel, Digest, Manifest};
 use crate::fsutil;
 
 /// The state file's name inside the state directory.
@@ -146,7 +146,9 @@ impl StateFile {
             format: Option<String>,
             version: Option<u32>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        // Strict: a key named twice (a channel, say) is refused, never last-wins.
+        let probe: Probe =
+            json::from_slice(bytes, STATE_FILE).map_err(|e| e.detail().to_string())?;
         if probe.format.as_deref() != Some(STATE_FORMAT) {
             return Err(format!(
                 "not an airlock state file (format {:?})",
@@ -159,7 +161,8 @@ impl StateFile {
                 probe.version
             ));
         }
-        let s: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let s: StateFile =
+            json::from_slice(bytes, STATE_FILE).map_err(|e| e.detail().to_string())?;
         s.validate()?;
         Ok(s)
     }
@@ -725,6 +728,11 @@ mod tests {
             good.replace("\"sequence\":3", "\"sequence\":-1"),
             good[..good.len() - 3].to_string(),
             "[".repeat(100_000),
+            // A channel named twice: serde_json alone would keep the last one.
+            good.replace(
+                "\"channels\":{",
+                "\"channels\":{\"nightly\":{\"sequence\":1000,\"accepted\":[]},",
+            ),
         ];
         for bad in &cases {
             assert!(StateFile::parse(bad.as_bytes()).is_err(), "{bad:.120}");
