@@ -164,7 +164,8 @@ fn planted_lock_and_audit_symlinks_are_refused_before_any_write() {
     assert!(!env.path("dest").exists());
     assert_eq!(env.read("elsewhere/state.json"), b"{}");
 
-    // The clean state dir: the import audits its start and its acceptance.
+    // The clean state dir: the import audits its start and its acceptance (after the two
+    // refusals above, which are audited too).
     fs::remove_file(env.path(&format!("{STATE}/state.json"))).unwrap();
     env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
         .ok();
@@ -176,9 +177,13 @@ fn planted_lock_and_audit_symlinks_are_refused_before_any_write() {
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["started", "accepted"], "{recs:?}");
-    assert_eq!(recs[1]["completes"], 1);
-    env.run(&["audit", "verify"]).ok().stdout_has("2 records");
+    assert_eq!(
+        outcomes,
+        ["rejected", "rejected", "started", "accepted"],
+        "{recs:?}"
+    );
+    assert_eq!(recs[3]["completes"], 3);
+    env.run(&["audit", "verify"]).ok().stdout_has("4 records");
 }
 
 #[test]
@@ -372,7 +377,16 @@ fn anchors_detect_truncation_and_a_recomputed_tail() {
         .stderr_has("3");
     audit(&["--expect-head", &head, "--expect-records", "3"]).code(3);
     // A tail recomputed by appending anew: record 3 exists again, but is not the anchored one.
-    verify();
+    pack_seq(&env, "b2", "2");
+    env.run(&[
+        "verify",
+        "b2",
+        "--trust",
+        "k.pub",
+        "--audit-log",
+        "log.jsonl",
+    ])
+    .ok();
     audit(&["--expect-head", &head, "--expect-records", "3"])
         .code(3)
         .stderr_has("record 3");
