@@ -7,15 +7,25 @@
 //! at the following record; [`verify`] names the first bad line.
 //!
 //! Crashes: an append is one `O_APPEND` write followed by fsync, under an exclusive lock on the
-//! log. A crash can still leave a torn last line (no `\n`). [`verify`] reports that distinctly
-//! ([`BadKind::TornTail`]). The next [`append`] terminates the torn line and names it in its
-//! record's `torn` list (SHA-256 of each damaged line it steps over), chaining from the last
-//! intact record; [`verify`] accepts a damaged line only when the very next record names it
-//! that way, so a line damaged or inserted later is still detected.
+//! log. A crash can still leave a torn last line (no `\n`): exactly one, and only the
+//! beginning of the record being written (its `{"seq":N,"prev":"…"` prefix, or part of it,
+//! possibly followed by NUL bytes a file system left). [`verify`] reports an unterminated last
+//! line distinctly ([`BadKind::TornTail`]). The next [`append`] terminates the torn line and names
+//! it in its record's `torn` list (its SHA-256), chaining from the last intact record; [`verify`]
+//! accepts a non-record line only when it has that shape and the very next record names it.
+//! Anything else — junk lines, several of them, a terminated non-record at the end — is damage:
+//! [`verify`] names it and [`append`] refuses to write after it.
+//!
+//! Imports: [`AuditLog::open_checked`] verifies the whole chain through the handle the import
+//! then appends to (never through a symbolic link); [`AuditLog::begin`] appends an
+//! [`Outcome::Started`] record before any target is written, and the outcome record names it in
+//! `completes`. A `started` record no later record completes is an interrupted import
+//! ([`AuditReport::interrupted`]).
 //!
 //! What the chain cannot show on its own: a whole number of records cut off the end (or the log
 //! rewritten from some point on by someone who can write it). [`AuditReport::head`] is the hash
-//! of the last record; keep it elsewhere (e.g. print it into the change ticket) to anchor the log.
+//! of the last record; keep it elsewhere (e.g. print it into the change ticket) with the record
+//! count, and check the log against it later ([`verify_anchored`], [`Anchor`]).
 //!
 //! Records never carry secrets: only bundle metadata, key ids, problem codes and messages, and
 //! the operator's user name.

@@ -362,7 +362,7 @@ impl TrustPolicy {
 }
 
 /// A public key file named by a policy: opened and checked like the policy itself
-/// ([`crate::sign::read_trusted_key`]), bounded, and errors name the file.
+/// ([`crate::sign::load_public_key_file`]), bounded, and errors name the file.
 fn load_key_file(path: &Path) -> Result<PublicKey, String> {
     crate::sign::load_public_key_file(path).map_err(|e| e.to_string())
 }
@@ -417,6 +417,15 @@ mod tests {
             (ok.replace("[\"ci\"]", "[\"nobody\"]"), "not a key"),
             (ok.replace("[\"ci\"]", "[\"ci\", \"ci\"]"), "twice"),
             (ok.replace("nightly", "-x"), "not valid"),
+            // TOML refuses a key or table given twice (no last-wins).
+            (
+                ok.replace("threshold = 1", "threshold = 1\nthreshold = 1"),
+                "duplicate key",
+            ),
+            (
+                format!("{ok}[channels.nightly]\nsigners = []\nthreshold = 0\n"),
+                "duplicate key",
+            ),
         ] {
             let e = TrustPolicy::parse(&bad, "p.toml", base).unwrap_err();
             let msg = e.to_string();
