@@ -184,7 +184,8 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut seen: HashSet<String> = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
             if seen.contains(&key) {
-                let mut msg = format!("duplicate key \"{}\"", shown(&key));
+                // serde's own wording for a struct field given twice, for every object.
+                let mut msg = format!("duplicate field `{}`", shown(&key));
                 let at = render_path(&self.path.borrow());
                 if !at.is_empty() {
                     msg += &format!(" in {at}");
@@ -216,7 +217,7 @@ mod tests {
         let e = from_slice::<serde_json::Value>(br#"{"a":1,"a":2}"#, "x.json").unwrap_err();
         assert_eq!(e.duplicate_key(), Some("a"));
         assert!(
-            e.to_string().starts_with("x.json: duplicate key \"a\""),
+            e.to_string().starts_with("x.json: duplicate field `a`"),
             "{e}"
         );
         let e = from_slice::<serde_json::Value>(
@@ -226,7 +227,7 @@ mod tests {
         .unwrap_err();
         assert!(
             e.to_string()
-                .contains("duplicate key \"nightly\" in channels"),
+                .contains("duplicate field `nightly` in channels"),
             "{e}"
         );
         let e = from_slice::<serde_json::Value>(br#"[{"b":[1,{"k":1,"k":1}]}]"#, "f").unwrap_err();

@@ -96,12 +96,12 @@ fn state_json_with_a_duplicate_channel_is_refused() {
         "a sequence-50 bundle imported over sequence 1000"
     );
     r.stderr_has("state.json")
-        .stderr_has("duplicate key \"nightly\"");
+        .stderr_has("duplicate field `nightly`");
     assert!(!env.path("dest").exists(), "nothing written");
     assert_eq!(fs::read_to_string(&path).unwrap(), state, "state unchanged");
     // verify reads the state too, and says the same.
     env.run(&["verify", "b50", "--trust", "k.pub"])
-        .stderr_has("duplicate key \"nightly\"");
+        .stderr_has("duplicate field `nightly`");
 }
 
 // ---- defect 4: state files planted as symlinks; the log checked before anything is written --
