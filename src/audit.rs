@@ -454,7 +454,21 @@ impl AuditLog {
             o.mode(0o640);
         }
         let file = fsutil::open_nofollow(path, &mut o)?;
-        fsutil::check_regular(&file, path)?;
+        let meta = fsutil::check_regular(&file, path)?;
+        // Appended in place: a second name (a hard link planted in the state directory) could
+        // make the records land in another file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if meta.nlink() > 1 {
+                return Err(Error::Other(format!(
+                    "audit log {} has {} hard links: it may be another file's too; refusing to append to it",
+                    path.display(),
+                    meta.nlink()
+                )));
+            }
+        }
+        let _ = meta;
         if !existed {
             if let Some(dir) = dir {
                 fsutil::sync_dir(dir)?;
@@ -1262,6 +1276,26 @@ mod tests {
         assert_eq!((r.seq, r.torn.len()), (3, 0));
         let rep = verify(&q).unwrap();
         assert!(rep.is_intact() && rep.records == 3, "{rep:?}");
+    }
+
+    #[test]
+    fn links_are_refused() {
+        let (t, p) = log_with(1);
+        let before = fs::read(&p).unwrap();
+        let hard = t.path().join("elsewhere");
+        fs::hard_link(&p, &hard).unwrap();
+        let e = append(&p, &event(2)).unwrap_err().to_string();
+        assert!(e.contains("hard links"), "{e}");
+        fs::remove_file(&hard).unwrap();
+        #[cfg(unix)]
+        {
+            let link = t.path().join("link.jsonl");
+            std::os::unix::fs::symlink(&p, &link).unwrap();
+            let e = append(&link, &event(2)).unwrap_err().to_string();
+            assert!(e.contains("symbolic link"), "{e}");
+            assert!(AuditLog::open_checked(&link).is_err());
+        }
+        assert_eq!(fs::read(&p).unwrap(), before);
     }
 
     #[test]
