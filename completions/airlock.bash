@@ -162,7 +162,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__audit__subcmd__verify)
-            opts="-q -h --state --audit-log --quiet --json --help"
+            opts="-q -h --state --audit-log --expect-head --expect-records --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +173,14 @@ _airlock() {
                     return 0
                     ;;
                 --audit-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect-head)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expect-records)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -7,15 +7,25 @@
 //! at the following record; [`verify`] names the first bad line.
 //!
 //! Crashes: an append is one `O_APPEND` write followed by fsync, under an exclusive lock on the
-//! log. A crash can still leave a torn last line (no `\n`). [`verify`] reports that distinctly
-//! ([`BadKind::TornTail`]). The next [`append`] terminates the torn line and names it in its
-//! record's `torn` list (SHA-256 of each damaged line it steps over), chaining from the last
-//! intact record; [`verify`] accepts a damaged line only when the very next record names it
-//! that way, so a line damaged or inserted later is still detected.
+//! log. A crash can still leave a torn last line (no `\n`): exactly one, and only the
+//! beginning of the record being written (its `{"seq":N,"prev":"…"` prefix, or part of it,
+//! possibly followed by NUL bytes a file system left). [`verify`] reports an unterminated last
+//! line distinctly ([`BadKind::TornTail`]). The next [`append`] terminates the torn line and names
+//! it in its record's `torn` list (its SHA-256), chaining from the last intact record; [`verify`]
+//! accepts a non-record line only when it has that shape and the very next record names it.
+//! Anything else — junk lines, several of them, a terminated non-record at the end — is damage:
+//! [`verify`] names it and [`append`] refuses to write after it.
+//!
+//! Imports: [`AuditLog::open_checked`] verifies the whole chain through the handle the import
+//! then appends to (never through a symbolic link); [`AuditLog::begin`] appends an
+//! [`Outcome::Started`] record before any target is written, and the outcome record names it in
+//! `completes`. A `started` record no later record completes is an interrupted import
+//! ([`AuditReport::interrupted`]).
 //!
 //! What the chain cannot show on its own: a whole number of records cut off the end (or the log
 //! rewritten from some point on by someone who can write it). [`AuditReport::head`] is the hash
-//! of the last record; keep it elsewhere (e.g. print it into the change ticket) to anchor the log.
+//! of the last record; keep it elsewhere (e.g. print it into the change ticket) with the record
+//! count, and check the log against it later ([`verify_anchored`], [`Anchor`]).
 //!
 //! Records never carry secrets: only bundle metadata, key ids, problem codes and messages, and
 //! the operator's user name.
@@ -38,8 +48,8 @@ use crate::state::{Decision, AUDIT_FILE};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Longest line [`verify`] and [`append`] read (4 MiB); records are kept far below it.
 pub const MAX_LINE: usize = 4 << 20;
-/// Most damaged lines one record may step over.
-pub const MAX_TORN: usize = 16;
+/// Most damaged lines one record may step over: one, the unterminated line a crash can leave.
+pub const MAX_TORN: usize = 1;
 /// Most artifacts listed in one record (the rest are counted in `artifacts_omitted`).
 pub const MAX_ARTIFACTS: usize = 1000;
 /// Most file digests listed in one record, over all its artifacts.
@@ -65,6 +75,9 @@ pub enum Action {
 pub enum Outcome {
     Accepted,
     Rejected,
+    /// An import is about to write to its targets; a later record with `completes` set to this
+    /// record's `seq` gives its outcome. Without one, the import was interrupted (or is running).
+    Started,
 }
 
 /// One line of the log.
@@ -113,6 +126,9 @@ pub struct Event {
     pub target: Option<String>,
     /// Why it was rejected (empty when accepted, unless notes were added).
     pub reasons: Vec<Reason>,
+    /// The `seq` of the `started` record whose outcome this record gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completes: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -198,6 +214,7 @@ impl Event {
             allow_rollback: false,
             target: None,
             reasons: Vec::new(),
+            completes: None,
         }
     }
 
@@ -289,6 +306,12 @@ impl Event {
             });
         }
         self.artifacts_omitted = m.artifacts.len().saturating_sub(MAX_ARTIFACTS) as u64;
+    }
+
+    /// Names the `started` record (its `seq`) whose outcome this event gives.
+    pub fn completing(mut self, started: Option<u64>) -> Event {
+        self.completes = started;
+        self
     }
 
     /// Marks the decision an acceptance.
@@ -384,62 +407,187 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// `Some(record)` if `line` is a record in its canonical serialisation (so that unknown fields,
 /// reformatting or any other change to the bytes count as damage).
 fn parse_record(line: &[u8]) -> Option<Record> {
-    let r: Record = serde_json::from_slice(line).ok()?;
+    let r: Record = crate::format::json::from_slice(line, AUDIT_FILE).ok()?;
     let again = serde_json::to_vec(&r).ok()?;
     (again == line).then_some(r)
 }
 
 /// Appends `event` to the log at `path` (created, mode 0640, with its directory if missing).
 pub fn append(path: &Path, event: &Event) -> Result<Record> {
-    append_at(path, event, SystemTime::now())
+    AuditLog::open(path)?.append(event)
 }
 
 /// [`append`] with the time given.
 pub fn append_at(path: &Path, event: &Event, now: SystemTime) -> Result<Record> {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsutil::create_dir_all(dir)?;
-    }
-    let existed = match fs::symlink_metadata(path) {
-        Ok(m) if !m.is_file() => {
-            return Err(Error::Other(format!(
-                "audit log {} is not a regular file",
-                path.display()
-            )))
+    AuditLog::open(path)?.append_at(event, now)
+}
+
+/// An audit log opened for appending. The file is opened once, never through a symbolic link
+/// (`O_NOFOLLOW`, checked to be a regular file on the handle), and every append goes to that
+/// same file under an exclusive lock, so what was checked is what is written.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+}
+
+fn damaged(path: &Path, m: impl std::fmt::Display) -> Error {
+    Error::AuditBroken(format!(
+        "audit log {}: {m}; nothing was appended: check it with `airlock audit verify` and repair it by hand",
+        path.display()
+    ))
+}
+
+impl AuditLog {
+    /// Opens (creating it, mode 0640, and its directory if missing) the log at `path`.
+    pub fn open(path: &Path) -> Result<AuditLog> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            fsutil::create_dir_all(dir)?;
         }
-        Ok(_) => true,
-        Err(_) => false,
-    };
-    let mut o = OpenOptions::new();
-    o.read(true).append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o640);
+        let existed = fs::symlink_metadata(path).is_ok();
+        let mut o = OpenOptions::new();
+        o.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o640);
+        }
+        let file = fsutil::open_nofollow(path, &mut o)?;
+        let meta = fsutil::check_regular(&file, path)?;
+        // Appended in place: a second name (a hard link planted in the state directory) could
+        // make the records land in another file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            if meta.nlink() > 1 {
+                return Err(Error::Other(format!(
+                    "audit log {} has {} hard links: it may be another file's too; refusing to append to it",
+                    path.display(),
+                    meta.nlink()
+                )));
+            }
+        }
+        let _ = meta;
+        if !existed {
+            if let Some(dir) = dir {
+                fsutil::sync_dir(dir)?;
+            }
+        }
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
-    let mut file = o
-        .open(path)
-        .map_err(|e| Error::io("open audit log", path, e))?;
-    file.lock()
-        .map_err(|e| Error::io("lock audit log", path, e))?;
-    let tail = read_tail(&mut file).map_err(|e| match e {
-        TailError::Io(e) => Error::io("read audit log", path, e),
-        TailError::Damaged(m) => Error::Other(format!(
-            "audit log {}: {m}; check it with `airlock audit verify` and repair it by hand",
-            path.display()
-        )),
-    })?;
-    let record = Record {
-        seq: tail.seq + 1,
-        prev: tail.prev,
-        torn: tail.torn,
-        time: humantime::format_rfc3339_seconds(now).to_string(),
-        event: event.clone(),
-    };
-    let mut out = Vec::new();
-    if tail.unterminated {
+
+    /// [`AuditLog::open`], then the whole chain checked through the open handle: what an import
+    /// does before it writes anything. Refused: a broken chain, or a damaged end other than the
+    /// one unterminated line a crash can leave (which the next append repairs).
+    pub fn open_checked(path: &Path) -> Result<AuditLog> {
+        let log = AuditLog::open(path)?;
+        log.file
+            .lock()
+            .map_err(|e| Error::io("lock audit log", path, e))?;
+        let checked = log.check();
+        let _ = log.file.unlock();
+        checked?;
+        Ok(log)
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("read audit log", &self.path, e))?;
+        let rep = verify_reader(
+            BufReader::with_capacity(1 << 16, f),
+            &self.path,
+            &Anchor::default(),
+        )?;
+        match &rep.bad {
+            None => Ok(()),
+            // One unterminated last line: repairable if it is a complete record or the torn
+            // beginning of the next one (the same rule the append applies).
+            Some(b) if b.kind == BadKind::TornTail => read_tail(&self.file)
+                .map(|_| ())
+                .map_err(|e| self.tail_error(e)),
+            Some(b) => Err(damaged(
+                &self.path,
+                format!("line {}: {}", b.line, b.message),
+            )),
+        }
+    }
+
+    fn tail_error(&self, e: TailError) -> Error {
+        match e {
+            TailError::Io(e) => Error::io("read audit log", &self.path, e),
+            TailError::Damaged(m) => damaged(&self.path, m),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `event`; returns the record written.
+    pub fn append(&self, event: &Event) -> Result<Record> {
+        self.append_at(event, SystemTime::now())
+    }
+
+    /// [`AuditLog::append`] with the time given.
+    pub fn append_at(&self, event: &Event, now: SystemTime) -> Result<Record> {
+        self.file
+            .lock()
+            .map_err(|e| Error::io("lock audit log", &self.path, e))?;
+        let r = self.append_locked(event, now);
+        let _ = self.file.unlock();
+        r
+    }
+
+    fn append_locked(&self, event: &Event, now: SystemTime) -> Result<Record> {
+        let tail = read_tail(&self.file).map_err(|e| self.tail_error(e))?;
+        let record = Record {
+            seq: tail.seq + 1,
+            prev: tail.prev,
+            torn: tail.torn,
+            time: humantime::format_rfc3339_seconds(now).to_string(),
+            event: event.clone(),
+        };
+        let mut out = Vec::new();
+        if tail.unterminated {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&serialise(&record)?);
         out.push(b'\n');
+        let mut f = &self.file;
+        f.write_all(&out)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::io("append to audit log", &self.path, e))?;
+        Ok(record)
     }
-    serde_json::to_writer(&mut out, &record)
+
+    /// Records that an import is about to write (outcome `started`) and proves that its final
+    /// record fits: `done` is the event the import will append once it has completed; it is
+    /// serialised here as the largest record it can become. Returns the `started` record's
+    /// `seq`, which the completing record names in `completes`.
+    pub fn begin(&self, started: &Event, done: &Event) -> Result<u64> {
+        let worst = Record {
+            seq: u64::MAX,
+            prev: GENESIS.into(),
+            torn: vec![GENESIS.into(); MAX_TORN],
+            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            event: done.clone().completing(Some(u64::MAX)),
+        };
+        serialise(&worst)?;
+        let mut e = started.clone();
+        e.outcome = Outcome::Started;
+        e.completes = None;
+        Ok(self.append(&e)?.seq)
+    }
+}
+
+/// A record's line (without the `\n`), refused when longer than [`MAX_LINE`].
+fn serialise(record: &Record) -> Result<Vec<u8>> {
+    let out = serde_json::to_vec(record)
         .map_err(|e| Error::Other(format!("serialise audit record: {e}")))?;
     if out.len() >= MAX_LINE {
         return Err(Error::Other(format!(
@@ -447,16 +595,27 @@ pub fn append_at(path: &Path, event: &Event, now: SystemTime) -> Result<Record> 
             out.len()
         )));
     }
-    out.push(b'\n');
-    file.write_all(&out)
-        .and_then(|_| file.sync_data())
-        .map_err(|e| Error::io("append to audit log", path, e))?;
-    if !existed {
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsutil::sync_dir(dir)?;
-        }
+    Ok(out)
+}
+
+/// How a record's line begins: the part a line torn by a crash while writing record `seq`
+/// (chaining from `prev`) shares with it.
+fn record_head(seq: u64, prev: &str) -> String {
+    format!("{{\"seq\":{seq},\"prev\":\"{prev}\"")
+}
+
+/// Whether `line` can be what a crash left of a record whose line begins with `head`: a
+/// beginning of it (a write cut short), possibly followed by NUL bytes (space the file system
+/// allocated but never wrote), or NULs alone. Anything else is not a crash.
+fn is_torn_record(line: &[u8], head: &str) -> bool {
+    let end = line.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let t = &line[..end];
+    let h = head.as_bytes();
+    if t.len() <= h.len() {
+        h.starts_with(t)
+    } else {
+        t.starts_with(h)
     }
-    Ok(record)
 }
 
 struct Tail {
@@ -472,63 +631,22 @@ enum TailError {
     Damaged(String),
 }
 
-/// Finds the last intact record by reading backwards, and the damaged lines after it.
-fn read_tail(file: &mut File) -> std::result::Result<Tail, TailError> {
+/// Finds the last record by reading backwards. A crash can leave exactly one unterminated last
+/// line: a complete record without its `\n` (kept), or the torn beginning of the next record
+/// (named in the next record's `torn`). Anything else at the end is damage, refused.
+fn read_tail(mut file: &File) -> std::result::Result<Tail, TailError> {
     const BLOCK: u64 = 64 << 10;
     let len = file.seek(SeekFrom::End(0)).map_err(TailError::Io)?;
     let mut start = len;
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let unterminated = buf.last().is_some_and(|&b| b != b'\n');
-        // Lines fully inside `buf`: all but a first piece that may have begun before `start`.
-        let body = match buf.strip_suffix(b"\n") {
-            Some(b) => b,
-            None => &buf[..],
-        };
-        if !buf.is_empty() {
-            let mut pieces: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-            let first_complete = start == 0;
-            if !first_complete {
-                pieces.remove(0);
-            }
-            let mut torn = Vec::new();
-            for (i, line) in pieces.iter().enumerate().rev() {
-                if let Some(r) = parse_record(line) {
-                    torn.reverse();
-                    return Ok(Tail {
-                        seq: r.seq,
-                        prev: sha256_hex(line),
-                        torn,
-                        unterminated,
-                    });
-                }
-                torn.push(sha256_hex(line));
-                if torn.len() > MAX_TORN {
-                    return Err(TailError::Damaged(format!(
-                        "more than {MAX_TORN} damaged lines at its end"
-                    )));
-                }
-                if i == 0 && first_complete {
-                    // Nothing intact at all (e.g. the very first append was torn).
-                    torn.reverse();
-                    return Ok(Tail {
-                        seq: 0,
-                        prev: GENESIS.into(),
-                        torn,
-                        unterminated,
-                    });
-                }
-            }
+        // Enough read: the last line and the complete line before it, or the file's start.
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf[..]);
+        let newlines = body.iter().filter(|&&b| b == b'\n').count();
+        if start == 0 || newlines >= 2 {
+            break;
         }
-        if start == 0 {
-            return Ok(Tail {
-                seq: 0,
-                prev: GENESIS.into(),
-                torn: Vec::new(),
-                unterminated: false,
-            });
-        }
-        if buf.len() > (MAX_TORN + 1) * MAX_LINE {
+        if buf.len() > 2 * MAX_LINE + 2 {
             return Err(TailError::Damaged(format!(
                 "no intact record in its last {} bytes",
                 buf.len()
@@ -542,14 +660,66 @@ fn read_tail(file: &mut File) -> std::result::Result<Tail, TailError> {
         block.extend_from_slice(&buf);
         buf = block;
     }
+    if buf.is_empty() {
+        return Ok(Tail {
+            seq: 0,
+            prev: GENESIS.into(),
+            torn: Vec::new(),
+            unterminated: false,
+        });
+    }
+    let unterminated = buf.last() != Some(&b'\n');
+    let body = buf.strip_suffix(b"\n").unwrap_or(&buf[..]);
+    let mut pieces: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    if start != 0 {
+        pieces.remove(0);
+    }
+    let last = pieces.pop().unwrap_or_default();
+    if let Some(r) = parse_record(last) {
+        return Ok(Tail {
+            seq: r.seq,
+            prev: sha256_hex(last),
+            torn: Vec::new(),
+            unterminated,
+        });
+    }
+    if !unterminated {
+        return Err(TailError::Damaged(
+            "its last line is not an audit record (a crash leaves at most one unterminated line)"
+                .into(),
+        ));
+    }
+    let (seq, prev) = match pieces.last() {
+        None => (0, GENESIS.to_string()),
+        Some(line) => match parse_record(line) {
+            Some(r) => (r.seq, sha256_hex(line)),
+            None => {
+                return Err(TailError::Damaged(
+                    "the line before its unterminated last line is not an audit record".into(),
+                ))
+            }
+        },
+    };
+    if !is_torn_record(last, &record_head(seq + 1, &prev)) {
+        return Err(TailError::Damaged(format!(
+            "its unterminated last line is not the beginning of record {} (what a crash during an append leaves)",
+            seq + 1
+        )));
+    }
+    Ok(Tail {
+        seq,
+        prev,
+        torn: vec![sha256_hex(last)],
+        unterminated,
+    })
 }
 
 /// How a line is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BadKind {
-    /// Not a record in canonical form, and not a torn line named by the next record: edited
-    /// into something else, or inserted.
+    /// Not a record in canonical form, and not the one line torn by a crash that the next
+    /// record names: edited into something else, or inserted.
     Malformed,
     /// Longer than [`MAX_LINE`].
     TooLong,
@@ -557,18 +727,68 @@ pub enum BadKind {
     Edited,
     /// `seq` is not the next number: records before it were deleted, or records reordered.
     Sequence,
-    /// The log ends in an incomplete line (a crash during an append, or a truncation) or in
-    /// damaged lines no record names.
+    /// The log ends in an incomplete line (a crash during an append, or a truncation).
     TornTail,
+    /// The chain is intact but does not hold the anchor given (`--expect-head`,
+    /// `--expect-records`): records were cut off its end, or it was rewritten.
+    Anchor,
 }
 
 /// The first bad line of a log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BadLine {
-    /// 1-based line number.
+    /// 1-based line number (for [`BadKind::Anchor`]: the line after the last one read).
     pub line: u64,
     pub kind: BadKind,
     pub message: String,
+}
+
+/// A point of the chain kept elsewhere (printed into a ticket, say): the log must still hold
+/// record `records`, and its line must hash to `head`. Either may be given alone: `records`
+/// alone asks for at least that many records, `head` alone for some record with that hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Anchor {
+    pub records: Option<u64>,
+    pub head: Option<String>,
+}
+
+impl Anchor {
+    /// Checks the form of `--expect-head`: 64 lowercase hex digits.
+    pub fn parse_head(s: &str) -> std::result::Result<String, String> {
+        let h = s.strip_prefix("sha256:").unwrap_or(s);
+        if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(h.to_ascii_lowercase())
+        } else {
+            Err(format!(
+                "{:?} is not a head hash (64 hex digits, as `airlock audit verify` prints)",
+                crate::format::text::escape(s).to_string()
+            ))
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_none() && self.head.is_none()
+    }
+}
+
+/// Where the anchor was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchorMatch {
+    /// The anchored record's `seq`.
+    pub record: u64,
+    /// Its line's SHA-256 (hex).
+    pub head: String,
+}
+
+/// An import whose `started` record no later record completes: interrupted (a crash, or a
+/// failure to append its outcome), or still running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interrupted {
+    pub line: u64,
+    pub seq: u64,
+    pub time: String,
+    pub bundle_id: Option<String>,
+    pub bundle_dir: String,
 }
 
 /// What [`verify`] found.
@@ -581,8 +801,13 @@ pub struct AuditReport {
     pub lines: u64,
     /// SHA-256 (hex) of the last intact record's line: keep it to anchor the log.
     pub head: Option<String>,
-    /// Lines torn by a crash and named by the record after them.
+    /// Line torn by a crash and named by the record after it (at most one per record).
     pub recovered: Vec<u64>,
+    /// Imports started and never completed.
+    pub interrupted: Vec<Interrupted>,
+    /// The anchor checked, when one was given and held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorMatch>,
     pub bad: Option<BadLine>,
 }
 
@@ -611,19 +836,31 @@ fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<
 /// Checks the whole chain of the log at `path`; names the first bad line. An `Err` is only
 /// for a log that cannot be read.
 pub fn verify(path: &Path) -> Result<AuditReport> {
-    let file = fsutil::open(path)?;
-    let mut r = BufReader::with_capacity(1 << 16, file);
+    verify_anchored(path, &Anchor::default())
+}
+
+/// [`verify`], and the chain checked against `anchor`.
+pub fn verify_anchored(path: &Path, anchor: &Anchor) -> Result<AuditReport> {
+    let file = fsutil::open_regular(path)?;
+    verify_reader(BufReader::with_capacity(1 << 16, file), path, anchor)
+}
+
+fn verify_reader(mut r: impl BufRead, path: &Path, anchor: &Anchor) -> Result<AuditReport> {
     let mut rep = AuditReport {
         path: path.to_path_buf(),
         records: 0,
         lines: 0,
         head: None,
         recovered: Vec::new(),
+        interrupted: Vec::new(),
+        anchor: None,
         bad: None,
     };
     let mut prev = GENESIS.to_string();
     let mut prev_line = 0u64;
-    let mut pending: Vec<(u64, String)> = Vec::new();
+    // The one line a crash may have torn, waiting for the record that names it.
+    let mut pending: Option<(u64, Vec<u8>)> = None;
+    let mut head_at_anchor: Option<String> = None;
     let mut buf = Vec::new();
     let bad = |line: u64, kind: BadKind, message: String| {
         Some(BadLine {
@@ -631,6 +868,13 @@ pub fn verify(path: &Path) -> Result<AuditReport> {
             kind,
             message,
         })
+    };
+    let not_a_record = |line: u64| {
+        bad(
+            line,
+            BadKind::Malformed,
+            format!("line {line} is not an audit record (edited or inserted; a crash tears at most one line, which the next record names)"),
+        )
     };
     while let Some(terminated) =
         next_line(&mut r, &mut buf, MAX_LINE).map_err(|e| Error::io("read audit log", path, e))?
@@ -645,43 +889,44 @@ pub fn verify(path: &Path) -> Result<AuditReport> {
             );
             return Ok(rep);
         }
+        if let Some((p, _)) = &pending {
+            if !terminated || parse_record(&buf).is_none() {
+                rep.bad = not_a_record(*p);
+                return Ok(rep);
+            }
+        }
         if !terminated {
-            let first = pending.first().map_or(n, |p| p.0);
             rep.bad = bad(
-                first,
+                n,
                 BadKind::TornTail,
                 format!("the log ends in an incomplete line {n} (a crash during an append, or a truncation)"),
             );
             return Ok(rep);
         }
         let Some(rec) = parse_record(&buf) else {
-            pending.push((n, sha256_hex(&buf)));
-            if pending.len() > MAX_TORN {
-                let first = pending[0].0;
-                rep.bad = bad(
-                    first,
-                    BadKind::Malformed,
-                    format!("line {first} is not an audit record"),
-                );
-                return Ok(rep);
-            }
+            pending = Some((n, buf.clone()));
             continue;
         };
-        let claimed: Vec<&String> = pending.iter().map(|p| &p.1).collect();
-        if rec.torn.iter().collect::<Vec<_>>() != claimed {
-            rep.bad = match pending.first() {
-                Some(&(first, _)) => bad(
-                    first,
-                    BadKind::Malformed,
-                    format!("line {first} is not an audit record (edited or inserted)"),
-                ),
-                None => bad(
+        match (pending.take(), rec.torn.as_slice()) {
+            (None, []) => {}
+            (Some((p, torn)), [h])
+                if *h == sha256_hex(&torn)
+                    && is_torn_record(&torn, &record_head(rec.seq, &rec.prev)) =>
+            {
+                rep.recovered.push(p);
+            }
+            (Some((p, _)), _) => {
+                rep.bad = not_a_record(p);
+                return Ok(rep);
+            }
+            (None, _) => {
+                rep.bad = bad(
                     n,
                     BadKind::Edited,
                     format!("line {n} names torn lines before it that are not there"),
-                ),
-            };
-            return Ok(rep);
+                );
+                return Ok(rep);
+            }
         }
         let expected = rep.records + 1;
         if rec.seq != expected {
@@ -711,20 +956,88 @@ pub fn verify(path: &Path) -> Result<AuditReport> {
             };
             return Ok(rep);
         }
-        rep.recovered.extend(pending.drain(..).map(|p| p.0));
         prev = sha256_hex(&buf);
         prev_line = n;
         rep.records += 1;
         rep.head = Some(prev.clone());
+        match rec.event.outcome {
+            Outcome::Started => rep.interrupted.push(Interrupted {
+                line: n,
+                seq: rec.seq,
+                time: rec.time.clone(),
+                bundle_id: rec.event.bundle_id.clone(),
+                bundle_dir: rec.event.bundle_dir.clone(),
+            }),
+            _ => {
+                if let Some(s) = rec.event.completes {
+                    rep.interrupted.retain(|i| i.seq != s);
+                }
+            }
+        }
+        if anchor.records == Some(rec.seq) {
+            head_at_anchor = Some(prev.clone());
+        }
+        if anchor.records.is_none() && anchor.head.as_deref() == Some(prev.as_str()) {
+            head_at_anchor = Some(prev.clone());
+            rep.anchor = Some(AnchorMatch {
+                record: rec.seq,
+                head: prev.clone(),
+            });
+        }
     }
-    if let Some(&(first, _)) = pending.first() {
-        rep.bad = bad(
-            first,
-            BadKind::TornTail,
-            format!("the log ends in damaged lines from line {first} on that no record names (a crash during an append, or damage)"),
-        );
+    if let Some((p, _)) = pending {
+        rep.bad = not_a_record(p);
+        return Ok(rep);
     }
+    check_anchor(&mut rep, anchor, head_at_anchor);
     Ok(rep)
+}
+
+fn check_anchor(rep: &mut AuditReport, anchor: &Anchor, found: Option<String>) {
+    let line = rep.lines + 1;
+    let fail = |message: String| {
+        Some(BadLine {
+            line,
+            kind: BadKind::Anchor,
+            message,
+        })
+    };
+    match (anchor.records, &anchor.head) {
+        (None, None) => {}
+        (Some(n), _) if rep.records < n => {
+            rep.bad = fail(format!(
+                "the log holds {} records, the anchor expects at least {n}: records were cut off its end",
+                rep.records
+            ));
+        }
+        (Some(n), Some(h)) => match found {
+            Some(f) if f == *h => {
+                rep.anchor = Some(AnchorMatch {
+                    record: n,
+                    head: f,
+                })
+            }
+            f => {
+                rep.bad = fail(format!(
+                    "record {n} hashes to {}, not to the anchored head {h}: the log was rewritten from record {n} or before",
+                    f.unwrap_or_default()
+                ))
+            }
+        },
+        (Some(n), None) => {
+            rep.anchor = Some(AnchorMatch {
+                record: n,
+                head: found.unwrap_or_default(),
+            })
+        }
+        (None, Some(h)) => {
+            if rep.anchor.is_none() {
+                rep.bad = fail(format!(
+                    "no record hashes to the anchored head {h}: the anchored record was removed, or the log rewritten"
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -896,8 +1209,32 @@ mod tests {
     fn append_after_a_torn_line_names_it_and_the_chain_holds() {
         let (_t, p) = log_with(3);
         let bytes = fs::read(&p).unwrap();
-        // A crash mid-append: half of a fourth record.
-        let torn = br#"{"seq":4,"prev":"ab"#;
+        // A crash mid-append: the beginning of a fourth record (chaining from the third).
+        let head = record_head(4, &sha256_hex(lines(&p)[2].as_bytes()));
+        let torn_text = format!("{head},\"time\":\"20");
+        let torn = torn_text.as_bytes();
+        // Junk instead, unterminated or not, is no crash: refused, and the log left as it is.
+        for junk in [&b"{\"seq\":4,\"prev\":\"ab"[..], b"hello", b"hello\n"] {
+            let mut b2 = bytes.clone();
+            b2.extend_from_slice(junk);
+            fs::write(&p, &b2).unwrap();
+            let e = append(&p, &event(4)).unwrap_err();
+            assert!(matches!(e, Error::AuditBroken(_)), "{e}");
+            assert_eq!(fs::read(&p).unwrap(), b2);
+        }
+        // Two lines torn: no crash leaves that.
+        let mut b2 = bytes.clone();
+        b2.extend_from_slice(b"{\"seq\":4,\n");
+        b2.extend_from_slice(torn);
+        fs::write(&p, &b2).unwrap();
+        assert!(append(&p, &event(4)).is_err());
+        // NULs a file system left after a crash are a torn line too.
+        let mut b2 = bytes.clone();
+        b2.extend_from_slice(&torn[..20]);
+        b2.extend_from_slice(&[0; 30]);
+        fs::write(&p, &b2).unwrap();
+        assert_eq!(append(&p, &event(4)).unwrap().torn.len(), 1);
+        assert!(verify(&p).unwrap().is_intact());
         let mut b2 = bytes.clone();
         b2.extend_from_slice(torn);
         fs::write(&p, &b2).unwrap();
@@ -918,6 +1255,14 @@ mod tests {
         ls[3] = "{\"seq\":4,\"prev\":\"cd".into();
         write_lines(&p, &ls);
         assert_eq!((bad(&p).line, bad(&p).kind), (4, BadKind::Malformed));
+        // So is junk that the next record names as torn (it is not what a crash leaves).
+        let mut ls = lines(&p);
+        ls[3] = "junk".into();
+        let mut r5: Record = serde_json::from_str(&ls[4]).unwrap();
+        r5.torn = vec![sha256_hex(b"junk")];
+        ls[4] = serde_json::to_string(&r5).unwrap();
+        write_lines(&p, &ls);
+        assert_eq!((bad(&p).line, bad(&p).kind), (4, BadKind::Malformed));
         // The first append torn: the next one starts the chain and names it.
         fs::write(&p, b"{\"seq\":1,").unwrap();
         let r = append(&p, &event(1)).unwrap();
@@ -931,6 +1276,26 @@ mod tests {
         assert_eq!((r.seq, r.torn.len()), (3, 0));
         let rep = verify(&q).unwrap();
         assert!(rep.is_intact() && rep.records == 3, "{rep:?}");
+    }
+
+    #[test]
+    fn links_are_refused() {
+        let (t, p) = log_with(1);
+        let before = fs::read(&p).unwrap();
+        let hard = t.path().join("elsewhere");
+        fs::hard_link(&p, &hard).unwrap();
+        let e = append(&p, &event(2)).unwrap_err().to_string();
+        assert!(e.contains("hard links"), "{e}");
+        fs::remove_file(&hard).unwrap();
+        #[cfg(unix)]
+        {
+            let link = t.path().join("link.jsonl");
+            std::os::unix::fs::symlink(&p, &link).unwrap();
+            let e = append(&link, &event(2)).unwrap_err().to_string();
+            assert!(e.contains("symbolic link"), "{e}");
+            assert!(AuditLog::open_checked(&link).is_err());
+        }
+        assert_eq!(fs::read(&p).unwrap(), before);
     }
 
     #[test]

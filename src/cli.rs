@@ -54,9 +54,13 @@ pub enum Command {
 Examples:
   airlock audit verify                       # STATE/audit.jsonl
   airlock audit verify --audit-log /var/log/airlock/audit.jsonl --json
+  airlock audit verify --expect-head HASH --expect-records N   # against a head kept elsewhere
 
 Every verify and import decision is one JSON line carrying the SHA-256 of the line before it:
-an edited, deleted, reordered or inserted record is reported with its line number (exit 3).")]
+an edited, deleted, reordered or inserted record is reported with its line number (exit 3).
+The chain alone cannot show records cut off its end, or a tail rewritten by someone who can
+write the log: keep the printed head and record count elsewhere, and check them later with
+--expect-head and --expect-records.")]
 pub struct AuditArgs {
     #[command(subcommand)]
     pub action: AuditAction,
@@ -72,6 +76,16 @@ pub enum AuditAction {
 pub struct AuditVerifyArgs {
     #[command(flatten)]
     pub state: StateArgs,
+
+    /// The head hash printed by an earlier `audit verify` and kept elsewhere: some record (with
+    /// --expect-records: record N) must still hash to it, so a rewritten tail is caught
+    #[arg(long, value_name = "HASH")]
+    pub expect_head: Option<String>,
+
+    /// The record count printed with that head: the log must still hold at least N records,
+    /// so records cut off its end are caught
+    #[arg(long, value_name = "N")]
+    pub expect_records: Option<u64>,
 }
 
 /// Generate a signing key pair (minisign format)

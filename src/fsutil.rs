@@ -343,3 +343,81 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// Checks a file that decides whom the enclave trusts or what it signs with (a trust policy, a
+/// key) the way OpenSSH's `StrictModes` checks `authorized_keys`: the file (`meta`, from its
+/// open handle) owned by root or the effective user and, when `file_mode` is set, writable by
+/// neither group nor others; and every directory above it, up to `/` (of the path as given,
+/// made absolute, and of its canonical form), owned by root or the user and not writable by
+/// group or others unless it is sticky (like `/tmp`). Otherwise someone else could replace the
+/// file. The message names the file or directory at fault and the fix.
+pub fn check_trusted(path: &Path, meta: &fs::Metadata, file_mode: bool) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let ours = |uid: u32| uid == 0 || uid == me;
+        if !ours(meta.uid()) {
+            return Err(format!(
+                "{} is owned by uid {}, neither root nor you (uid {me}): someone else could change it",
+                path.display(),
+                meta.uid()
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        if file_mode && mode & 0o002 != 0 {
+            return Err(format!(
+                "anyone may change it (mode {mode:04o}); run: chmod o-w {}",
+                path.display()
+            ));
+        }
+        if file_mode && mode & 0o020 != 0 {
+            return Err(format!(
+                "its group may change it (mode {mode:04o}); run: chmod g-w {}",
+                path.display()
+            ));
+        }
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?
+                .join(path)
+        };
+        let canonical = fs::canonicalize(path).ok();
+        let mut dirs: Vec<PathBuf> = abs.ancestors().skip(1).map(Path::to_path_buf).collect();
+        if let Some(c) = &canonical {
+            dirs.extend(c.ancestors().skip(1).map(Path::to_path_buf));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in dirs {
+            if d.as_os_str().is_empty() || !seen.insert(d.clone()) {
+                continue;
+            }
+            let m = fs::metadata(&d)
+                .map_err(|e| format!("cannot check directory {}: {e}", d.display()))?;
+            let mode = m.mode() & 0o7777;
+            if !ours(m.uid()) {
+                return Err(format!(
+                    "directory {} is owned by uid {}, neither root nor you (uid {me}): its owner could replace {}",
+                    d.display(),
+                    m.uid(),
+                    path.display()
+                ));
+            }
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                return Err(format!(
+                    "directory {} is writable by {} (mode {mode:04o}), so {} could be replaced; run: chmod go-w {}",
+                    d.display(),
+                    if mode & 0o002 != 0 { "anyone" } else { "its group" },
+                    path.display(),
+                    d.display()
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta, file_mode);
+    Ok(())
+}

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format;
+use crate::fsutil;
 use crate::sign::{KeyId, PublicKey};
 
 /// Where the policy is read from when neither `--policy` nor `--trust` is given (if it exists).
@@ -180,27 +181,18 @@ impl TrustPolicy {
         }
     }
 
-    /// Reads and checks a policy file (at most 1 MiB).
+    /// Reads and checks a policy file (at most 1 MiB): opened without following a symbolic
+    /// link or blocking on a FIFO, a regular file (checked on the handle), and safe from
+    /// others' hands like OpenSSH's `StrictModes` wants (owner, mode, every directory above).
     pub fn load(path: &Path) -> Result<TrustPolicy> {
-        let meta = fs::metadata(path).map_err(|e| Error::io("read trust policy", path, e))?;
-        if !meta.is_file() {
-            return Err(invalid(&path.display().to_string(), "not a regular file"));
-        }
-        if let Some(mode) = world_writable(&meta) {
-            return Err(invalid(
-                &path.display().to_string(),
-                format!(
-                    "anyone may change it (mode {mode:04o}); run: chmod o-w {}",
-                    path.display()
-                ),
-            ));
-        }
-        let f = fs::File::open(path).map_err(|e| Error::io("read trust policy", path, e))?;
+        let origin = path.display().to_string();
+        let f = fsutil::open_nofollow(path, fs::OpenOptions::new().read(true))?;
+        let meta = fsutil::check_regular(&f, path).map_err(|e| invalid(&origin, e))?;
+        fsutil::check_trusted(path, &meta, true).map_err(|e| invalid(&origin, e))?;
         let mut buf = Vec::new();
         f.take(MAX_POLICY_BYTES + 1)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io("read trust policy", path, e))?;
-        let origin = path.display().to_string();
         if buf.len() as u64 > MAX_POLICY_BYTES {
             return Err(invalid(
                 &origin,
@@ -369,44 +361,10 @@ impl TrustPolicy {
     }
 }
 
-/// The permission bits of a file that others may write to (which would let anyone decide whom
-/// the enclave trusts).
-fn world_writable(meta: &fs::Metadata) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o002 != 0 {
-            return Some(mode);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    None
-}
-
-/// A public key file named by a policy: bounded, and errors name the file.
+/// A public key file named by a policy: opened and checked like the policy itself
+/// ([`crate::sign::load_public_key_file`]), bounded, and errors name the file.
 fn load_key_file(path: &Path) -> Result<PublicKey, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if let Some(mode) = world_writable(&meta) {
-        return Err(format!(
-            "{}: anyone may change it (mode {mode:04o}); run: chmod o-w {}",
-            path.display(),
-            path.display()
-        ));
-    }
-    if meta.len() > 4096 {
-        return Err(format!(
-            "{}: too large to be a minisign public key",
-            path.display()
-        ));
-    }
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    PublicKey::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+    crate::sign::load_public_key_file(path).map_err(|e| e.to_string())
 }
 
 /// Which policy applies, from `--policy` and `--trust`: exactly one of them, or the default
@@ -459,6 +417,15 @@ mod tests {
             (ok.replace("[\"ci\"]", "[\"nobody\"]"), "not a key"),
             (ok.replace("[\"ci\"]", "[\"ci\", \"ci\"]"), "twice"),
             (ok.replace("nightly", "-x"), "not valid"),
+            // TOML refuses a key or table given twice (no last-wins).
+            (
+                ok.replace("threshold = 1", "threshold = 1\nthreshold = 1"),
+                "duplicate key",
+            ),
+            (
+                format!("{ok}[channels.nightly]\nsigners = []\nthreshold = 0\n"),
+                "duplicate key",
+            ),
         ] {
             let e = TrustPolicy::parse(&bad, "p.toml", base).unwrap_err();
             let msg = e.to_string();

@@ -7,11 +7,12 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::limits::MAX_SIGNATURE_BYTES;
+use crate::fsutil;
 
 /// Environment variable holding the secret-key passphrase for non-interactive use.
 pub const PASSPHRASE_ENV: &str = "AIRLOCK_PASSPHRASE";
@@ -88,15 +89,7 @@ impl PublicKey {
                     .into(),
             ));
         }
-        let meta = fs::metadata(path).map_err(|e| Error::io("read public key", path, e))?;
-        if meta.len() > 4096 {
-            return Err(Error::Key(format!(
-                "{}: too large to be a minisign public key",
-                path.display()
-            )));
-        }
-        let text = fs::read_to_string(path).map_err(|e| Error::io("read public key", path, e))?;
-        PublicKey::parse(&text, &path.display().to_string())
+        load_public_key_file(path)
     }
 
     /// The public key file text, as `minisign -G` writes it.
@@ -111,6 +104,47 @@ impl PublicKey {
     pub fn base64(&self) -> String {
         self.inner.to_base64()
     }
+}
+
+/// Reads a key file (at most 4 KiB): opened without following a symbolic link or blocking on
+/// a FIFO, a regular file checked on the handle, and checked like OpenSSH's `StrictModes`
+/// ([`fsutil::check_trusted`]: owner, and every directory above it; the file's own mode too
+/// when `file_mode`). `what` names the kind of key in messages.
+fn read_key_file(path: &Path, what: &str, file_mode: bool) -> Result<(String, fs::Metadata)> {
+    let f = fsutil::open_regular(path)?;
+    let meta = fsutil::check_regular(&f, path)?;
+    fsutil::check_trusted(path, &meta, file_mode)
+        .map_err(|e| Error::Key(format!("{what} {}: {e}", path.display())))?;
+    if meta.len() > 4096 {
+        return Err(Error::Key(format!(
+            "{}: too large to be a minisign {what}",
+            path.display()
+        )));
+    }
+    let mut buf = Vec::new();
+    f.take(4097)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    if buf.len() > 4096 {
+        return Err(Error::Key(format!(
+            "{}: too large to be a minisign {what}",
+            path.display()
+        )));
+    }
+    let text = String::from_utf8(buf).map_err(|_| {
+        Error::Key(format!(
+            "{}: not a minisign {what} (not text)",
+            path.display()
+        ))
+    })?;
+    Ok((text, meta))
+}
+
+/// A trusted public key file (`--trust FILE`, or `file =` in a trust policy): nobody but its
+/// owner (root or the user) may be able to change it or the directories above it.
+pub fn load_public_key_file(path: &Path) -> Result<PublicKey> {
+    let (text, _) = read_key_file(path, "public key", true)?;
+    PublicKey::parse(&text, &path.display().to_string())
 }
 
 /// Whether a command-line value looks like base64 key material rather than a path.
@@ -166,7 +200,19 @@ impl SigningKey {
     /// Reads a minisign secret key file, refusing one that group or others can read. An
     /// encrypted key is decrypted with `AIRLOCK_PASSPHRASE` or a passphrase asked on the terminal.
     pub fn load(path: &Path) -> Result<SigningKey> {
-        let meta = fs::metadata(path).map_err(|e| Error::io("read secret key", path, e))?;
+        let (text, meta) = read_key_file(path, "secret key", false)?;
+        // A public key given by mistake: say so, rather than advise a chmod.
+        if PublicKey::parse(&text, "").is_ok() {
+            let stem = path
+                .to_str()
+                .and_then(|p| p.strip_suffix(".pub"))
+                .map(|p| format!(" (its secret key is usually {p})"))
+                .unwrap_or_default();
+            return Err(Error::Key(format!(
+                "{} is a public key; signing needs the secret key{stem}",
+                path.display()
+            )));
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -179,13 +225,6 @@ impl SigningKey {
                 )));
             }
         }
-        if meta.len() > 4096 {
-            return Err(Error::Key(format!(
-                "{}: too large to be a minisign secret key",
-                path.display()
-            )));
-        }
-        let text = fs::read_to_string(path).map_err(|e| Error::io("read secret key", path, e))?;
         let origin = path.display().to_string();
         SigningKey::parse(&text, &origin, || {
             get_passphrase(&format!("Passphrase for {origin}: "), false)

@@ -17,7 +17,8 @@
 //! fsync → rename → fsync of the directory), so a crash leaves either the old or the new file,
 //! never a torn one; leftover temp files are ignored and removed. An import holds an exclusive
 //! lock on `<dir>/lock` from [`State::open`] until the [`State`] is dropped, so two imports cannot
-//! both pass the check for the same sequence.
+//! both pass the check for the same sequence. No file of the directory is opened through a
+//! symbolic link: a planted `lock` or `state.json` link is refused, never followed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -30,7 +31,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::{validate_channel, Digest, Manifest};
+use crate::format::{json, validate_channel, Digest, Manifest};
 use crate::fsutil;
 
 /// The state file's name inside the state directory.
@@ -146,7 +147,9 @@ impl StateFile {
             format: Option<String>,
             version: Option<u32>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        // Strict: a key named twice (a channel, say) is refused, never last-wins.
+        let probe: Probe =
+            json::from_slice(bytes, STATE_FILE).map_err(|e| e.detail().to_string())?;
         if probe.format.as_deref() != Some(STATE_FORMAT) {
             return Err(format!(
                 "not an airlock state file (format {:?})",
@@ -159,7 +162,8 @@ impl StateFile {
                 probe.version
             ));
         }
-        let s: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let s: StateFile =
+            json::from_slice(bytes, STATE_FILE).map_err(|e| e.detail().to_string())?;
         s.validate()?;
         Ok(s)
     }
@@ -276,6 +280,10 @@ impl State {
     /// exclusive lock (waiting while another import holds it), removes leftover temp files of an
     /// interrupted write, and loads `state.json` (absent: empty state). The lock is held until
     /// the `State` is dropped, so check → import → [`State::record_accepted`] is one window.
+    ///
+    /// No file in the directory is opened through a symbolic link (`O_NOFOLLOW`, and the kind
+    /// checked on the open handle), and the directory is proven writable (a temp file created
+    /// and removed) before the caller writes anything anywhere.
     pub fn open(dir: &Path) -> Result<State> {
         create_private_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -286,11 +294,15 @@ impl State {
             use std::os::unix::fs::OpenOptionsExt;
             o.mode(0o600);
         }
-        let lock = o
-            .open(&lock_path)
-            .map_err(|e| Error::io("open lock file", &lock_path, e))?;
+        let lock = fsutil::open_nofollow(&lock_path, &mut o)?;
+        fsutil::check_regular(&lock, &lock_path)?;
         lock.lock().map_err(|e| Error::io("lock", &lock_path, e))?;
         remove_stale_temps(dir);
+        // Writable: the atomic replace of state.json will need a temp file here.
+        tempfile::Builder::new()
+            .prefix(".airlock-tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("create temporary file in state directory", dir, e))?;
         let file = load(dir)?;
         Ok(State {
             dir: dir.to_path_buf(),
@@ -466,7 +478,8 @@ impl State {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// Creates the state directory (mode 0700, with missing parents) if it does not exist.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -498,20 +511,16 @@ fn remove_stale_temps(dir: &Path) {
 
 fn load(dir: &Path) -> Result<StateFile> {
     let path = dir.join(STATE_FILE);
-    match fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateFile::default()),
-        Err(e) => return Err(Error::io("read state file", &path, e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::Other(format!(
-                "state file {} is not a regular file",
-                path.display()
-            )))
+    // Never through a symbolic link, never blocking on a FIFO; the kind checked on the handle.
+    let f = match fsutil::open_regular(&path) {
+        Ok(f) => f,
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(StateFile::default())
         }
-        Ok(_) => {}
-    }
+        Err(e) => return Err(e),
+    };
     let mut bytes = Vec::new();
-    fsutil::open(&path)?
-        .take(MAX_STATE_BYTES + 1)
+    f.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("read state file", &path, e))?;
     StateFile::parse(&bytes)
@@ -725,6 +734,11 @@ mod tests {
             good.replace("\"sequence\":3", "\"sequence\":-1"),
             good[..good.len() - 3].to_string(),
             "[".repeat(100_000),
+            // A channel named twice: serde_json alone would keep the last one.
+            good.replace(
+                "\"channels\":{",
+                "\"channels\":{\"nightly\":{\"sequence\":1000,\"accepted\":[]},",
+            ),
         ];
         for bad in &cases {
             assert!(StateFile::parse(bad.as_bytes()).is_err(), "{bad:.120}");

@@ -1,7 +1,9 @@
 use serde::Serialize;
 
 use super::pack::BundleSummary;
-use crate::audit::{self, Action as Audited, Event};
+use std::cell::Cell;
+
+use crate::audit::{Action as Audited, AuditLog, Event};
 use crate::bundle::{self, SignerInfo};
 use crate::cli::ImportArgs;
 use crate::error::{Error, Result};
@@ -129,10 +131,20 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let connect = super::connect_options(&args.registry_opts)?;
     let (state_dir, log) = super::state_paths(&args.state)?;
     let progress = printer.progress();
-    // Every decision of a real import is audited; a dry run decides nothing.
+    // Every decision of a real import is audited; a dry run decides nothing. Before anything
+    // is written anywhere, the log must be usable: opened without following a link, a regular
+    // file, its whole chain intact (it stays open: later appends go to the file checked).
+    let log = if args.dry_run {
+        None
+    } else {
+        if args.state.audit_log.is_none() {
+            crate::state::create_private_dir(&state_dir)?;
+        }
+        Some(AuditLog::open_checked(&log)?)
+    };
     let audit = |e: &Event| -> Result<()> {
-        if !args.dry_run {
-            audit::append(&log, e)?;
+        if let Some(l) = &log {
+            l.append(e)?;
         }
         Ok(())
     };
@@ -149,10 +161,17 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         }
     };
     // Freshness: the state is locked until the import is recorded (or refused).
-    let mut st = if args.dry_run {
-        State::open_read_only(&state_dir)?
+    let opened = if args.dry_run {
+        State::open_read_only(&state_dir)
     } else {
-        State::open(&state_dir)?
+        State::open(&state_dir)
+    };
+    let mut st = match opened {
+        Ok(st) => st,
+        Err(e) => {
+            audit(&Event::for_bundle(Audited::Import, &vb).rejected_by(&e))?;
+            return Err(e);
+        }
     };
     let decision = st.check(vb.manifest(), &vb.manifest_digest());
     let event = Event::for_bundle(Audited::Import, &vb)
@@ -168,9 +187,11 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         audit(&event.rejected_by(&err))?;
         return Err(err);
     }
-    // Nothing is recorded as accepted unless every target completed.
+    // Nothing is recorded as accepted unless every target completed. Once the `started`
+    // record is written, the rejection names it.
+    let started: Cell<Option<u64>> = Cell::new(None);
     let fail = |e: Error| -> Error {
-        let _ = audit(&event.clone().rejected_by(&e));
+        let _ = audit(&event.clone().rejected_by(&e).completing(started.get()));
         e
     };
 
@@ -241,7 +262,12 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         .transpose()
         .map_err(fail)?;
     let mut pushed = Vec::new();
-    if !args.dry_run {
+    if let Some(l) = &log {
+        // The start of the writes is on record, and the acceptance record is known to fit,
+        // before any target is touched; a crash from here on leaves this `started` record
+        // without an outcome, which `audit verify` reports.
+        let done = event.clone().accepted();
+        started.set(Some(l.begin(&event, &done).map_err(fail)?));
         if let Some(p) = &plan {
             files::execute(&vb, p, &progress).map_err(fail)?;
         }
@@ -261,9 +287,18 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             let reg = Registry::new(&t.host, &connect).map_err(fail)?;
             pushed = registry::execute(&vb, &reg, pushes, &progress).map_err(fail)?;
         }
+        // Commit, then its record (the order a crash must see: an advanced state with a
+        // `started` record is detectable; an `accepted` record without the state is not).
         let m = vb.manifest();
-        st.record_accepted(&m.channel, m.sequence, &m.bundle_id, &vb.manifest_digest())?;
-        audit(&event.clone().accepted())?;
+        st.record_accepted(&m.channel, m.sequence, &m.bundle_id, &vb.manifest_digest())
+            .map_err(fail)?;
+        l.append(&done.completing(started.get())).map_err(|e| {
+            Error::Other(format!(
+                "the import completed and the state records it, but its audit record could not be appended ({e}); record {} of {} (`started`) stands without its outcome",
+                started.get().unwrap_or_default(),
+                output::escape_path(l.path())
+            ))
+        })?;
     }
     let count = |a| plan.as_ref().map(|p| p.count(a)).unwrap_or(0);
     let report = Report {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits;
 use super::paths::{name_key, validate_name, validate_rel_path};
-use super::{Digest, FORMAT_NAME, SUPPORTED_VERSIONS};
+use super::{Digest, FORMAT_NAME, MANIFEST_FILE, SUPPORTED_VERSIONS};
 
 /// The bundle manifest (`manifest.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -517,8 +517,10 @@ impl Manifest {
                 max: limits::MAX_MANIFEST_BYTES,
             });
         }
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
+        // Strict JSON: the probe walks the whole document once and refuses a duplicated key
+        // anywhere (the full parse below then reads no key twice).
+        let probe: VersionProbe = super::json::from_slice(bytes, MANIFEST_FILE)
+            .map_err(|e| ParseError::Syntax(e.detail().to_string()))?;
         if probe.format.as_deref() != Some(FORMAT_NAME) {
             return Err(ParseError::NotAirlock(probe.format));
         }

@@ -5,6 +5,7 @@
 //! it in prose; `schemas/manifest.schema.json` is generated from these types.
 
 mod digest;
+pub mod json;
 pub mod limits;
 mod manifest;
 pub mod paths;

@@ -527,6 +527,8 @@ fn fsize_limited(env: &Env, ignore_xfsz: bool) -> Command {
         .arg(format!("{trap}exec \"$0\" \"$@\""))
         .args([BIN, "import", "b", "--trust", "k.pub", "--files", "dest"])
         .current_dir(env.path(""))
+        // The test's own state and audit log (not the machine's default state directory, whose
+        // log may be larger than the limit, or written by another airlock).
         .env("AIRLOCK_STATE", env.path(".airlock-state"))
         .env_remove("AIRLOCK_AUDIT_LOG")
         .stdin(Stdio::null());

@@ -81,13 +81,18 @@ fn rollbacks_and_reused_sequences_are_refused_and_every_decision_is_audited() {
             )
         })
         .collect();
+    // An import that writes records its start first, then its outcome (issue 9, defect 4).
     let want = [
+        ("import", "started", Some("fresh")),
         ("import", "accepted", Some("fresh")),
+        ("import", "started", Some("fresh")),
         ("import", "accepted", Some("fresh")),
+        ("import", "started", Some("same-as-accepted")),
         ("import", "accepted", Some("same-as-accepted")),
         ("import", "rejected", Some("rollback")),
         ("import", "rejected", Some("sequence-reused")),
         ("verify", "rejected", Some("rollback")),
+        ("import", "started", Some("rollback")),
         ("import", "accepted", Some("rollback")),
     ];
     let want: Vec<(String, String, Option<String>)> = want
@@ -95,18 +100,22 @@ fn rollbacks_and_reused_sequences_are_refused_and_every_decision_is_audited() {
         .map(|(a, o, f)| (a.to_string(), o.to_string(), f.map(str::to_string)))
         .collect();
     assert_eq!(summary, want);
-    assert_eq!(log[6]["allow_rollback"], true);
+    assert_eq!(log[10]["allow_rollback"], true);
+    // Each outcome names its start.
+    for i in [1, 3, 5, 10] {
+        assert_eq!(log[i]["completes"], log[i - 1]["seq"], "record {i}");
+    }
     assert!(log
         .iter()
         .all(|r| !r["operator"].as_str().unwrap().is_empty()));
-    env.run(&["audit", "verify"]).ok().stdout_has("7 records");
+    env.run(&["audit", "verify"]).ok().stdout_has("11 records");
 
     // An edited record breaks the chain, named by its line.
     let path = env.path(".airlock-state/audit.jsonl");
     let text = fs::read_to_string(&path).unwrap();
     let edited = text.replacen("\"rejected\"", "\"accepted\"", 1);
     fs::write(&path, edited).unwrap();
-    env.run(&["audit", "verify"]).code(3).stderr_has("line 4");
+    env.run(&["audit", "verify"]).code(3).stderr_has("line 7");
 }
 
 #[test]

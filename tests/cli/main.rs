@@ -21,6 +21,7 @@ mod regauth;
 mod registry;
 mod rejections;
 mod roundtrip;
+mod sec_fs;
 mod sec_net;
 mod sec_render;
 mod sec_targets;
