@@ -22,6 +22,7 @@ mod registry;
 mod rejections;
 mod roundtrip;
 mod sec_fs;
+mod sec_json;
 mod sec_net;
 mod sec_render;
 mod sec_targets;
