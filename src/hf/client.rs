@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::spec::{url_prefix, HfOptions};
 use super::{is_hex, quote};
 use crate::error::{Error, Result};
+use crate::format::json;
 use crate::format::paths::validate_rel_path;
 use crate::format::HfRepoType;
 use crate::net;
@@ -386,9 +387,9 @@ fn read_json<T: serde::de::DeserializeOwned>(resp: Response, url: &str, what: &s
             url: url.to_string(),
             msg: format!("reading {what} failed: {}", chain(&e)),
         })?;
-    serde_json::from_slice(&body).map_err(|e| Error::Http {
+    json::from_slice(&body, what).map_err(|e| Error::Http {
         url: url.to_string(),
-        msg: format!("the Hub's answer is not {what}: {e}"),
+        msg: format!("the Hub's answer is not {what}: {}", e.detail()),
     })
 }
 

@@ -32,6 +32,8 @@ use super::image::{check_manifest, ImageStore, Origin, MAX_MANIFEST};
 use super::layout::{self, check_layout_file, full_reference, name_matches, Opened};
 use super::model::{self, Descriptor};
 use crate::error::{Error, Result};
+use crate::format::json;
+use crate::format::text::escape;
 use crate::format::Digest;
 
 /// Most members indexed (a docker save of even a large image has a few hundred).
@@ -294,8 +296,8 @@ pub fn open(file: &Path, reference: Option<&str>) -> Result<Opened<ArchiveStore>
         )));
     }
     let raw = store.tar.read("manifest.json", MAX_MANIFEST)?;
-    let entries: Vec<LegacyEntry> = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Other(format!("{what}: member manifest.json: {e}")))?;
+    let entries: Vec<LegacyEntry> = json::from_slice(&raw, "manifest.json")
+        .map_err(|e| Error::Other(format!("{what}: member {e}")))?;
     let entry = select_legacy(entries, reference, &store, &what)?;
 
     let config_name = normalise(&entry.config).unwrap_or(entry.config.clone());
@@ -310,10 +312,11 @@ pub fn open(file: &Path, reference: Option<&str>) -> Result<Opened<ArchiveStore>
     struct Config {
         rootfs: RootFs,
     }
-    let cfg: Config = serde_json::from_slice(&config_bytes).map_err(|e| {
+    let cfg: Config = json::from_slice(&config_bytes, "config").map_err(|e| {
         Error::Other(format!(
-            "{what}: config {} ({config_digest}): no usable rootfs.diff_ids: {e}",
-            entry.config
+            "{what}: config {} ({config_digest}): no usable rootfs.diff_ids: {}",
+            escape(&entry.config),
+            e.detail()
         ))
     })?;
     if cfg.rootfs.diff_ids.len() != entry.layers.len() {

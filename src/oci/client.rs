@@ -19,6 +19,7 @@ use reqwest::StatusCode;
 use super::challenge;
 use super::model::Descriptor;
 use crate::error::{Error, Result};
+use crate::format::json;
 use crate::format::Digest;
 use crate::fsutil::{self, CopyError};
 use crate::net;
@@ -559,10 +560,11 @@ impl Registry {
                 url: realm.to_string(),
                 msg: e.to_string(),
             })?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Http {
-            url: realm.to_string(),
-            msg: format!("token response is not JSON: {e}"),
-        })?;
+        let v: serde_json::Value =
+            json::from_slice(&body, "token response").map_err(|e| Error::Http {
+                url: realm.to_string(),
+                msg: format!("token response is not JSON: {}", e.detail()),
+            })?;
         v.get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())

@@ -20,6 +20,7 @@ use super::image::{check_manifest, ImageStore, Origin, MAX_MANIFEST};
 use super::model::{self, Descriptor, REF_NAME};
 use super::reference::Reference;
 use crate::error::{Error, Result};
+use crate::format::json;
 
 /// The `oci-layout` file's content for the only layout version there is.
 pub const LAYOUT_FILE: &str = "oci-layout";
@@ -82,9 +83,10 @@ pub fn check_layout_file(bytes: &[u8], what: &str) -> Result<()> {
     struct LayoutFile {
         image_layout_version: String,
     }
-    let f: LayoutFile = serde_json::from_slice(bytes).map_err(|e| {
+    let f: LayoutFile = json::from_slice(bytes, what).map_err(|e| {
         Error::Other(format!(
-            "{what}: not an OCI layout file ({e}); expected {{\"imageLayoutVersion\": \"1.0.0\"}}"
+            "{what}: not an OCI layout file ({}); expected {{\"imageLayoutVersion\": \"1.0.0\"}}",
+            e.detail()
         ))
     })?;
     if f.image_layout_version != LAYOUT_VERSION {
@@ -113,8 +115,8 @@ pub(crate) fn parse_index(bytes: &[u8], what: &str) -> Result<Vec<Entry>> {
         #[serde(default)]
         manifests: Vec<serde_json::Value>,
     }
-    let idx: Index = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Other(format!("{what}: not an image index: {e}")))?;
+    let idx: Index = json::from_slice(bytes, what)
+        .map_err(|e| Error::Other(format!("{what}: not an image index: {}", e.detail())))?;
     if idx.schema_version != Some(2) {
         return Err(Error::Other(format!(
             "{what}: schemaVersion {:?} is not supported (only 2)",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::format::json;
 use crate::format::Digest;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -129,8 +130,8 @@ impl Doc {
     pub fn parse(bytes: &[u8], media_type: &str, what: &str) -> Result<Doc> {
         // Bytes that are not the manifest their referrer says: content refused (exit 3).
         let bad = |m: String| Error::Corrupt(format!("{what}: {m}"));
-        let raw: RawDoc =
-            serde_json::from_slice(bytes).map_err(|e| bad(format!("not a valid manifest: {e}")))?;
+        let raw: RawDoc = json::from_slice(bytes, what)
+            .map_err(|e| bad(format!("not a valid manifest: {}", e.detail())))?;
         if raw.schema_version != Some(2) {
             return Err(bad(format!(
                 "schemaVersion {:?} is not supported (only 2; Docker schema 1 is deprecated)",
@@ -183,7 +184,7 @@ pub fn declared_media_type(bytes: &[u8]) -> Option<String> {
     struct Mt {
         media_type: Option<String>,
     }
-    serde_json::from_slice::<Mt>(bytes).ok()?.media_type
+    json::from_slice::<Mt>(bytes, "manifest").ok()?.media_type
 }
 
 #[cfg(test)]

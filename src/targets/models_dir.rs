@@ -61,6 +61,7 @@ use serde::Serialize;
 use super::ollama::{read_model, Layer, OllamaModel};
 use crate::bundle::VerifiedBundle;
 use crate::error::{Error, Result};
+use crate::format::json;
 use crate::format::{Artifact, ArtifactKind, Digest, EntryType, HfRepoType};
 use crate::fsutil::{self, CopyError};
 use crate::oci::image::BlobSource;
@@ -866,7 +867,7 @@ pub fn modelfile(
     }
     // The config is optional reading: one that is not JSON text just gives no RENDERER/PARSER.
     if let Ok(text) = try_read_text(src, &m.config)? {
-        if let Ok(cfg) = serde_json::from_str::<serde_json::Value>(&text) {
+        if let Ok(cfg) = json::from_slice::<serde_json::Value>(text.as_bytes(), "config") {
             for key in ["renderer", "parser"] {
                 if let Some(v) = cfg
                     .get(key)
@@ -881,9 +882,13 @@ pub fn modelfile(
     }
     if let Some((l, _)) = of("params").last() {
         let text = read_text(src, l)?;
-        let params: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-            .map_err(|e| {
-                Error::Corrupt(format!("params layer {}: not a JSON object: {e}", l.digest))
+        let params: serde_json::Map<String, serde_json::Value> =
+            json::from_slice(text.as_bytes(), "params").map_err(|e| {
+                Error::Corrupt(format!(
+                    "params layer {}: not a JSON object: {}",
+                    l.digest,
+                    e.detail()
+                ))
             })?;
         let mut keys: Vec<&String> = params.keys().collect();
         keys.sort();
@@ -921,8 +926,8 @@ pub fn modelfile(
             role: String,
             content: String,
         }
-        let msgs: Vec<Msg> = serde_json::from_str(&read_text(src, l)?)
-            .map_err(|e| Error::Corrupt(format!("messages layer {}: {e}", l.digest)))?;
+        let msgs: Vec<Msg> = json::from_slice(read_text(src, l)?.as_bytes(), "messages")
+            .map_err(|e| Error::Corrupt(format!("messages layer {}: {}", l.digest, e.detail())))?;
         for (i, msg) in msgs.iter().enumerate() {
             if !ROLES.contains(&msg.role.as_str()) {
                 return Err(Error::Refused(format!(

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::format::json;
+use crate::format::text::escape;
 use crate::format::Digest;
 use crate::fsutil::{self, CopyError};
 use crate::oci::image::{graph, BlobSource, MAX_MANIFEST};
@@ -170,10 +172,11 @@ pub fn plan(
         Err(_) => None,
         Ok(m) if m.is_file() => {
             let bytes = read_bounded(&index_path, MAX_MANIFEST)?;
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let v: serde_json::Value = json::from_slice(&bytes, "index.json").map_err(|e| {
                 Error::Conflict(format!(
-                    "{}: not a JSON image index ({e}); not importing into it",
-                    index_path.display()
+                    "{}: not a JSON image index ({}); not importing into it",
+                    escape(&index_path.display().to_string()),
+                    e.detail()
                 ))
             })?;
             if v.get("schemaVersion").and_then(|s| s.as_u64()) != Some(2)

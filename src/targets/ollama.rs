@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::models_dir::{execute_writes, Action, Existing, Planner, Writes};
 use crate::bundle::VerifiedBundle;
 use crate::error::{Error, Result};
+use crate::format::json;
+use crate::format::text::escape;
 use crate::format::{Artifact, ArtifactKind, Digest};
 use crate::oci::image::{check_manifest, BlobSource, MAX_MANIFEST};
 use crate::oci::model::Descriptor;
@@ -98,10 +100,12 @@ pub fn read_model(src: &dyn BlobSource, a: &Artifact) -> Result<OllamaModel> {
     };
     let bytes = src.read_small(&info.digest)?;
     check_manifest(&bytes, &top, "bundle")?;
-    let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| {
+    let raw: RawManifest = json::from_slice(&bytes, "manifest").map_err(|e| {
         Error::Corrupt(format!(
-            "artifact {}: manifest {} is not an Ollama manifest: {e}",
-            a.name, info.digest
+            "artifact {}: manifest {} is not an Ollama manifest: {}",
+            escape(&a.name),
+            info.digest,
+            e.detail()
         ))
     })?;
     if raw.schema_version != 2 {
