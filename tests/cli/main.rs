@@ -21,6 +21,7 @@ mod regauth;
 mod registry;
 mod rejections;
 mod roundtrip;
+mod sec_verify;
 mod state;
 mod support;
 mod urls;
