@@ -795,11 +795,13 @@ impl Manifest {
             }
             // Every parent of an entry is listed as a directory, spelled exactly as in the entry's
             // path (so importers create exactly the directories the manifest names, and never
-            // write into one spelled otherwise), and a file is never a parent.
+            // write into one spelled otherwise), and a file is never a parent. Checking each
+            // entry's immediate parent suffices: that parent is an entry too, so its own parent
+            // is checked in turn, up to the root. (One key per entry: linear in the manifest's
+            // size, where walking every ancestor of every entry was quadratic in the depth.)
             for e in &a.entries {
-                let mut parent = e.path.as_str();
-                while let Some(idx) = parent.rfind('/') {
-                    parent = &parent[..idx];
+                if let Some(idx) = e.path.rfind('/') {
+                    let parent = &e.path[..idx];
                     match seen.get(&name_key(parent)) {
                         Some((EntryType::Dir, listed)) if *listed == parent => {}
                         Some((EntryType::Dir, listed)) => {
