@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits;
 use super::paths::{name_key, validate_name, validate_rel_path};
+use super::text::{escape, find_unsafe};
 use super::{Digest, FORMAT_NAME, SUPPORTED_VERSIONS};
 
 /// The bundle manifest (`manifest.json`).
@@ -471,6 +472,21 @@ pub fn validate_repo_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Free text of a manifest (`source`, `identity`, `generator`) is shown to the officer: it may
+/// hold no control character (CR, ESC, ...) and no Unicode format character (bidi overrides,
+/// zero-width characters), which would make a terminal show something other than its bytes.
+/// (Every other string field is a validated name or path, hex, or printable ASCII.)
+pub fn free_text(whose: &str, field: &str, value: &str) -> Result<(), Invalid> {
+    match find_unsafe(value) {
+        None => Ok(()),
+        Some(c) => Err(invalid(format!(
+            "{whose}: {field} holds the control or format character U+{:04X} (\"{}\"); free text may hold neither",
+            c as u32,
+            escape(value)
+        ))),
+    }
+}
+
 /// A structural problem in a manifest that parsed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
@@ -585,6 +601,7 @@ impl Manifest {
         if self.generator.len() > 256 {
             return Err(invalid("generator is longer than 256 bytes"));
         }
+        free_text("the manifest", "generator", &self.generator)?;
         if self.chunk_size < MIN_CHUNK_SIZE || self.chunk_size > MAX_CHUNK_SIZE {
             return Err(invalid(format!(
                 "chunk_size {} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
@@ -730,6 +747,9 @@ impl Manifest {
                     a.name
                 )));
             }
+            let whose = format!("artifact {:?}", a.name);
+            free_text(&whose, "source", &a.source)?;
+            free_text(&whose, "identity", &a.identity)?;
             total_entries += a.entries.len();
             if total_entries > MAX_ENTRIES {
                 return Err(invalid(format!("more than {MAX_ENTRIES} entries in all")));
