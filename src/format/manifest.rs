@@ -472,6 +472,17 @@ pub fn validate_repo_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// [`name_key`], without the Unicode machinery for ASCII (where lower-casing is ASCII
+/// lower-casing and NFC changes nothing): the same key, an order of magnitude faster on the
+/// long paths a large manifest holds.
+fn entry_key(path: &str) -> String {
+    if path.is_ascii() {
+        path.to_ascii_lowercase()
+    } else {
+        name_key(path)
+    }
+}
+
 /// Free text of a manifest (`source`, `identity`, `generator`) is shown to the officer: it may
 /// hold no control character (CR, ESC, ...) and no Unicode format character (bidi overrides,
 /// zero-width characters), which would make a terminal show something other than its bytes.
@@ -763,14 +774,15 @@ impl Manifest {
                     a.name
                 )));
             }
-            // Keyed by `name_key`, with the path as spelled.
+            // Keyed by `name_key`, with the path as spelled; and by the path as spelled.
             let mut seen: HashMap<String, (EntryType, &str)> = HashMap::new();
+            let mut exact: HashMap<&str, EntryType> = HashMap::with_capacity(a.entries.len());
             for e in &a.entries {
                 validate_rel_path(&e.path).map_err(|err| {
                     invalid(format!("artifact {:?} entry {:?}: {err}", a.name, e.path))
                 })?;
                 if seen
-                    .insert(name_key(&e.path), (e.kind, e.path.as_str()))
+                    .insert(entry_key(&e.path), (e.kind, e.path.as_str()))
                     .is_some()
                 {
                     return Err(invalid(format!(
@@ -778,6 +790,7 @@ impl Manifest {
                         a.name, e.path
                     )));
                 }
+                exact.insert(e.path.as_str(), e.kind);
                 match e.kind {
                     EntryType::File => {
                         let (Some(blob), Some(size)) = (e.blob, e.size) else {
@@ -822,7 +835,11 @@ impl Manifest {
             for e in &a.entries {
                 if let Some(idx) = e.path.rfind('/') {
                     let parent = &e.path[..idx];
-                    match seen.get(&name_key(parent)) {
+                    // The common case without a second key: the parent listed, spelled so.
+                    if exact.get(parent) == Some(&EntryType::Dir) {
+                        continue;
+                    }
+                    match seen.get(&entry_key(parent)) {
                         Some((EntryType::Dir, listed)) if *listed == parent => {}
                         Some((EntryType::Dir, listed)) => {
                             return Err(invalid(format!(
@@ -899,4 +916,24 @@ pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 /// Formats a time as written in manifests (seconds precision, UTC, `Z`).
 pub fn format_time(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_key_is_name_key() {
+        for p in [
+            "a/B/c.JSON",
+            "Caf\u{e9}/x",
+            "CAFE\u{301}/x",
+            "\u{130}stanbul",
+            "\u{3a3}\u{39f}\u{3a3}",
+            "plain",
+            "",
+        ] {
+            assert_eq!(entry_key(p), name_key(p), "{p:?}");
+        }
+    }
 }
