@@ -612,3 +612,20 @@ fn chunks_swapped_for_a_fifo_or_a_symlink_after_verification_fail_at_once() {
     });
     assert!(err.to_string().contains("symbolic link"), "{err}");
 }
+
+#[test]
+fn pack_refuses_a_source_whose_name_holds_a_control_character() {
+    let env = Env::new();
+    env.keygen("k");
+    env.write("s\x1bx/f", "hi\n");
+    env.write(
+        "spec.toml",
+        "[[files]]\npath = \"s\\u001bx\"\nname = \"good\"\n",
+    );
+    let r = env.run(&["pack", "--spec", "spec.toml", "--out", "b", "--key", "k"]);
+    r.code(2)
+        .stderr_has("artifact \"good\": source holds the control or format character U+001B")
+        .stderr_has("s\\ex");
+    assert!(!r.stderr.contains('\x1b') && !r.stdout.contains('\x1b'));
+    assert!(!env.path("b").exists(), "pack wrote {:?}", env.path("b"));
+}
