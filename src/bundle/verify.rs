@@ -237,8 +237,9 @@ impl fmt::Display for Problem {
             ),
             Problem::AmbiguousComment { file, field } => write!(
                 f,
-                "signature {file}: trusted comment gives {field} more than once; a comment with repeated fields is refused \
-                 (minisign -V shows every copy)"
+                "signature {file}: trusted comment gives {} more than once; a comment with repeated fields is refused \
+                 (minisign -V shows every copy)",
+                crate::format::text::escape(field)
             ),
             Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
