@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::format::limits::MAX_MANIFEST_BYTES;
 use crate::format::{ArtifactKind, Digest, EntryType, Manifest, MANIFEST_FILE};
 use crate::fsutil;
+use crate::sign::Signature;
 use crate::state::{Decision, AUDIT_FILE};
 
 /// `prev` of the first record.
@@ -107,13 +108,18 @@ pub struct Event {
     /// The bundle directory as given.
     pub bundle_dir: String,
     /// Whether the bundle fields below come from a manifest a trusted signature verified. When
-    /// false they are what an unverified `manifest.json` claimed (or absent).
+    /// false, `bundle_id`, `channel`, `sequence` and `artifacts` are absent: nothing is taken
+    /// from bytes no trusted signature vouched for (only their digest and size, and the key
+    /// ids of the signature files).
     pub verified: bool,
     pub bundle_id: Option<String>,
     pub channel: Option<String>,
     pub sequence: Option<u64>,
     /// SHA-256 of the `manifest.json` bytes (a fact even when unverified).
     pub manifest_digest: Option<Digest>,
+    /// Size in bytes of `manifest.json` (a fact even when unverified; absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_size: Option<u64>,
     pub signers: Vec<SignerRecord>,
     pub artifacts: Vec<ArtifactRecord>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -207,6 +213,7 @@ impl Event {
             channel: None,
             sequence: None,
             manifest_digest: None,
+            manifest_size: None,
             signers: Vec::new(),
             artifacts: Vec::new(),
             artifacts_omitted: 0,
@@ -225,6 +232,7 @@ impl Event {
         e.verified = true;
         e.fill_from_manifest(bundle.manifest());
         e.manifest_digest = Some(bundle.manifest_digest());
+        e.manifest_size = Some(bundle.manifest_size());
         e.signers = bundle
             .signers()
             .iter()
@@ -238,28 +246,49 @@ impl Event {
         e
     }
 
-    /// An event about a bundle that did not verify: the digest of whatever `manifest.json` is
-    /// there, and the id, channel and sequence it claims if it parses (marked `verified: false`).
-    /// Best effort: an unreadable manifest leaves the fields empty.
-    pub fn for_unverified(action: Action, bundle_dir: &Path) -> Event {
+    /// The rejection of a bundle that did not verify (`error`, as `verify` returned it), with
+    /// only what is safe to know without a trusted signature (`verified: false`): the bundle
+    /// directory, the SHA-256 and size of whatever `manifest.json` is there (read bounded, never
+    /// parsed), the key id of each signature file (whether the key is trusted and the signature
+    /// valid as the problems say), and the reasons. Best effort: what cannot be read is absent.
+    pub fn for_unverified(action: Action, bundle_dir: &Path, error: &Error) -> Event {
         let mut e = Event::new(action, bundle_dir);
         let path = bundle_dir.join(MANIFEST_FILE);
-        let regular = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
-        let mut bytes = Vec::new();
-        if regular
-            && File::open(&path)
-                .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
-                .is_ok()
-            && bytes.len() as u64 <= MAX_MANIFEST_BYTES
-        {
+        if let Ok(bytes) = crate::bundle::verify::read_bounded(&path, MAX_MANIFEST_BYTES) {
             e.manifest_digest = Some(Digest::of(&bytes));
-            if let Ok(m) = Manifest::parse(&bytes) {
-                e.bundle_id = Some(m.bundle_id);
-                e.channel = Some(m.channel);
-                e.sequence = Some(m.sequence);
-            }
+            e.manifest_size = Some(bytes.len() as u64);
         }
-        e
+        let problems: &[Problem] = match error {
+            Error::Rejected { problems, .. } => problems,
+            _ => &[],
+        };
+        let (files, _) = crate::bundle::verify::signature_files(bundle_dir);
+        for (file, text) in files {
+            let Ok(sig) = text.and_then(|t| Signature::parse(&t, &file)) else {
+                continue;
+            };
+            let key_id = sig.key_id.to_string();
+            // What verify found out about this signature file, from its problems.
+            let (mut trusted, mut valid) = (false, false);
+            for p in problems {
+                match p {
+                    Problem::EditedManifest { file: f, .. } if *f == file => trusted = true,
+                    Problem::RevokedKey { file: f, .. } | Problem::ExpiredKey { file: f, .. }
+                        if *f == file =>
+                    {
+                        (trusted, valid) = (true, true)
+                    }
+                    _ => {}
+                }
+            }
+            e.signers.push(SignerRecord {
+                key_id,
+                name: None,
+                trusted,
+                valid,
+            });
+        }
+        e.rejected_by(error)
     }
 
     fn fill_from_manifest(&mut self, m: &Manifest) {

@@ -416,3 +416,13 @@ pub fn comment_field<'a>(comment: &'a str, key: &str) -> Option<&'a str> {
         .split('\t')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix(':'))
 }
+
+/// The first field a trusted comment gives more than once, if any. [`comment_field`] reads the
+/// first copy while `minisign -V` shows them all, so a comment with repeated fields is refused.
+pub fn repeated_comment_field(comment: &str) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    comment
+        .split('\t')
+        .map(|kv| kv.split_once(':').map_or(kv, |(k, _)| k))
+        .find(|k| !seen.insert(*k))
+}

@@ -117,6 +117,14 @@ pub fn pack(
     if keys.is_empty() {
         return Err(Error::Usage("at least one signing key is needed".into()));
     }
+    // Free text the manifest would refuse (control or format characters) is refused before
+    // anything is written, naming the artifact.
+    for a in &artifacts {
+        let whose = format!("artifact {:?}", a.name);
+        format::free_text(&whose, "source", &a.source)
+            .and_then(|()| format::free_text(&whose, "identity", &a.identity))
+            .map_err(|e| Error::Usage(format!("cannot pack {e}")))?;
+    }
     let mtime = opts
         .created
         .duration_since(UNIX_EPOCH)

@@ -1,13 +1,13 @@
 //! Reads blobs back out of a verified bundle, re-checking each blob's size and SHA-256 as it
 //! streams (the chunks could change on the media between verification and import).
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::verify::VerifiedBundle;
 use crate::error::{Error, Result};
+use crate::format::zstdframe::{FrameCheck, WINDOW_LOG_MAX};
 use crate::format::{Blob, Digest, Encoding, Hasher};
-use crate::fsutil::BUF_SIZE;
+use crate::fsutil::{self, BUF_SIZE};
 use crate::oci::image::BlobSource;
 use crate::progress::Progress;
 
@@ -40,8 +40,26 @@ impl Chunks<'_> {
     }
 }
 
-/// Largest zstd window accepted when decoding: 2^23 = 8 MiB, what writers use at most.
-const WINDOW_LOG_MAX: u32 = 23;
+/// The raw bytes of a zstd segment on their way into the decoder, checked against the frame
+/// rules `verify` applies ([`FrameCheck`]): the same refusal, with the same reason, if the media
+/// changed after verification.
+struct CheckedFrame<R> {
+    inner: R,
+    check: FrameCheck,
+}
+
+impl<R: Read> Read for CheckedFrame<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let checked = if n == 0 {
+            self.check.finish()
+        } else {
+            self.check.feed(&buf[..n])
+        };
+        checked.map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?;
+        Ok(n)
+    }
+}
 
 /// A reader over the decoded bytes of one blob. It fails (`InvalidData`, naming the blob, the
 /// segment and the chunk) instead of reaching EOF if a segment is short, decodes to more or
@@ -100,8 +118,20 @@ impl<'a> BlobReader<'a> {
         let ctx = |op: &str, e: io::Error| io::Error::new(e.kind(), format!("{op} {name}: {e}"));
         let raw: Box<dyn Read + Send + 'a> = match self.chunks {
             Chunks::Bundle(bundle) => {
-                let mut f =
-                    File::open(bundle.chunk_path(seg.chunk)).map_err(|e| ctx("open chunk", e))?;
+                // Never through a link, never blocking on a FIFO swapped in after verification:
+                // anything but the regular file verified is content that changed (InvalidData).
+                let path = bundle.chunk_path(seg.chunk);
+                let mut f = fsutil::open_regular(&path).map_err(|e| {
+                    let kind = match &e {
+                        crate::error::Error::Io { source, .. }
+                            if source.kind() == io::ErrorKind::NotFound =>
+                        {
+                            io::ErrorKind::NotFound
+                        }
+                        _ => io::ErrorKind::InvalidData,
+                    };
+                    io::Error::new(kind, e.to_string())
+                })?;
                 f.seek(SeekFrom::Start(seg.offset))
                     .map_err(|e| ctx("seek in chunk", e))?;
                 Box::new(f.take(seg.length))
@@ -120,6 +150,10 @@ impl<'a> BlobReader<'a> {
             Encoding::None => Box::new(raw),
             // Exactly one frame per segment (FORMAT.md §4).
             Encoding::Zstd => {
+                let raw = CheckedFrame {
+                    inner: raw,
+                    check: FrameCheck::new(seg.length, seg.size),
+                };
                 let mut d = zstd::stream::read::Decoder::new(raw)
                     .map_err(|e| ctx("start decoding chunk", e))?
                     .single_frame();

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES};
 use crate::format::text::escape;
+use crate::format::zstdframe::FrameCheck;
 use crate::format::{
     self, Digest, Manifest, ParseError, CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE,
     SUMS_FILE,
@@ -26,7 +27,7 @@ use crate::format::{
 use crate::fsutil;
 use crate::policy::{KeyState, TrustPolicy};
 use crate::progress::{Progress, ProgressReader};
-use crate::sign::{comment_field, PublicKey, Signature};
+use crate::sign::{comment_field, repeated_comment_field, PublicKey, Signature};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
 /// machine and the enclave).
@@ -61,6 +62,11 @@ pub enum Problem {
         expected: String,
         found: String,
     },
+    /// A trusted comment gives a field more than once (`minisign -V` shows every copy).
+    AmbiguousComment {
+        file: String,
+        field: String,
+    },
     UnsupportedVersion {
         reason: String,
     },
@@ -91,6 +97,13 @@ pub enum Problem {
     },
     UnreadableChunk {
         chunk: String,
+        reason: String,
+    },
+    /// A zstd segment breaks a frame rule (FORMAT.md §Compression); import would refuse it.
+    InvalidSegment {
+        chunk: String,
+        blob: String,
+        segment: usize,
         reason: String,
     },
     UnexpectedFile {
@@ -181,6 +194,7 @@ impl Problem {
             Problem::EditedManifest { .. } => "edited-manifest",
             Problem::UntrustedManifest => "untrusted-manifest",
             Problem::CommentMismatch { .. } => "comment-mismatch",
+            Problem::AmbiguousComment { .. } => "ambiguous-comment",
             Problem::UnsupportedVersion { .. } => "unsupported-version",
             Problem::InvalidManifest { .. } => "invalid-manifest",
             Problem::Expired { .. } => "expired",
@@ -190,6 +204,7 @@ impl Problem {
             Problem::OversizedChunk { .. } => "oversized-chunk",
             Problem::CorruptChunk { .. } => "corrupt-chunk",
             Problem::UnreadableChunk { .. } => "unreadable-chunk",
+            Problem::InvalidSegment { .. } => "invalid-segment",
             Problem::UnexpectedFile { .. } => "unexpected-file",
             Problem::PolicyThreshold { .. } => "policy-threshold",
             Problem::UnknownChannel { .. } => "unknown-channel",
@@ -226,6 +241,12 @@ impl fmt::Display for Problem {
                 escape(found),
                 escape(expected)
             ),
+            Problem::AmbiguousComment { file, field } => write!(
+                f,
+                "signature {file}: trusted comment gives {} more than once; a comment with repeated fields is refused \
+                 (minisign -V shows every copy)",
+                crate::format::text::escape(field)
+            ),
             Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
             Problem::Expired { expires } => write!(f, "expired: the bundle expired at {}", escape(expires)),
@@ -241,6 +262,9 @@ impl fmt::Display for Problem {
                 write!(f, "corrupt chunk: {} has digest {actual}, expected {expected}", escape(chunk))
             }
             Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {}: {reason}", escape(chunk)),
+            Problem::InvalidSegment { chunk, blob, segment, reason } => {
+                write!(f, "invalid segment: segment {segment} of blob {blob} in chunk {}: {reason}", escape(chunk))
+            }
             Problem::UnexpectedFile { path } => write!(f, "unexpected file: {} is not part of the bundle", escape(path)),
             Problem::PolicyThreshold { policy, channel, rule, needed, counted, signed, expected } => {
                 write!(
@@ -323,6 +347,7 @@ pub struct VerifiedBundle {
     dir: PathBuf,
     manifest: Manifest,
     manifest_digest: Digest,
+    manifest_size: u64,
     signers: Vec<SignerInfo>,
     blob_index: std::collections::HashMap<Digest, usize>,
 }
@@ -343,6 +368,10 @@ impl VerifiedBundle {
     pub fn manifest_digest(&self) -> Digest {
         self.manifest_digest
     }
+    /// Size in bytes of the verified `manifest.json`.
+    pub fn manifest_size(&self) -> u64 {
+        self.manifest_size
+    }
     pub fn signers(&self) -> &[SignerInfo] {
         &self.signers
     }
@@ -357,14 +386,15 @@ pub struct VerifyOptions {
     pub now: SystemTime,
 }
 
-/// Reads a bundle file of at most `max` bytes; it must be a regular file, not a link.
-fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+/// Reads a bundle file of at most `max` bytes; it must be a regular file, not a link (checked on
+/// the handle, opened without following links or blocking: `fsutil::open_regular`).
+pub(crate) fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
     match path.symlink_metadata() {
         Ok(m) if m.is_file() => {}
         Ok(_) => return Err("not a regular file".into()),
         Err(e) => return Err(e.to_string()),
     }
-    let f = fs::File::open(path).map_err(|e| e.to_string())?;
+    let f = fsutil::open_regular(path).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     f.take(max + 1)
         .read_to_end(&mut buf)
@@ -581,6 +611,13 @@ fn verify_inner(
     let sums_digest = Digest::of(sums.as_bytes());
     for (file, sig, _) in &valid {
         let comment = sig.trusted_comment();
+        if let Some(field) = repeated_comment_field(&comment) {
+            problems.push(Problem::AmbiguousComment {
+                file: file.clone(),
+                field: field.to_string(),
+            });
+            continue;
+        }
         let expect = [
             ("bundle", manifest.bundle_id.clone()),
             ("channel", manifest.channel.clone()),
@@ -628,13 +665,34 @@ fn verify_inner(
     problems.extend(unexpected_files(dir, &chunk_names));
 
     // 5. Every chunk: present, exact size, exact SHA-256 (in parallel).
+    // The zstd segments of each chunk, by offset: their frames are checked as the chunk is
+    // hashed, so that verify refuses every frame import would.
     let chunks_dir = dir.join(CHUNKS_DIR);
+    let mut frames: Vec<Vec<FrameRef>> = vec![Vec::new(); manifest.chunks.len()];
+    for b in &manifest.blobs {
+        for (segment, s) in b.segments.iter().enumerate() {
+            if s.encoding == format::Encoding::Zstd {
+                frames[s.chunk as usize].push(FrameRef {
+                    offset: s.offset,
+                    length: s.length,
+                    size: s.size,
+                    blob: b.digest,
+                    segment,
+                });
+            }
+        }
+    }
+    for f in &mut frames {
+        f.sort_unstable_by_key(|r| r.offset);
+    }
     progress.start("verifying chunks", manifest.chunk_bytes());
     let mut chunk_problems: Vec<(usize, Problem)> = manifest
         .chunks
         .par_iter()
         .enumerate()
-        .filter_map(|(i, c)| check_chunk(&chunks_dir.join(&c.name), c, progress).map(|p| (i, p)))
+        .filter_map(|(i, c)| {
+            check_chunk(&chunks_dir.join(&c.name), c, &frames[i], progress).map(|p| (i, p))
+        })
         .collect();
     progress.finish();
     chunk_problems.sort_by_key(|(i, _)| *i);
@@ -653,6 +711,7 @@ fn verify_inner(
         dir: dir.to_path_buf(),
         manifest,
         manifest_digest: Digest::of(&bytes),
+        manifest_size: bytes.len() as u64,
         signers,
         blob_index,
     })
@@ -711,17 +770,96 @@ pub fn apply_policy(
     out
 }
 
-fn check_chunk(path: &Path, c: &format::Chunk, progress: &dyn Progress) -> Option<Problem> {
+/// A zstd segment within a chunk.
+#[derive(Clone)]
+struct FrameRef {
+    offset: u64,
+    length: u64,
+    size: u64,
+    blob: Digest,
+    segment: usize,
+}
+
+/// Passes a chunk's bytes through, checking the zstd frames of `frames` (sorted by offset) as
+/// they go by; the first broken one is kept.
+struct FrameScan<'a, R> {
+    inner: R,
+    frames: &'a [FrameRef],
+    pos: u64,
+    next: usize,
+    current: Option<FrameCheck>,
+    broken: Option<(usize, String)>,
+}
+
+impl<R: Read> FrameScan<'_, R> {
+    fn observe(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && self.broken.is_none() {
+            let idx = self.next;
+            let Some(f) = self.frames.get(idx) else {
+                return;
+            };
+            if self.pos < f.offset {
+                let skip = (f.offset - self.pos).min(data.len() as u64);
+                self.pos += skip;
+                data = &data[skip as usize..];
+                continue;
+            }
+            let end = f.offset + f.length;
+            let take = (end - self.pos).min(data.len() as u64) as usize;
+            let check = self
+                .current
+                .get_or_insert_with(|| FrameCheck::new(f.length, f.size));
+            let mut result = check.feed(&data[..take]);
+            self.pos += take as u64;
+            data = &data[take..];
+            if result.is_ok() && self.pos == end {
+                result = check.finish();
+                self.current = None;
+                self.next += 1;
+            }
+            if let Err(reason) = result {
+                self.broken = Some((idx, reason));
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for FrameScan<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.observe(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn check_chunk(
+    path: &Path,
+    c: &format::Chunk,
+    frames: &[FrameRef],
+    progress: &dyn Progress,
+) -> Option<Problem> {
     let chunk = c.name.clone();
-    let meta = match path.symlink_metadata() {
-        Err(_) => return Some(Problem::MissingChunk { chunk }),
-        Ok(m) if !m.is_file() => {
+    if path.symlink_metadata().is_err() {
+        return Some(Problem::MissingChunk { chunk });
+    }
+    // Opened without following a link or blocking on a FIFO, and checked on the handle.
+    let f = match fsutil::open_regular(path) {
+        Ok(f) => f,
+        Err(e) => {
             return Some(Problem::UnreadableChunk {
                 chunk,
-                reason: "not a regular file".into(),
+                reason: e.to_string(),
             })
         }
+    };
+    let meta = match f.metadata() {
         Ok(m) => m,
+        Err(e) => {
+            return Some(Problem::UnreadableChunk {
+                chunk,
+                reason: e.to_string(),
+            })
+        }
     };
     if meta.len() < c.size {
         return Some(Problem::TruncatedChunk {
@@ -737,20 +875,31 @@ fn check_chunk(path: &Path, c: &format::Chunk, progress: &dyn Progress) -> Optio
             actual_size: meta.len(),
         });
     }
-    let f = match fsutil::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            return Some(Problem::UnreadableChunk {
-                chunk,
-                reason: e.to_string(),
-            })
-        }
+    let mut scan = FrameScan {
+        inner: f.take(c.size),
+        frames,
+        pos: 0,
+        next: 0,
+        current: None,
+        broken: None,
     };
     let reader = ProgressReader {
-        inner: f.take(c.size),
+        inner: &mut scan,
         progress,
     };
-    match fsutil::hash_reader(reader, path) {
+    let hashed = fsutil::hash_reader(reader, path);
+    if let (Ok((d, n)), Some((i, reason))) = (&hashed, scan.broken.take()) {
+        if *n == c.size && *d == c.sha256 {
+            let f = &frames[i];
+            return Some(Problem::InvalidSegment {
+                chunk,
+                blob: f.blob.to_string(),
+                segment: f.segment,
+                reason,
+            });
+        }
+    }
+    match hashed {
         Ok((_, n)) if n != c.size => Some(Problem::TruncatedChunk {
             chunk,
             expected_size: c.size,

@@ -475,6 +475,13 @@ fn write_compressed(
                 Error::Other(format!("compressing {}: {e}", blob.origin.describe()))
             })?;
             let size = raw.len() as u64;
+            // Pack never writes a frame that verify or import would refuse.
+            crate::format::zstdframe::FrameCheck::check(&frame, size).map_err(|e| {
+                Error::Other(format!(
+                    "internal error: a zstd frame written for {} breaks the frame rules: {e}",
+                    blob.origin.describe()
+                ))
+            })?;
             let (data, encoding) = if frame.len() < raw.len() {
                 (frame, Encoding::Zstd)
             } else {

@@ -156,7 +156,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     ) {
         Ok(vb) => vb,
         Err(e) => {
-            audit(&Event::for_unverified(Audited::Import, &args.dir).rejected_by(&e))?;
+            audit(&Event::for_unverified(Audited::Import, &args.dir, &e))?;
             return Err(e);
         }
     };

@@ -70,7 +70,7 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
     ) {
         Ok(vb) => vb,
         Err(e) => {
-            audit(Event::for_unverified(Action::Verify, &args.dir).rejected_by(&e))?;
+            audit(Event::for_unverified(Action::Verify, &args.dir, &e))?;
             return Err(e);
         }
     };

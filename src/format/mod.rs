@@ -11,6 +11,7 @@ mod manifest;
 pub mod paths;
 pub mod tarframe;
 pub mod text;
+pub mod zstdframe;
 
 pub use digest::{CheckingReader, Digest, DigestParseError, Hasher, HashingReader, HashingWriter};
 pub use manifest::*;

@@ -26,6 +26,7 @@ mod sec_json;
 mod sec_net;
 mod sec_render;
 mod sec_targets;
+mod sec_verify;
 mod state;
 mod support;
 mod urls;

@@ -164,7 +164,7 @@ fn rollback_replay_and_reimport_with_real_bundles() {
 }
 
 #[test]
-fn rejected_verification_is_audited_with_what_the_bundle_claimed() {
+fn rejected_verification_is_audited_with_only_what_is_safe_to_know() {
     let env = Env::new();
     let (b, _) = env.sample_bundle();
     let manifest = b.join("manifest.json");
@@ -175,11 +175,14 @@ fn rejected_verification_is_audited_with_what_the_bundle_claimed() {
     fs::write(&manifest, &bumped).unwrap();
     let err = verify(&env, "b").unwrap_err();
     let log = env.path("audit/audit.jsonl");
-    let ev = Event::for_unverified(Action::Verify, &b).rejected_by(&err);
+    let ev = Event::for_unverified(Action::Verify, &b, &err);
     let rec = audit::append(&log, &ev).unwrap();
     assert_eq!(rec.event.outcome, Outcome::Rejected);
     assert!(!rec.event.verified);
-    assert!(rec.event.bundle_id.is_some(), "{rec:?}");
+    // Nothing from the unauthenticated manifest (issue 9, defect 1): only its digest and size.
+    assert!(rec.event.bundle_id.is_none(), "{rec:?}");
+    assert!(rec.event.sequence.is_none(), "{rec:?}");
+    assert_eq!(rec.event.manifest_size, Some(bumped.len() as u64));
     assert_eq!(
         rec.event.manifest_digest,
         Some(airlock::format::Digest::of(bumped.as_bytes()))
@@ -193,8 +196,14 @@ fn rejected_verification_is_audited_with_what_the_bundle_claimed() {
         rec.event.reasons
     );
     // A bundle directory without any manifest still gets a record.
-    let ev = Event::for_unverified(Action::Verify, &env.path("nowhere"))
-        .reason("missing-manifest", "no manifest");
+    let ev = Event::for_unverified(
+        Action::Verify,
+        &env.path("nowhere"),
+        &airlock::error::Error::Rejected {
+            dir: env.path("nowhere"),
+            problems: vec![airlock::bundle::Problem::MissingManifest],
+        },
+    );
     audit::append(&log, &ev).unwrap();
     assert!(audit::verify(&log).unwrap().is_intact());
 }
