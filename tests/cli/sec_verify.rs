@@ -629,3 +629,39 @@ fn pack_refuses_a_source_whose_name_holds_a_control_character() {
     assert!(!r.stderr.contains('\x1b') && !r.stdout.contains('\x1b'));
     assert!(!env.path("b").exists(), "pack wrote {:?}", env.path("b"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// inspect with trust: the same order as verify. Nothing in the manifest is parsed before a
+// trusted signature over its bytes verified, so bytes no trusted key signed are refused for
+// what they lack (a signature), never parsed (a syntax error would show that they were).
+
+#[test]
+fn inspect_with_trust_parses_nothing_before_a_trusted_signature() {
+    let env = Env::new();
+    env.sample_bundle();
+    env.keygen("other");
+    // Signed by a key the officer does not trust: refused, naming the signer; nothing shown.
+    let r = run_bounded(
+        &env,
+        60,
+        &["inspect", "b", "--trust", "other.pub", "--json"],
+    );
+    r.code(3);
+    assert_eq!(problem_codes(&r), ["unknown-signer", "untrusted-manifest"]);
+    assert!(r.json().get("manifest").is_none(), "{}", r.stdout);
+    // Bytes that are not JSON at all, unsigned: the refusal is about the signature.
+    fs::write(env.path("b/manifest.json"), b"{ not json").unwrap();
+    fs::remove_file(env.path("b/manifest.json.minisig")).unwrap();
+    let r = run_bounded(&env, 60, &["inspect", "b", "--trust", "k.pub", "--json"]);
+    r.code(3);
+    assert_eq!(
+        problem_codes(&r),
+        ["missing-signature", "untrusted-manifest"]
+    );
+    assert!(!r.stderr.contains("not valid"), "{}", r.stderr);
+    // Without any trust the packer may still look at what it wrote, marked unverified; an
+    // invalid manifest is then content refused (exit 3), like verify's `invalid-manifest`.
+    let r = run_bounded(&env, 60, &["inspect", "b", "--json"]);
+    r.code(3);
+    assert_eq!(problem_codes(&r), ["invalid-manifest"]);
+}
