@@ -243,9 +243,10 @@ impl fmt::Display for Problem {
             ),
             Problem::AmbiguousComment { file, field } => write!(
                 f,
-                "signature {file}: trusted comment gives {} more than once; a comment with repeated fields is refused \
+                "signature {}: trusted comment gives {} more than once; a comment with repeated fields is refused \
                  (minisign -V shows every copy)",
-                crate::format::text::escape(field)
+                escape(file),
+                escape(field)
             ),
             Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
@@ -478,18 +479,39 @@ pub fn verify_for_countersign(
     verify_inner(dir, policy, opts, false, progress)
 }
 
-fn verify_inner(
-    dir: &Path,
-    policy: &TrustPolicy,
-    opts: &VerifyOptions,
-    require_threshold: bool,
-    progress: &dyn Progress,
-) -> Result<VerifiedBundle> {
+/// The manifest's bytes and what the signatures over them say, established before anything in
+/// those bytes is parsed. Only [`authenticate`] makes one, and only when a usable trusted key's
+/// signature verified over the exact bytes.
+pub struct Authenticated {
+    /// The manifest bytes, as read (bounded) from the media.
+    pub bytes: Vec<u8>,
+    /// Every signature file and what became of it.
+    pub signers: Vec<SignerInfo>,
+    /// Valid signatures by usable policy keys: (file, signature, key index in the policy).
+    valid: Vec<(String, Signature, usize)>,
+    /// Valid signatures that do not count (revoked or expired keys), reported on rejection.
+    excluded: Vec<Problem>,
+    /// Problems found so far (unreadable or invalid signatures, other keys' failures).
+    problems: Vec<Problem>,
+}
+
+impl Authenticated {
+    /// The policy indices of the usable keys whose signatures verified.
+    pub fn valid_keys(&self) -> Vec<usize> {
+        self.valid.iter().map(|(_, _, i)| *i).collect()
+    }
+}
+
+/// Steps 1 and 2 of verification: the manifest's bytes (bounded, opened without following links
+/// or blocking) and every signature over them, checked with the policy's keys. Nothing looks
+/// inside the bytes here; without a valid signature by a usable trusted key the bundle is
+/// rejected (`missing-signature`, `unknown-signer`, `edited-manifest`, …) unparsed.
+pub fn authenticate(dir: &Path, policy: &TrustPolicy, now: SystemTime) -> Result<Authenticated> {
     let meta = fs::metadata(dir).map_err(|e| Error::io("open bundle", dir, e))?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!(
             "{} is not a bundle directory",
-            dir.display()
+            escape(&dir.display().to_string())
         )));
     }
     let reject = |problems: Vec<Problem>| Error::Rejected {
@@ -499,17 +521,7 @@ fn verify_inner(
     let mut problems = Vec::new();
 
     // 1. Manifest bytes, untrusted.
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let bytes = match manifest_path.symlink_metadata() {
-        Err(_) => return Err(reject(vec![Problem::MissingManifest])),
-        Ok(m) if !m.is_file() => {
-            return Err(reject(vec![Problem::UnreadableManifest {
-                reason: "not a regular file".into(),
-            }]))
-        }
-        Ok(_) => read_bounded(&manifest_path, MAX_MANIFEST_BYTES)
-            .map_err(|reason| reject(vec![Problem::UnreadableManifest { reason }]))?,
-    };
+    let bytes = read_manifest_bytes(dir).map_err(|p| reject(vec![p]))?;
 
     // 2. Signatures.
     let (sig_files, mut sig_problems) = signature_files(dir);
@@ -518,9 +530,7 @@ fn verify_inner(
         problems.push(Problem::MissingSignature);
     }
     let mut signers = Vec::new();
-    // Valid signatures by usable policy keys: (file, signature, key index in the policy).
     let mut valid: Vec<(String, Signature, usize)> = Vec::new();
-    // Valid signatures that do not count (revoked or expired keys); reported on rejection.
     let mut excluded = Vec::new();
     for (file, text) in sig_files {
         let sig = match text.and_then(|t| Signature::parse(&t, &file)) {
@@ -536,7 +546,8 @@ fn verify_inner(
         let mut info = SignerInfo {
             file: file.clone(),
             key_id: key_id.clone(),
-            name: named.map(|k| k.name.clone()),
+            // A key's name is given only to a signature that verifies with that key.
+            name: None,
             trusted: named.is_some(),
             valid: false,
             state: None,
@@ -544,7 +555,7 @@ fn verify_inner(
             comment: None,
         };
         if let (Some(i), Some(k)) = (index, named) {
-            let state = k.state(opts.now);
+            let state = k.state(now);
             info.state = match &state {
                 KeyState::Usable => None,
                 KeyState::Revoked => Some("revoked".into()),
@@ -553,6 +564,7 @@ fn verify_inner(
             match sig.verify(&k.key, &bytes) {
                 Ok(()) => {
                     info.valid = true;
+                    info.name = Some(k.name.clone());
                     info.comment = Some(sig.trusted_comment());
                     let (name, key_id) = (k.name.clone(), key_id.clone());
                     match state {
@@ -590,20 +602,69 @@ fn verify_inner(
         problems.push(Problem::UntrustedManifest);
         return Err(reject(problems));
     }
+    Ok(Authenticated {
+        bytes,
+        signers,
+        valid,
+        excluded,
+        problems,
+    })
+}
+
+/// The manifest's bytes, bounded, from a regular file (a link, FIFO or directory is refused).
+// The error is the one problem the caller reports (as verify's own steps do), not boxed.
+#[allow(clippy::result_large_err)]
+pub fn read_manifest_bytes(dir: &Path) -> std::result::Result<Vec<u8>, Problem> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    match manifest_path.symlink_metadata() {
+        Err(_) => Err(Problem::MissingManifest),
+        Ok(m) if !m.is_file() => Err(Problem::UnreadableManifest {
+            reason: "not a regular file".into(),
+        }),
+        Ok(_) => read_bounded(&manifest_path, MAX_MANIFEST_BYTES)
+            .map_err(|reason| Problem::UnreadableManifest { reason }),
+    }
+}
+
+/// Step 3: parses and validates manifest bytes (authenticated ones, or, for `inspect` without
+/// any trust, bytes shown as unverified); a failure is the problem verify reports.
+#[allow(clippy::result_large_err)]
+pub fn parse_manifest(bytes: &[u8]) -> std::result::Result<Manifest, Problem> {
+    Manifest::parse(bytes).map_err(|e| match e {
+        ParseError::UnsupportedVersion { .. } => Problem::UnsupportedVersion {
+            reason: e.to_string(),
+        },
+        e => Problem::InvalidManifest {
+            reason: e.to_string(),
+        },
+    })
+}
+
+fn verify_inner(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    require_threshold: bool,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    let reject = |problems: Vec<Problem>| Error::Rejected {
+        dir: dir.to_path_buf(),
+        problems,
+    };
+    // 1 and 2: the bytes and a trusted signature over them; nothing is parsed before.
+    let Authenticated {
+        bytes,
+        mut signers,
+        valid,
+        excluded,
+        mut problems,
+    } = authenticate(dir, policy, opts.now)?;
 
     // 3. The manifest is authentic: parse and validate it.
-    let manifest = match Manifest::parse(&bytes) {
+    let manifest = match parse_manifest(&bytes) {
         Ok(m) => m,
-        Err(e @ ParseError::UnsupportedVersion { .. }) => {
-            problems.push(Problem::UnsupportedVersion {
-                reason: e.to_string(),
-            });
-            return Err(reject(problems));
-        }
-        Err(e) => {
-            problems.push(Problem::InvalidManifest {
-                reason: e.to_string(),
-            });
+        Err(p) => {
+            problems.push(p);
             return Err(reject(problems));
         }
     };

@@ -1,17 +1,18 @@
-use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::pack::BundleSummary;
-use crate::bundle::verify::{apply_policy, signature_files};
+use crate::bundle::verify::{
+    apply_policy, authenticate, parse_manifest, read_manifest_bytes, signature_files,
+};
 use crate::bundle::{Problem, SignerInfo};
 use crate::cli::InspectArgs;
 use crate::error::{Error, Result};
-use crate::format::{limits::MAX_MANIFEST_BYTES, Manifest, MANIFEST_FILE};
-use crate::output::{self, Printer};
-use crate::policy::{self, KeyState};
+use crate::format::Manifest;
+use crate::output::Printer;
+use crate::policy;
 use crate::sign::Signature;
 
 #[derive(Serialize)]
@@ -35,61 +36,44 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
         &args.trust,
         Path::new(policy::DEFAULT_POLICY),
     )?;
-    let path = args.dir.join(MANIFEST_FILE);
-    let len = fs::metadata(&path)
-        .map_err(|e| Error::io("read", &path, e))?
-        .len();
-    if len > MAX_MANIFEST_BYTES {
-        return Err(Error::Other(format!(
-            "{}: {len} bytes is larger than a manifest may be",
-            output::escape_path(&path)
-        )));
-    }
-    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let manifest = Manifest::parse(&bytes)
-        .map_err(|e| Error::Other(format!("{}: {e}", output::escape_path(&path))))?;
-    let (files, _) = signature_files(&args.dir);
+    // With a trust policy, nothing in the manifest is parsed before a trusted signature over its
+    // bytes verified (as in verify); a bundle without one is refused, naming why. Without any
+    // trust (the packing side, reviewing what it just wrote) the manifest is shown unverified.
     let now = SystemTime::now();
-    let mut signers = Vec::new();
-    let mut valid_keys = Vec::new();
-    for (file, text) in files {
-        let Ok(sig) = text.and_then(|t| Signature::parse(&t, &file)) else {
-            signers.push(SignerInfo {
-                file,
-                key_id: "?".into(),
-                name: None,
-                trusted: false,
-                valid: false,
-                state: None,
-                counted: false,
-                comment: None,
-            });
-            continue;
-        };
-        let index = policy
-            .as_ref()
-            .and_then(|p| p.keys.iter().position(|k| k.key.id == sig.key_id));
-        let named = index.and_then(|i| policy.as_ref().map(|p| &p.keys[i]));
-        let valid = named.is_some_and(|k| sig.verify(&k.key, &bytes).is_ok());
-        let state = named.and_then(|k| match k.state(now) {
-            KeyState::Usable => None,
-            KeyState::Revoked => Some("revoked".to_string()),
-            KeyState::Expired(_) => Some("expired".to_string()),
-        });
-        if let (true, None, Some(i)) = (valid, &state, index) {
-            valid_keys.push(i);
+    let reject = |problems: Vec<Problem>| Error::Rejected {
+        dir: args.dir.clone(),
+        problems,
+    };
+    let (manifest, mut signers, valid_keys) = match &policy {
+        Some(p) => {
+            let auth = authenticate(&args.dir, p, now)?;
+            let manifest = parse_manifest(&auth.bytes).map_err(|e| reject(vec![e]))?;
+            let keys = auth.valid_keys();
+            (manifest, auth.signers, keys)
         }
-        signers.push(SignerInfo {
-            file,
-            key_id: sig.key_id.to_string(),
-            name: named.map(|k| k.name.clone()),
-            trusted: named.is_some(),
-            valid,
-            state,
-            counted: false,
-            comment: valid.then(|| sig.trusted_comment()),
-        });
-    }
+        None => {
+            let bytes = read_manifest_bytes(&args.dir).map_err(|e| reject(vec![e]))?;
+            let manifest = parse_manifest(&bytes).map_err(|e| reject(vec![e]))?;
+            let (files, _) = signature_files(&args.dir);
+            let signers = files
+                .into_iter()
+                .map(|(file, text)| SignerInfo {
+                    key_id: text
+                        .and_then(|t| Signature::parse(&t, &file))
+                        .map(|s| s.key_id.to_string())
+                        .unwrap_or_else(|_| "?".into()),
+                    file,
+                    name: None,
+                    trusted: false,
+                    valid: false,
+                    state: None,
+                    counted: false,
+                    comment: None,
+                })
+                .collect();
+            (manifest, signers, Vec::new())
+        }
+    };
     let verified = !valid_keys.is_empty();
     let policy_problems = policy.as_ref().map(|p| {
         apply_policy(
@@ -112,11 +96,9 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
         let banner = if verified {
             "signature verified with a trusted key (chunks not checked: run airlock verify)\n"
                 .to_string()
-        } else if policy.is_none() {
+        } else {
             "UNVERIFIED: signatures not checked (pass --trust PUBKEY or --policy FILE)\n"
                 .to_string()
-        } else {
-            "UNVERIFIED: no signature by a trusted key\n".to_string()
         };
         let policy_lines = match (&report.policy_problems, verified) {
             (Some(p), true) if p.is_empty() => "policy    met\n".to_string(),

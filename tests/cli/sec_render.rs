@@ -310,12 +310,27 @@ fn bundle_directory_names_are_shown_escaped() {
             .ok()
             .stdout_has("b\\r\\e[2Kfake\\u{202e}");
     }
-    // ... and in errors naming a path under it.
+    // ... and in errors naming it. (inspect with trust refuses a manifest its signature does
+    // not cover before parsing it: exit 3, as verify.)
     fs::remove_file(env.path(&format!("{dir}/SHA256SUMS"))).unwrap();
     fs::write(env.path(&format!("{dir}/manifest.json")), "x".repeat(100)).unwrap();
     run_safe(&env, &["inspect", dir, "--trust", "k.pub"])
-        .code(1)
-        .stderr_has("b\\r\\e[2Kfake\\u{202e}/manifest.json");
+        .code(3)
+        .stderr_has("bundle b\\r\\e[2Kfake\\u{202e} rejected");
+    // A path under it, in another error (a usage error: keygen will not overwrite).
+    fs::remove_file(env.path(&format!("{dir}/manifest.json"))).unwrap();
+    fs::create_dir(env.path(&format!("{dir}/manifest.json"))).unwrap();
+    run_safe(
+        &env,
+        &[
+            "keygen",
+            "--out",
+            &format!("{dir}/manifest.json"),
+            "--unencrypted",
+        ],
+    )
+    .code(2)
+    .stderr_has("b\\r\\e[2Kfake\\u{202e}/manifest.json");
 }
 
 #[test]
