@@ -5,8 +5,6 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -43,31 +41,6 @@ fn sha256_hex(b: &[u8]) -> String {
         .iter()
         .map(|x| format!("{x:02x}"))
         .collect()
-}
-
-/// Runs the binary, killing it after `secs` (a hang fails the test instead of stalling it).
-fn run_bounded(env: &Env, args: &[&str], secs: u64) -> Run {
-    let mut c = env.command(args);
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("airlock {args:?} still running after {secs} s: it blocked");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 // ---- defect 5: duplicate keys ------------------------------------------------------------
@@ -474,18 +447,14 @@ fn a_fifo_as_a_key_or_policy_fails_at_once() {
         // SAFETY: mkfifo with a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     }
-    run_bounded(&env, &["verify", "b", "--trust", "fifo.pub"], 20)
+    env.run_for(20, &["verify", "b", "--trust", "fifo.pub"])
         .code(1)
         .stderr_has("fifo.pub")
         .stderr_has("FIFO");
-    run_bounded(&env, &["verify", "b", "--policy", "fifo.toml"], 20)
+    env.run_for(20, &["verify", "b", "--policy", "fifo.toml"])
         .code(2)
         .stderr_has("fifo.toml")
         .stderr_has("FIFO");
-    let r = run_bounded(
-        &env,
-        &["pack", "src", "--out", "b2", "--key", "fifo-sk"],
-        20,
-    );
+    let r = env.run_for(20, &["pack", "src", "--out", "b2", "--key", "fifo-sk"]);
     r.code(1).stderr_has("fifo-sk").stderr_has("FIFO");
 }

@@ -4,7 +4,7 @@
 //! normalisation twins named before hashing, redirects to other schemes named). Every run of
 //! the binary here is bounded by a timeout, so a hang fails the test instead of the suite.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -19,52 +19,10 @@ const GOOD_LEN: usize = 300_017;
 /// far beyond the caps the tests set.
 const ENDLESS: usize = 48 << 20;
 
-/// Runs the binary, killing it after `secs`: a run that hangs comes back with code -1 and says so.
-fn run_for(mut c: Command, secs: u64) -> Run {
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run airlock");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let o = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let e = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = e.join().unwrap();
-    if code == -1 {
-        stderr.push_str(&format!("\n[killed: still running after {secs} s]"));
-    }
-    Run {
-        code,
-        stdout: o.join().unwrap(),
-        stderr,
-    }
-}
-
 fn pack_for(env: &Env, args: &[&str], secs: u64) -> Run {
     let mut all = vec!["pack"];
     all.extend_from_slice(args);
-    run_for(env.command(&all), secs)
+    run_cmd_for(env.command(&all), secs)
 }
 
 fn good() -> Vec<u8> {
@@ -361,7 +319,7 @@ fn pack_and_swap(
         })
     };
     c.stdin(Stdio::null());
-    let run = run_for(c, 60);
+    let run = run_cmd_for(c, 60);
     handle.join().unwrap();
     run
 }
@@ -442,7 +400,7 @@ fn registry_values_are_checked_when_parsed() {
         ("localhost:5000/Mirror", "not a valid repository path"),
     ] {
         let args = ["import", "no-bundle", "--trust", &public, "--registry", bad];
-        run_for(env.command(&args), 60)
+        run_cmd_for(env.command(&args), 60)
             .code(2)
             .stderr_has("--registry")
             .stderr_has(why);

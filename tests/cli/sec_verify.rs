@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -19,21 +19,6 @@ use airlock::targets::files;
 
 use crate::rejections::{manifest, resign};
 use crate::support::*;
-
-/// Runs the binary under a wall clock of `secs` (a hang, or work super-linear in the input,
-/// ends as exit 124 and fails the test; this is a guard, not a timing assertion).
-fn run_bounded(env: &Env, secs: u32, args: &[&str]) -> Run {
-    let mut c = Command::new("timeout");
-    c.arg(secs.to_string())
-        .arg(BIN)
-        .args(args)
-        .current_dir(env.dir.path())
-        .env("AIRLOCK_STATE", env.path(".airlock-state"))
-        .env_remove("AIRLOCK_AUDIT_LOG")
-        .env_remove("AIRLOCK_PASSPHRASE")
-        .stdin(Stdio::null());
-    run_cmd(c)
-}
 
 /// The audit records of the test's enclave.
 fn audit_records(env: &Env) -> Vec<serde_json::Value> {
@@ -305,7 +290,7 @@ fn a_max_size_unsigned_or_untrusted_manifest_is_refused_before_parsing() {
     let bytes = m.to_bytes();
     fs::write(env.path("b/manifest.json"), &bytes).unwrap();
     fs::remove_file(env.path("b/manifest.json.minisig")).unwrap();
-    let r = run_bounded(&env, 60, &["verify", "b", "--trust", "k.pub", "--json"]);
+    let r = env.run_for(60, &["verify", "b", "--trust", "k.pub", "--json"]);
     r.code(3);
     assert_eq!(
         problem_codes(&r),
@@ -314,7 +299,7 @@ fn a_max_size_unsigned_or_untrusted_manifest_is_refused_before_parsing() {
     // Signed by a key that is not trusted.
     env.keygen("other");
     sign_as(&env, "other", &m);
-    let r = run_bounded(&env, 60, &["verify", "b", "--trust", "k.pub", "--json"]);
+    let r = env.run_for(60, &["verify", "b", "--trust", "k.pub", "--json"]);
     r.code(3);
     assert_eq!(problem_codes(&r), ["unknown-signer", "untrusted-manifest"]);
     for rec in audit_records(&env) {
@@ -337,7 +322,7 @@ fn a_validly_signed_max_size_deep_manifest_verifies_and_a_broken_one_is_named() 
     let env = Env::new();
     let m = deep_max_manifest(&env);
     sign_as(&env, "k", &m);
-    let r = run_bounded(&env, 300, &["verify", "b", "--trust", "k.pub"]);
+    let r = env.run_for(300, &["verify", "b", "--trust", "k.pub"]);
     r.ok().stdout_has("verified b");
     // A smaller deep manifest with one directory of the chain left out: every file below it
     // lacks a listed parent; the first is named.
@@ -346,7 +331,7 @@ fn a_validly_signed_max_size_deep_manifest_verifies_and_a_broken_one_is_named() 
     let entries = &mut m.artifacts[0].entries;
     let gone = entries.remove(100).path;
     sign_as(&env, "k", &m);
-    let r = run_bounded(&env, 300, &["verify", "b", "--trust", "k.pub"]);
+    let r = env.run_for(300, &["verify", "b", "--trust", "k.pub"]);
     r.code(3)
         .stderr_has("invalid manifest")
         .stderr_has("is not listed as a directory")
@@ -416,19 +401,15 @@ fn raw_frame(window: u8, data: &[u8]) -> Vec<u8> {
 /// with the same reason, writing nothing.
 #[track_caller]
 fn frame_refused(env: &Env, reason: &str) {
-    let v = run_bounded(env, 60, &["verify", "b", "--trust", "k.pub", "--json"]);
+    let v = env.run_for(60, &["verify", "b", "--trust", "k.pub", "--json"]);
     v.code(3);
     assert_eq!(problem_codes(&v), ["invalid-segment"], "{}", v.stdout);
-    let v = run_bounded(env, 60, &["verify", "b", "--trust", "k.pub"]);
+    let v = env.run_for(60, &["verify", "b", "--trust", "k.pub"]);
     v.code(3)
         .stderr_has("segment 0 of blob")
         .stderr_has("chunk 00000000.tar")
         .stderr_has(reason);
-    let i = run_bounded(
-        env,
-        60,
-        &["import", "b", "--trust", "k.pub", "--files", "dest"],
-    );
+    let i = env.run_for(60, &["import", "b", "--trust", "k.pub", "--files", "dest"]);
     i.code(3).stderr_has(reason);
     assert!(!env.path("dest").exists(), "{}", i.stderr);
 }
@@ -439,13 +420,9 @@ fn zstd_frame_rules_are_the_same_in_verify_and_import() {
     // The largest window allowed (8 MiB = 2^23: exponent 13) verifies and imports.
     let env = Env::new();
     one_segment_bundle(&env, &payload, raw_frame(13 << 3, &payload), Encoding::Zstd);
-    run_bounded(&env, 60, &["verify", "b", "--trust", "k.pub"]).ok();
-    run_bounded(
-        &env,
-        60,
-        &["import", "b", "--trust", "k.pub", "--files", "dest"],
-    )
-    .ok();
+    env.run_for(60, &["verify", "b", "--trust", "k.pub"]).ok();
+    env.run_for(60, &["import", "b", "--trust", "k.pub", "--files", "dest"])
+        .ok();
     assert_eq!(env.read("dest/evil/x"), payload);
 
     // A 32 MiB window (exponent 15): refused by both, with the same reason.
@@ -641,18 +618,14 @@ fn inspect_with_trust_parses_nothing_before_a_trusted_signature() {
     env.sample_bundle();
     env.keygen("other");
     // Signed by a key the officer does not trust: refused, naming the signer; nothing shown.
-    let r = run_bounded(
-        &env,
-        60,
-        &["inspect", "b", "--trust", "other.pub", "--json"],
-    );
+    let r = env.run_for(60, &["inspect", "b", "--trust", "other.pub", "--json"]);
     r.code(3);
     assert_eq!(problem_codes(&r), ["unknown-signer", "untrusted-manifest"]);
     assert!(r.json().get("manifest").is_none(), "{}", r.stdout);
     // Bytes that are not JSON at all, unsigned: the refusal is about the signature.
     fs::write(env.path("b/manifest.json"), b"{ not json").unwrap();
     fs::remove_file(env.path("b/manifest.json.minisig")).unwrap();
-    let r = run_bounded(&env, 60, &["inspect", "b", "--trust", "k.pub", "--json"]);
+    let r = env.run_for(60, &["inspect", "b", "--trust", "k.pub", "--json"]);
     r.code(3);
     assert_eq!(
         problem_codes(&r),
@@ -661,7 +634,7 @@ fn inspect_with_trust_parses_nothing_before_a_trusted_signature() {
     assert!(!r.stderr.contains("not valid"), "{}", r.stderr);
     // Without any trust the packer may still look at what it wrote, marked unverified; an
     // invalid manifest is then content refused (exit 3), like verify's `invalid-manifest`.
-    let r = run_bounded(&env, 60, &["inspect", "b", "--json"]);
+    let r = env.run_for(60, &["inspect", "b", "--json"]);
     r.code(3);
     assert_eq!(problem_codes(&r), ["invalid-manifest"]);
 }

@@ -96,6 +96,12 @@ impl Env {
         c
     }
 
+    /// As [`Env::run`], but killed after `secs` (a hang fails the test instead of stalling it;
+    /// a guard, not a timing assertion).
+    pub fn run_for(&self, secs: u64, args: &[&str]) -> Run {
+        run_cmd_for(self.command(args), secs)
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         run_cmd(self.command(args))
     }
@@ -153,6 +159,48 @@ pub fn run_cmd(mut c: Command) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `c`, killing it after `secs`: a run that hangs comes back with code -1 and says so.
+pub fn run_cmd_for(mut c: Command, secs: u64) -> Run {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run airlock");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = e.join().unwrap();
+    if code == -1 {
+        stderr.push_str(&format!("\n[killed: still running after {secs} s]"));
+    }
+    Run {
+        code,
+        stdout: o.join().unwrap(),
+        stderr,
     }
 }
 
