@@ -182,6 +182,34 @@ fn import_refuses_a_broken_audit_chain_before_writing() {
 }
 
 #[test]
+fn an_unterminated_last_record_that_breaks_the_chain_is_refused_before_writing() {
+    let env = setup();
+    pack_seq(&env, "b1", "1");
+    pack_seq(&env, "b2", "2");
+    env.run(&["import", "b1", "--trust", "k.pub", "--files", "d1"])
+        .ok();
+    // A well-formed record that does not continue the chain (seq 999), left unterminated as a
+    // crash would leave a line: only the torn beginning of the *next* record is tolerated.
+    let path = env.path(&format!("{STATE}/audit.jsonl"));
+    let lines = log_lines(&env);
+    let last = lines.last().unwrap();
+    let seq = format!("\"seq\":{},", lines.len());
+    assert!(last.contains(&seq), "{last}");
+    let forged = last.replacen(&seq, "\"seq\":999,", 1);
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str(&forged);
+    fs::write(&path, &text).unwrap();
+    let state_before = env.read(&format!("{STATE}/state.json"));
+    env.run(&["import", "b2", "--trust", "k.pub", "--files", "d2"])
+        .code(3)
+        .stderr_has("audit.jsonl")
+        .stderr_has("does not continue the chain");
+    assert!(!env.path("d2").exists(), "nothing imported");
+    assert_eq!(env.read(&format!("{STATE}/state.json")), state_before);
+    assert_eq!(fs::read_to_string(&path).unwrap(), text, "nothing appended");
+}
+
+#[test]
 fn an_import_interrupted_after_its_start_record_is_reported() {
     let env = setup();
     pack_seq(&env, "b", "1");
