@@ -536,9 +536,28 @@ impl AuditLog {
             None => Ok(()),
             // One unterminated last line: repairable if it is a complete record or the torn
             // beginning of the next one (the same rule the append applies).
-            Some(b) if b.kind == BadKind::TornTail => read_tail(&self.file)
-                .map(|_| ())
-                .map_err(|e| self.tail_error(e)),
+            // The tail must also continue the chain verified up to it: a complete but
+            // unterminated record is the next one (its seq and prev), a torn one begins it.
+            Some(b) if b.kind == BadKind::TornTail => {
+                let tail = read_tail(&self.file).map_err(|e| self.tail_error(e))?;
+                let head = rep.head.clone().unwrap_or_else(|| GENESIS.to_string());
+                let continues = if tail.torn.is_empty() {
+                    tail.seq == rep.records + 1 && tail.chained_from == head
+                } else {
+                    tail.seq == rep.records && tail.prev == head
+                };
+                if continues {
+                    Ok(())
+                } else {
+                    Err(damaged(
+                        &self.path,
+                        format!(
+                            "line {}: its unterminated last line does not continue the chain of the {} intact records before it",
+                            b.line, rep.records
+                        ),
+                    ))
+                }
+            }
             Some(b) => Err(damaged(
                 &self.path,
                 format!("line {}: {}", b.line, b.message),
@@ -651,6 +670,8 @@ struct Tail {
     /// `seq` of the last intact record (0: none).
     seq: u64,
     prev: String,
+    /// What that record chains from (its `prev` field; GENESIS for none).
+    chained_from: String,
     torn: Vec<String>,
     unterminated: bool,
 }
@@ -693,6 +714,7 @@ fn read_tail(mut file: &File) -> std::result::Result<Tail, TailError> {
         return Ok(Tail {
             seq: 0,
             prev: GENESIS.into(),
+            chained_from: GENESIS.into(),
             torn: Vec::new(),
             unterminated: false,
         });
@@ -708,6 +730,7 @@ fn read_tail(mut file: &File) -> std::result::Result<Tail, TailError> {
         return Ok(Tail {
             seq: r.seq,
             prev: sha256_hex(last),
+            chained_from: r.prev.clone(),
             torn: Vec::new(),
             unterminated,
         });
@@ -718,10 +741,10 @@ fn read_tail(mut file: &File) -> std::result::Result<Tail, TailError> {
                 .into(),
         ));
     }
-    let (seq, prev) = match pieces.last() {
-        None => (0, GENESIS.to_string()),
+    let (seq, prev, chained_from) = match pieces.last() {
+        None => (0, GENESIS.to_string(), GENESIS.to_string()),
         Some(line) => match parse_record(line) {
-            Some(r) => (r.seq, sha256_hex(line)),
+            Some(r) => (r.seq, sha256_hex(line), r.prev.clone()),
             None => {
                 return Err(TailError::Damaged(
                     "the line before its unterminated last line is not an audit record".into(),
@@ -738,6 +761,7 @@ fn read_tail(mut file: &File) -> std::result::Result<Tail, TailError> {
     Ok(Tail {
         seq,
         prev,
+        chained_from,
         torn: vec![sha256_hex(last)],
         unterminated,
     })
