@@ -29,7 +29,7 @@ pub fn open_regular(path: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// Opens `path` with `opts` plus `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`, then clears
+/// Opens `path` with `opts` plus `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC`, then clears
 /// `O_NONBLOCK` again (it only matters for the open itself). A symbolic link is named as such.
 /// The caller checks the kind of file on the handle ([`check_regular`]).
 pub fn open_nofollow(path: &Path, opts: &mut fs::OpenOptions) -> Result<File> {
@@ -37,7 +37,7 @@ pub fn open_nofollow(path: &Path, opts: &mut fs::OpenOptions) -> Result<File> {
     {
         use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC);
         let f = opts.open(path).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 Error::io(
@@ -303,9 +303,27 @@ pub fn hash_reader(reader: impl Read, what: &Path) -> Result<(Digest, u64)> {
     })
 }
 
+/// The bytes of a regular file (opened as [`open_regular`] does), at most `max` of them: a larger
+/// file is an error naming it.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    open_regular(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    if buf.len() as u64 > max {
+        return Err(Error::io(
+            "read",
+            path,
+            io::Error::other(format!("larger than the {max} bytes expected")),
+        ));
+    }
+    Ok(buf)
+}
+
 /// SHA-256 and length of a file.
 pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    hash_reader(open(path)?, path)
+    hash_reader(open_regular(path)?, path)
 }
 
 /// Joins a validated relative manifest path under `root`, refusing to pass through anything

@@ -204,7 +204,7 @@ fn redirect_policy() -> reqwest::redirect::Policy {
         if !matches!(attempt.url().scheme(), "http" | "https") {
             let target = attempt.url().to_string();
             attempt.error(SchemeRefused(target))
-        } else if attempt.previous().len() >= MAX_REDIRECTS {
+        } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
         } else {
             attempt.follow()

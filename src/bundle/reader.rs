@@ -121,14 +121,15 @@ impl<'a> BlobReader<'a> {
                 // Never through a link, never blocking on a FIFO swapped in after verification:
                 // anything but the regular file verified is content that changed (InvalidData).
                 let path = bundle.chunk_path(seg.chunk);
+                // A link or a non-regular file (open_regular's own refusals) is content that
+                // changed; a missing chunk or an I/O error (EACCES, EIO, EMFILE) stays operational.
                 let mut f = fsutil::open_regular(&path).map_err(|e| {
                     let kind = match &e {
-                        crate::error::Error::Io { source, .. }
-                            if source.kind() == io::ErrorKind::NotFound =>
-                        {
-                            io::ErrorKind::NotFound
-                        }
-                        _ => io::ErrorKind::InvalidData,
+                        crate::error::Error::Io { source, .. } => match source.kind() {
+                            io::ErrorKind::Other => io::ErrorKind::InvalidData,
+                            k => k,
+                        },
+                        _ => io::ErrorKind::Other,
                     };
                     io::Error::new(kind, e.to_string())
                 })?;

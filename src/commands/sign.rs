@@ -34,7 +34,11 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     }
     // Sign exactly the bytes that were verified.
     let path = args.dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    // Read as verify reads it: bounded, never through a link, never blocking on a FIFO.
+    let bytes = bundle::verify::read_manifest_bytes(&args.dir).map_err(|p| Error::Rejected {
+        dir: args.dir.clone(),
+        problems: vec![p],
+    })?;
     if Digest::of(&bytes) != vb.manifest_digest() {
         return Err(Error::Other(format!(
             "{} changed while it was being verified; not signing",

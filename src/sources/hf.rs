@@ -70,7 +70,8 @@ pub fn resolve(
         HashMap::new()
     } else {
         crate::fsutil::create_dir_all(staging)?;
-        let total: u64 = regular.iter().map(|f| f.size).sum();
+        // Sizes come from the Hub: summed without wrapping (a sum past u64 cannot fit anyway).
+        let total = regular.iter().fold(0u64, |t, f| t.saturating_add(f.size));
         let room = super::staging_room(staging, staged)?;
         if total > room {
             return Err(Error::Other(format!(

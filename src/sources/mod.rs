@@ -283,7 +283,7 @@ pub fn resolve(
                     staged,
                     progress,
                 )?;
-                staged += f.iter().map(|n| n.size).sum::<u64>();
+                staged = f.iter().fold(staged, |t, n| t.saturating_add(n.size));
                 (a, planned(f))
             }
             Source::Image {
@@ -308,11 +308,10 @@ pub fn resolve(
                     staged,
                     progress,
                 )?;
-                staged += b
+                staged = b
                     .iter()
                     .filter(|b| matches!(b.origin, crate::bundle::Origin::File { .. }))
-                    .map(|b| b.size)
-                    .sum::<u64>();
+                    .fold(staged, |t, b| t.saturating_add(b.size));
                 (a, b)
             }
         };

@@ -666,7 +666,7 @@ fn git_blob_sha1(bundle: &VerifiedBundle, blob: &Blob) -> Result<String> {
 
 fn read_ref(path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    fsutil::open(path)?
+    fsutil::open_regular(path)?
         .take(MAX_REF_BYTES)
         .read_to_end(&mut buf)
         .map_err(|e| Error::io("read", path, e))?;

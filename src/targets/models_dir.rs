@@ -265,7 +265,7 @@ impl Planner {
             }
             Ok(m) => match existing {
                 Existing::Replace(max) if m.is_file() && m.len() <= max => {
-                    let old = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                    let old = fsutil::read_regular(&path, max)?;
                     (Action::Replace, Some(Digest::of(&old)), Some(old))
                 }
                 _ => {
@@ -437,7 +437,10 @@ fn finish_temp(mut tmp: tempfile::NamedTempFile, f: &FileStep) -> Result<bool> {
     match f.action {
         Action::Replace => {
             // Replace only what the plan saw, so a concurrent change is not lost.
-            let now = fs::read(&f.path).map_err(|e| Error::io("read", &f.path, e))?;
+            // At most one byte more than the plan saw: a longer file changed, which is all
+            // this needs to know.
+            let seen = f.old.as_ref().map_or(0, |o| o.len() as u64);
+            let now = fsutil::read_regular(&f.path, seen + 1).unwrap_or_default();
             if Some(Digest::of(&now)) != f.replaces {
                 return Err(Error::Conflict(format!(
                     "{} changed while importing; run the import again",
