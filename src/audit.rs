@@ -814,7 +814,7 @@ impl Anchor {
         } else {
             Err(format!(
                 "{:?} is not a head hash (64 hex digits, as `airlock audit verify` prints)",
-                crate::format::text::escape(s).to_string()
+                crate::format::text::escape(s)
             ))
         }
     }

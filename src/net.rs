@@ -110,12 +110,6 @@ pub struct Guarded<R> {
     window_bytes: u64,
 }
 
-impl<R> Guarded<R> {
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-}
-
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;

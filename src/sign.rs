@@ -111,7 +111,7 @@ impl PublicKey {
 /// ([`fsutil::check_trusted`]: owner, and every directory above it; the file's own mode too
 /// when `file_mode`). `what` names the kind of key in messages.
 fn read_key_file(path: &Path, what: &str, file_mode: bool) -> Result<(String, fs::Metadata)> {
-    let f = fsutil::open_regular(path)?;
+    let f = fsutil::open_nofollow(path, fs::OpenOptions::new().read(true))?;
     let meta = fsutil::check_regular(&f, path)?;
     fsutil::check_trusted(path, &meta, file_mode)
         .map_err(|e| Error::Key(format!("{what} {}: {e}", path.display())))?;

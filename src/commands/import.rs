@@ -169,7 +169,11 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let mut st = match opened {
         Ok(st) => st,
         Err(e) => {
-            audit(&Event::for_bundle(Audited::Import, &vb).rejected_by(&e))?;
+            audit(
+                &Event::for_bundle(Audited::Import, &vb)
+                    .signer_names(&super::signer_name(vb.signers()))
+                    .rejected_by(&e),
+            )?;
             return Err(e);
         }
     };

@@ -59,7 +59,8 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Js
     })?;
     serde_json::from_slice(bytes).map_err(|e| JsonError {
         what: what.to_string(),
-        detail: e.to_string(),
+        // serde names unknown fields and variants as the document spells them.
+        detail: crate::format::text::escape(&e.to_string()).to_string(),
         duplicate: None,
     })
 }

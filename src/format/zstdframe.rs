@@ -69,11 +69,6 @@ impl FrameCheck {
         c.finish()
     }
 
-    /// Whether the frame has been seen whole (its end is the segment's end).
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Feeds the next bytes of the segment (never more than its `length` in all).
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
         while !data.is_empty() {
