@@ -321,9 +321,11 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// SHA-256 and length of a file.
+/// SHA-256 and length of a file in an import destination (which targets may reach through the
+/// links they accept, as the Hugging Face cache's shared blob store; they check what is there
+/// before they hash it).
 pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    hash_reader(open_regular(path)?, path)
+    hash_reader(open(path)?, path)
 }
 
 /// Joins a validated relative manifest path under `root`, refusing to pass through anything
