@@ -8,6 +8,8 @@
 #   BENCH_MODELS=0 BENCH_IMAGE_MB=64 scripts/bench.sh   # only the image part, with a small image
 #   BENCH_IMAGES=0 scripts/bench.sh  # only the model part
 #   BENCH_MODELS=0 BENCH_IMAGES=0 scripts/bench.sh  # only the Hugging Face part (BENCH_HF=0 skips it)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 scripts/bench.sh  # only the hostile manifests
+#                                    # (BENCH_HOSTILE=0 skips them)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -323,8 +325,41 @@ $(table "hf: airlock pack hf://" "hf: hf download (fresh cache)" "hf: airlock ve
 MD
 }
 
+# --- hostile manifests: the largest the limits allow, unsigned, untrusted, validly signed ----
+# The bundles come from the test suite's generator (tests/cli/sec_verify.rs). Baselines: what any
+# checker must at least do with those bytes — hash them (sha256sum), check the signature
+# (minisign -V), and for the signed one also parse them (python3's json).
+bench_hostile() {
+    local fx="$root/hostile"
+    rm -rf "$fx"; mkdir -p "$fx"
+    AIRLOCK_SEC_FIXTURES="$fx" cargo test --quiet --locked --test cli sec_verify::write_measurement_bundles > /dev/null
+    local b
+    for b in unsigned-64m untrusted-64m signed-64m; do
+        measure "hostile: airlock verify $b" bash -c '"$0" verify "$1" --trust "$2" -q 2>/dev/null; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 3 ]' \
+            "$airlock" "$fx/$b" "$fx/k.pub"
+        measure "hostile: sha256sum manifest ($b)" sha256sum "$fx/$b/manifest.json"
+    done
+    measure "hostile: minisign -V (signed-64m)" minisign -Vqm "$fx/signed-64m/manifest.json" -p "$fx/k.pub"
+    measure "hostile: minisign -V + python json.load (signed-64m)" bash -c \
+        'minisign -Vqm "$0/manifest.json" -p "$1" && python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$0/manifest.json"' \
+        "$fx/signed-64m" "$fx/k.pub"
+    cat <<MD
+
+## Hostile manifests ($(date -u +%Y-%m-%d), $(nproc) cores, 64 MiB manifests of 15,627 entries 128 levels deep, median of $runs runs)
+
+$(table "hostile: airlock verify unsigned-64m" "hostile: sha256sum manifest (unsigned-64m)" "hostile: airlock verify untrusted-64m" "hostile: sha256sum manifest (untrusted-64m)" "hostile: airlock verify signed-64m" "hostile: minisign -V (signed-64m)" "hostile: minisign -V + python json.load (signed-64m)")
+
+- rejecting an unsigned manifest: **$(ratio "${wall[hostile: airlock verify unsigned-64m]}" "${wall[hostile: sha256sum manifest (unsigned-64m)]}")×** sha256sum's time over the same bytes
+- rejecting an untrusted one: **$(ratio "${wall[hostile: airlock verify untrusted-64m]}" "${wall[hostile: sha256sum manifest (untrusted-64m)]}")×** sha256sum's time
+- verifying the signed one (signature, parse, validation, chunks): **$(ratio "${wall[hostile: airlock verify signed-64m]}" "${wall[hostile: minisign -V + python json.load (signed-64m)]}")×** minisign -V + a JSON parse
+MD
+    rm -rf "$fx"
+}
+
 hf=${BENCH_HF:-1}
+hostile=${BENCH_HOSTILE:-1}
 [ "$models" = 1 ] && bench_models
 [ "$images" = 1 ] && bench_images
 [ "$hf" = 1 ] && bench_hf
+[ "$hostile" = 1 ] && bench_hostile
 exit 0
