@@ -456,10 +456,10 @@ fn an_ollama_import_killed_at_any_point_never_shows_a_manifest_without_its_blobs
 
 /// A tmpfs of `size` mounted at `dir`, unmounted when dropped. Mounting needs root (as in CI);
 /// if it fails the test fails, saying so.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

@@ -152,6 +152,30 @@ fn endless_chunked_body_stops_at_the_download_cap() {
     nothing_left(&env, "b");
 }
 
+/// Staging never fills the output filesystem: on a 96 MiB tmpfs (64 MiB of it the reserve, so
+/// 16 MiB may be staged: staged bytes count twice), an endless body is stopped at the room left
+/// even though `--max-download` would allow far more, and a declared size that cannot fit is
+/// refused before the first byte.
+#[test]
+fn staging_never_fills_the_output_filesystem() {
+    let env = Env::new();
+    env.keygen("k");
+    let base = serve();
+    let _disk = crate::crash::Tmpfs::mount(&env.path("media"), "96m");
+    let src = format!("{base}/endless-chunked.bin");
+    pack_for(&env, &[src.as_str(), "--out", "media/b", "--key", "k"], 60)
+        .code(1)
+        .stderr_has("/endless-chunked.bin")
+        .stderr_has("not enough free space");
+    nothing_left(&env, "media/b");
+    let src = format!("{base}/endless-chunked.bin#size=33554432");
+    pack_for(&env, &[src.as_str(), "--out", "media/b", "--key", "k"], 60)
+        .code(1)
+        .stderr_has("not enough free space")
+        .stderr_has("twice");
+    nothing_left(&env, "media/b");
+}
+
 #[test]
 fn endless_body_without_length_stops_at_the_download_cap() {
     let env = Env::new();
