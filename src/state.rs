@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -512,17 +512,13 @@ fn remove_stale_temps(dir: &Path) {
 fn load(dir: &Path) -> Result<StateFile> {
     let path = dir.join(STATE_FILE);
     // Never through a symbolic link, never blocking on a FIFO; the kind checked on the handle.
-    let f = match fsutil::open_regular(&path) {
-        Ok(f) => f,
+    let bytes = match fsutil::read_regular(&path, MAX_STATE_BYTES) {
+        Ok(b) => b,
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return Ok(StateFile::default())
         }
         Err(e) => return Err(e),
     };
-    let mut bytes = Vec::new();
-    f.take(MAX_STATE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read state file", &path, e))?;
     StateFile::parse(&bytes)
         .map_err(|e| Error::Other(format!("state file {} is damaged: {e}", path.display())))
 }

@@ -390,20 +390,7 @@ pub struct VerifyOptions {
 /// Reads a bundle file of at most `max` bytes; it must be a regular file, not a link (checked on
 /// the handle, opened without following links or blocking: `fsutil::open_regular`).
 pub(crate) fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
-    match path.symlink_metadata() {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err("not a regular file".into()),
-        Err(e) => return Err(e.to_string()),
-    }
-    let f = fsutil::open_regular(path).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    if buf.len() as u64 > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    Ok(buf)
+    fsutil::read_regular(path, max).map_err(|e| e.to_string())
 }
 
 /// A signature file's path relative to the bundle root, and its text (or why it is unreadable).

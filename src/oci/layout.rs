@@ -285,8 +285,7 @@ pub(crate) fn from_index<S: ImageStore>(
 
 /// Reads a whole small file, refusing one larger than `max`.
 pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let f = crate::fsutil::open_regular(path)?;
-    read_all_bounded(f, max, path)
+    crate::fsutil::read_regular(path, max)
 }
 
 pub(crate) fn read_all_bounded(r: impl Read, max: u64, path: &Path) -> Result<Vec<u8>> {
