@@ -24,6 +24,10 @@ pub mod exit {
     /// Content refused: a bundle failed verification or trust checks, or a source's bytes did not
     /// match their pinned or upstream digest.
     pub const REJECTED: i32 = 3;
+    /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+    pub const SIGINT: i32 = 130;
+    /// Stopped by SIGTERM: 128 + 15.
+    pub const SIGTERM: i32 = 143;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,11 @@ pub enum Error {
     #[error("{0}")]
     AuditBroken(String),
 
+    /// SIGINT or SIGTERM asked the run to stop; what it wrote was rolled back or left as
+    /// staging the next run reuses or removes. Exit 128 + `signal`.
+    #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
+
     #[error("{0}")]
     Other(String),
 }
@@ -140,6 +149,7 @@ impl Error {
             | Error::Corrupt(_)
             | Error::Refused(_)
             | Error::Rejected { .. } => exit::REJECTED,
+            Error::Interrupted { signal } => 128 + signal,
             _ => exit::OPERATIONAL,
         }
     }
@@ -159,6 +169,7 @@ impl Error {
             Error::AuditBroken(_) => "audit-broken",
             Error::Corrupt(_) => "corrupt",
             Error::Refused(_) => "refused",
+            Error::Interrupted { .. } => "interrupted",
             Error::Other(_) => "other",
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod format;
 pub mod fsutil;
 pub mod hf;
+pub mod interrupt;
 pub mod net;
 pub mod oci;
 pub mod output;
