@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- test dependencies (Debian packages) -----------------------------------------------------
-packages=(minisign zstd docker-registry skopeo openssl python3-venv)
+packages=(minisign zstd docker-registry skopeo openssl python3-venv strace)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

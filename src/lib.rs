@@ -10,6 +10,7 @@ pub mod error;
 pub mod format;
 pub mod fsutil;
 pub mod hf;
+pub mod import;
 pub mod interrupt;
 pub mod net;
 pub mod oci;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod sign;
 pub mod sources;
 pub mod spec;
+pub mod stage;
 pub mod state;
 pub mod targets;
 

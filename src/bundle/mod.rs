@@ -1,7 +1,7 @@
 //! Bundles on disk: writing one (`pack`), verifying one, reading blobs back, and adding
 //! signatures. The layout is specified in `docs/FORMAT.md` and named in [`crate::format`].
 
-mod hashpipe;
+pub(crate) mod hashpipe;
 pub mod reader;
 pub mod verify;
 pub mod writer;

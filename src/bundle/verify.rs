@@ -342,9 +342,12 @@ pub struct SignerInfo {
     pub comment: Option<String>,
 }
 
-/// A bundle whose signature, manifest and every chunk checked out. Only [`verify`] makes one.
+/// A bundle whose signature and manifest checked out, and (from [`verify`], [`verify_policy`],
+/// [`verify_for_countersign`]) every chunk; from [`verify_manifest`] the chunks are left to the
+/// staged import, which checks each blob it reads. Only this module makes one.
 #[derive(Debug)]
 pub struct VerifiedBundle {
+    chunks_checked: bool,
     dir: PathBuf,
     manifest: Manifest,
     manifest_digest: Digest,
@@ -375,6 +378,10 @@ impl VerifiedBundle {
     }
     pub fn signers(&self) -> &[SignerInfo] {
         &self.signers
+    }
+    /// Whether every chunk was hashed against the manifest (false after [`verify_manifest`]).
+    pub fn chunks_checked(&self) -> bool {
+        self.chunks_checked
     }
     pub fn chunk_path(&self, index: u32) -> PathBuf {
         self.dir
@@ -452,7 +459,20 @@ pub fn verify_policy(
     opts: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<VerifiedBundle> {
-    verify_inner(dir, policy, opts, true, progress)
+    verify_inner(dir, policy, opts, true, true, progress)
+}
+
+/// As [`verify_policy`] — signatures, policy, manifest, `SHA256SUMS` and the set of files —
+/// without reading the chunks: the admission step of a staged import, which checks every blob
+/// it needs against its signed digest as it reads it once (`crate::stage`), and reads no
+/// chunk it does not need. [`VerifiedBundle::chunks_checked`] is false on the result.
+pub fn verify_manifest(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    verify_inner(dir, policy, opts, true, false, progress)
 }
 
 /// As [`verify_policy`], but one counted signer suffices instead of the channel's threshold:
@@ -463,7 +483,7 @@ pub fn verify_for_countersign(
     opts: &VerifyOptions,
     progress: &dyn Progress,
 ) -> Result<VerifiedBundle> {
-    verify_inner(dir, policy, opts, false, progress)
+    verify_inner(dir, policy, opts, false, true, progress)
 }
 
 /// The manifest's bytes and what the signatures over them say, established before anything in
@@ -632,6 +652,7 @@ fn verify_inner(
     policy: &TrustPolicy,
     opts: &VerifyOptions,
     require_threshold: bool,
+    check_chunks: bool,
     progress: &dyn Progress,
 ) -> Result<VerifiedBundle> {
     let reject = |problems: Vec<Problem>| Error::Rejected {
@@ -734,8 +755,12 @@ fn verify_inner(
         f.sort_unstable_by_key(|r| r.offset);
     }
     progress.start("verifying chunks", manifest.chunk_bytes());
-    let mut chunk_problems: Vec<(usize, Problem)> = manifest
-        .chunks
+    let chunks_to_check = if check_chunks {
+        &manifest.chunks[..]
+    } else {
+        &[]
+    };
+    let mut chunk_problems: Vec<(usize, Problem)> = chunks_to_check
         .par_iter()
         .enumerate()
         .filter_map(|(i, c)| {
@@ -743,6 +768,17 @@ fn verify_inner(
         })
         .collect();
     progress.finish();
+    if !check_chunks {
+        // Admission for a staged import: every chunk present as a regular file of its size
+        // (a stat, nothing read; the import reads and hashes the chunks it needs once).
+        chunk_problems.extend(
+            manifest
+                .chunks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| stat_chunk(&chunks_dir.join(&c.name), c).map(|p| (i, p))),
+        );
+    }
     chunk_problems.sort_by_key(|(i, _)| *i);
     problems.extend(chunk_problems.into_iter().map(|(_, p)| p));
 
@@ -762,6 +798,7 @@ fn verify_inner(
         manifest_size: bytes.len() as u64,
         signers,
         blob_index,
+        chunks_checked: check_chunks,
     })
 }
 
@@ -963,6 +1000,38 @@ fn check_chunk(
             chunk,
             reason: e.to_string(),
         }),
+    }
+}
+
+/// A chunk's presence, kind and size, from its metadata alone (no link followed).
+fn stat_chunk(path: &Path, c: &format::Chunk) -> Option<Problem> {
+    let chunk = c.name.clone();
+    let m = match fs::symlink_metadata(path) {
+        Err(_) => return Some(Problem::MissingChunk { chunk }),
+        Ok(m) => m,
+    };
+    if !m.is_file() {
+        return Some(Problem::UnreadableChunk {
+            chunk,
+            reason: format!(
+                "{} is {}, not a regular file",
+                escape(&path.display().to_string()),
+                fsutil::file_kind(&m.file_type())
+            ),
+        });
+    }
+    match m.len() {
+        n if n < c.size => Some(Problem::TruncatedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: n,
+        }),
+        n if n > c.size => Some(Problem::OversizedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: n,
+        }),
+        _ => None,
     }
 }
 

@@ -78,35 +78,4 @@ pub(crate) fn state_paths(
     Ok((dir, log))
 }
 
-/// Names of the signers a policy knows, for audit records.
-pub(crate) fn signer_name(
-    signers: &[crate::bundle::SignerInfo],
-) -> impl Fn(&str) -> Option<String> + '_ {
-    move |id| {
-        signers
-            .iter()
-            .find(|s| s.key_id == id)
-            .and_then(|s| s.name.clone())
-    }
-}
-
-/// The problem a freshness decision rejects a bundle for, if any.
-pub(crate) fn freshness_problem(
-    m: &crate::format::Manifest,
-    d: &crate::state::Decision,
-) -> Option<crate::bundle::Problem> {
-    use crate::bundle::Problem;
-    use crate::state::Decision;
-    match d {
-        Decision::Rollback { sequence, last } => Some(Problem::Rollback {
-            channel: m.channel.clone(),
-            sequence: *sequence,
-            last: *last,
-        }),
-        Decision::SequenceReused { sequence, .. } => Some(Problem::SequenceReused {
-            channel: m.channel.clone(),
-            sequence: *sequence,
-        }),
-        Decision::Fresh { .. } | Decision::SameAsAccepted { .. } => None,
-    }
-}
+pub(crate) use crate::import::{freshness_problem, signer_name};

@@ -193,6 +193,115 @@ pub fn push_image(
     result.map(|()| report)
 }
 
+/// Checks before anything is staged that `repo` on `reg` can be pushed to: the registry answers,
+/// the credentials work, and it opens an upload session for the push scope (then abandoned).
+pub fn probe(reg: &Registry, repo: &str) -> Result<()> {
+    let scope = push_scope(repo, &[]);
+    let what = format!("checking that {repo} can be pushed to");
+    let url = reg.url(&format!("/v2/{repo}/blobs/uploads/"));
+    let resp = reg
+        .request(
+            Replay::Once,
+            &url,
+            |c| c.post(&url).header(CONTENT_LENGTH, "0"),
+            &scope,
+        )
+        .map_err(|e| context(e, &what))?;
+    if resp.status() != StatusCode::ACCEPTED {
+        return Err(status_error(&url, &what, resp));
+    }
+    let loc = header(&resp, "location");
+    if !loc.is_empty() {
+        if let Ok(loc) = reg.resolve(loc) {
+            let _ = reg.request(Replay::Once, &loc, |c| c.delete(&loc), &scope);
+        }
+    }
+    Ok(())
+}
+
+/// What a tag named before [`tag`] moved it.
+pub enum Prior {
+    /// It already named the manifest: nothing was written.
+    Same,
+    /// It did not exist.
+    New,
+    /// It named this manifest (exact bytes), which a rollback puts back.
+    Was(Box<Descriptor>, Vec<u8>),
+}
+
+/// Points `tag` of `repo` at the manifest `top` (`bytes` its exact bytes; every blob and
+/// manifest below it already pushed), and says what the tag named before.
+pub fn tag(reg: &Registry, repo: &str, tag: &str, top: &Descriptor, bytes: &[u8]) -> Result<Prior> {
+    let scope = push_scope(repo, &[]);
+    let previous = reg.manifest_digest_scoped(repo, tag, &scope)?;
+    if previous == Some(top.digest) {
+        return Ok(Prior::Same);
+    }
+    let old = match previous {
+        Some(d) => {
+            let m = reg.manifest(repo, &d.to_string())?;
+            Prior::Was(
+                Box::new(Descriptor {
+                    media_type: m.media_type,
+                    digest: m.digest,
+                    size: m.bytes.len() as u64,
+                    platform: None,
+                    artifact_type: None,
+                    annotations: Default::default(),
+                }),
+                m.bytes,
+            )
+        }
+        None => Prior::New,
+    };
+    put_manifest(reg, repo, &scope, tag, top, bytes)?;
+    Ok(old)
+}
+
+/// Puts manifest `bytes` under `reference` (its digest or a tag) of `repo`.
+pub fn put_manifest(
+    reg: &Registry,
+    repo: &str,
+    scope: &str,
+    reference: &str,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<()> {
+    let what = format!(
+        "pushing manifest {}{}",
+        desc.digest,
+        if reference == desc.digest.to_string() {
+            String::new()
+        } else {
+            format!(" as tag {reference}")
+        }
+    );
+    let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"));
+    let resp = reg
+        .request(
+            Replay::Idempotent,
+            &url,
+            |c| {
+                c.put(&url)
+                    .header(CONTENT_TYPE, &desc.media_type)
+                    .body(bytes.to_vec())
+            },
+            scope,
+        )
+        .map_err(|e| context(e, &what))?;
+    if resp.status() != StatusCode::CREATED {
+        return Err(status_error(&url, &what, resp));
+    }
+    let claimed = header(&resp, "docker-content-digest");
+    if !claimed.is_empty() && claimed != desc.digest.to_string() {
+        return Err(Error::Http {
+            url,
+            msg: format!("{what}: the registry stored it as {claimed}"),
+        });
+    }
+    Ok(())
+}
+
 struct Pusher<'a> {
     reg: &'a Registry,
     repo: &'a str,
@@ -572,42 +681,7 @@ impl Pusher<'_> {
 
     /// Puts manifest `bytes` under `reference` (its digest or a tag).
     fn put_manifest(&self, reference: &str, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
-        let what = format!(
-            "pushing manifest {}{}",
-            desc.digest,
-            if reference == desc.digest.to_string() {
-                String::new()
-            } else {
-                format!(" as tag {reference}")
-            }
-        );
-        let url = self
-            .reg
-            .url(&format!("/v2/{}/manifests/{reference}", self.repo));
-        let resp = self
-            .reg
-            .request(
-                Replay::Idempotent,
-                &url,
-                |c| {
-                    c.put(&url)
-                        .header(CONTENT_TYPE, &desc.media_type)
-                        .body(bytes.to_vec())
-                },
-                self.scope,
-            )
-            .map_err(|e| context(e, &what))?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(status_error(&url, &what, resp));
-        }
-        let claimed = header(&resp, "docker-content-digest");
-        if !claimed.is_empty() && claimed != desc.digest.to_string() {
-            return Err(Error::Http {
-                url,
-                msg: format!("{what}: the registry stored it as {claimed}"),
-            });
-        }
-        Ok(())
+        put_manifest(self.reg, self.repo, self.scope, reference, desc, bytes)
     }
 }
 
@@ -655,6 +729,10 @@ fn feed(src: &dyn BlobSource, d: &Digest, size: u64, pipe: Pipe) -> std::io::Res
         Err(e)
     };
     while left > 0 {
+        if let Some(signal) = crate::interrupt::requested() {
+            let why = format!("interrupted by {}", crate::interrupt::signal_name(signal));
+            return fail(&pipe, std::io::Error::other(why));
+        }
         let mut buf = vec![0u8; PIPE_BUF.min(left as usize)];
         match read_full(&mut r, &mut buf) {
             Ok(n) if n == buf.len() => {}

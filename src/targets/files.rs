@@ -1,19 +1,18 @@
 //! The plain-directory target: `DEST/<artifact name>` for a file artifact,
 //! `DEST/<artifact name>/<path>` for each entry of a directory artifact.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::bundle::{reader, VerifiedBundle};
+use super::Target;
 use crate::error::{Error, Result};
-use crate::format::{Artifact, ArtifactKind, Blob, Digest, EntryType};
+use crate::format::{Artifact, ArtifactKind, Digest, EntryType};
 use crate::fsutil;
-use crate::progress::Progress;
+use crate::output;
+use crate::stage::{Admitted, Demand, Journal, Need, Staging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,7 +39,7 @@ pub struct Step {
 }
 
 /// What an import into a directory will do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub dest: PathBuf,
     pub steps: Vec<Step>,
@@ -62,11 +61,7 @@ impl Plan {
 /// Works out every step, reading (never writing) the destination. Fails on the first conflict:
 /// an existing file with other content, or a file where a directory must go (or the reverse).
 /// Only artifacts for which `include` is true are planned.
-pub fn plan(
-    bundle: &VerifiedBundle,
-    dest: &Path,
-    include: &dyn Fn(&Artifact) -> bool,
-) -> Result<Plan> {
+pub fn plan(bundle: &Admitted, dest: &Path, include: &dyn Fn(&Artifact) -> bool) -> Result<Plan> {
     let mut steps = Vec::new();
     let mut planned_dirs: HashMap<PathBuf, ()> = HashMap::new();
     for a in bundle.manifest().artifacts.iter().filter(|a| include(a)) {
@@ -142,134 +137,123 @@ pub fn plan(
     })
 }
 
-/// Carries out a plan: directories first, then each file through a verified temp file (one
-/// file per core). If anything fails, the files and directories this call created are removed
-/// again (directories only if empty), so the destination is left as it was.
-///
-/// A process killed outright (SIGKILL, power loss) cannot undo anything: every file it
-/// completed is complete and verified, and it may leave `.airlock-tmp-*` temp files, which a
-/// re-run ignores (re-importing writes only what is missing).
-pub fn execute(bundle: &VerifiedBundle, plan: &Plan, progress: &dyn Progress) -> Result<()> {
-    let mut journal = Journal::default();
-    let result = run(bundle, plan, progress, &mut journal);
-    if result.is_err() {
-        journal.rollback();
-    }
-    result
+/// The files target: `--files DEST`.
+pub struct FilesTarget {
+    dest: PathBuf,
+    plan: Option<Plan>,
 }
 
-/// What an execution created, removed again in reverse order if it fails.
-#[derive(Default)]
-struct Journal {
-    dirs: Vec<PathBuf>,
-    files: Vec<PathBuf>,
-}
-
-impl Journal {
-    /// Creates `path` and any missing parents, recording each directory it made.
-    fn mkdirs(&mut self, path: &Path) -> Result<()> {
-        self.dirs.extend(fsutil::create_dirs_recorded(path)?);
-        Ok(())
-    }
-
-    /// Best effort: removes the files written, then the directories made (if empty).
-    fn rollback(self) {
-        for f in self.files.iter().rev() {
-            let _ = fs::remove_file(f);
-        }
-        for d in self.dirs.iter().rev() {
-            let _ = fs::remove_dir(d);
+impl FilesTarget {
+    pub fn new(dest: &Path) -> FilesTarget {
+        FilesTarget {
+            dest: dest.to_path_buf(),
+            plan: None,
         }
     }
+    fn planned(&self) -> &Plan {
+        self.plan.as_ref().expect("planned")
+    }
 }
 
-fn run(
-    bundle: &VerifiedBundle,
+/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
+/// [`crate::import::run`]).
+pub fn execute(
+    bundle: &Admitted,
     plan: &Plan,
-    progress: &dyn Progress,
-    journal: &mut Journal,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<()> {
-    let blobs: HashMap<Digest, &Blob> = bundle
-        .manifest()
-        .blobs
-        .iter()
-        .map(|b| (b.digest, b))
-        .collect();
-    journal.mkdirs(&plan.dest)?;
-    for s in plan.steps.iter().filter(|s| s.action == Action::Mkdir) {
-        journal.mkdirs(&s.path)?;
+    let t = FilesTarget {
+        dest: plan.dest.clone(),
+        plan: Some(plan.clone()),
+    };
+    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
+}
+
+impl Target for FilesTarget {
+    fn name(&self) -> &'static str {
+        "files"
     }
-    progress.start("importing files", plan.bytes_to_write());
-    // One file per core: each is read out of the chunks, re-hashed and written on its own. The
-    // first failure stops further files from starting; every file that was completed is
-    // journaled (the parallel loop returns only once all running writes have ended).
-    use rayon::prelude::*;
-    let writes: Vec<&Step> = plan
-        .steps
-        .iter()
-        .filter(|s| s.action == Action::Write)
-        .collect();
-    let written = Mutex::new(Vec::new());
-    let result = writes.par_iter().try_for_each(|s| {
-        let blob = blobs[&s.blob.expect("file steps carry a blob")];
-        if write_file(bundle, blob, &s.path, s.executable, progress)? {
-            written.lock().expect("not poisoned").push(s.path.clone());
+    fn accepts(&self, kind: ArtifactKind) -> bool {
+        matches!(kind, ArtifactKind::File | ArtifactKind::Directory)
+    }
+    fn fallback(&self) -> bool {
+        true
+    }
+    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        let names = super::routed_names(bundle, artifacts);
+        self.plan = Some(plan(bundle, &self.dest, &|a| names.contains(&a.name))?);
+        Ok(())
+    }
+    fn demand(&self) -> Option<Demand> {
+        Some(Demand {
+            root: self.dest.clone(),
+            needs: self
+                .planned()
+                .steps
+                .iter()
+                .filter(|s| s.action == Action::Write)
+                .map(|s| Need {
+                    digest: s.blob.expect("file steps carry a blob"),
+                    git_sha1: None,
+                })
+                .collect(),
+        })
+    }
+    /// Directories first, then each file from the staging area.
+    fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        let plan = self.planned();
+        let area = staging.area(&self.dest);
+        j.mkdirs(&plan.dest)?;
+        for s in plan.steps.iter().filter(|s| s.action == Action::Mkdir) {
+            j.mkdirs(&s.path)?;
+        }
+        for s in plan.steps.iter().filter(|s| s.action == Action::Write) {
+            let mode = if s.executable { 0o755 } else { 0o644 };
+            area.install(
+                &s.blob.expect("file steps carry a blob"),
+                s.size.expect("file steps carry a size"),
+                &s.path,
+                Some(mode),
+                j,
+            )?;
         }
         Ok(())
-    });
-    journal
-        .files
-        .extend(written.into_inner().expect("not poisoned"));
-    progress.finish();
-    result?;
-    // New directories are entries of their parents: make them durable too.
-    let mut synced = HashSet::new();
-    for d in &journal.dirs {
-        if let Some(p) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if synced.insert(p.to_path_buf()) {
-                fsutil::sync_dir(p)?;
+    }
+    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let p = self.planned();
+        vec![
+            ("plan", serde_json::to_value(p).expect("serialisable")),
+            ("written", p.count(Action::Write).into()),
+            ("kept", p.count(Action::Keep).into()),
+            ("directories_created", p.count(Action::Mkdir).into()),
+        ]
+    }
+    fn summary(&self, dry_run: bool) -> String {
+        let p = self.planned();
+        if dry_run {
+            let mut s = String::new();
+            for step in &p.steps {
+                let what = match step.action {
+                    Action::Mkdir => "mkdir",
+                    Action::Write => "write",
+                    Action::Keep => "keep ",
+                };
+                let size = step
+                    .size
+                    .map(|n| format!(" ({})", output::bytes(n)))
+                    .unwrap_or_default();
+                s += &format!("  {what} {}{size}\n", output::escape_path(&step.path));
             }
+            s
+        } else {
+            format!(
+                "  into {}: {} files written ({}), {} already present, {} directories created\n",
+                output::escape_path(&p.dest),
+                p.count(Action::Write),
+                output::bytes(p.bytes_to_write()),
+                p.count(Action::Keep),
+                p.count(Action::Mkdir)
+            )
         }
-    }
-    Ok(())
-}
-
-/// Writes one file; false when an identical file appeared meanwhile (another import), which is
-/// then not this import's to remove.
-fn write_file(
-    bundle: &VerifiedBundle,
-    blob: &Blob,
-    path: &Path,
-    executable: bool,
-    progress: &dyn Progress,
-) -> Result<bool> {
-    let dir = path.parent().expect("targets live under dest");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airlock-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create temporary file in", dir, e))?;
-    reader::copy_blob(bundle, blob, tmp.as_file_mut(), progress).map_err(|e| annotate(e, path))?;
-    fsutil::set_mode(tmp.as_file(), if executable { 0o755 } else { 0o644 })
-        .map_err(|e| Error::io("set mode of", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    if let Err(e) = tmp.persist_noclobber(path) {
-        let same = e.error.kind() == io::ErrorKind::AlreadyExists
-            && fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-            && fsutil::hash_file(path).is_ok_and(|(d, n)| d == blob.digest && n == blob.size);
-        if same {
-            return Ok(false);
-        }
-        return Err(Error::io("move into place", path, e.error));
-    }
-    fsutil::sync_dir(dir)?;
-    Ok(true)
-}
-
-fn annotate(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Other(msg) => Error::Other(format!("{msg} (while writing {})", path.display())),
-        other => other,
     }
 }

@@ -30,19 +30,19 @@
 //!   (`HF_HUB_DISABLE_SYMLINKS=1`, Windows without developer mode): real files in
 //!   `snapshots/<commit>/`, `blobs/` left empty.
 //!
-//! - Every git blob SHA-1 etag is checked against the content before anything is planned (the
-//!   manifest validation can only check the SHA-256 ones), so no blob is filed under a wrong
-//!   name.
+//! - Every git blob SHA-1 etag of a blob written is checked against the content while it is
+//!   staged (the manifest validation can only check the SHA-256 ones), so no blob is filed
+//!   under a wrong name.
 //!
 //! [`plan`] only reads and fails on the first conflict (a blob or snapshot file with other
 //! content, a link pointing elsewhere, something that is not a directory where one must be, a
-//! symlink on the way) before anything is written. [`execute`] writes blobs (temp file →
-//! SHA-256 re-check while streaming → fsync → rename without clobbering), then snapshot links,
-//! then fsyncs the directories, then the refs last, atomically, so a ref never names a snapshot
-//! that is not complete on disk. If anything fails, everything it created is removed again (and
-//! refs it changed are restored), so the cache is left as it was; re-importing is a no-op.
+//! symlink on the way) before anything is written. The commit installs the staged blobs
+//! (renamed without clobbering), then the snapshot links; after the flush of every target's
+//! content, the tree listings and refs last, so a ref never names a snapshot that is not
+//! complete on disk. If anything fails, the import's journal removes everything created (and
+//! restores refs changed), so the cache is left as it was; re-importing is a no-op.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
@@ -50,13 +50,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bundle::{reader, VerifiedBundle};
+use super::Target;
 use crate::error::{Error, Result};
+use crate::format::text::escape;
 use crate::format::Artifact;
-use crate::format::{ArtifactKind, Blob, Digest, EntryType, HfRepoType};
+use crate::format::{ArtifactKind, Digest, EntryType, HfRepoType};
 use crate::fsutil;
-use crate::hf::GitBlobHasher;
-use crate::progress::Progress;
+use crate::output;
+use crate::stage::{Admitted, Demand, Journal, Need, Staging};
 
 /// The cache directory tag huggingface_hub writes (`_local_folder.py`, `CACHEDIR_TAG_CONTENT`).
 pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
@@ -244,7 +245,7 @@ pub struct RefStep {
 }
 
 /// What an import into a Hugging Face cache will do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HfCachePlan {
     pub dest: PathBuf,
     pub layout: SnapshotLayout,
@@ -377,7 +378,17 @@ fn is_commit_like(s: &str) -> bool {
 
 /// Works out every step for every `hf-repo` artifact of the bundle, reading (never writing)
 /// `dest`. Fails on the first conflict.
-pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Result<HfCachePlan> {
+pub fn plan(bundle: &Admitted, dest: &Path, opts: &HfCacheOptions) -> Result<HfCachePlan> {
+    plan_routed(bundle, &bundle.all_artifacts(), dest, opts)
+}
+
+/// [`plan`] for the artifacts routed here (indices into the manifest's `artifacts`).
+fn plan_routed(
+    bundle: &Admitted,
+    artifacts: &[usize],
+    dest: &Path,
+    opts: &HfCacheOptions,
+) -> Result<HfCachePlan> {
     fsutil::check_dest_dir(dest)?;
     let create_cachedir_tag = matches!(probe(&dest.join(CACHEDIR_TAG))?, Found::Absent);
     let mut out = HfCachePlan {
@@ -394,12 +405,10 @@ pub fn plan(bundle: &VerifiedBundle, dest: &Path, opts: &HfCacheOptions) -> Resu
     let mut blobs_seen: HashMap<PathBuf, Digest> = HashMap::new();
     let mut files_seen: HashMap<PathBuf, Digest> = HashMap::new();
     let mut refs_seen: HashMap<PathBuf, String> = HashMap::new();
-    let mut etags_checked: HashMap<Digest, String> = HashMap::new();
-    for a in &bundle.manifest().artifacts {
+    for a in artifacts.iter().map(|&i| &bundle.manifest().artifacts[i]) {
         if a.kind != ArtifactKind::HfRepo {
             continue;
         }
-        check_git_etags(bundle, a, &mut etags_checked)?;
         let hf =
             a.hf.as_ref()
                 .expect("validated: hf-repo artifacts carry hf");
@@ -607,63 +616,6 @@ pub fn tree_cache(a: &Artifact) -> Option<String> {
     Some(ascii)
 }
 
-/// Checks every git blob SHA-1 etag (40 hex) of `a` against the content the bundle carries: the
-/// manifest validation can only check SHA-256 etags, and a wrong one would name a blob the
-/// client (and `hf cache verify`) would find holding other bytes. Each content is read once.
-fn check_git_etags(
-    bundle: &VerifiedBundle,
-    a: &crate::format::Artifact,
-    checked: &mut HashMap<Digest, String>,
-) -> Result<()> {
-    let hf = a.hf.as_ref().expect("hf-repo");
-    let blobs: HashMap<&str, Digest> = a
-        .entries
-        .iter()
-        .filter_map(|e| Some((e.path.as_str(), e.blob?)))
-        .collect();
-    for f in hf.files.iter().filter(|f| f.etag.len() == 40) {
-        let digest = blobs[f.path.as_str()];
-        let actual = match checked.get(&digest) {
-            Some(sha1) => sha1.clone(),
-            None => {
-                let blob = bundle.blob(&digest).expect("verified: entries name blobs");
-                let sha1 = git_blob_sha1(bundle, blob)?;
-                checked.insert(digest, sha1.clone());
-                sha1
-            }
-        };
-        if actual != f.etag {
-            return Err(Error::HashMismatch {
-                what: format!(
-                    "artifact {:?}: {} (content {digest}); refusing to put it in the cache under a wrong name",
-                    a.name, f.path
-                ),
-                algorithm: "git blob SHA-1",
-                expected: f.etag.clone(),
-                actual,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The git blob SHA-1 (`sha1("blob <size>\0" + content)`) of a blob, read out of the bundle.
-fn git_blob_sha1(bundle: &VerifiedBundle, blob: &Blob) -> Result<String> {
-    struct W(GitBlobHasher);
-    impl io::Write for W {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut h = W(GitBlobHasher::new(blob.size));
-    reader::copy_blob(bundle, blob, &mut h, &crate::progress::Silent)?;
-    Ok(h.0.finish())
-}
-
 fn read_ref(path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     fsutil::open_regular(path)?
@@ -757,236 +709,180 @@ fn plan_file(path: &Path, blob: Digest, size: u64) -> Result<Action> {
     }
 }
 
-/// What execution created or changed, undone in reverse order if it fails.
-#[derive(Default)]
-struct Journal {
-    undo: Vec<Undo>,
+/// The Hugging Face cache target: `--hf-cache [DIR]`.
+pub struct HfCacheTarget {
+    dest: PathBuf,
+    opts: HfCacheOptions,
+    plan: Option<HfCachePlan>,
 }
 
-enum Undo {
-    File(PathBuf),
-    Dir(PathBuf),
-    Ref(PathBuf, Option<Vec<u8>>),
+impl HfCacheTarget {
+    pub fn new(dest: &Path, layout: SnapshotLayout) -> HfCacheTarget {
+        HfCacheTarget {
+            dest: dest.to_path_buf(),
+            opts: HfCacheOptions { layout },
+            plan: None,
+        }
+    }
+    fn planned(&self) -> &HfCachePlan {
+        self.plan.as_ref().expect("planned")
+    }
 }
 
-impl Journal {
-    /// Creates `path` and any missing parents, recording each directory it made.
-    fn mkdirs(&mut self, path: &Path) -> Result<()> {
-        for dir in fsutil::create_dirs_recorded(path)? {
-            self.undo.push(Undo::Dir(dir));
+/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
+/// [`crate::import::run`]).
+pub fn execute(
+    bundle: &Admitted,
+    plan: &HfCachePlan,
+    progress: &dyn crate::progress::Progress,
+) -> Result<()> {
+    let t = HfCacheTarget {
+        dest: plan.dest.clone(),
+        opts: HfCacheOptions {
+            layout: plan.layout,
+        },
+        plan: Some(plan.clone()),
+    };
+    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
+}
+
+/// The git blob SHA-1 check of a use whose etag is one (40 hex digits).
+fn git_check(etag: &str, what: impl FnOnce() -> String) -> Option<(String, String)> {
+    (etag.len() == 40).then(|| (etag.to_string(), what()))
+}
+
+impl Target for HfCacheTarget {
+    fn name(&self) -> &'static str {
+        "hf-cache"
+    }
+    fn accepts(&self, kind: ArtifactKind) -> bool {
+        kind == ArtifactKind::HfRepo
+    }
+    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        self.plan = Some(plan_routed(bundle, artifacts, &self.dest, &self.opts)?);
+        Ok(())
+    }
+    /// Blobs (symlinks layout) or snapshot files (files layout) to write, each with its git
+    /// blob SHA-1 etag checked while staging (the manifest validation can only check the
+    /// SHA-256 ones), so no blob is filed under a wrong name.
+    fn demand(&self) -> Option<Demand> {
+        let p = self.planned();
+        let mut needs = Vec::new();
+        match p.layout {
+            SnapshotLayout::Symlinks => {
+                for b in p.blobs.iter().filter(|b| b.action == Action::Write) {
+                    needs.push(Need {
+                        digest: b.blob,
+                        // Named by the (first) repository file that is this blob.
+                        git_sha1: git_check(&b.etag, || {
+                            match p.files.iter().find(|f| f.etag == b.etag) {
+                                Some(f) => format!("file {}", escape(&f.file)),
+                                None => format!("blob {}", escape(&b.path.display().to_string())),
+                            }
+                        }),
+                    });
+                }
+            }
+            SnapshotLayout::Files => {
+                for f in p.files.iter().filter(|f| f.action == Action::Write) {
+                    needs.push(Need {
+                        digest: f.blob,
+                        git_sha1: git_check(&f.etag, || format!("file {}", escape(&f.file))),
+                    });
+                }
+            }
+        }
+        Some(Demand {
+            root: self.dest.clone(),
+            needs,
+        })
+    }
+    /// `CACHEDIR.TAG`, blobs, snapshot links (or files).
+    fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        let plan = self.planned();
+        if plan.is_noop() {
+            return Ok(());
+        }
+        let area = staging.area(&self.dest);
+        j.mkdirs(&plan.dest)?;
+        if plan.create_cachedir_tag {
+            // Best effort, as the client: someone else may have written it meanwhile.
+            let _ = area.write_small(
+                &plan.dest.join(CACHEDIR_TAG),
+                CACHEDIR_TAG_CONTENT.as_bytes(),
+                None,
+                None,
+                j,
+            );
+        }
+        for r in &plan.repos {
+            j.mkdirs(&r.folder.join("blobs"))?;
+            j.mkdirs(&r.snapshot)?;
+        }
+        for b in plan.blobs.iter().filter(|b| b.action == Action::Write) {
+            area.install(&b.blob, b.size, &b.path, None, j)?;
+        }
+        for f in plan.files.iter().filter(|f| f.action == Action::Write) {
+            j.mkdirs(parent(&f.path))?;
+            match &f.link {
+                Some(target) => {
+                    symlink(target, &f.path)?;
+                    j.created(&f.path);
+                }
+                None => {
+                    area.install(&f.blob, f.size, &f.path, None, j)?;
+                }
+            }
         }
         Ok(())
     }
-
-    /// Best effort: removes what was created (directories only if empty) and restores refs.
-    fn rollback(self) {
-        for u in self.undo.into_iter().rev() {
-            match u {
-                Undo::File(p) => {
-                    let _ = fs::remove_file(&p);
-                }
-                Undo::Dir(p) => {
-                    let _ = fs::remove_dir(&p);
-                }
-                Undo::Ref(p, None) => {
-                    let _ = fs::remove_file(&p);
-                }
-                Undo::Ref(p, Some(old)) => {
-                    let _ = write_new_file(&p, &old, true);
-                }
-            }
+    /// Tree listings, then the refs, last: a ref never names a snapshot not complete on disk.
+    fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        let plan = self.planned();
+        let area = staging.area(&self.dest);
+        for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
+            j.mkdirs(parent(&t.path))?;
+            area.write_small(&t.path, t.content.as_bytes(), None, None, j)?;
         }
-    }
-}
-
-/// Carries out a plan: `CACHEDIR.TAG`, blobs, snapshot links (or files), directory fsyncs, then
-/// refs. On failure, undoes what it did.
-pub fn execute(bundle: &VerifiedBundle, plan: &HfCachePlan, progress: &dyn Progress) -> Result<()> {
-    if plan.is_noop() {
-        return Ok(());
-    }
-    let mut journal = Journal::default();
-    let result = run(bundle, plan, progress, &mut journal);
-    if result.is_err() {
-        journal.rollback();
-    }
-    result
-}
-
-fn run(
-    bundle: &VerifiedBundle,
-    plan: &HfCachePlan,
-    progress: &dyn Progress,
-    j: &mut Journal,
-) -> Result<()> {
-    let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
-    j.mkdirs(&plan.dest)?;
-    if plan.create_cachedir_tag {
-        let tag = plan.dest.join(CACHEDIR_TAG);
-        // Best effort, as the client: someone else may have written it meanwhile.
-        if write_new_file(&tag, CACHEDIR_TAG_CONTENT.as_bytes(), false).is_ok() {
-            j.undo.push(Undo::File(tag));
-            touched.insert(plan.dest.clone());
-        }
-    }
-    for r in &plan.repos {
-        j.mkdirs(&r.folder.join("blobs"))?;
-        j.mkdirs(&r.snapshot)?;
-        touched.insert(r.snapshot.clone());
-    }
-    progress.start("writing Hugging Face cache", plan.bytes_to_write());
-    // Blobs in parallel (each is read, re-hashed and written on its own core), then the
-    // snapshot links (or files, likewise in parallel).
-    let blobs: Vec<(&Digest, &Path)> = plan
-        .blobs
-        .iter()
-        .filter(|b| b.action == Action::Write)
-        .map(|b| (&b.blob, b.path.as_path()))
-        .collect();
-    write_blobs(bundle, &blobs, progress, j, &mut touched)?;
-    let mut files: Vec<(&Digest, &Path)> = Vec::new();
-    for f in plan.files.iter().filter(|f| f.action == Action::Write) {
-        let dir = parent(&f.path);
-        j.mkdirs(dir)?;
-        match &f.link {
-            Some(target) => {
-                symlink(target, &f.path)?;
-                j.undo.push(Undo::File(f.path.clone()));
-            }
-            None => files.push((&f.blob, f.path.as_path())),
-        }
-        touched.insert(dir.to_path_buf());
-    }
-    write_blobs(bundle, &files, progress, j, &mut touched)?;
-    progress.finish();
-    for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
-        let dir = parent(&t.path);
-        j.mkdirs(dir)?;
-        write_new_file(&t.path, t.content.as_bytes(), false)?;
-        j.undo.push(Undo::File(t.path.clone()));
-        touched.insert(dir.to_path_buf());
-    }
-    // Everything a ref will name is durable before the ref is written; parents too, since new
-    // directories are entries of their parents.
-    sync_up(&plan.dest, &touched)?;
-    for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
-        j.mkdirs(parent(&r.path))?;
-        // Refuse to lose a change made since planning.
-        let now = match probe(&r.path)? {
-            Found::Absent => None,
-            Found::File { link: None, .. } => Some(read_ref(&r.path)?),
-            _ => {
+        for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
+            j.mkdirs(parent(&r.path))?;
+            // Refuse to lose a change made since planning.
+            if !matches!(
+                probe(&r.path)?,
+                Found::Absent | Found::File { link: None, .. }
+            ) {
                 return Err(Error::Conflict(format!(
                     "{} is no longer a regular file; run the import again",
                     r.path.display()
-                )))
+                )));
             }
-        };
-        if now.as_deref() != r.previous.as_deref().map(str::as_bytes) {
-            return Err(Error::Conflict(format!(
-                "{} changed while importing; run the import again",
-                r.path.display()
-            )));
+            let previous = r.previous.as_deref().map(str::as_bytes);
+            area.write_small(&r.path, r.commit.as_bytes(), None, previous, j)?;
         }
-        write_new_file(&r.path, r.commit.as_bytes(), true)?;
-        j.undo.push(Undo::Ref(r.path.clone(), now));
-        sync_up(&plan.dest, &BTreeSet::from([parent(&r.path).to_path_buf()]))?;
+        Ok(())
     }
-    Ok(())
-}
-
-/// fsyncs each directory of `touched` and every folder above it up to `dest`, deepest first (a
-/// new directory is an entry of its parent).
-fn sync_up(dest: &Path, touched: &BTreeSet<PathBuf>) -> Result<()> {
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    for d in touched {
-        let mut p = d.as_path();
-        while p.starts_with(dest) && dirs.insert(p.to_path_buf()) {
-            match p.parent() {
-                Some(q) => p = q,
-                None => break,
-            }
-        }
+    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "hf_cache",
+            serde_json::to_value(self.planned()).expect("serialisable"),
+        )]
     }
-    for d in dirs.iter().rev() {
-        fsutil::sync_dir(d)?;
+    fn summary(&self, _dry_run: bool) -> String {
+        let p = self.planned();
+        format!(
+            "  into Hugging Face cache {}: {} repos, {} blobs ({}), {} snapshot files, {} refs to write\n",
+            output::escape_path(&p.dest),
+            p.repos.len(),
+            p.blobs_to_write(),
+            output::bytes(p.bytes_to_write()),
+            p.files_to_write(),
+            p.refs_to_write()
+        )
     }
-    Ok(())
 }
 
 fn parent(p: &Path) -> &Path {
     p.parent().expect("cache paths live in a folder")
-}
-
-/// A temp file in `path`'s folder, created 0666 less the umask (as the client's files are).
-fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
-    let mut b = tempfile::Builder::new();
-    b.prefix(".airlock-tmp-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(fs::Permissions::from_mode(0o666));
-    }
-    b.tempfile_in(dir)
-        .map_err(|e| Error::io("create temporary file in", dir, e))
-}
-
-/// Writes `data` at `path` through a synced temp file beside it: replacing what is there if
-/// `replace`, else only if nothing is; mode as the client's files (0666 less the umask).
-fn write_new_file(path: &Path, data: &[u8], replace: bool) -> Result<()> {
-    fsutil::persist_bytes(parent(path), path, data, None, replace)
-}
-
-/// Streams a blob out of the bundle (re-verified) into `path`, never replacing anything.
-/// Writes each `(blob, path)` (in parallel, one per core), journaling every file written, even
-/// when another fails; returns the first failure.
-fn write_blobs(
-    bundle: &VerifiedBundle,
-    items: &[(&Digest, &Path)],
-    progress: &dyn Progress,
-    j: &mut Journal,
-    touched: &mut BTreeSet<PathBuf>,
-) -> Result<()> {
-    use rayon::prelude::*;
-    let results: Vec<Result<()>> = items
-        .par_iter()
-        .map(|(d, path)| {
-            let blob = bundle.blob(d).expect("verified: entries name blobs");
-            write_blob(bundle, blob, path, progress)
-        })
-        .collect();
-    let mut first = None;
-    for ((_, path), r) in items.iter().zip(results) {
-        match r {
-            Ok(()) => {
-                j.undo.push(Undo::File(path.to_path_buf()));
-                touched.insert(parent(path).to_path_buf());
-            }
-            Err(e) => {
-                first.get_or_insert(e);
-            }
-        }
-    }
-    first.map_or(Ok(()), Err)
-}
-
-fn write_blob(
-    bundle: &VerifiedBundle,
-    blob: &Blob,
-    path: &Path,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut tmp = temp_in(parent(path))?;
-    reader::copy_blob(bundle, blob, tmp.as_file_mut(), progress).map_err(|e| match e {
-        Error::Other(msg) => Error::Other(format!("{msg} (while writing {})", path.display())),
-        other => other,
-    })?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| Error::io("move into place", path, e.error))?;
-    Ok(())
 }
 
 #[cfg(unix)]

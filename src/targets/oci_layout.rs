@@ -4,26 +4,27 @@
 //! is replaced, new images are added under their ref name. Re-importing writes nothing.
 //!
 //! [`plan`] only reads (which blobs exist, verified by size and digest; which names are new or
-//! replaced) and fails on the first conflict before anything is written; [`execute`] writes each
-//! blob through a temp file in `blobs/sha256/` that is digest-checked, fsynced and renamed
-//! without clobbering, and replaces `index.json` atomically.
+//! replaced) and fails on the first conflict before anything is written; the commit installs
+//! each staged blob in `blobs/sha256/` without clobbering, then replaces `index.json` in one
+//! rename, last.
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::Target;
 use crate::error::{Error, Result};
 use crate::format::json;
 use crate::format::text::escape;
-use crate::format::Digest;
-use crate::fsutil::{self, CopyError};
+use crate::format::{ArtifactKind, Digest};
+use crate::fsutil;
 use crate::oci::image::{graph, BlobSource, MAX_MANIFEST};
 use crate::oci::layout::{check_layout_file, read_bounded, LAYOUT_FILE, LAYOUT_VERSION};
 use crate::oci::model::{self, Descriptor, REF_NAME};
-use crate::progress::Progress;
+use crate::output;
+use crate::stage::{Admitted, Demand, Journal, Need, Staging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -69,7 +70,7 @@ pub struct RefStep {
 }
 
 /// What an import into an OCI layout will do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LayoutPlan {
     pub dest: PathBuf,
     /// `oci-layout` is absent and will be written.
@@ -144,11 +145,7 @@ fn ref_name_of(v: &serde_json::Value) -> Option<&str> {
 
 /// Works out every step, reading (never writing) `dest`. `images` are (ref name, top manifest)
 /// pairs whose blobs `src` holds.
-pub fn plan(
-    dest: &Path,
-    images: &[(String, Descriptor)],
-    src: &dyn BlobSource,
-) -> Result<LayoutPlan> {
+pub fn plan(dest: &Path, images: &[(String, Descriptor)], src: &Admitted) -> Result<LayoutPlan> {
     // The destination itself, its layout file and index.
     fsutil::check_dest_dir(dest)?;
     let layout_file = fsutil::safe_join(dest, LAYOUT_FILE)?;
@@ -318,54 +315,124 @@ pub fn plan(
     })
 }
 
-/// Carries out a plan: blobs, then `oci-layout` if absent, then `index.json`, atomically. On a
-/// failure the blobs, `oci-layout` file and directories this call created are removed, so the
-/// layout is left as it was (`index.json` is only ever replaced atomically, last).
-pub fn execute(plan: &LayoutPlan, src: &dyn BlobSource, progress: &dyn Progress) -> Result<()> {
-    if plan.is_noop() {
-        return Ok(());
-    }
-    let blob_dir = plan.dest.join("blobs/sha256");
-    let made_dirs = fsutil::create_dirs_recorded(&blob_dir)?;
-    let mut made_files = Vec::new();
-    let result = write_all(plan, src, progress, &blob_dir, &mut made_files);
-    if result.is_err() {
-        for f in made_files.iter().rev() {
-            let _ = fs::remove_file(f);
-        }
-        for d in made_dirs.iter().rev() {
-            let _ = fs::remove_dir(d);
-        }
-    }
-    result
+/// (ref name, top descriptor) of every image routed here. The ref name is the source
+/// reference; for images from a local layout or archive without one, the same `NAME[:TAG]` the
+/// registry target would use (`oci-layout:/srv/app:v1` → `app:v1`).
+fn layout_images(bundle: &Admitted, artifacts: &[usize]) -> Vec<(String, Descriptor)> {
+    artifacts
+        .iter()
+        .filter_map(|&i| bundle.manifest().artifacts[i].image.as_ref())
+        .map(|i| {
+            (
+                match super::registry::local_name(&i.reference) {
+                    Some((repo, Some(tag))) => format!("{repo}:{tag}"),
+                    Some((repo, None)) => repo,
+                    None => i.reference.clone(),
+                },
+                Descriptor {
+                    media_type: i.media_type.clone(),
+                    digest: i.digest,
+                    size: i.size,
+                    platform: None,
+                    artifact_type: None,
+                    annotations: Default::default(),
+                },
+            )
+        })
+        .collect()
 }
 
-fn write_all(
+/// The OCI layout target: `--oci-layout PATH`.
+pub struct LayoutTarget {
+    dest: PathBuf,
+    plan: Option<LayoutPlan>,
+}
+
+impl LayoutTarget {
+    pub fn new(dest: &Path) -> LayoutTarget {
+        LayoutTarget {
+            dest: dest.to_path_buf(),
+            plan: None,
+        }
+    }
+    fn planned(&self) -> &LayoutPlan {
+        self.plan.as_ref().expect("planned")
+    }
+}
+
+/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
+/// [`crate::import::run`]).
+pub fn execute(
+    bundle: &Admitted,
     plan: &LayoutPlan,
-    src: &dyn BlobSource,
-    progress: &dyn Progress,
-    blob_dir: &Path,
-    made: &mut Vec<PathBuf>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<()> {
-    progress.start("writing OCI layout", plan.bytes_to_write());
-    for b in plan.blobs.iter().filter(|b| b.action == BlobAction::Write) {
-        write_blob(src, b, blob_dir, progress)?;
-        made.push(b.path.clone());
+    let t = LayoutTarget {
+        dest: plan.dest.clone(),
+        plan: Some(plan.clone()),
+    };
+    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
+}
+
+impl Target for LayoutTarget {
+    fn name(&self) -> &'static str {
+        "oci-layout"
     }
-    progress.finish();
-    fsutil::sync_dir(blob_dir)?;
-    if let Some(parent) = blob_dir.parent() {
-        fsutil::sync_dir(parent)?;
+    fn accepts(&self, kind: ArtifactKind) -> bool {
+        matches!(kind, ArtifactKind::Image | ArtifactKind::OllamaModel)
     }
-    if plan.create_layout_file {
-        let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
-        let path = plan.dest.join(LAYOUT_FILE);
-        fsutil::write_atomic(&path, body.as_bytes(), 0o644)?;
-        made.push(path);
+    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        let images = layout_images(bundle, artifacts);
+        self.plan = Some(plan(&self.dest, &images, bundle)?);
+        Ok(())
     }
-    if plan.refs.iter().any(|r| r.action != RefAction::Keep) {
+    fn demand(&self) -> Option<Demand> {
+        Some(Demand {
+            root: self.dest.clone(),
+            needs: self
+                .planned()
+                .blobs
+                .iter()
+                .filter(|b| b.action == BlobAction::Write)
+                .map(|b| Need {
+                    digest: b.digest,
+                    git_sha1: None,
+                })
+                .collect(),
+        })
+    }
+    /// Every blob into `blobs/sha256/` (never over an existing file).
+    fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        let plan = self.planned();
+        if plan.is_noop() {
+            return Ok(());
+        }
+        let area = staging.area(&self.dest);
+        j.mkdirs(&plan.dest.join("blobs/sha256"))?;
+        for b in plan.blobs.iter().filter(|b| b.action == BlobAction::Write) {
+            area.install(&b.digest, b.size, &b.path, Some(0o644), j)?;
+        }
+        Ok(())
+    }
+    /// `oci-layout` if absent, then `index.json` replaced in one rename, last.
+    fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        let plan = self.planned();
+        let area = staging.area(&self.dest);
+        if plan.create_layout_file {
+            let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
+            area.write_small(
+                &plan.dest.join(LAYOUT_FILE),
+                body.as_bytes(),
+                Some(0o644),
+                None,
+                j,
+            )?;
+        }
+        if plan.refs.iter().all(|r| r.action == RefAction::Keep) {
+            return Ok(());
+        }
         let index_path = plan.dest.join("index.json");
-        let mut index = match &plan.index {
+        let (mut index, previous) = match &plan.index {
             Some((v, digest)) => {
                 let now = read_bounded(&index_path, MAX_MANIFEST)?;
                 if Digest::of(&now) != *digest {
@@ -374,13 +441,16 @@ fn write_all(
                         index_path.display()
                     )));
                 }
-                v.clone()
+                (v.clone(), Some(now))
             }
-            None => serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": model::OCI_INDEX,
-                "manifests": [],
-            }),
+            None => (
+                serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": model::OCI_INDEX,
+                    "manifests": [],
+                }),
+                None,
+            ),
         };
         let manifests = index["manifests"].as_array_mut().expect("checked in plan");
         for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
@@ -405,55 +475,24 @@ fn write_all(
             }
         }
         let bytes = serde_json::to_vec(&index).expect("serialisable");
-        fsutil::write_atomic(&index_path, &bytes, 0o644)?;
+        area.write_small(&index_path, &bytes, Some(0o644), previous.as_deref(), j)
     }
-    Ok(())
-}
-
-fn write_blob(
-    src: &dyn BlobSource,
-    b: &BlobStep,
-    dir: &Path,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airlock-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create temporary file in", dir, e))?;
-    let reader = src.open(&b.digest)?;
-    let (digest, size) =
-        fsutil::copy_hashed(reader, tmp.as_file_mut(), progress).map_err(|e| match e {
-            CopyError::Read { source, .. } => Error::blob_read(
-                format_args!("blob {} (for {})", b.digest, b.path.display()),
-                source,
-            ),
-            CopyError::Write(source) => Error::io("write", tmp.path(), source),
-        })?;
-    if digest != b.digest {
-        return Err(Error::DigestMismatch {
-            what: format!("blob for {}", b.path.display()),
-            expected: b.digest,
-            actual: digest,
-        });
+    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "oci_layout",
+            serde_json::to_value(self.planned()).expect("serialisable"),
+        )]
     }
-    if size != b.size {
-        return Err(Error::SizeMismatch {
-            what: format!("blob for {}", b.path.display()),
-            digest: b.digest,
-            declared: b.size,
-            detail: format!("is {size} bytes"),
-        });
+    fn summary(&self, _dry_run: bool) -> String {
+        let p = self.planned();
+        format!(
+            "  into OCI layout {}: {} blobs to write ({}), {} image refs\n",
+            output::escape_path(&p.dest),
+            p.blobs_to_write(),
+            output::bytes(p.bytes_to_write()),
+            p.refs.len()
+        )
     }
-    tmp.as_file_mut()
-        .flush()
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    fsutil::set_mode(tmp.as_file(), 0o644).map_err(|e| Error::io("set mode of", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", tmp.path(), e))?;
-    tmp.persist_noclobber(&b.path)
-        .map_err(|e| Error::io("move into place", &b.path, e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,12 +13,12 @@
 //! [`plan`] only reads: a blob file that exists with the right content is kept, one with other
 //! content is a conflict that stops the import before anything is written; a tag's manifest
 //! that exists with other bytes is replaced (as `ollama pull` replaces it when the tag moved),
-//! one with the same bytes is kept, so re-importing writes nothing. [`execute`] writes all
-//! blobs first (temp file in `blobs/`, digest check, fsync, rename without replacing), then
-//! each manifest last (its temp file in `DIR` itself, never under `manifests/`, where ollama
-//! would list a stray file as a bad model name), so ollama never sees a manifest whose blobs are
-//! missing. A failure removes the blobs and manifests this import wrote and restores replaced
-//! manifests: the store is left as it was.
+//! one with the same bytes is kept, so re-importing writes nothing. The commit installs all
+//! blobs first (from the staging area, renamed without replacing), then, once every target's
+//! content is durable, each manifest (its temp file in the staging area, never under
+//! `manifests/`, where ollama would list a stray file as a bad model name), so ollama never
+//! sees a manifest whose blobs are missing. A failure anywhere in the import removes the blobs
+//! and manifests it wrote and restores replaced manifests: the store is left as it was.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,16 +26,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::models_dir::{execute_writes, Action, Existing, Planner, Writes};
-use crate::bundle::VerifiedBundle;
+use super::writes::{self, Action, Existing, Planner, Writes};
+use super::Target;
 use crate::error::{Error, Result};
 use crate::format::json;
 use crate::format::text::escape;
 use crate::format::{Artifact, ArtifactKind, Digest};
 use crate::oci::image::{check_manifest, BlobSource, MAX_MANIFEST};
 use crate::oci::model::Descriptor;
-use crate::progress::Progress;
+use crate::output;
 use crate::sources::ollama::OllamaName;
+use crate::stage::{Admitted, Demand, Journal, Staging};
 
 /// The store directory ollama uses: `OLLAMA_MODELS` if set and not empty, else
 /// `HOME/.ollama/models` (ollama's `envconfig.Models`). `var` reads the environment
@@ -166,7 +167,7 @@ impl OllamaPlan {
 /// Works out every step for the `ollama-model` artifacts `include` accepts, reading (never
 /// writing) `dest`; fails on the first conflict.
 pub fn plan(
-    bundle: &VerifiedBundle,
+    bundle: &Admitted,
     dest: &Path,
     include: &dyn Fn(&Artifact) -> bool,
 ) -> Result<OllamaPlan> {
@@ -196,7 +197,6 @@ pub fn plan_models(dest: &Path, models: &[(String, OllamaModel)]) -> Result<Olla
                 l.size,
                 None,
                 0o644,
-                Some("blobs"),
                 Existing::Conflict,
             )?;
         }
@@ -212,7 +212,6 @@ pub fn plan_models(dest: &Path, models: &[(String, OllamaModel)]) -> Result<Olla
             bytes.len() as u64,
             Some(bytes),
             0o644,
-            Some(""),
             Existing::Replace(MAX_MANIFEST),
         )?;
         let path = crate::fsutil::safe_join(p.root(), &rel)?;
@@ -244,9 +243,81 @@ pub fn plan_models(dest: &Path, models: &[(String, OllamaModel)]) -> Result<Olla
     })
 }
 
-/// Carries out a plan: blobs, then manifests; on failure the store is left as it was.
-pub fn execute(src: &dyn BlobSource, plan: &OllamaPlan, progress: &dyn Progress) -> Result<()> {
-    execute_writes(&plan.writes, src, "writing Ollama models", progress)
+/// The Ollama store target: `--ollama-models [DIR]`.
+pub struct OllamaTarget {
+    dest: PathBuf,
+    plan: Option<OllamaPlan>,
+}
+
+impl OllamaTarget {
+    pub fn new(dest: &Path) -> OllamaTarget {
+        OllamaTarget {
+            dest: dest.to_path_buf(),
+            plan: None,
+        }
+    }
+    fn planned(&self) -> &OllamaPlan {
+        self.plan.as_ref().expect("planned")
+    }
+}
+
+/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
+/// [`crate::import::run`]).
+pub fn execute(
+    bundle: &Admitted,
+    plan: &OllamaPlan,
+    progress: &dyn crate::progress::Progress,
+) -> Result<()> {
+    let t = OllamaTarget {
+        dest: plan.dest.clone(),
+        plan: Some(plan.clone()),
+    };
+    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
+}
+
+impl Target for OllamaTarget {
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+    fn accepts(&self, kind: ArtifactKind) -> bool {
+        kind == ArtifactKind::OllamaModel
+    }
+    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        let names = super::routed_names(bundle, artifacts);
+        self.plan = Some(plan(bundle, &self.dest, &|a| names.contains(&a.name))?);
+        Ok(())
+    }
+    fn demand(&self) -> Option<Demand> {
+        Some(Demand {
+            root: self.dest.clone(),
+            needs: self.planned().writes.needs(),
+        })
+    }
+    /// Every blob into `blobs/`.
+    fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        writes::commit_content(&self.planned().writes, staging.area(&self.dest), j)
+    }
+    /// The manifests, after every blob is in place and durable: ollama never sees a manifest
+    /// whose blobs are missing. Their temp files live in the staging area, never under
+    /// `manifests/` (where ollama would list a stray file as a bad model name).
+    fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
+        writes::commit_names(&self.planned().writes, staging.area(&self.dest), j)
+    }
+    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![(
+            "ollama",
+            serde_json::to_value(self.planned()).expect("serialisable"),
+        )]
+    }
+    fn summary(&self, _dry_run: bool) -> String {
+        let p = self.planned();
+        format!(
+            "  into Ollama store {}: {} models{}\n",
+            output::escape_path(&p.dest),
+            p.models.len(),
+            if p.is_noop() { ", all present" } else { "" }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -1,21 +1,36 @@
-//! The registry target: pushes every image artifact of a verified bundle into an OCI registry,
-//! keeping manifest digests (blobs, then child manifests, then the index, then the tag).
+//! The registry target: pushes every image artifact of an admitted bundle into an OCI registry,
+//! keeping manifest digests: blobs, then child manifests, then the index — all while staging,
+//! by digest, so they name nothing — and the tags last of every target's commit.
+//!
+//! Blobs stream to the registry from the staging area when a local target staged them, else
+//! straight from the bundle's chunks as they are read and verified. That cannot expose
+//! unverified content under a tag: the registry stores an upload only under the digest the
+//! signed manifest gives (`PUT …?digest=`, checked by the registry, and by airlock's reader,
+//! which fails the upload before its last byte on a mismatch), nothing references those blobs
+//! until manifests are pushed (themselves verified bytes, by digest), and no tag is written
+//! before every target has staged and committed its content. What a failed import leaves in
+//! the registry is unreferenced blobs and untagged manifests, which name nothing and which the
+//! registry's garbage collection removes.
 //!
 //! Repository naming: `--registry HOST[:PORT][/PREFIX]` puts the image mirrored from
 //! `SRC_HOST/REPO:TAG` at `HOST/PREFIX/SRC_HOST/REPO:TAG` (the source host keeps images from
 //! different registries apart; a `:PORT` in it becomes `-PORT`, as `:` cannot appear in a
 //! repository name), or at `HOST/PREFIX/REPO:TAG` with `--strip-host`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use crate::bundle::VerifiedBundle;
 use crate::error::{Error, Result};
+use crate::format::text::escape;
 use crate::format::{ArtifactKind, Digest};
-use crate::oci::client::Registry;
-use crate::oci::image;
+use crate::oci::client::{ConnectOptions, Registry};
+use crate::oci::image::{self, BlobSource};
 use crate::oci::model::Descriptor;
 use crate::oci::push::{self, PushOptions, PushReport};
 use crate::oci::reference::Reference;
+use crate::progress::Progress;
+use crate::stage::{Admitted, Demand, Journal, Staged, Staging};
 
 /// Where images go: a registry host and an optional repository prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,9 +155,14 @@ pub fn map(reference: &str, target: &Target, naming: Naming) -> Result<(String, 
 
 /// Works out every push, without contacting the registry; fails if an image reaches a blob the
 /// bundle does not hold.
-pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<Vec<ImagePush>> {
+pub fn plan(
+    bundle: &Admitted,
+    artifacts: &[usize],
+    target: &Target,
+    naming: Naming,
+) -> Result<Vec<ImagePush>> {
     let mut out: Vec<ImagePush> = Vec::new();
-    for a in &bundle.manifest().artifacts {
+    for a in artifacts.iter().map(|&i| &bundle.manifest().artifacts[i]) {
         if !matches!(a.kind, ArtifactKind::Image | ArtifactKind::OllamaModel) {
             continue;
         }
@@ -201,44 +221,174 @@ pub fn plan(bundle: &VerifiedBundle, target: &Target, naming: Naming) -> Result<
     Ok(out)
 }
 
-/// Pushes every planned image, in bundle order; a blob an earlier image already pushed to
-/// another repository is mounted from there rather than uploaded again.
-pub fn execute(
-    bundle: &VerifiedBundle,
-    reg: &Registry,
-    plan: &[ImagePush],
-    progress: &dyn crate::progress::Progress,
-) -> Result<Vec<PushReport>> {
-    let mut reports = Vec::with_capacity(plan.len());
-    let mut pushed_repos: Vec<String> = Vec::new();
-    for p in plan {
-        let opts = PushOptions {
-            // Distribution mounts only within one registry; the most recent repositories first.
-            mount_from: pushed_repos
-                .iter()
-                .rev()
-                .filter(|r| **r != p.repository)
-                .take(4)
-                .cloned()
-                .collect(),
-            ..Default::default()
-        };
-        let report = push::push_image(
-            reg,
-            &p.repository,
-            p.tag.as_deref(),
-            &p.top,
-            bundle,
-            &opts,
-            progress,
-        )
-        .map_err(|e| annotate(e, p))?;
-        if !pushed_repos.contains(&p.repository) {
-            pushed_repos.push(p.repository.clone());
+#[derive(Serialize)]
+struct RegistryReport<'a> {
+    host: &'a str,
+    prefix: Option<&'a str>,
+    naming: Naming,
+    images: &'a [ImagePush],
+    /// What each push did (absent in a dry run).
+    #[serde(skip_serializing_if = "<[PushReport]>::is_empty")]
+    pushed: &'a [PushReport],
+}
+
+/// The registry target: `--registry HOST[:PORT][/PREFIX]`.
+pub struct RegistryTarget {
+    target: Target,
+    naming: Naming,
+    connect: ConnectOptions,
+    pushes: Vec<ImagePush>,
+    reg: Option<Arc<Registry>>,
+    /// Each push's report, and its top manifest's bytes (read while staging).
+    pushed: Vec<PushReport>,
+    tops: Vec<Vec<u8>>,
+}
+
+impl RegistryTarget {
+    pub fn new(target: Target, naming: Naming, connect: ConnectOptions) -> RegistryTarget {
+        RegistryTarget {
+            target,
+            naming,
+            connect,
+            pushes: Vec::new(),
+            reg: None,
+            pushed: Vec::new(),
+            tops: Vec::new(),
         }
-        reports.push(report);
     }
-    Ok(reports)
+    fn registry(&mut self) -> Result<Arc<Registry>> {
+        if self.reg.is_none() {
+            self.reg = Some(Arc::new(Registry::new(&self.target.host, &self.connect)?));
+        }
+        Ok(Arc::clone(self.reg.as_ref().expect("set")))
+    }
+}
+
+impl super::Target for RegistryTarget {
+    fn name(&self) -> &'static str {
+        "registry"
+    }
+    fn accepts(&self, kind: ArtifactKind) -> bool {
+        matches!(kind, ArtifactKind::Image | ArtifactKind::OllamaModel)
+    }
+    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        self.pushes = plan(bundle, artifacts, &self.target, self.naming)?;
+        Ok(())
+    }
+    /// Every repository: the registry answers, the credentials work, pushing is permitted.
+    fn probe(&mut self) -> Result<()> {
+        let reg = self.registry()?;
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.pushes {
+            if seen.insert(p.repository.clone()) {
+                push::probe(&reg, &p.repository).map_err(|e| annotate(e, p))?;
+            }
+        }
+        Ok(())
+    }
+    fn demand(&self) -> Option<Demand> {
+        None
+    }
+    /// Blobs and manifests by digest, for every image, in bundle order; a blob an earlier image
+    /// already pushed to another repository is mounted from there rather than uploaded again.
+    fn stage(
+        &mut self,
+        bundle: &Admitted,
+        staging: &Staging,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let reg = self.registry()?;
+        let src = Staged::new(staging, bundle);
+        let mut pushed_repos: Vec<String> = Vec::new();
+        for p in &self.pushes {
+            let opts = PushOptions {
+                // Distribution mounts only within one registry; the most recent repositories first.
+                mount_from: pushed_repos
+                    .iter()
+                    .rev()
+                    .filter(|r| **r != p.repository)
+                    .take(4)
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            };
+            let mut report =
+                push::push_image(&reg, &p.repository, None, &p.top, &src, &opts, progress)
+                    .map_err(|e| annotate(e, p))?;
+            report.tag = p.tag.clone();
+            self.pushed.push(report);
+            self.tops.push(src.read_small(&p.digest)?);
+            if !pushed_repos.contains(&p.repository) {
+                pushed_repos.push(p.repository.clone());
+            }
+        }
+        Ok(())
+    }
+    fn commit_content(&mut self, _staging: &Staging, _j: &mut Journal) -> Result<()> {
+        Ok(())
+    }
+    /// The tags, last of every target. A tag moved from another manifest is put back if a
+    /// later step fails; a new tag cannot be removed (Distribution has no tag deletion) and is
+    /// named in the rollback's message.
+    fn commit_names(&mut self, _staging: &Staging, j: &mut Journal) -> Result<()> {
+        let reg = self.registry()?;
+        for (i, p) in self.pushes.iter().enumerate() {
+            let Some(tag) = &p.tag else { continue };
+            crate::interrupt::check()?;
+            let prior = push::tag(&reg, &p.repository, tag, &p.top, &self.tops[i])
+                .map_err(|e| annotate(e, p))?;
+            let moved = !matches!(prior, push::Prior::Same);
+            self.pushed[i].tag_updated = moved;
+            let (reg, repo, tag, target) = (
+                Arc::clone(&reg),
+                p.repository.clone(),
+                tag.clone(),
+                p.target.clone(),
+            );
+            match prior {
+                push::Prior::Same => {}
+                push::Prior::Was(desc, bytes) => j.on_rollback(move || {
+                    let scope = push::push_scope(&repo, &[]);
+                    push::put_manifest(&reg, &repo, &scope, &tag, &desc, &bytes)
+                }),
+                push::Prior::New => j.on_rollback(move || {
+                    Err(Error::Other(format!(
+                        "tag {} stays (a registry cannot remove a tag; push the intended image to it)",
+                        escape(&target)
+                    )))
+                }),
+            }
+        }
+        Ok(())
+    }
+    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let r = RegistryReport {
+            host: &self.target.host,
+            prefix: self.target.prefix.as_deref(),
+            naming: self.naming,
+            images: &self.pushes,
+            pushed: &self.pushed,
+        };
+        vec![("registry", serde_json::to_value(r).expect("serialisable"))]
+    }
+    fn summary(&self, _dry_run: bool) -> String {
+        let mut s: String = self
+            .pushes
+            .iter()
+            .map(|p| format!("  push  {} -> {}\n", escape(&p.source), escape(&p.target)))
+            .collect();
+        if !self.pushed.is_empty() {
+            let sum = |f: fn(&PushReport) -> usize| self.pushed.iter().map(f).sum::<usize>();
+            s += &format!(
+                "  blobs: {} uploaded, {} mounted, {} already present; {} manifests pushed\n",
+                sum(|p| p.blobs_uploaded),
+                sum(|p| p.blobs_mounted),
+                sum(|p| p.blobs_present),
+                sum(|p| p.manifests_pushed)
+            );
+        }
+        s
+    }
 }
 
 fn annotate(e: Error, p: &ImagePush) -> Error {

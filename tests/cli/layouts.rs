@@ -1,73 +1,66 @@
 //! Image sources from local files (OCI layout directories, `docker save` archives) and the OCI
 //! layout target, checked with skopeo and a real docker-registry (library level).
 
-use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{Cursor, Read, Seek, SeekFrom};
+
 use std::path::{Path, PathBuf};
 
-use airlock::format::{CheckingReader, Digest};
-use airlock::oci::image::{collect, BlobSource, CollectedImage, ImageBlob, Origin, PlatformChoice};
+use airlock::bundle::{self, OutDir, PackOptions, PlannedBlob, VerifyOptions};
+use airlock::format::Digest;
+use airlock::oci::image::{collect, CollectedImage, Origin, PlatformChoice};
 use airlock::oci::model::{Descriptor, Platform};
 use airlock::oci::{archive, layout};
 use airlock::progress::Silent;
+use airlock::sign::{PublicKey, SigningKey};
+use airlock::stage::Admitted;
 use airlock::targets::oci_layout::{self, BlobAction, LayoutPlan, RefAction};
 use airlock::Error;
 
 use crate::registry::{build_layout, TestRegistry};
 use crate::support::*;
 
-/// A collected image's origins as a [`BlobSource`] (what a bundle is on the isolated side).
-struct Collected(HashMap<Digest, ImageBlob>);
-
-impl Collected {
-    fn of(images: &[&CollectedImage]) -> Collected {
-        Collected(
-            images
-                .iter()
-                .flat_map(|i| i.blobs.iter())
-                .map(|b| (b.digest, b.clone()))
-                .collect(),
-        )
-    }
-}
-
-impl BlobSource for Collected {
-    fn size(&self, digest: &Digest) -> Option<u64> {
-        self.0.get(digest).map(|b| b.size)
-    }
-    fn open(&self, digest: &Digest) -> airlock::Result<Box<dyn Read + Send + '_>> {
-        let b = self
-            .0
-            .get(digest)
-            .ok_or_else(|| Error::Other(format!("no blob {digest}")))?;
-        let r: Box<dyn Read + Send> = match &b.origin {
-            Origin::Bytes(v) => Box::new(Cursor::new(v.to_vec())),
-            Origin::File { path, offset } => {
-                let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-                f.seek(SeekFrom::Start(*offset))
-                    .map_err(|e| Error::io("seek", path, e))?;
-                Box::new(f.take(b.size))
-            }
-            Origin::Stream { open, .. } => open()?,
-        };
-        Ok(Box::new(CheckingReader::new(
-            r,
-            *digest,
-            format!("blob {digest}"),
-        )))
-    }
-}
-
-/// Plans and executes an import of `images` into the layout `dest`.
+/// Packs `images` into a signed bundle, admits it, then plans and executes an import of them into
+/// the layout `dest` under the names given.
 fn import(dest: &Path, images: &[(&str, &CollectedImage)]) -> airlock::Result<LayoutPlan> {
-    let src = Collected::of(&images.iter().map(|(_, i)| *i).collect::<Vec<_>>());
+    let env = Env::new();
+    env.keygen("k");
+    let key = SigningKey::load(&env.path("k")).unwrap();
+    let mut artifacts = Vec::new();
+    let mut blobs: Vec<PlannedBlob> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, (name, img)) in images.iter().enumerate() {
+        let (a, needed) =
+            airlock::sources::image::to_artifact((*img).clone(), name, Some(&format!("img{i}")));
+        artifacts.push(a);
+        blobs.extend(needed.into_iter().filter(|b| seen.insert(b.digest)));
+    }
+    let opts = PackOptions {
+        channel: "t".into(),
+        sequence: 1,
+        created: std::time::SystemTime::now(),
+        expires: None,
+        chunk_size: 1 << 20,
+    };
+    let out = env.path("b");
+    bundle::pack(
+        OutDir::prepare(&out)?,
+        artifacts,
+        &blobs,
+        &[key],
+        &opts,
+        &Silent,
+    )?;
+    let trust = PublicKey::load(env.path("k.pub").to_str().unwrap()).unwrap();
+    let now = VerifyOptions {
+        now: std::time::SystemTime::now(),
+    };
+    let adm = Admitted::without_state(bundle::verify(&out, &[trust], &now, &Silent)?);
     let tops: Vec<(String, Descriptor)> = images
         .iter()
         .map(|(n, i)| (n.to_string(), i.top.clone()))
         .collect();
-    let plan = oci_layout::plan(dest, &tops, &src)?;
-    oci_layout::execute(&plan, &src, &Silent)?;
+    let plan = oci_layout::plan(dest, &tops, &adm)?;
+    oci_layout::execute(&adm, &plan, &Silent)?;
     Ok(plan)
 }
 

@@ -27,6 +27,7 @@ mod sec_net;
 mod sec_render;
 mod sec_targets;
 mod sec_verify;
+mod staged;
 mod state;
 mod support;
 mod urls;

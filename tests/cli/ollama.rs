@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use airlock::bundle::{self, OutDir, PackOptions, PlannedBlob, VerifiedBundle, VerifyOptions};
+use airlock::bundle::{self, OutDir, PackOptions, PlannedBlob, VerifyOptions};
 use airlock::format::{Artifact, ArtifactKind, Digest, Entry, HfFile, HfInfo, HfRepoType};
 use airlock::oci::client::{ConnectOptions, Registry};
 use airlock::oci::image::LayoutBlobs;
@@ -22,6 +22,7 @@ use airlock::oci::push::{push_image, PushOptions};
 use airlock::progress::Silent;
 use airlock::sign::{PublicKey, SigningKey};
 use airlock::sources::{self, ResolveOptions, Source};
+use airlock::stage::Admitted;
 use airlock::targets::{models_dir, ollama};
 use airlock::Error;
 
@@ -294,18 +295,20 @@ fn pack_artifacts(
     )
 }
 
-fn verified(env: &Env, dir: &str) -> VerifiedBundle {
+fn verified(env: &Env, dir: &str) -> Admitted {
     env.run(&["verify", dir, "--trust", "k.pub"]).ok();
     let trust = PublicKey::load(env.path("k.pub").to_str().unwrap()).unwrap();
-    bundle::verify(
-        &env.path(dir),
-        &[trust],
-        &VerifyOptions {
-            now: std::time::SystemTime::now(),
-        },
-        &Silent,
+    Admitted::without_state(
+        bundle::verify(
+            &env.path(dir),
+            &[trust],
+            &VerifyOptions {
+                now: std::time::SystemTime::now(),
+            },
+            &Silent,
+        )
+        .unwrap(),
     )
-    .unwrap()
 }
 
 fn mode(p: &Path) -> u32 {

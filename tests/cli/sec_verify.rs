@@ -10,11 +10,12 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use airlock::bundle::{VerifiedBundle, VerifyOptions};
+use airlock::bundle::VerifyOptions;
 use airlock::format::limits::MAX_MANIFEST_BYTES;
 use airlock::format::{chunk_name, Blob, Chunk, Digest, Encoding, Entry, Manifest, Segment};
 use airlock::progress::Silent;
 use airlock::sign::{PublicKey, SigningKey};
+use airlock::stage::Admitted;
 use airlock::targets::files;
 
 use crate::rejections::{manifest, resign};
@@ -534,12 +535,14 @@ fn a_trusted_comment_with_a_duplicated_field_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Defect 6: chunks swapped for a FIFO or a symlink after verification.
 
-fn verified(env: &Env) -> VerifiedBundle {
+fn verified(env: &Env) -> Admitted {
     let trust = PublicKey::load(env.path("k.pub").to_str().unwrap()).unwrap();
     let now = VerifyOptions {
         now: std::time::SystemTime::now(),
     };
-    airlock::bundle::verify(&env.path("b"), &[trust], &now, &Silent).unwrap()
+    Admitted::without_state(
+        airlock::bundle::verify(&env.path("b"), &[trust], &now, &Silent).unwrap(),
+    )
 }
 
 /// Imports the verified bundle into `dest` on another thread; the error, or a panic after 20 s.
@@ -561,7 +564,7 @@ fn import_after_swap(env: &Env, swap: impl FnOnce(&Path)) -> airlock::error::Err
             panic!("the import hung on {}", chunk.display());
         }
     };
-    let msg = err.to_string();
+    let msg = error_text(&err);
     assert!(msg.contains(&chunk.display().to_string()), "{msg}");
     assert_eq!(err.exit_code(), 3, "{msg}");
     assert!(!dest.exists(), "{msg}");
@@ -577,7 +580,7 @@ fn chunks_swapped_for_a_fifo_or_a_symlink_after_verification_fail_at_once() {
         let c = std::ffi::CString::new(chunk.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     });
-    assert!(err.to_string().contains("a FIFO"), "{err}");
+    assert!(error_text(&err).contains("a FIFO"), "{err}");
 
     let env = Env::new();
     env.sample_bundle();
@@ -587,7 +590,7 @@ fn chunks_swapped_for_a_fifo_or_a_symlink_after_verification_fail_at_once() {
         fs::rename(chunk, &copy).unwrap();
         std::os::unix::fs::symlink(&copy, chunk).unwrap();
     });
-    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(error_text(&err).contains("symbolic link"), "{err}");
 }
 
 #[test]

@@ -266,3 +266,14 @@ pub fn skopeo(args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// An error's message with, for a rejected bundle, every problem (as the printer shows them).
+pub fn error_text(e: &airlock::Error) -> String {
+    match e {
+        airlock::Error::Rejected { problems, .. } => {
+            let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            format!("{e}: {}", all.join("; "))
+        }
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,381 @@
+//! The import pipeline, in the library: one function that every target goes through.
+//!
+//! Order (each step only after the previous one passed; ARCHITECTURE.md states it as an
+//! invariant):
+//!
+//! 1. the audit log is checked (opened without following links, regular, whole chain intact);
+//! 2. **admission**: signatures, trust policy, manifest, `SHA256SUMS` and the bundle's file set
+//!    (`bundle::verify::verify_manifest`, which reads no chunk), then freshness against the
+//!    state (locked until the import is recorded) → [`Admitted`];
+//! 3. **routing and plans**: every artifact to the targets made for its kind (the files target
+//!    takes the rest); each target plans, reading its destination: conflicts abort here;
+//! 4. remote targets are **probed** (reachable, authenticated, push permitted);
+//! 5. **preflight**: each target filesystem has room for what will be staged there;
+//! 6. the `started` record (the final record proven to fit);
+//! 7. **staging**: every blob needed read once from the media, verified as it streams, into a
+//!    staging area on each target's filesystem, then one flush per filesystem; the registry
+//!    uploads its blobs (unreferenced, they name nothing);
+//! 8. **commit**: every target's content, one flush, every target's names (refs, manifests,
+//!    tags, `index.json` — registry tags last), one flush. A failure (or SIGINT/SIGTERM) in 7
+//!    or 8 rolls back every target and removes the staging;
+//! 9. the state records the acceptance, then the `accepted` record.
+//!
+//! A rejection at any step is audited as `rejected` (the content) or `failed` (operational:
+//! disk, network) — the audit module decides from the error.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use crate::audit::{Action as Audited, AuditLog, Event};
+use crate::bundle::{self, Problem, SignerInfo, VerifyOptions};
+use crate::error::{Error, Result};
+use crate::format::text::escape;
+use crate::format::{Artifact, Manifest};
+use crate::fsutil;
+use crate::interrupt;
+use crate::policy::TrustPolicy;
+use crate::progress::Progress;
+use crate::stage::{self, Admitted, Journal, Staging};
+use crate::state::{Decision, State};
+use crate::targets::Target;
+
+/// What an import needs besides its targets.
+pub struct Settings {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    pub policy: TrustPolicy,
+    pub verify: VerifyOptions,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    /// Create the state directory (private) if it is missing (the default location).
+    pub create_state_dir: bool,
+    pub dry_run: bool,
+    pub allow_rollback: bool,
+}
+
+/// A finished (or, for a dry run, planned) import: the bundle and the targets with their plans
+/// and what they did, for the report.
+pub struct Outcome {
+    pub bundle: Admitted,
+    pub targets: Vec<Box<dyn Target>>,
+}
+
+/// Names of the signers a policy knows, for audit records.
+pub fn signer_name(signers: &[SignerInfo]) -> impl Fn(&str) -> Option<String> + '_ {
+    move |id| {
+        signers
+            .iter()
+            .find(|s| s.key_id == id)
+            .and_then(|s| s.name.clone())
+    }
+}
+
+/// The problem a freshness decision rejects a bundle for, if any.
+pub fn freshness_problem(m: &Manifest, d: &Decision) -> Option<Problem> {
+    match d {
+        Decision::Rollback { sequence, last } => Some(Problem::Rollback {
+            channel: m.channel.clone(),
+            sequence: *sequence,
+            last: *last,
+        }),
+        Decision::SequenceReused { sequence, .. } => Some(Problem::SequenceReused {
+            channel: m.channel.clone(),
+            sequence: *sequence,
+        }),
+        Decision::Fresh { .. } | Decision::SameAsAccepted { .. } => None,
+    }
+}
+
+/// Which chosen targets take each artifact (indices into `manifest.artifacts`, per target);
+/// an artifact no target takes is a usage error naming it.
+fn route(m: &Manifest, targets: &[Box<dyn Target>]) -> Result<Vec<Vec<usize>>> {
+    let mut routed = vec![Vec::new(); targets.len()];
+    let mut homeless = Vec::new();
+    for (i, a) in m.artifacts.iter().enumerate() {
+        let native: Vec<usize> = (0..targets.len())
+            .filter(|&t| targets[t].accepts(a.kind))
+            .collect();
+        let chosen = if native.is_empty() {
+            (0..targets.len())
+                .filter(|&t| targets[t].fallback())
+                .collect()
+        } else {
+            native
+        };
+        if chosen.is_empty() {
+            homeless.push(a);
+        }
+        for t in chosen {
+            routed[t].push(i);
+        }
+    }
+    if !homeless.is_empty() {
+        let names: Vec<String> = homeless
+            .iter()
+            .map(|a: &&Artifact| format!("{} ({})", escape(&a.name), a.kind.as_str()))
+            .collect();
+        return Err(Error::Usage(format!(
+            "no target given for {}; name one (see --help) or give --files DEST",
+            names.join(", ")
+        )));
+    }
+    Ok(routed)
+}
+
+/// Runs an import of `s.dir` into `targets`.
+pub fn run(
+    s: &Settings,
+    mut targets: Vec<Box<dyn Target>>,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    interrupt::install().map_err(|e| Error::Other(format!("cannot handle signals: {e}")))?;
+    // 1. Every decision of a real import is audited; a dry run decides nothing. Before anything
+    // is written anywhere, the log must be usable (it stays open: appends go to the file
+    // checked).
+    let log = if s.dry_run {
+        None
+    } else {
+        if s.create_state_dir {
+            crate::state::create_private_dir(&s.state_dir)?;
+        }
+        Some(AuditLog::open_checked(&s.audit_log)?)
+    };
+    let audit = |e: &Event| -> Result<()> {
+        if let Some(l) = &log {
+            l.append(e)?;
+        }
+        Ok(())
+    };
+    // 2. Admission.
+    // A dry run reads every chunk, so that "verified" in its report means what it says.
+    let verified = if s.dry_run {
+        bundle::verify::verify_policy(&s.dir, &s.policy, &s.verify, progress)
+    } else {
+        bundle::verify::verify_manifest(&s.dir, &s.policy, &s.verify, progress)
+    };
+    let vb = match verified {
+        Ok(vb) => vb,
+        Err(e) => {
+            audit(&Event::for_unverified(Audited::Import, &s.dir, &e))?;
+            return Err(e);
+        }
+    };
+    let opened = if s.dry_run {
+        State::open_read_only(&s.state_dir)
+    } else {
+        State::open(&s.state_dir)
+    };
+    let mut st = match opened {
+        Ok(st) => st,
+        Err(e) => {
+            audit(
+                &Event::for_bundle(Audited::Import, &vb)
+                    .signer_names(&signer_name(vb.signers()))
+                    .rejected_by(&e),
+            )?;
+            return Err(e);
+        }
+    };
+    let bundle = match stage::admit(vb, &st, s.allow_rollback) {
+        Ok(a) => a,
+        Err(refused) => {
+            let (vb, decision) = *refused;
+            let problem = freshness_problem(vb.manifest(), &decision)
+                .expect("a decision that does not permit is a rejection");
+            let err = Error::Rejected {
+                dir: s.dir.clone(),
+                problems: vec![problem],
+            };
+            audit(
+                &Event::for_bundle(Audited::Import, &vb)
+                    .signer_names(&signer_name(vb.signers()))
+                    .freshness(&decision, s.allow_rollback)
+                    .rejected_by(&err),
+            )?;
+            return Err(err);
+        }
+    };
+    let event = Event::for_bundle(Audited::Import, bundle.bundle())
+        .signer_names(&signer_name(bundle.bundle().signers()))
+        .freshness(bundle.decision(), s.allow_rollback);
+    // Once the `started` record is written, the rejection names it.
+    let started: Cell<Option<u64>> = Cell::new(None);
+    let fail = |e: Error| -> Error {
+        let _ = audit(&event.clone().rejected_by(&e).completing(started.get()));
+        e
+    };
+
+    // 3. Routing and plans; 4. probes.
+    let routed = route(bundle.manifest(), &targets).map_err(fail)?;
+    for (t, arts) in targets.iter_mut().zip(&routed) {
+        t.plan(&bundle, arts).map_err(fail)?;
+    }
+    if s.dry_run {
+        return Ok(Outcome { bundle, targets });
+    }
+    for t in targets.iter_mut() {
+        t.probe().map_err(fail)?;
+    }
+    let log = log.as_ref().expect("a real import has a log");
+    let demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
+    // 5. Preflight: staging takes the space the final files take.
+    preflight(&bundle, &demands).map_err(fail)?;
+
+    // 6. The start of the writes is on record, and the acceptance record is known to fit,
+    // before any target is touched; a crash from here on leaves this `started` record without
+    // an outcome, which `audit verify` reports.
+    let done = event.clone().accepted();
+    started.set(Some(log.begin(&event, &done).map_err(fail)?));
+
+    // 7 and 8: stage, then commit; any failure rolls everything back.
+    commit(&bundle, &mut targets, &demands, progress).map_err(fail)?;
+
+    // 9. Commit, then its record (the order a crash must see: an advanced state with a
+    // `started` record is detectable; an `accepted` record without the state is not).
+    let m = bundle.manifest();
+    st.record_accepted(
+        &m.channel,
+        m.sequence,
+        &m.bundle_id,
+        &bundle.bundle().manifest_digest(),
+    )
+    .map_err(fail)?;
+    log.append(&done.completing(started.get())).map_err(|e| {
+        Error::Other(format!(
+            "the import completed and the state records it, but its audit record could not be appended ({e}); record {} of {} (`started`) stands without its outcome",
+            started.get().unwrap_or_default(),
+            escape(&log.path().display().to_string())
+        ))
+    })?;
+    Ok(Outcome { bundle, targets })
+}
+
+/// Steps 7 and 8 for planned (and probed) targets: stage every blob they need, then commit them
+/// all; on any failure (or SIGINT/SIGTERM) every target is rolled back and the staging removed.
+fn commit(
+    bundle: &Admitted,
+    targets: &mut [Box<dyn Target>],
+    demands: &[stage::Demand],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut staging = Staging::open(demands)?;
+    let mut journal = Journal::default();
+    let result = stage_and_commit(bundle, targets, &mut staging, &mut journal, progress);
+    if let Err(mut e) = result {
+        // A stop request wins: whatever failed after it was asked for is its consequence.
+        if let Some(signal) = interrupt::requested() {
+            e = Error::Interrupted { signal };
+        }
+        let unrolled = journal.rollback();
+        staging.remove();
+        if unrolled.is_empty() {
+            return Err(e);
+        }
+        return Err(Error::Other(format!(
+            "{e}; rolling back, these could not be undone: {}",
+            unrolled.join("; ")
+        )));
+    }
+    staging.finish()
+}
+
+/// Stages and commits targets already planned, without the state or the audit log (library
+/// use and tests; `airlock import` goes through [`run`]): probes, preflight, staging, commit,
+/// all or nothing.
+pub fn execute(
+    bundle: &Admitted,
+    mut targets: Vec<Box<dyn Target>>,
+    progress: &dyn Progress,
+) -> Result<Vec<Box<dyn Target>>> {
+    for t in targets.iter_mut() {
+        t.probe()?;
+    }
+    let demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
+    preflight(bundle, &demands)?;
+    commit(bundle, &mut targets, &demands, progress)?;
+    Ok(targets)
+}
+
+fn stage_and_commit(
+    bundle: &Admitted,
+    targets: &mut [Box<dyn Target>],
+    staging: &mut Staging,
+    j: &mut Journal,
+    progress: &dyn Progress,
+) -> Result<()> {
+    staging.stage(bundle, progress)?;
+    staging.sync()?;
+    for t in targets.iter_mut() {
+        t.stage(bundle, staging, progress)?;
+    }
+    interrupt::check()?;
+    for t in targets.iter_mut() {
+        t.commit_content(staging, j)?;
+    }
+    staging.sync()?;
+    for t in targets.iter_mut() {
+        t.commit_names(staging, j)?;
+    }
+    staging.sync()?;
+    Ok(())
+}
+
+/// Every target filesystem has room for what will be staged on it (staging takes the space the
+/// final files take; a rename then costs nothing). A shortfall names the filesystem (by the
+/// target directory on it), the bytes needed and the bytes available.
+fn preflight(bundle: &Admitted, demands: &[stage::Demand]) -> Result<()> {
+    use std::collections::HashMap;
+    let mut by_fs: HashMap<u64, (PathBuf, u64)> = HashMap::new();
+    for d in demands {
+        let bytes: u64 = d
+            .needs
+            .iter()
+            .map(|n| bundle.blob(&n.digest).map_or(0, |b| b.size))
+            .sum();
+        let probe = existing_ancestor(&d.root);
+        let dev = device(&probe);
+        by_fs.entry(dev).or_insert((probe, 0)).1 += bytes;
+    }
+    for (path, needed) in by_fs.values() {
+        // Room for the directories and small files too.
+        let needed = needed + (1 << 20);
+        let available = fsutil::free_space(path)?;
+        if available < needed {
+            return Err(Error::Other(format!(
+                "{}/: No space left on device for this import: it needs {} ({} bytes) on that filesystem, {} ({} bytes) are available",
+                escape(&path.display().to_string()),
+                crate::output::bytes(needed),
+                needed,
+                crate::output::bytes(available),
+                available
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn existing_ancestor(p: &Path) -> PathBuf {
+    let mut cur = p;
+    loop {
+        if cur.exists() {
+            return cur.to_path_buf();
+        }
+        match cur.parent() {
+            Some(q) if !q.as_os_str().is_empty() => cur = q,
+            _ => return PathBuf::from("."),
+        }
+    }
+}
+
+fn device(p: &Path) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).map(|m| m.dev()).unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        0
+    }
+}

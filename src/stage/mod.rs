@@ -1,0 +1,440 @@
+//! The staged import: one read of the media, and the one way a verified blob becomes a file in
+//! a store.
+//!
+//! An import runs in three steps over the types of this module:
+//!
+//! 1. [`admit`] turns a bundle whose signatures, trust policy and manifest checked out
+//!    (`bundle::verify::verify_manifest`) and which the enclave's state finds fresh into an
+//!    [`Admitted`] bundle. Only `admit` makes one, and targets plan against nothing else. Small
+//!    blobs read while planning (image manifests, configs, Modelfile parts) are read once,
+//!    verified, and kept in memory for staging.
+//! 2. [`Staging::stage`] reads every blob the chosen targets need exactly once from the media:
+//!    each segment is decoded and hashed against the signed blob digest as it streams (the hash
+//!    on its own core) and written into a staging area on each target's own filesystem
+//!    (`ROOT/.airlock-staging/RUN/`), so that committing is a rename. A chunk holding nothing the
+//!    import needs is never opened. The staged bytes are made durable together (`syncfs`, one
+//!    flush per filesystem), not file by file.
+//! 3. Each target commits from the staging area through [`Area::install`] (rename, or a copy
+//!    for all but the last use of a blob), recording what it did in the one [`Journal`], which
+//!    undoes everything if any later step of any target fails.
+//!
+//! A staging area is locked (`flock`) while its run lives. The next run on the same root removes
+//! areas whose lock is free (a killed run), after adopting the complete staged blobs it needs
+//! (re-hashed before use: the media are not read again for them). Nothing in a staging area is
+//! visible in a store.
+
+mod admit;
+mod area;
+mod read;
+
+pub use admit::{admit, Admitted};
+pub use area::{rename_noclobber, Area, Installed, Journal};
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::format::Digest;
+use crate::fsutil;
+use crate::interrupt;
+use crate::oci::image::BlobSource;
+use crate::progress::Progress;
+use read::{read_chunks, Sink};
+
+/// The hidden directory under a target's root that holds staging areas.
+pub const STAGING_DIR: &str = ".airlock-staging";
+
+/// One use of a blob by a target: it will be installed once at some path under the target's
+/// root.
+#[derive(Debug, Clone)]
+pub struct Need {
+    pub digest: Digest,
+    /// A git blob SHA-1 the content must have (a Hugging Face regular file's etag), checked
+    /// while staging, and what to name if it does not (the artifact and path).
+    pub git_sha1: Option<(String, String)>,
+}
+
+/// What a target stages: its root (the directory on whose filesystem its files land) and one
+/// [`Need`] per file it will install from the bundle.
+#[derive(Debug, Clone)]
+pub struct Demand {
+    pub root: PathBuf,
+    pub needs: Vec<Need>,
+}
+
+/// Blobs for a target that reads rather than installs them (the registry pushes): the staged,
+/// verified file when a local target staged it, else the bundle's chunks (verified as they
+/// stream). Both are re-hashed while read.
+pub struct Staged<'a> {
+    staging: &'a Staging,
+    bundle: &'a Admitted,
+}
+
+impl<'a> Staged<'a> {
+    pub fn new(staging: &'a Staging, bundle: &'a Admitted) -> Staged<'a> {
+        Staged { staging, bundle }
+    }
+}
+
+impl BlobSource for Staged<'_> {
+    fn size(&self, digest: &Digest) -> Option<u64> {
+        self.bundle.size(digest)
+    }
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        interrupt::check()?;
+        match self.staging.staged(digest) {
+            Some(path) => {
+                let f = fsutil::open_regular(path)?;
+                Ok(Box::new(crate::format::CheckingReader::new(
+                    f,
+                    *digest,
+                    path.display().to_string(),
+                )))
+            }
+            None => self.bundle.open(digest),
+        }
+    }
+    fn read_small(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.bundle.read_small(digest)
+    }
+}
+
+/// The staging areas of one import, one per target root.
+pub struct Staging {
+    areas: Vec<Area>,
+}
+
+impl Staging {
+    /// Opens a staging area under each distinct root (creating the root if needed, journaled in
+    /// the area), after removing what killed runs left there (adopting their complete blobs
+    /// that this import needs).
+    pub fn open(demands: &[Demand]) -> Result<Staging> {
+        let mut by_root: BTreeMap<PathBuf, Vec<Need>> = BTreeMap::new();
+        for d in demands {
+            by_root
+                .entry(d.root.clone())
+                .or_default()
+                .extend(d.needs.iter().cloned());
+        }
+        let mut areas = Vec::new();
+        let mut staging = Staging { areas: Vec::new() };
+        for (root, needs) in by_root {
+            let made = fsutil::create_dirs_recorded(&root)?;
+            let area = open_area(&root, made, &needs);
+            match area {
+                Ok(a) => areas.push(a),
+                Err(e) => {
+                    staging.areas = areas;
+                    staging.remove();
+                    return Err(e);
+                }
+            }
+        }
+        staging.areas = areas;
+        Ok(staging)
+    }
+
+    pub fn areas(&self) -> &[Area] {
+        &self.areas
+    }
+
+    /// The area of `root`.
+    pub fn area(&self, root: &Path) -> &Area {
+        self.areas
+            .iter()
+            .find(|a| a.root == root)
+            .expect("every target's root has an area")
+    }
+
+    /// The staged, verified file of `digest` in any area.
+    pub fn staged(&self, digest: &Digest) -> Option<&Path> {
+        self.areas.iter().find_map(|a| a.staged(digest))
+    }
+
+    /// Bytes each area will hold, by root: what its targets' files will take.
+    pub fn bytes_needed(&self, bundle: &Admitted) -> Vec<(PathBuf, u64)> {
+        self.areas
+            .iter()
+            .map(|a| {
+                let uses = a.uses.lock().expect("not poisoned");
+                let bytes = uses
+                    .iter()
+                    .map(|(d, n)| bundle.blob(d).map_or(0, |b| b.size) * *n as u64)
+                    .sum();
+                (a.root.clone(), bytes)
+            })
+            .collect()
+    }
+
+    /// Reads every needed blob once from the bundle (or the small-blob cache), verifying its
+    /// size and SHA-256 as it streams, into each area that needs it. Adopted blobs from a killed
+    /// run are re-hashed instead of read from the media. On failure nothing is visible; the
+    /// caller removes the staging.
+    pub fn stage(&mut self, bundle: &Admitted, progress: &dyn Progress) -> Result<()> {
+        // Adopted blobs first: re-hash them; those that match need no read of the media.
+        for a in &mut self.areas {
+            let adopted = std::mem::take(&mut a.adopted);
+            for (d, path) in adopted {
+                let size = bundle.blob(&d).map_or(u64::MAX, |b| b.size);
+                let ok = a.uses.lock().expect("not poisoned").contains_key(&d)
+                    && !a.git_sha1.contains_key(&d)
+                    && fsutil::hash_file(&path).is_ok_and(|(h, n)| h == d && n == size);
+                let dest = a.dir.join(d.hex());
+                if ok && fs::rename(&path, &dest).is_ok() {
+                    a.staged.insert(d, dest);
+                } else {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        // Which areas still need each blob.
+        let mut todo: BTreeMap<Digest, Vec<usize>> = BTreeMap::new();
+        for (i, a) in self.areas.iter().enumerate() {
+            for d in a.uses.lock().expect("not poisoned").keys() {
+                if !a.staged.contains_key(d) {
+                    todo.entry(*d).or_default().push(i);
+                }
+            }
+        }
+        let mut sinks: Vec<Sink> = Vec::with_capacity(todo.len());
+        for (d, want) in todo {
+            let blob = bundle
+                .blob(&d)
+                .ok_or_else(|| Error::Corrupt(format!("the bundle holds no blob {d}")))?;
+            let git: Vec<(String, String)> = want
+                .iter()
+                .filter_map(|&i| self.areas[i].git_sha1.get(&d))
+                .flatten()
+                .cloned()
+                .collect();
+            let parts: Vec<(usize, PathBuf)> = want
+                .iter()
+                .map(|&i| (i, self.areas[i].dir.join(format!("{}.part", d.hex()))))
+                .collect();
+            sinks.push(Sink::new(blob, parts, git)?);
+        }
+        // Blobs already read whole while planning come from memory (and empty ones from
+        // nowhere); the rest from the chunks.
+        for s in &mut sinks {
+            if let Some(bytes) = bundle.cached(&s.blob.digest) {
+                if let Err(e) = s.tee.write_all(&bytes) {
+                    return Err(s.write_failure().unwrap_or_else(|| s.io_error(e)));
+                }
+                s.finish()?;
+            } else if s.blob.segments.is_empty() {
+                s.finish()?;
+            }
+        }
+        let reading: Vec<usize> = (0..sinks.len()).filter(|&i| !sinks[i].done).collect();
+        let problems = read_chunks(bundle, &mut sinks, &reading, progress)?;
+        if !problems.is_empty() {
+            return Err(Error::Rejected {
+                dir: bundle.dir().to_path_buf(),
+                problems,
+            });
+        }
+        for s in &mut sinks {
+            if let Some(e) = s.failed.take() {
+                return Err(e);
+            }
+            if !s.done {
+                return Err(Error::Corrupt(format!(
+                    "{}: its segments were not all found in the chunks",
+                    s.what()
+                )));
+            }
+        }
+        for s in sinks {
+            for (i, part) in s.parts {
+                let path = self.areas[i].dir.join(s.blob.digest.hex());
+                fs::rename(&part, &path).map_err(|e| Error::io("rename", &part, e))?;
+                self.areas[i].staged.insert(s.blob.digest, path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything written under each area's root so far durable: one `syncfs` per
+    /// filesystem (instead of an fsync per file and per directory).
+    pub fn sync(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.areas {
+            let dev = fs::metadata(&a.dir).map(|m| dev_of(&m)).unwrap_or(0);
+            if seen.insert(dev) {
+                syncfs(&a.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every staging area of this run (and the roots it created, if still empty).
+    pub fn remove(self) {
+        for a in self.areas {
+            let _ = fs::remove_dir_all(&a.dir);
+            let _ = fs::remove_dir(a.root.join(STAGING_DIR));
+            for d in a.made.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+
+    /// Removes the staging areas but keeps the roots (after a successful commit).
+    pub fn finish(self) -> Result<()> {
+        let areas = self.areas;
+        for a in &areas {
+            fs::remove_dir_all(&a.dir).map_err(|e| Error::io("remove staging", &a.dir, e))?;
+            let _ = fs::remove_dir(a.root.join(STAGING_DIR));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn dev_of(m: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.dev()
+}
+#[cfg(not(unix))]
+fn dev_of(_m: &fs::Metadata) -> u64 {
+    0
+}
+
+/// Flushes the filesystem holding `dir`.
+pub fn syncfs(dir: &Path) -> Result<()> {
+    let f = File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the duration of the call.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+            return Err(Error::io(
+                "flush the filesystem of",
+                dir,
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    f.sync_all().map_err(|e| Error::io("sync", dir, e))?;
+    Ok(())
+}
+
+fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
+    let base = root.join(STAGING_DIR);
+    match fs::symlink_metadata(&base) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) => {
+            return Err(Error::Conflict(format!(
+                "{} is {}, not airlock's staging directory; move it away",
+                base.display(),
+                fsutil::file_kind(&m.file_type())
+            )))
+        }
+        Err(_) => {
+            fs::create_dir(&base).map_err(|e| Error::io("create directory", &base, e))?;
+        }
+    }
+    // A fresh run directory, locked for as long as this process holds it.
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).map_err(|e| Error::Other(format!("random run id: {e}")))?;
+    let dir = base.join(hex::encode(rnd));
+    fs::create_dir(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    let lock = lock_file(&dir.join("lock"), true)?.expect("a new lock is free");
+    let mut uses: HashMap<Digest, usize> = HashMap::new();
+    let mut git_sha1 = HashMap::new();
+    for n in needs {
+        *uses.entry(n.digest).or_insert(0) += 1;
+        if let Some(g) = &n.git_sha1 {
+            git_sha1
+                .entry(n.digest)
+                .or_insert_with(Vec::new)
+                .push(g.clone());
+        }
+    }
+    let mut area = Area {
+        root: root.to_path_buf(),
+        dir,
+        _lock: lock,
+        made,
+        uses: Mutex::new(uses),
+        git_sha1,
+        staged: HashMap::new(),
+        adopted: HashMap::new(),
+        copies: AtomicUsize::new(0),
+    };
+    clean_abandoned(&base, &mut area)?;
+    Ok(area)
+}
+
+/// Opens (creating if `create`) and locks `path` without waiting; `None` if another process
+/// holds the lock.
+fn lock_file(path: &Path, create: bool) -> Result<Option<File>> {
+    let mut o = fs::OpenOptions::new();
+    o.read(true).write(true);
+    if create {
+        o.create_new(true);
+    }
+    let f = fsutil::open_nofollow(path, &mut o)?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open; flock does not touch memory.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            return Err(Error::io("lock", path, e));
+        }
+    }
+    Ok(Some(f))
+}
+
+/// Removes the run directories under `base` that no live run holds, adopting their complete
+/// blobs that `area` needs (moved into it, re-hashed before use).
+fn clean_abandoned(base: &Path, area: &mut Area) -> Result<()> {
+    let entries = fs::read_dir(base).map_err(|e| Error::io("read directory", base, e))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path == area.dir {
+            continue;
+        }
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir {
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        // A run that still holds its lock is alive (another import): leave it alone.
+        let held = match lock_file(&path.join("lock"), false) {
+            Ok(Some(_lock)) => false,
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if held {
+            continue;
+        }
+        if let Ok(files) = fs::read_dir(&path) {
+            for f in files.flatten() {
+                let name = f.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(d) = Digest::from_hex(name) else {
+                    continue;
+                };
+                let wanted = area.uses.lock().expect("not poisoned").contains_key(&d);
+                if wanted && f.file_type().is_ok_and(|t| t.is_file()) {
+                    let to = area.dir.join(format!("{name}.adopted"));
+                    if fs::rename(f.path(), &to).is_ok() {
+                        area.adopted.insert(d, to);
+                    }
+                }
+            }
+        }
+        fs::remove_dir_all(&path).map_err(|e| Error::io("remove abandoned staging", &path, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,482 @@
+//! The one pass over the media: each needed chunk read whole, once, its SHA-256 on its own
+//! thread, its segments decoded and hashed into their blobs' staging files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::Admitted;
+use crate::bundle::hashpipe::HashPipe;
+use crate::error::{Error, Result};
+use crate::format::Blob;
+use crate::fsutil::{self, BUF_SIZE};
+use crate::hf::GitBlobHasher;
+use crate::interrupt;
+use crate::progress::Progress;
+
+/// Blobs of at least this size are hashed on their own thread while they stream.
+const THREADED_HASH: u64 = 1 << 20;
+
+/// Where one blob's bytes go while its segments stream by: its staging files (one per area that
+/// needs it), its SHA-256 (and git blob SHA-1 when asked), the count of bytes.
+pub(super) struct Tee {
+    pub(super) files: Vec<(File, PathBuf)>,
+    pub(super) hash: BlobHash,
+    pub(super) git: Option<GitBlobHasher>,
+    pub(super) written: u64,
+    /// Decoded bytes the current segment may still yield, of its declared size.
+    pub(super) segment_left: u64,
+    pub(super) segment_size: u64,
+    /// Total bytes the blob may hold.
+    pub(super) size: u64,
+    /// A write to a staging file failed (disk full, I/O): operational, whatever the decoder
+    /// makes of it.
+    pub(super) write_failed: Option<Error>,
+}
+
+pub(super) enum BlobHash {
+    Inline(crate::format::Hasher),
+    Thread(HashPipe),
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.segment_left || self.written + buf.len() as u64 > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "decodes to more than the {} bytes declared",
+                    self.segment_size
+                ),
+            ));
+        }
+        for (f, p) in &mut self.files {
+            if let Err(e) = f.write_all(buf) {
+                let kind = e.kind();
+                self.write_failed = Some(Error::io("write", &*p, e));
+                return Err(io::Error::new(kind, "write failed"));
+            }
+        }
+        match &mut self.hash {
+            BlobHash::Inline(h) => h.update(buf),
+            BlobHash::Thread(p) => p.update(buf.to_vec()),
+        }
+        if let Some(g) = &mut self.git {
+            g.update(buf);
+        }
+        self.written += buf.len() as u64;
+        self.segment_left -= buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One blob being staged.
+pub(super) struct Sink<'b> {
+    pub(super) blob: &'b Blob,
+    pub(super) parts: Vec<(usize, PathBuf)>,
+    git_sha1: Vec<(String, String)>,
+    pub(super) tee: Tee,
+    /// The segment expected next.
+    pub(super) next: usize,
+    /// A zstd segment being decoded (the tee moves into the decoder and back).
+    pub(super) decoder: Option<zstd::stream::write::Decoder<'static, Tee>>,
+    pub(super) frame: Option<crate::format::zstdframe::FrameCheck>,
+    /// Raw bytes of the current segment still to come.
+    pub(super) raw_left: u64,
+    pub(super) failed: Option<Error>,
+    pub(super) done: bool,
+}
+
+impl<'b> Sink<'b> {
+    pub(super) fn new(
+        blob: &'b Blob,
+        parts: Vec<(usize, PathBuf)>,
+        git_sha1: Vec<(String, String)>,
+    ) -> Result<Sink<'b>> {
+        let mut files = Vec::with_capacity(parts.len());
+        for (_, p) in &parts {
+            files.push((
+                File::create_new(p).map_err(|e| Error::io("create", p, e))?,
+                p.clone(),
+            ));
+        }
+        let hash = if blob.size >= THREADED_HASH {
+            BlobHash::Thread(HashPipe::new())
+        } else {
+            BlobHash::Inline(crate::format::Hasher::new())
+        };
+        Ok(Sink {
+            blob,
+            parts,
+            tee: Tee {
+                files,
+                hash,
+                git: (!git_sha1.is_empty()).then(|| GitBlobHasher::new(blob.size)),
+                written: 0,
+                segment_left: blob.size,
+                segment_size: blob.size,
+                size: blob.size,
+                write_failed: None,
+            },
+            git_sha1,
+            next: 0,
+            decoder: None,
+            frame: None,
+            raw_left: 0,
+            failed: None,
+            done: false,
+        })
+    }
+
+    pub(super) fn what(&self) -> String {
+        format!("blob {}", self.blob.digest)
+    }
+
+    /// The write error the tee recorded, if the failure was one.
+    pub(super) fn write_failure(&mut self) -> Option<Error> {
+        match &mut self.decoder {
+            Some(d) => d.get_mut().write_failed.take(),
+            None => self.tee.write_failed.take(),
+        }
+    }
+
+    pub(super) fn io_error(&self, e: io::Error) -> Error {
+        match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+                Error::Corrupt(format!("{}: {e}", self.what()))
+            }
+            _ => Error::Other(format!("staging {}: {e}", self.what())),
+        }
+    }
+
+    /// Starts segment `i` (raw bytes follow through [`Sink::feed`]).
+    fn start(&mut self, i: usize) -> Result<()> {
+        if i != self.next {
+            return Err(Error::Corrupt(format!(
+                "{}: its segments are not in the order of the chunks (segment {i} before {})",
+                self.what(),
+                self.next
+            )));
+        }
+        let seg = &self.blob.segments[i];
+        self.raw_left = seg.length;
+        self.tee.segment_left = seg.size;
+        self.tee.segment_size = seg.size;
+        if seg.encoding == crate::format::Encoding::Zstd {
+            let tee = std::mem::replace(&mut self.tee, placeholder_tee());
+            let mut d = zstd::stream::write::Decoder::new(tee)
+                .map_err(|e| Error::Other(format!("zstd: {e}")))?;
+            d.window_log_max(crate::format::zstdframe::WINDOW_LOG_MAX)
+                .map_err(|e| Error::Other(format!("zstd: {e}")))?;
+            self.decoder = Some(d);
+            self.frame = Some(crate::format::zstdframe::FrameCheck::new(
+                seg.length, seg.size,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Raw bytes of the current segment.
+    fn feed(&mut self, raw: &[u8]) -> Result<()> {
+        self.raw_left -= raw.len() as u64;
+        if let Some(f) = &mut self.frame {
+            f.feed(raw).map_err(|why| self.segment_error(why))?;
+        }
+        let written = match &mut self.decoder {
+            Some(d) => d.write_all(raw),
+            None => self.tee.write_all(raw),
+        };
+        if let Err(e) = written {
+            if let Some(w) = self.write_failure() {
+                return Err(w);
+            }
+            return Err(match self.decoder {
+                Some(_) => self.decode_error(e),
+                None => self.io_error(e),
+            });
+        }
+        if self.raw_left == 0 {
+            self.end_segment()?;
+        }
+        Ok(())
+    }
+
+    fn segment_error(&self, why: String) -> Error {
+        Error::Corrupt(format!("{} segment {}: {why}", self.what(), self.next))
+    }
+
+    fn decode_error(&self, e: io::Error) -> Error {
+        self.segment_error(format!("cannot decode: {e}"))
+    }
+
+    fn end_segment(&mut self) -> Result<()> {
+        let i = self.next;
+        if let Some(f) = self.frame.take() {
+            f.finish().map_err(|why| self.segment_error(why))?;
+        }
+        if let Some(mut d) = self.decoder.take() {
+            let flushed = d.flush();
+            self.tee = d.into_inner();
+            if let Err(e) = flushed {
+                if let Some(w) = self.tee.write_failed.take() {
+                    return Err(w);
+                }
+                return Err(self.decode_error(e));
+            }
+        }
+        if self.tee.segment_left != 0 {
+            let size = self.blob.segments[i].size;
+            return Err(self.segment_error(format!(
+                "holds {} bytes, {size} declared",
+                size - self.tee.segment_left
+            )));
+        }
+        self.next += 1;
+        if self.next == self.blob.segments.len() {
+            self.finish()?;
+        }
+        Ok(())
+    }
+
+    /// All bytes are in: check size, SHA-256 and git blob SHA-1.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        self.done = true;
+        let tee = std::mem::replace(&mut self.tee, placeholder_tee());
+        let what = self.what();
+        if tee.written != self.blob.size {
+            return Err(Error::SizeMismatch {
+                what,
+                digest: self.blob.digest,
+                declared: self.blob.size,
+                detail: format!("decodes to {} bytes", tee.written),
+            });
+        }
+        let digest = match tee.hash {
+            BlobHash::Inline(h) => h.finish(),
+            BlobHash::Thread(p) => p.finish(),
+        };
+        if digest != self.blob.digest {
+            return Err(Error::DigestMismatch {
+                what: format!("{what} read from the bundle"),
+                expected: self.blob.digest,
+                actual: digest,
+            });
+        }
+        if let Some(g) = tee.git {
+            let actual = g.finish();
+            if let Some((expected, named)) = self.git_sha1.iter().find(|(e, _)| *e != actual) {
+                return Err(Error::HashMismatch {
+                    what: format!(
+                        "{named} (content {}); refusing to put it in the cache under a wrong name",
+                        self.blob.digest
+                    ),
+                    algorithm: "git blob SHA-1",
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn placeholder_tee() -> Tee {
+    Tee {
+        files: Vec::new(),
+        hash: BlobHash::Inline(crate::format::Hasher::new()),
+        git: None,
+        written: 0,
+        segment_left: 0,
+        segment_size: 0,
+        size: 0,
+        write_failed: None,
+    }
+}
+
+/// A segment within a chunk: its byte range and the sink (and segment index) it feeds.
+struct Piece {
+    offset: u64,
+    length: u64,
+    sink: usize,
+    segment: usize,
+}
+
+/// Reads every chunk holding a segment of the sinks in `reading`, in order, each exactly once
+/// and whole: its size checked on the handle, its SHA-256 computed on its own thread, its zstd
+/// frames checked, each segment's bytes fed to its sink. Returns the chunk problems found (as
+/// `verify` names them), after reading every chunk, so that all are reported at once; a blob
+/// problem in an intact chunk is left in its sink.
+pub(super) fn read_chunks(
+    bundle: &Admitted,
+    sinks: &mut [Sink<'_>],
+    reading: &[usize],
+    progress: &dyn Progress,
+) -> Result<Vec<crate::bundle::Problem>> {
+    let m = bundle.manifest();
+    let mut by_chunk: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
+    for &si in reading {
+        for (i, seg) in sinks[si].blob.segments.iter().enumerate() {
+            by_chunk.entry(seg.chunk).or_default().push(Piece {
+                offset: seg.offset,
+                length: seg.length,
+                sink: si,
+                segment: i,
+            });
+        }
+    }
+    let total = by_chunk.keys().map(|&c| m.chunks[c as usize].size).sum();
+    progress.start("reading the bundle", total);
+    let mut problems = Vec::new();
+    // The first content error of an intact chunk (a segment that does not decode, a blob that
+    // does not hash to its digest): reported only if no chunk is damaged, which explains it.
+    let mut broken = None;
+    for (c, mut pieces) in by_chunk {
+        pieces.sort_by_key(|p| p.offset);
+        match read_chunk(bundle, c, &pieces, sinks, progress) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                problems.push(p);
+                // Nothing more is written once the bundle is known to be refused.
+                for s in sinks.iter_mut() {
+                    s.tee.files.clear();
+                }
+            }
+            Err(e) if e.exit_code() == crate::error::exit::REJECTED => {
+                broken.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    progress.finish();
+    match broken {
+        Some(e) if problems.is_empty() => Err(e),
+        _ => Ok(problems),
+    }
+}
+
+fn read_chunk(
+    bundle: &Admitted,
+    index: u32,
+    pieces: &[Piece],
+    sinks: &mut [Sink<'_>],
+    progress: &dyn Progress,
+) -> Result<Option<crate::bundle::Problem>> {
+    use crate::bundle::Problem;
+    let c = &bundle.manifest().chunks[index as usize];
+    let path = bundle.chunk_path(index);
+    let chunk = c.name.clone();
+    if path.symlink_metadata().is_err() {
+        return Ok(Some(Problem::MissingChunk { chunk }));
+    }
+    let unreadable = |reason: String| Problem::UnreadableChunk {
+        chunk: c.name.clone(),
+        reason,
+    };
+    let mut f = match fsutil::open_regular(&path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Some(unreadable(e.to_string()))),
+    };
+    let len = match f.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => return Ok(Some(unreadable(e.to_string()))),
+    };
+    if len < c.size {
+        return Ok(Some(Problem::TruncatedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: len,
+        }));
+    }
+    if len > c.size {
+        return Ok(Some(Problem::OversizedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: len,
+        }));
+    }
+    let pipe = HashPipe::new();
+    let mut pos = 0u64;
+    let mut next = 0usize;
+    // A segment of this chunk whose bytes broke a rule: reported only if the chunk is intact.
+    let mut broken: Option<Error> = None;
+    while pos < c.size {
+        interrupt::check()?;
+        let mut buf = pipe.buffer();
+        buf.resize(BUF_SIZE.min((c.size - pos) as usize), 0);
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Ok(Some(unreadable(e.to_string()))),
+        };
+        buf.truncate(n);
+        let end = pos + n as u64;
+        // Feed every segment overlapping [pos, end).
+        while next < pieces.len() && pieces[next].offset < end {
+            let p = &pieces[next];
+            let from = p.offset.max(pos);
+            let to = (p.offset + p.length).min(end);
+            let s = &mut sinks[p.sink];
+            if from == p.offset && s.failed.is_none() {
+                if let Err(e) = s.start(p.segment) {
+                    s.failed = Some(e);
+                }
+            }
+            if from < to && s.failed.is_none() {
+                let slice = &buf[(from - pos) as usize..(to - pos) as usize];
+                if let Err(e) = s.feed(slice) {
+                    // A write that failed (disk full, I/O) stops the import at once.
+                    if e.exit_code() != crate::error::exit::REJECTED {
+                        return Err(e);
+                    }
+                    if broken.is_none() {
+                        broken = Some(Error::Corrupt(format!(
+                            "{e} (in chunk {})",
+                            escape_path(&path)
+                        )));
+                    }
+                    s.failed = Some(e);
+                }
+            } else if p.length == 0 && s.failed.is_none() {
+                if let Err(e) = s.end_segment() {
+                    s.failed = Some(e);
+                }
+            }
+            if to == p.offset + p.length {
+                next += 1;
+            } else {
+                break;
+            }
+        }
+        pos = end;
+        progress.inc(n as u64);
+        pipe.update_pooled(buf);
+    }
+    let actual = pipe.finish();
+    if pos < c.size {
+        return Ok(Some(Problem::TruncatedChunk {
+            chunk,
+            expected_size: c.size,
+            actual_size: pos,
+        }));
+    }
+    if actual != c.sha256 {
+        return Ok(Some(Problem::CorruptChunk {
+            chunk,
+            expected: c.sha256.to_string(),
+            actual: actual.to_string(),
+        }));
+    }
+    if let Some(e) = broken {
+        return Err(e);
+    }
+    Ok(None)
+}
+
+fn escape_path(p: &Path) -> String {
+    crate::format::text::escape(&p.display().to_string()).to_string()
+}
