@@ -7,7 +7,6 @@ mod golden;
 mod hf;
 mod hfcache;
 mod hostile;
-mod hub_emulator;
 mod images;
 mod interop;
 mod keys;
@@ -29,4 +28,6 @@ mod sec_targets;
 mod sec_verify;
 mod state;
 mod support;
+/// The Hub emulator, now `support::hub`, under the name the tests use.
+use support::hub as hub_emulator;
 mod urls;
