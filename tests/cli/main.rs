@@ -1,5 +1,7 @@
 //! One integration-test binary driving the real `airlock` binary in temp directories.
 
+mod audit_compat;
+mod audit_reads;
 mod crash;
 mod freshness;
 mod generated;
