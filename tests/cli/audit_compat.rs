@@ -185,3 +185,31 @@ fn outcomes_tell_rejections_from_failures() {
     assert_eq!(ends.len(), 2, "{recs:?}");
     audit_verify(&env, &[]).ok();
 }
+
+#[test]
+fn the_command_builder_always_isolates_the_state() {
+    let env = Env::new();
+    let script = "printf '%s|%s|%s' \"$AIRLOCK_STATE\" \"${AIRLOCK_AUDIT_LOG-unset}\" \"$0\"";
+    for mut c in [
+        env.wrapped(&["sh", "-c", script], &[]),
+        env.wrapped(&["timeout", "60", "sh", "-c", script], &["x"]),
+    ] {
+        c.env("AIRLOCK_AUDIT_LOG", "/var/lib/airlock/audit.jsonl");
+        env.isolate(&mut c);
+        let r = run_cmd(c);
+        r.ok();
+        let want = format!("{}|unset|{BIN}", env.state_dir().display());
+        assert_eq!(r.stdout, want);
+    }
+    // The plain builder: the binary sees the workspace's state (what `verify` reports reading).
+    let c = env.command(&["--version"]);
+    let envs: Vec<_> = c
+        .get_envs()
+        .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
+        .collect();
+    assert!(envs.contains(&(
+        "AIRLOCK_STATE".into(),
+        Some(env.state_dir().into_os_string())
+    )));
+    assert!(envs.contains(&("AIRLOCK_AUDIT_LOG".into(), None)));
+}
