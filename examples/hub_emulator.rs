@@ -9,7 +9,7 @@
 //! and runs until killed. Then e.g. `HF_ENDPOINT=… airlock pack hf://ORG/NAME …` or
 //! `HF_ENDPOINT=… hf download ORG/NAME`.
 
-#[path = "../tests/cli/hub_emulator.rs"]
+#[path = "../tests/cli/support/hub.rs"]
 mod hub_emulator;
 
 use hub_emulator::{Hub, RepoDef};

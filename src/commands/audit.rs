@@ -45,6 +45,13 @@ pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
                     },
                     escape(report.head.as_deref().unwrap_or("(empty log)"))
                 );
+                if report.newer_records > 0 {
+                    s += &format!(
+                        "{} record(s) of a later version than this airlock writes (v{}): chained, not interpreted\n",
+                        report.newer_records,
+                        audit::RECORD_VERSION
+                    );
+                }
                 if let Some(m) = &report.anchor {
                     s += &format!("anchor held: record {} hashes to {}\n", m.record, escape(&m.head));
                 }

@@ -528,17 +528,13 @@ fn a_full_disk_fails_clearly_and_leaves_every_store_as_it_was() {
 /// `ignore_xfsz` (the disposition survives `exec`).
 fn fsize_limited(env: &Env, ignore_xfsz: bool) -> Command {
     let trap = if ignore_xfsz { "trap '' XFSZ; " } else { "" };
-    let mut c = Command::new("prlimit");
-    c.args(["--fsize=262144", "--", "sh", "-c"])
-        .arg(format!("{trap}exec \"$0\" \"$@\""))
-        .args([BIN, "import", "b", "--trust", "k.pub", "--files", "dest"])
-        .current_dir(env.path(""))
-        // The test's own state and audit log (not the machine's default state directory, whose
-        // log may be larger than the limit, or written by another airlock).
-        .env("AIRLOCK_STATE", env.path(".airlock-state"))
-        .env_remove("AIRLOCK_AUDIT_LOG")
-        .stdin(Stdio::null());
-    c
+    let script = format!("{trap}exec \"$0\" \"$@\"");
+    // The test's own state and audit log (the one builder: not the machine's default state
+    // directory, whose log may be larger than the limit, or written by another airlock).
+    env.wrapped(
+        &["prlimit", "--fsize=262144", "--", "sh", "-c", &script],
+        &["import", "b", "--trust", "k.pub", "--files", "dest"],
+    )
 }
 
 #[test]

@@ -6,17 +6,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::process::{Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use airlock::format::{Digest, Encoding, Entry, Manifest};
 use airlock::sign::SigningKey;
 
 use crate::rejections::{flip_byte, manifest, resign};
 use crate::support::*;
-
-/// The state directory [`Env::command`] gives each test (inside its workspace).
-const STATE_DIR: &str = ".airlock-state";
 
 /// One edit of a manifest.
 type Edit = Box<dyn Fn(&mut Manifest)>;
@@ -25,35 +22,7 @@ type Edit = Box<dyn Fn(&mut Manifest)>;
 /// target). FIFOs and devices are described, never opened. The test's state directory (where
 /// each refusal is audited) is left out.
 fn world(env: &Env) -> BTreeMap<String, String> {
-    let root = env.dir.path();
-    let mut out = BTreeMap::new();
-    let not_state = |e: &walkdir::DirEntry| e.depth() != 1 || e.file_name() != STATE_DIR;
-    for e in walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(not_state)
-    {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(root).unwrap();
-        let m = fs::symlink_metadata(e.path()).unwrap();
-        let ft = m.file_type();
-        let mode = m.mode() & 0o7777;
-        let desc = if ft.is_symlink() {
-            format!("link -> {}", fs::read_link(e.path()).unwrap().display())
-        } else if ft.is_file() {
-            format!("file {mode:o} {}", Digest::of(&fs::read(e.path()).unwrap()))
-        } else if ft.is_dir() {
-            format!("dir {mode:o}")
-        } else if ft.is_fifo() {
-            format!("fifo {mode:o}")
-        } else if ft.is_char_device() || ft.is_block_device() {
-            format!("device {mode:o} {}", m.rdev())
-        } else {
-            format!("other {mode:o}")
-        };
-        out.insert(rel.to_string_lossy().into_owned(), desc);
-    }
-    out
+    tree::snapshot_except(env.dir.path(), &[STATE_DIR])
 }
 
 /// Runs the binary with its address space capped at 1 GiB and a 60 s wall clock: a crafted
@@ -61,16 +30,8 @@ fn world(env: &Env) -> BTreeMap<String, String> {
 /// exit code (signal: -1, timeout: 124) would fail the test.
 fn run_capped(env: &Env, args: &[&str]) -> Run {
     require("prlimit");
-    let mut c = Command::new("prlimit");
-    c.arg("--as=1073741824")
-        .args(["--", "timeout", "60", BIN])
-        .args(args)
-        .current_dir(env.dir.path())
-        // The test's own state and audit log, never the machine's default state directory.
-        .env("AIRLOCK_STATE", env.path(STATE_DIR))
-        .env_remove("AIRLOCK_AUDIT_LOG")
-        .env_remove("AIRLOCK_PASSPHRASE")
-        .stdin(Stdio::null());
+    // The test's own state and audit log (the one builder), never the machine's default.
+    let c = env.wrapped(&["prlimit", "--as=1073741824", "--", "timeout", "60"], args);
     run_cmd(c)
 }
 

@@ -1,5 +1,7 @@
 //! One integration-test binary driving the real `airlock` binary in temp directories.
 
+mod audit_compat;
+mod audit_reads;
 mod crash;
 mod freshness;
 mod generated;
@@ -7,7 +9,6 @@ mod golden;
 mod hf;
 mod hfcache;
 mod hostile;
-mod hub_emulator;
 mod images;
 mod interop;
 mod keys;
@@ -30,4 +31,6 @@ mod sec_verify;
 mod staged;
 mod state;
 mod support;
+/// The Hub emulator, now `support::hub`, under the name the tests use.
+use support::hub as hub_emulator;
 mod urls;

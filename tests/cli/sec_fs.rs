@@ -138,7 +138,8 @@ fn planted_lock_and_audit_symlinks_are_refused_before_any_write() {
     assert_eq!(env.read("elsewhere/state.json"), b"{}");
 
     // The clean state dir: the import audits its start and its acceptance (after the two
-    // refusals above, which are audited too).
+    // refusals above, which are audited too: as operational failures, not content rejections
+    // — the bundle was fine, the state directory was not).
     fs::remove_file(env.path(&format!("{STATE}/state.json"))).unwrap();
     env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
         .ok();
@@ -152,7 +153,7 @@ fn planted_lock_and_audit_symlinks_are_refused_before_any_write() {
         .collect();
     assert_eq!(
         outcomes,
-        ["rejected", "rejected", "started", "accepted"],
+        ["failed", "failed", "started", "accepted"],
         "{recs:?}"
     );
     assert_eq!(recs[3]["completes"], 3);

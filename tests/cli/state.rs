@@ -209,74 +209,220 @@ fn rejected_verification_is_audited_with_only_what_is_safe_to_know() {
 }
 
 const CRASH_DIR: &str = "AIRLOCK_TEST_CRASH_DIR";
+/// Channels in the state besides the child's, so that each state write is large (hundreds of
+/// KB) and a write that is not atomic has a window a reader or a kill can hit.
+const FILLER_CHANNELS: u64 = 2000;
 
-/// Not a test on its own: the child [`crash_while_writing_state_and_audit`] kills. Records
-/// ever higher sequences and audit records until killed.
+/// Not a test on its own (ignored, so it never counts as one that passed): the child
+/// [`crash_while_writing_state_and_audit`] runs and kills. Records ever higher sequences in the
+/// state, then an audit record of each, printing each sequence once both are written, until
+/// killed.
 #[test]
+#[ignore = "the child process of state::crash_while_writing_state_and_audit"]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(CRASH_DIR).map(PathBuf::from) else {
-        return;
-    };
+    let dir = std::env::var_os(CRASH_DIR)
+        .map(PathBuf::from)
+        .expect("crash_child is run by state::crash_while_writing_state_and_audit, which sets AIRLOCK_TEST_CRASH_DIR");
     let vb_event = |i: u64| {
         let mut e = Event::new(Action::Import, Path::new("/media/b"));
         e.sequence = Some(i);
         e.channel = Some("c".into());
         e.accepted()
     };
+    let digest = airlock::format::Digest::of(b"x");
+    let mut out = std::io::stdout();
     loop {
         let mut s = State::open(&dir).unwrap();
         let next = s.channel("c").map_or(1, |c| c.sequence + 1);
-        s.record_accepted(
-            "c",
-            next,
-            &format!("{next:032x}"),
-            &airlock::format::Digest::of(b"x"),
-        )
-        .unwrap();
+        s.record_accepted("c", next, &format!("{next:032x}"), &digest)
+            .unwrap();
         drop(s);
         audit::append(&dir.join("audit.jsonl"), &vb_event(next)).unwrap();
+        use std::io::Write;
+        writeln!(out, "{next}").unwrap();
+        out.flush().unwrap();
     }
 }
 
+/// The sequences of the child's audit records (the parent's probes have none), in log order.
+fn child_sequences(log: &Path) -> Vec<u64> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| r["sequence"].as_u64())
+        .collect()
+}
+
+/// Kills a child that writes the state and the audit log at points spread over its loop, while
+/// this process reads both all the time. Every read, during the writes and after each kill,
+/// sees a complete state file whose sequence never goes back, and a log that is intact or ends
+/// in the one torn line the next append repairs; the log never runs ahead of the state. The
+/// test fails if the child stops on its own, makes no progress in a round, or any read sees a
+/// partial state (as a state written in place, not replaced atomically, shows).
 #[test]
 fn crash_while_writing_state_and_audit() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+
     let env = Env::new();
     let dir = env.path("state");
+    let log = dir.join("audit.jsonl");
     let exe = std::env::current_exe().unwrap();
+    // Channels besides the child's, so that each state write is large (hundreds of KB).
+    let mut filler = airlock::state::StateFile::default();
+    for f in 0..FILLER_CHANNELS {
+        filler.channels.insert(
+            format!("filler-{f}"),
+            airlock::state::ChannelState {
+                sequence: 1,
+                accepted: vec![airlock::state::Accepted {
+                    bundle_id: format!("{f:032x}"),
+                    manifest_digest: airlock::format::Digest::of(b"x"),
+                    time: "2026-01-02T03:04:05Z".into(),
+                }],
+            },
+        );
+    }
+    fs::create_dir_all(&dir).unwrap();
+    let mut bytes = serde_json::to_vec_pretty(&filler).unwrap();
+    bytes.push(b'\n'); // as State writes it
+    fs::write(dir.join("state.json"), bytes).unwrap();
+    assert!(fs::metadata(dir.join("state.json")).unwrap().len() > 200_000);
     let mut last = 0;
     for round in 0..12u64 {
         let mut child = Command::new(&exe)
             .args([
                 "state::crash_child",
                 "--exact",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
             .env(CRASH_DIR, &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(40 + (round * 37) % 90));
+        // The child's progress: each sequence it completed (state and audit record written).
+        let (tx, rx) = mpsc::channel::<u64>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(n) = line.trim().parse() {
+                    let _ = tx.send(n);
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        // A reader, all the time the child writes: every state read is a complete file whose
+        // sequence never goes back (a missing file once one was written is going back too).
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new((last, 0u64, Vec::<String>::new())));
+        let reader = {
+            let (stop, seen, dir) = (stop.clone(), seen.clone(), dir.clone());
+            std::thread::spawn(move || {
+                let path = dir.join("state.json");
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    // Quick reads (the whole file there, as written), and every so often a
+                    // full load and parse.
+                    if !i.is_multiple_of(16) {
+                        let bytes = fs::read(&path).unwrap_or_default();
+                        if !bytes.ends_with(b"}\n") {
+                            let mut g = seen.lock().unwrap();
+                            g.2.push(format!("read a state file of {} bytes, cut", bytes.len()));
+                        }
+                        continue;
+                    }
+                    let r = State::open_read_only(&dir);
+                    let mut g = seen.lock().unwrap();
+                    match r {
+                        Ok(s) => {
+                            let seq = s.channel("c").map_or(0, |c| c.sequence);
+                            let before = g.0;
+                            if seq < before {
+                                g.2.push(format!("read sequence {seq} after {before}"));
+                            }
+                            g.0 = g.0.max(seq);
+                            g.1 += 1;
+                        }
+                        Err(e) => g.2.push(format!("read failed: {e}")),
+                    }
+                }
+            })
+        };
+        // Wait for progress in this round (the child got past its start), then a little more,
+        // different each round, so the kill lands at another point of the loop.
+        let first_round = rx.recv_timeout(Duration::from_secs(120));
+        let mut done = first_round.ok();
+        for _ in 0..(round % 3) {
+            done = rx.recv_timeout(Duration::from_secs(60)).ok().or(done);
+        }
+        std::thread::sleep(Duration::from_millis((round * 7) % 23));
+        let alive = child.try_wait().unwrap().is_none();
         child.kill().unwrap();
         child.wait().unwrap();
-        // The state is always a complete file, and never goes back.
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        let stderr = err.join().unwrap();
+        assert!(
+            alive && done.is_some(),
+            "round {round}: the child stopped on its own or made no progress:\n{stderr}"
+        );
+        let (max_seen, reads, failures) = seen.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "round {round} ({reads} reads): {failures:?}"
+        );
+        assert!(
+            reads > 0,
+            "round {round}: the state was never read while written"
+        );
+        // After the kill: the state is a complete file, and never went back.
         let s = State::open(&dir).unwrap();
         let seq = s.channel("c").map_or(0, |c| c.sequence);
-        assert!(seq >= last, "round {round}: {seq} < {last}");
+        assert!(
+            seq >= max_seen.max(last),
+            "round {round}: {seq} < {max_seen}/{last}"
+        );
+        assert!(
+            seq >= done.unwrap(),
+            "round {round}: the state lost a completed sequence"
+        );
+        assert_eq!(s.file().channels.len() as u64, FILLER_CHANNELS + 1);
         last = seq;
         drop(s);
-        // The log is intact, or ends in a torn line that the next append repairs.
-        let log = dir.join("audit.jsonl");
-        if log.exists() {
-            let rep = audit::verify(&log).unwrap();
-            if let Some(bad) = &rep.bad {
-                assert_eq!(bad.kind, BadKind::TornTail, "round {round}: {rep:?}");
-            }
-            audit::append(&log, &Event::new(Action::Verify, Path::new("probe"))).unwrap();
-            let rep = audit::verify(&log).unwrap();
-            assert!(rep.is_intact(), "round {round}: {rep:?}");
+        // The log is intact, or ends in a torn line that the next append repairs; it never
+        // runs ahead of the state (the state is written first), and at most one behind.
+        let rep = audit::verify(&log).unwrap();
+        if let Some(bad) = &rep.bad {
+            assert_eq!(bad.kind, BadKind::TornTail, "round {round}: {rep:?}");
         }
+        audit::append(&log, &Event::new(Action::Verify, Path::new("probe"))).unwrap();
+        let rep = audit::verify(&log).unwrap();
+        assert!(rep.is_intact(), "round {round}: {rep:?}");
+        let seqs = child_sequences(&log);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: {seqs:?}"
+        );
+        let logged = seqs.last().copied().unwrap_or(0);
+        assert!(
+            logged == seq || logged + 1 == seq,
+            "round {round}: state at {seq}, log at {logged}"
+        );
     }
-    assert!(last > 0, "the child never got to record anything");
+    assert!(
+        last >= 12,
+        "every round completed at least one sequence: {last}"
+    );
 }

@@ -1,11 +1,24 @@
 //! The test harness: a temp workspace, the real `airlock` binary run inside it, and helpers to
 //! make keys, sources and bundles.
+//!
+//! Every run of the binary goes through [`Env::command`] (or [`Env::wrapped`], for a binary run
+//! under `prlimit`, `timeout` or `sh -c`), which always gives it the workspace's own state
+//! directory and audit log (`AIRLOCK_STATE`), never the machine's. [`tree`] snapshots a
+//! directory (listing and content digests), [`blob`] writes files of N bytes, [`registry`] and
+//! [`hub`] are the registry and Hugging Face Hub harnesses.
+
+pub mod blob;
+pub mod hub;
+pub mod registry;
+pub mod tree;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+/// The workspace's state directory (relative to [`Env::path`]).
+pub const STATE_DIR: &str = ".airlock-state";
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -84,16 +97,49 @@ impl Env {
         fs::read(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
+    /// The one command builder: the binary with `args`, in the workspace, isolated.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.wrapped(&[], args)
+    }
+
+    /// The binary run through `wrapper` (e.g. `["prlimit", "--as=…", "--", "timeout", "60"]`,
+    /// or `["sh", "-c", "… exec \"$0\" \"$@\""]`: the binary's path follows the wrapper's
+    /// words), with `args`, isolated as [`Env::command`] is.
+    pub fn wrapped(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+        };
         c.args(args)
             .current_dir(self.dir.path())
-            // Each test environment is its own enclave: its own acceptance state and audit log.
-            .env("AIRLOCK_STATE", self.dir.path().join(".airlock-state"))
+            .stdin(Stdio::null());
+        self.isolate(&mut c);
+        c
+    }
+
+    /// The workspace's own enclave for `c`: its acceptance state and audit log
+    /// (`AIRLOCK_STATE` = [`Env::state_dir`]), no audit log or passphrase from the caller's
+    /// environment. Never the machine's default state directory (`/var/lib/airlock` as root),
+    /// whose freshness records would make runs depend on what ran before.
+    pub fn isolate(&self, c: &mut Command) {
+        c.env("AIRLOCK_STATE", self.state_dir())
             .env_remove("AIRLOCK_AUDIT_LOG")
             .env_remove("AIRLOCK_PASSPHRASE")
-            .stdin(Stdio::null());
-        c
+            .env_remove("XDG_STATE_HOME");
+    }
+
+    /// The state directory every run in this workspace uses.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join(STATE_DIR)
+    }
+
+    /// The audit log every run in this workspace appends to.
+    pub fn audit_log(&self) -> PathBuf {
+        self.state_dir().join("audit.jsonl")
     }
 
     /// As [`Env::run`], but killed after `secs` (a hang fails the test instead of stalling it;

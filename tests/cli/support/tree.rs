@@ -1,0 +1,82 @@
+//! One snapshot of a directory tree for "nothing changed" assertions: every path (links not
+//! followed) with its kind, mode and content digest (or link target). FIFOs and devices are
+//! described, never opened.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use airlock::format::Digest;
+
+/// Relative path → description (`file 644 sha256:…`, `dir 755`, `link -> T`, `fifo 600`, …).
+pub type Snapshot = BTreeMap<String, String>;
+
+/// Every path under `root` (empty if `root` does not exist).
+pub fn snapshot(root: &Path) -> Snapshot {
+    snapshot_except(root, &[])
+}
+
+/// [`snapshot`], leaving out the top-level entries named in `skip` (e.g. the workspace's state
+/// directory, where each run is audited).
+pub fn snapshot_except(root: &Path, skip: &[&str]) -> Snapshot {
+    let mut out = Snapshot::new();
+    if fs::symlink_metadata(root).is_err() {
+        return out;
+    }
+    let keep = |e: &walkdir::DirEntry| {
+        e.depth() != 1
+            || !skip
+                .iter()
+                .any(|s| e.file_name() == std::ffi::OsStr::new(s))
+    };
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(keep)
+    {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap();
+        out.insert(rel.to_string_lossy().into_owned(), describe(e.path()));
+    }
+    out
+}
+
+/// What one path is, without following it or opening anything but a regular file.
+pub fn describe(path: &Path) -> String {
+    let m = fs::symlink_metadata(path).unwrap();
+    let ft = m.file_type();
+    let mode = m.mode() & 0o7777;
+    if ft.is_symlink() {
+        format!("link -> {}", fs::read_link(path).unwrap().display())
+    } else if ft.is_file() {
+        format!("file {mode:o} {}", Digest::of(&fs::read(path).unwrap()))
+    } else if ft.is_dir() {
+        format!("dir {mode:o}")
+    } else if ft.is_fifo() {
+        format!("fifo {mode:o}")
+    } else if ft.is_char_device() || ft.is_block_device() {
+        format!("device {mode:o} {}", m.rdev())
+    } else {
+        format!("other {mode:o}")
+    }
+}
+
+/// Fails naming every path added, removed or changed between `before` and `after`.
+#[track_caller]
+pub fn assert_unchanged(before: &Snapshot, after: &Snapshot, what: &str) {
+    let mut diff = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => diff.push(format!("removed {k} ({v})")),
+            Some(w) if w != v => diff.push(format!("changed {k}: {v} -> {w}")),
+            _ => {}
+        }
+    }
+    for (k, v) in after {
+        if !before.contains_key(k) {
+            diff.push(format!("added {k} ({v})"));
+        }
+    }
+    assert!(diff.is_empty(), "{what}:\n  {}", diff.join("\n  "));
+}
