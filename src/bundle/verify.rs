@@ -482,8 +482,26 @@ pub fn verify_for_countersign(
     policy: &TrustPolicy,
     opts: &VerifyOptions,
     progress: &dyn Progress,
-) -> Result<VerifiedBundle> {
-    verify_inner(dir, policy, opts, false, true, progress)
+) -> Result<Countersignable> {
+    verify_inner(dir, policy, opts, false, true, progress).map(Countersignable)
+}
+
+/// A bundle that may take a countersignature: intact and signed by at least one key its
+/// channel's rule counts, perhaps below the rule's threshold. Its own type, so that it can never
+/// be imported or admitted (a [`VerifiedBundle`] always met the threshold).
+#[derive(Debug)]
+pub struct Countersignable(VerifiedBundle);
+
+impl Countersignable {
+    pub fn manifest(&self) -> &Manifest {
+        self.0.manifest()
+    }
+    pub fn manifest_digest(&self) -> Digest {
+        self.0.manifest_digest()
+    }
+    pub fn signers(&self) -> &[SignerInfo] {
+        self.0.signers()
+    }
 }
 
 /// The manifest's bytes and what the signatures over them say, established before anything in
