@@ -22,8 +22,20 @@ use std::process::{Command, Stdio};
 
 use base64::Engine;
 
-use super::client::Credentials;
 use crate::error::{Error, Result};
+
+/// A registry user name and password (or token). Never shown: `Debug` redacts the password.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.username)
+    }
+}
 
 /// Where credentials are looked up: the environment variables that matter, captured once so
 /// lookups can be tested without touching the process environment.

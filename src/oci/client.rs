@@ -34,17 +34,7 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// Largest manifest accepted (Distribution's own limit is 4 MiB).
 pub const MAX_MANIFEST: u64 = 4 << 20;
 
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <redacted>)", self.username)
-    }
-}
+pub use super::auth::Credentials;
 
 /// A manifest as fetched: exact bytes, media type, and digest (verified).
 #[derive(Debug, Clone)]

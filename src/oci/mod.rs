@@ -8,5 +8,6 @@ pub mod client;
 pub mod image;
 pub mod layout;
 pub mod model;
+pub mod ollama;
 pub mod push;
 pub mod reference;

@@ -13,7 +13,7 @@ use crate::oci::image::BlobSource;
 
 /// The file name of each kind of Ollama layer (without numbering).
 fn layer_file(media_type: &str) -> Option<(&'static str, &'static str)> {
-    let kind = media_type.strip_prefix(crate::sources::ollama::LAYER_PREFIX)?;
+    let kind = media_type.strip_prefix(crate::oci::ollama::LAYER_PREFIX)?;
     Some(match kind {
         "model" => ("model", ".gguf"),
         "projector" => ("projector", ".gguf"),
@@ -172,7 +172,7 @@ pub fn modelfile(
             .zip(names)
             .filter(|(l, _)| {
                 l.media_type
-                    .strip_prefix(crate::sources::ollama::LAYER_PREFIX)
+                    .strip_prefix(crate::oci::ollama::LAYER_PREFIX)
                     .is_some_and(|k| k == kind || (kind == "template" && k == "prompt"))
             })
             .collect()
@@ -293,7 +293,7 @@ pub fn modelfile(
 mod tests {
     use super::*;
     use crate::format::Digest;
-    use crate::sources::ollama::OllamaName;
+    use crate::oci::ollama::OllamaName;
 
     fn layer(kind: &str, seed: &[u8]) -> Layer {
         Layer {

@@ -62,8 +62,8 @@ use super::Target;
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind, Digest, EntryType, HfRepoType};
 use crate::oci::image::BlobSource;
+use crate::oci::ollama::OllamaName;
 use crate::output;
-use crate::sources::ollama::OllamaName;
 use crate::stage::{Admitted, Demand, Journal, Staging};
 
 /// One model directory of a plan.

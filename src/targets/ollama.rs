@@ -34,8 +34,8 @@ use crate::format::text::escape;
 use crate::format::{Artifact, ArtifactKind, Digest};
 use crate::oci::image::{check_manifest, BlobSource, MAX_MANIFEST};
 use crate::oci::model::Descriptor;
+use crate::oci::ollama::OllamaName;
 use crate::output;
-use crate::sources::ollama::OllamaName;
 use crate::stage::{Admitted, Demand, Journal, Staging};
 
 /// The store directory ollama uses: `OLLAMA_MODELS` if set and not empty, else
