@@ -420,3 +420,78 @@ fn many_small_files_are_made_durable_with_a_handful_of_flushes() {
     // State and audit log take a few of their own; before: one per file and per directory.
     assert!(flushes <= 16, "{flushes} flushes for 1,000 files:\n{out}");
 }
+
+/// Starts `airlock import b --trust k.pub --files dest`, waits until it is staging (a part
+/// file exists under `dest/.airlock-staging/`), sends `signal`, and returns its exit code and
+/// stderr (a hang past the deadline fails the test).
+fn interrupt_while_staging(env: &Env, signal: i32) -> (i32, String) {
+    use std::io::Read;
+    let mut c = env.command(&["import", "b", "--trust", "k.pub", "--files", "dest"]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let staging = env.path("dest/.airlock-staging");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let staged = || {
+        walk(&staging)
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "part"))
+    };
+    while !staged() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it staged anything"
+        );
+        assert!(std::time::Instant::now() < deadline, "nothing was staged");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let stopped = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > stopped {
+            let _ = child.kill();
+            panic!("the import did not stop within 20 s of the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn sigint_and_sigterm_while_staging_stop_the_import_and_leave_every_store_as_it_was() {
+    for (signal, code, name) in [
+        (libc::SIGTERM, 143, "SIGTERM"),
+        (libc::SIGINT, 130, "SIGINT"),
+    ] {
+        let env = Env::new();
+        env.keygen("k");
+        env.write("src/big.bin", pseudo_random(96 << 20, 5));
+        env.write("src/small.txt", "small\n");
+        env.pack(&["src"], "k", "b", &[]).ok();
+        let (got, err) = interrupt_while_staging(&env, signal);
+        assert_eq!(got, code, "{name}: {err}");
+        assert!(err.contains(&format!("interrupted by {name}")), "{err}");
+        assert!(
+            !env.path("dest").exists(),
+            "{name}: {:?}",
+            listing(&env.path("dest"))
+        );
+        // The audit log records the interruption; the re-run completes the import.
+        let log = String::from_utf8_lossy(&env.read(".airlock-state/audit.jsonl")).into_owned();
+        assert!(log.contains("\"interrupted\""), "{log}");
+        env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
+            .ok();
+        assert_eq!(env.read("dest/src/small.txt"), b"small\n");
+        assert!(!env.path("dest/.airlock-staging").exists());
+    }
+}
