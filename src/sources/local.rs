@@ -73,7 +73,7 @@ pub(super) fn resolve(
             name.clone(),
             is_executable(&meta),
         )];
-        let (entries, needed) = hash_files(files, progress)?;
+        let (entries, needed) = plan_files(files, progress)?;
         let artifact = Artifact {
             name,
             kind: ArtifactKind::File,
@@ -141,7 +141,7 @@ pub(super) fn resolve(
         }
     }
     check_twins(path, dirs.iter().chain(files.iter().map(|f| &f.2)))?;
-    let (mut entries, needed) = hash_files(files, progress)?;
+    let (mut entries, needed) = plan_files(files, progress)?;
     entries.extend(dirs.into_iter().map(|d| Entry {
         path: d,
         kind: EntryType::Dir,
@@ -182,7 +182,7 @@ fn check_twins<'a>(root: &Path, rels: impl Iterator<Item = &'a String>) -> Resul
 
 /// Plans files without reading them: each gets a placeholder digest, which the bundle writer
 /// replaces with the real one as it copies the file into a chunk (one read of every byte).
-fn hash_files(
+fn plan_files(
     files: Vec<(std::path::PathBuf, u64, String, bool)>,
     _progress: &dyn Progress,
 ) -> Result<(Vec<Entry>, Vec<Needed>)> {
