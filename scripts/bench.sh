@@ -10,6 +10,9 @@
 #   BENCH_MODELS=0 BENCH_IMAGES=0 scripts/bench.sh  # only the Hugging Face part (BENCH_HF=0 skips it)
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 scripts/bench.sh  # only the hostile manifests
 #                                    # (BENCH_HOSTILE=0 skips them)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 scripts/bench.sh  # only pack at the
+#                                    # write floor (BENCH_PACK_FLOOR=0 skips it; BENCH_PACK_BIG=10G
+#                                    # adds the peak RSS of one 10 GiB file)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -172,6 +175,78 @@ MD
         rm -rf "$root/out"
         printf '\n- one %s file: pack %.1f s, peak RSS %.1f MiB; verify %.1f s, peak RSS %.1f MiB\n' \
             "$big" "$pw" "$(echo "$pm / 1024" | bc -l)" "$vw" "$(echo "$vm / 1024" | bc -l)"
+    fi
+}
+
+# --- pack at the write floor (issue 10): airlock pack vs cat SRC > DST && sync --------------
+# Same model directory, runs alternating (airlock, cat+sync, the tar|zstd|split baseline), each
+# after a `sync`; warm (page cache holds the source) and, where permitted, cold (caches dropped
+# before each run: `sync; echo 3 > /proc/sys/vm/drop_caches`). Also: airlock's user+system CPU
+# seconds, the kernel's own write patterns for the same bytes (dd 1 MiB vs 8 MiB writes + sync,
+# and one fsync at the end), and with BENCH_PACK_BIG=10G the peak RSS of packing one such file
+# (random data, made once).
+floor_run() {   # floor_run LABEL COLD CMD... : appends "wall user sys rss" to $root/floor-LABEL
+    local label=$1 cold=$2; shift 2
+    rm -rf "$root/out" "$root/parts" "$root/cat.out"; mkdir -p "$root/parts"
+    sync
+    if [ "$cold" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+    /usr/bin/time -f '%e %U %S %M' -o "$root/time.txt" "$@" > /dev/null
+    tail -1 "$root/time.txt" >> "$root/floor-$label"
+}
+floor_median() { sort -g -k"$2" "$root/floor-$1" | awk -v k="$2" '{a[NR]=$k} END {print a[int((NR+1)/2)]}'; }
+bench_pack_floor() {
+    model_data
+    local payload cold_ok=0 i mode label
+    payload=$(du -sb --exclude=.complete "$data" | cut -f1)
+    if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then cold_ok=1; fi
+    rm -f "$root"/floor-*
+    for mode in warm cold; do
+        [ "$mode" = cold ] && [ "$cold_ok" = 0 ] && continue
+        local c=0; [ "$mode" = cold ] && c=1
+        [ "$mode" = warm ] && cat "$data"/* > /dev/null
+        for ((i = 0; i < runs; i++)); do
+            floor_run "$mode-airlock" $c "$airlock" pack "$data" --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
+            floor_run "$mode-cat" $c bash -c 'cat "$0"/* > "$1/cat.out" && sync' "$data" "$root"
+            floor_run "$mode-shell" $c bash -c baseline_pack
+        done
+    done
+    # Kernel write patterns for the same bytes (no airlock involved): write size, sync policy.
+    local f
+    for f in 1M 8M; do
+        for ((i = 0; i < runs; i++)); do
+            floor_run "dd-$f" 0 bash -c 'cat "$0"/* | dd of="$1/cat.out" bs="$2" iflag=fullblock status=none && sync' "$data" "$root" "$f"
+        done
+    done
+    for ((i = 0; i < runs; i++)); do
+        floor_run "dd-fsync" 0 bash -c 'cat "$0"/* | dd of="$1/cat.out" bs=1M iflag=fullblock conv=fsync status=none' "$data" "$root"
+    done
+    rm -f "$root/cat.out"
+    cat <<MD
+
+## Pack at the write floor ($(date -u +%Y-%m-%d), $(nproc) cores, payload $(numfmt --to=iec-i --suffix=B "$payload"), chunk $chunk, median of $runs alternating runs)
+
+| run | airlock pack (s) | cat SRC > DST && sync (s) | tar\|zstd -T0 -3\|split + sha256sum (s) | pack / cat | pack / shell | airlock user+sys (s) | airlock peak RSS (MiB) |
+|---|---:|---:|---:|---:|---:|---:|---:|
+MD
+    for mode in warm cold; do
+        [ -f "$root/floor-$mode-airlock" ] || continue
+        local a cc sh u s m
+        a=$(floor_median "$mode-airlock" 1); cc=$(floor_median "$mode-cat" 1); sh=$(floor_median "$mode-shell" 1)
+        u=$(floor_median "$mode-airlock" 2); s=$(floor_median "$mode-airlock" 3); m=$(floor_median "$mode-airlock" 4)
+        printf '| %s | %.2f | %.2f | %.2f | **%s×** | **%s×** | %.2f | %.1f |\n' "$mode" "$a" "$cc" "$sh" \
+            "$(ratio "$a" "$cc")" "$(ratio "$a" "$sh")" "$(echo "$u + $s" | bc -l)" "$(echo "$m / 1024" | bc -l)"
+    done
+    [ "$cold_ok" = 1 ] || echo "- cold runs skipped: dropping the page cache is not permitted here"
+    printf -- '- kernel write patterns, same bytes: `dd bs=1M` + sync %.2f s, `dd bs=8M` + sync %.2f s, `dd bs=1M conv=fsync` %.2f s\n' \
+        "$(floor_median dd-1M 1)" "$(floor_median dd-8M 1)" "$(floor_median dd-fsync 1)"
+    if [ -n "${BENCH_PACK_BIG:-}" ]; then
+        local big_f="$root/big/floor.bin"
+        mkdir -p "$root/big"
+        [ -f "$big_f" ] || head -c "$(numfmt --from=iec "$BENCH_PACK_BIG")" /dev/urandom > "$big_f"
+        floor_run big 0 "$airlock" pack "$big_f" --out "$root/out" --key "$root/k" -q
+        rm -rf "$root/out"
+        printf -- '- one %s file: pack %.1f s, peak RSS %.1f MiB\n' "$BENCH_PACK_BIG" \
+            "$(floor_median big 1)" "$(echo "$(floor_median big 4) / 1024" | bc -l)"
     fi
 }
 
@@ -358,7 +433,9 @@ MD
 
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
+pack_floor=${BENCH_PACK_FLOOR:-1}
 [ "$models" = 1 ] && bench_models
+[ "$pack_floor" = 1 ] && bench_pack_floor
 [ "$images" = 1 ] && bench_images
 [ "$hf" = 1 ] && bench_hf
 [ "$hostile" = 1 ] && bench_hostile

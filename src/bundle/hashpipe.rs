@@ -1,93 +1,242 @@
-//! A SHA-256 that runs on its own thread, fed with owned buffers from a small bounded pool, so
-//! that hashing a chunk overlaps with reading, hashing and writing the data going into it.
+//! Digests computed on their own threads while the writer reads and writes: one worker for the
+//! blob's SHA-256, one for the chunk's digests ([`ChunkSums`]). Data travels as shared,
+//! read-only buffers ([`Shared`]) from a small bounded [`Pool`]: a buffer read once from the
+//! source is written to the chunk and hashed by both workers, and returns to the pool when the
+//! last of them is done with it, so memory stays bounded by the pool (`POOL` buffers) plus the
+//! workers' queues.
 
+use std::fs::File;
+use std::io;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crate::format::{Digest, Hasher};
 use crate::fsutil::BUF_SIZE;
 
-/// Buffers in flight at most: memory is bounded by `POOL * BUF_SIZE`.
-const POOL: usize = 4;
+/// Pieces a worker's queue holds at most (pool buffers, headers, compressed frames).
+const QUEUE: usize = 8;
 
-/// A piece of data to hash: a pool buffer (returned to the pool afterwards) or any other bytes.
-enum Piece {
-    Pooled(Vec<u8>),
-    Owned(Vec<u8>),
+/// Bytes shared between the writer and the hash workers. A pool buffer goes home when the last
+/// reference drops.
+pub struct Buf {
+    data: Vec<u8>,
+    home: Option<SyncSender<Vec<u8>>>,
 }
 
-pub struct HashPipe {
-    tx: Option<SyncSender<Piece>>,
-    back: Receiver<Vec<u8>>,
-    handle: Option<JoinHandle<Digest>>,
+impl Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
 }
 
-impl HashPipe {
-    pub fn new() -> HashPipe {
-        let (tx, rx) = mpsc::sync_channel::<Piece>(POOL);
-        let (back_tx, back) = mpsc::sync_channel::<Vec<u8>>(POOL);
-        for _ in 0..POOL {
-            back_tx
-                .send(Vec::with_capacity(BUF_SIZE))
-                .expect("pool fits the channel");
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            let mut data = std::mem::take(&mut self.data);
+            data.clear();
+            // At most as many pool buffers exist as the channel holds, so this never blocks;
+            // the pool may be gone when the writer failed, and then there is nothing to do.
+            let _ = home.try_send(data);
         }
-        let handle = thread::spawn(move || {
-            let mut h = Hasher::new();
-            for piece in rx {
-                match piece {
-                    Piece::Owned(bytes) => h.update(&bytes),
-                    Piece::Pooled(mut buf) => {
-                        h.update(&buf);
-                        buf.clear();
-                        // At most POOL pool buffers exist, so this never blocks; the receiver
-                        // may be gone when the writer failed, and then there is nothing to do.
-                        let _ = back_tx.send(buf);
+    }
+}
+
+pub type Shared = Arc<Buf>;
+
+/// Bytes that do not come from a pool (headers, padding, frames).
+pub fn owned(data: Vec<u8>) -> Shared {
+    Arc::new(Buf { data, home: None })
+}
+
+/// A fixed set of reusable buffers of one capacity.
+pub struct Pool {
+    back: Receiver<Vec<u8>>,
+    home: SyncSender<Vec<u8>>,
+    capacity: usize,
+}
+
+impl Pool {
+    pub fn new(count: usize, capacity: usize) -> Pool {
+        let (home, back) = mpsc::sync_channel(count);
+        for _ in 0..count {
+            home.send(Vec::with_capacity(capacity))
+                .expect("the pool fits its channel");
+        }
+        Pool {
+            back,
+            home,
+            capacity,
+        }
+    }
+
+    /// An empty buffer (blocks while every buffer is in flight).
+    pub fn take(&self) -> Vec<u8> {
+        self.back
+            .recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.capacity))
+    }
+
+    /// Shares a buffer from [`Pool::take`]; it comes back when the last holder drops it.
+    pub fn share(&self, data: Vec<u8>) -> Shared {
+        Arc::new(Buf {
+            data,
+            home: Some(self.home.clone()),
+        })
+    }
+}
+
+/// What a worker computes over the bytes it is fed, in order.
+pub trait Sink: Default + Send + 'static {
+    type Out: Send + 'static;
+    fn update(&mut self, bytes: &[u8]);
+    fn finish(self) -> Self::Out;
+}
+
+impl Sink for Hasher {
+    type Out = Digest;
+    fn update(&mut self, bytes: &[u8]) {
+        Hasher::update(self, bytes)
+    }
+    fn finish(self) -> Digest {
+        Hasher::finish(self)
+    }
+}
+
+/// The digests of one chunk, computed over its bytes as they are written.
+///
+/// This is the one place a per-chunk digest is fed: a further digest of chunk bytes (the
+/// format's piece digests) is one more field here, updated in [`ChunkHashers::update`] and
+/// finished in [`ChunkHashers::finish`].
+#[derive(Default)]
+pub struct ChunkHashers {
+    sha256: Hasher,
+}
+
+/// What [`ChunkHashers`] yields for a closed chunk.
+pub struct ChunkSums {
+    pub sha256: Digest,
+}
+
+impl Sink for ChunkHashers {
+    type Out = ChunkSums;
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+    }
+    fn finish(self) -> ChunkSums {
+        ChunkSums {
+            sha256: self.sha256.finish(),
+        }
+    }
+}
+
+enum Msg<S: Sink> {
+    Data(Shared),
+    /// Bytes `start..end` of a file this process wrote (and will not change again).
+    ReadBack(PathBuf, u64, u64),
+    Finish(SyncSender<io::Result<S::Out>>),
+}
+
+/// A thread that feeds what it is sent into a fresh `S` until asked for the result, then
+/// starts over: one thread for the whole pack, not one per blob or chunk.
+pub struct Worker<S: Sink> {
+    tx: Option<SyncSender<Msg<S>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl<S: Sink> Worker<S> {
+    pub fn spawn(name: &str) -> Worker<S> {
+        let (tx, rx) = mpsc::sync_channel::<Msg<S>>(QUEUE);
+        let handle = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut sink = S::default();
+                let mut failed: Option<io::Error> = None;
+                let mut buf = Vec::new();
+                for msg in rx {
+                    match msg {
+                        Msg::Data(bytes) => sink.update(&bytes),
+                        Msg::ReadBack(path, start, end) => {
+                            if failed.is_none() {
+                                if let Err(e) = read_back(&path, start, end, &mut buf, &mut sink) {
+                                    failed = Some(e);
+                                }
+                            }
+                        }
+                        Msg::Finish(reply) => {
+                            let out = std::mem::take(&mut sink).finish();
+                            let _ = reply.send(match failed.take() {
+                                None => Ok(out),
+                                Some(e) => Err(e),
+                            });
+                        }
                     }
                 }
-            }
-            h.finish()
-        });
-        HashPipe {
+            })
+            .expect("spawn a hash thread");
+        Worker {
             tx: Some(tx),
-            back,
             handle: Some(handle),
         }
     }
 
-    /// An empty buffer of capacity `BUF_SIZE` from the pool (blocks while all are in flight).
-    pub fn buffer(&self) -> Vec<u8> {
-        self.back
-            .recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE))
-    }
-
-    /// Hashes a buffer obtained from [`HashPipe::buffer`] (asynchronously); it returns to the pool.
-    pub fn update_pooled(&self, buf: Vec<u8>) {
-        self.send(Piece::Pooled(buf));
-    }
-
-    /// Hashes other bytes (asynchronously).
-    pub fn update(&self, bytes: Vec<u8>) {
-        self.send(Piece::Owned(bytes));
-    }
-
-    fn send(&self, piece: Piece) {
+    /// Queues bytes (blocks while the queue is full).
+    pub fn update(&self, bytes: Shared) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(piece);
+            let _ = tx.send(Msg::Data(bytes));
         }
     }
 
-    pub fn finish(mut self) -> Digest {
-        drop(self.tx.take());
-        self.handle
-            .take()
-            .expect("finish once")
-            .join()
-            .expect("hash thread does not panic")
+    /// Queues bytes `start..end` of `path`, read back from the file by the worker.
+    pub fn read_back(&self, path: PathBuf, start: u64, end: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::ReadBack(path, start, end));
+        }
+    }
+
+    /// The result over everything queued since the last call (an error if reading back failed);
+    /// the worker starts over.
+    pub fn finish(&self) -> io::Result<S::Out> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .as_ref()
+            .expect("worker running")
+            .send(Msg::Finish(reply))
+            .expect("hash thread running");
+        rx.recv().expect("hash thread does not panic")
     }
 }
 
-impl Drop for HashPipe {
+fn read_back<S: Sink>(
+    path: &Path,
+    start: u64,
+    end: u64,
+    buf: &mut Vec<u8>,
+    sink: &mut S,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path)?;
+    buf.resize(BUF_SIZE, 0);
+    let mut at = start;
+    while at < end {
+        let want = (end - at).min(BUF_SIZE as u64) as usize;
+        let n = f.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} is shorter than written", path.display()),
+            ));
+        }
+        sink.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+impl<S: Sink> Drop for Worker<S> {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(h) = self.handle.take() {
@@ -101,19 +250,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_a_plain_hash() {
+    fn matches_a_plain_hash_and_starts_over() {
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let pipe = HashPipe::new();
-        for piece in data.chunks(BUF_SIZE) {
-            let mut b = pipe.buffer();
-            b.extend_from_slice(piece);
-            pipe.update_pooled(b);
+        let pool = Pool::new(4, BUF_SIZE);
+        let chunk: Worker<ChunkHashers> = Worker::spawn("test-chunk");
+        let blob: Worker<Hasher> = Worker::spawn("test-blob");
+        for round in 0..2 {
+            for piece in data.chunks(BUF_SIZE) {
+                let mut b = pool.take();
+                b.extend_from_slice(piece);
+                let shared = pool.share(b);
+                chunk.update(shared.clone());
+                blob.update(shared);
+            }
+            chunk.update(owned(b"tail".to_vec()));
+            let mut all = data.clone();
+            all.extend_from_slice(b"tail");
+            assert_eq!(
+                chunk.finish().unwrap().sha256,
+                Digest::of(&all),
+                "round {round}"
+            );
+            assert_eq!(blob.finish().unwrap(), Digest::of(&data), "round {round}");
         }
-        pipe.update(vec![9u8; 3 * BUF_SIZE]);
-        pipe.update(b"tail".to_vec());
-        let mut all = data.clone();
-        all.extend_from_slice(&vec![9u8; 3 * BUF_SIZE]);
+        // Bytes read back from a file, between streamed ones.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        chunk.update(owned(b"head".to_vec()));
+        chunk.read_back(path.clone(), 7, data.len() as u64);
+        chunk.update(owned(b"tail".to_vec()));
+        let mut all = b"head".to_vec();
+        all.extend_from_slice(&data[7..]);
         all.extend_from_slice(b"tail");
-        assert_eq!(pipe.finish(), Digest::of(&all));
+        assert_eq!(chunk.finish().unwrap().sha256, Digest::of(&all));
+        chunk.read_back(path, 0, data.len() as u64 + 1);
+        assert!(chunk.finish().is_err(), "a short file is an error");
+        // Every pool buffer came home.
+        for _ in 0..4 {
+            assert!(pool.take().capacity() >= BUF_SIZE);
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod reader;
 pub mod verify;
 pub mod writer;
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -114,6 +115,21 @@ pub fn pack(
     opts: &PackOptions,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
+    pack_pending(out, artifacts, blobs, &HashSet::new(), keys, opts, progress)
+}
+
+/// [`pack`], where the blobs whose digests are in `pending` are local files not hashed yet:
+/// their digests are placeholders, in the blobs and in the artifacts' entries, and the writer
+/// learns the real ones in its single pass (see [`writer::write_blobs`]).
+pub fn pack_pending(
+    out: OutDir,
+    mut artifacts: Vec<Artifact>,
+    blobs: &[PlannedBlob],
+    pending: &HashSet<Digest>,
+    keys: &[SigningKey],
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
     if keys.is_empty() {
         return Err(Error::Usage("at least one signing key is needed".into()));
     }
@@ -134,9 +150,20 @@ pub fn pack(
         chunk_size: opts.chunk_size,
         mtime,
     };
-    let (blob_list, chunks) =
-        writer::write_blobs(&out.path().join(CHUNKS_DIR), blobs, &wopts, progress)?;
+    let written = writer::write_blobs(
+        &out.path().join(CHUNKS_DIR),
+        blobs,
+        pending,
+        &wopts,
+        progress,
+    )?;
     fsutil::sync_dir(&out.path().join(CHUNKS_DIR))?;
+    let (blob_list, chunks) = (written.blobs, written.chunks);
+    for entry in artifacts.iter_mut().flat_map(|a| a.entries.iter_mut()) {
+        if let Some(d) = entry.blob.and_then(|b| written.learned.get(&b)) {
+            entry.blob = Some(*d);
+        }
+    }
 
     let mut id = [0u8; 16];
     getrandom::fill(&mut id)

@@ -189,6 +189,28 @@ struct Report {
     signed_by: Vec<String>,
 }
 
+/// Refuses, before a chunk is written, a bundle that would not fit the output filesystem
+/// (an operational error naming the filesystem, the bytes needed and the bytes available).
+fn preflight(out: &Path, resolved: &sources::Resolved, chunk_size: u64) -> Result<()> {
+    let needed = resolved.bytes_to_write(chunk_size);
+    let room = sources::output_room(out)?;
+    if needed > room {
+        return Err(Error::io(
+            "pack onto",
+            out,
+            std::io::Error::other(format!(
+                "the filesystem holding it has {} available ({} free, less {} kept free), \
+                 but the bundle needs up to {} ({needed} bytes); free space or pack elsewhere",
+                output::bytes(room),
+                output::bytes(room.saturating_add(sources::RESERVE)),
+                output::bytes(sources::RESERVE),
+                output::bytes(needed),
+            )),
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let spec = match &args.spec {
         Some(p) => PackSpec::load(p)?,
@@ -271,7 +293,8 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
 
     let out = OutDir::prepare(&args.out)?;
     let progress = printer.progress();
-    let resolved = sources::resolve(&srcs, &out.staging(), &resolve_opts, &progress)?;
+    let resolved = sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress)?;
+    preflight(out.path(), &resolved, chunk_size)?;
     let opts = PackOptions {
         channel,
         sequence,
@@ -279,10 +302,11 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         expires,
         chunk_size,
     };
-    let manifest = bundle::pack(
+    let manifest = bundle::pack_pending(
         out,
         resolved.artifacts,
         &resolved.blobs,
+        &resolved.pending,
         &keys,
         &opts,
         &progress,

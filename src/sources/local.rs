@@ -9,15 +9,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use super::Needed;
 use crate::error::{Error, Result};
 use crate::format::paths::{name_key, validate_name, validate_rel_path};
 use crate::format::text::escape;
 use crate::format::{Artifact, ArtifactKind, Entry, EntryType};
-use crate::fsutil;
-use crate::progress::{Progress, ProgressReader};
+use crate::progress::Progress;
 
 fn is_executable(meta: &fs::Metadata) -> bool {
     #[cfg(unix)]
@@ -76,7 +73,7 @@ pub(super) fn resolve(
             name.clone(),
             is_executable(&meta),
         )];
-        let (entries, needed) = hash_files(files, progress)?;
+        let (entries, needed) = plan_files(files, progress)?;
         let artifact = Artifact {
             name,
             kind: ArtifactKind::File,
@@ -144,7 +141,7 @@ pub(super) fn resolve(
         }
     }
     check_twins(path, dirs.iter().chain(files.iter().map(|f| &f.2)))?;
-    let (mut entries, needed) = hash_files(files, progress)?;
+    let (mut entries, needed) = plan_files(files, progress)?;
     entries.extend(dirs.into_iter().map(|d| Entry {
         path: d,
         kind: EntryType::Dir,
@@ -183,38 +180,29 @@ fn check_twins<'a>(root: &Path, rels: impl Iterator<Item = &'a String>) -> Resul
     Ok(())
 }
 
-/// Hashes files in parallel; returns their entries and the blobs they need.
-fn hash_files(
+/// Plans files without reading them: each gets a placeholder digest, which the bundle writer
+/// replaces with the real one as it copies the file into a chunk (one read of every byte).
+fn plan_files(
     files: Vec<(std::path::PathBuf, u64, String, bool)>,
-    progress: &dyn Progress,
+    _progress: &dyn Progress,
 ) -> Result<(Vec<Entry>, Vec<Needed>)> {
-    let total = files.iter().map(|f| f.1).sum();
-    progress.start("hashing files", total);
-    let hashed: Vec<Result<(Entry, Needed)>> = files
-        .into_par_iter()
-        .map(|(path, _, rel, executable)| {
-            let reader = ProgressReader {
-                inner: fsutil::open_regular(&path)?,
-                progress,
-            };
-            let (digest, size) = fsutil::hash_reader(reader, &path)?;
-            let entry = Entry {
-                path: rel,
-                kind: EntryType::File,
-                blob: Some(digest),
-                size: Some(size),
-                executable,
-            };
-            Ok((entry, Needed { digest, size, path }))
-        })
-        .collect();
-    progress.finish();
-    let mut entries = Vec::with_capacity(hashed.len());
-    let mut needed = Vec::with_capacity(hashed.len());
-    for r in hashed {
-        let (e, n) = r?;
-        entries.push(e);
-        needed.push(n);
+    let mut entries = Vec::with_capacity(files.len());
+    let mut needed = Vec::with_capacity(files.len());
+    for (path, size, rel, executable) in files {
+        let digest = super::placeholder();
+        entries.push(Entry {
+            path: rel,
+            kind: EntryType::File,
+            blob: Some(digest),
+            size: Some(size),
+            executable,
+        });
+        needed.push(Needed {
+            digest,
+            size,
+            path,
+            pending: true,
+        });
     }
     Ok((entries, needed))
 }

@@ -200,12 +200,119 @@ pub(crate) struct Needed {
     pub digest: Digest,
     pub size: u64,
     pub path: PathBuf,
+    /// `digest` is a [`placeholder`]: the file has not been read.
+    pub pending: bool,
+}
+
+/// A digest standing for a local file not hashed yet: unpredictable (a random key, a counter),
+/// so it never equals a real content digest, and unique within the process.
+pub(crate) fn placeholder() -> Digest {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let key = KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        if getrandom::fill(&mut k).is_err() {
+            // No randomness: the time still keeps placeholders apart from real digests in
+            // practice, and a collision would only fail the pack as "changed".
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            k[..16].copy_from_slice(&t.to_le_bytes());
+        }
+        k
+    });
+    let mut bytes = b"airlock placeholder digest\0".to_vec();
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    Digest::of(&bytes)
 }
 
 /// What the sources resolved to: the artifacts and the distinct blobs, in first-use order.
 pub struct Resolved {
     pub artifacts: Vec<Artifact>,
     pub blobs: Vec<PlannedBlob>,
+    /// Blobs whose digests are placeholders (local files the writer hashes as it copies them);
+    /// empty after [`resolve`].
+    pub pending: HashSet<Digest>,
+}
+
+impl Resolved {
+    /// The most bytes `pack` writes for these blobs with `chunk_size`: every distinct blob
+    /// stored (a compressed window is used only when smaller), a header and padding per
+    /// segment, a trailer per chunk (a chunk holds at least one segment), and the manifest,
+    /// `SHA256SUMS` and signatures (about a KiB per entry and segment, generously).
+    pub fn bytes_to_write(&self, chunk_size: u64) -> u64 {
+        use crate::format::tarframe::{room_at, BLOCK, TRAILER};
+        let room = room_at(0, chunk_size).max(BLOCK);
+        let window = crate::bundle::writer::WINDOW.min(room / 2).max(BLOCK);
+        let (mut data, mut segments) = (0u64, 0u64);
+        for b in &self.blobs {
+            data = data.saturating_add(b.size);
+            segments = segments.saturating_add(b.size / window + 2);
+        }
+        let entries: u64 = self.artifacts.iter().map(|a| a.entries.len() as u64).sum();
+        let framing = segments.saturating_mul(2 * BLOCK + TRAILER);
+        let documents = (64u64 << 10).saturating_add(entries.saturating_add(segments) << 10);
+        data.saturating_add(framing).saturating_add(documents)
+    }
+
+    /// Hashes the pending blobs (in parallel), so that every digest is real.
+    fn hash_pending(&mut self, progress: &dyn Progress) -> Result<()> {
+        use rayon::prelude::*;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let total = self
+            .blobs
+            .iter()
+            .filter(|b| self.pending.contains(&b.digest))
+            .map(|b| b.size)
+            .sum();
+        progress.start("hashing files", total);
+        let pending = &self.pending;
+        let hashed: Vec<Result<Option<(Digest, Digest)>>> = self
+            .blobs
+            .par_iter()
+            .map(|b| {
+                if !pending.contains(&b.digest) {
+                    return Ok(None);
+                }
+                let crate::bundle::Origin::File { path, .. } = &b.origin else {
+                    return Ok(None);
+                };
+                let reader = crate::progress::ProgressReader {
+                    inner: crate::fsutil::open_regular(path)?,
+                    progress,
+                };
+                let (digest, _) = crate::fsutil::hash_reader(reader, path)?;
+                Ok(Some((b.digest, digest)))
+            })
+            .collect();
+        progress.finish();
+        let mut real = std::collections::HashMap::new();
+        for h in hashed {
+            if let Some((placeholder, digest)) = h? {
+                real.insert(placeholder, digest);
+            }
+        }
+        for b in &mut self.blobs {
+            if let Some(d) = real.get(&b.digest) {
+                b.digest = *d;
+            }
+        }
+        for e in self.artifacts.iter_mut().flat_map(|a| a.entries.iter_mut()) {
+            if let Some(d) = e.blob.and_then(|b| real.get(&b)) {
+                e.blob = Some(*d);
+            }
+        }
+        let mut seen = HashSet::new();
+        self.blobs.retain(|b| seen.insert(b.digest));
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 /// Default of `--max-download`: the most a URL source without a declared size may download.
@@ -233,25 +340,52 @@ impl Default for ResolveOptions {
 /// twice on the output filesystem (the staged file, then its copy in a chunk), `staged` bytes
 /// already staged still need their copies, and [`url::RESERVE`] stays free.
 pub(crate) fn staging_room(staging: &Path, staged: u64) -> Result<u64> {
-    let free = crate::fsutil::free_space(staging)?;
-    Ok(free.saturating_sub(url::RESERVE).saturating_sub(staged) / 2)
+    Ok(output_room(staging)?.saturating_sub(staged) / 2)
 }
 
-fn planned(files: Vec<Needed>) -> Vec<PlannedBlob> {
+/// Bytes that may still be written on the filesystem holding `path`: its free space less
+/// [`url::RESERVE`], which stays free.
+pub fn output_room(path: &Path) -> Result<u64> {
+    Ok(crate::fsutil::free_space(path)?.saturating_sub(url::RESERVE))
+}
+
+/// The space kept free on the output filesystem.
+pub const RESERVE: u64 = url::RESERVE;
+
+fn planned(files: Vec<Needed>, pending: &mut HashSet<Digest>) -> Vec<PlannedBlob> {
     files
         .into_iter()
-        .map(|n| PlannedBlob::file(n.digest, n.size, n.path))
+        .map(|n| {
+            if n.pending {
+                pending.insert(n.digest);
+            }
+            PlannedBlob::file(n.digest, n.size, n.path)
+        })
         .collect()
 }
 
-/// Resolves every source. Downloads go under `staging`; image blobs are streamed later, when
-/// the bundle is written.
+/// Resolves every source, with every digest real (local files are hashed here). Downloads go
+/// under `staging`; image blobs are streamed later, when the bundle is written.
 pub fn resolve(
     sources: &[Source],
     staging: &Path,
     opts: &ResolveOptions,
     progress: &dyn Progress,
 ) -> Result<Resolved> {
+    let mut r = resolve_pending(sources, staging, opts, progress)?;
+    r.hash_pending(progress)?;
+    Ok(r)
+}
+
+/// [`resolve`] without reading local files: their digests are placeholders listed in
+/// [`Resolved::pending`], for [`crate::bundle::pack_pending`], which learns them in its one pass.
+pub fn resolve_pending(
+    sources: &[Source],
+    staging: &Path,
+    opts: &ResolveOptions,
+    progress: &dyn Progress,
+) -> Result<Resolved> {
+    let mut pending = HashSet::new();
     let mut artifacts = Vec::new();
     let mut needed: Vec<PlannedBlob> = Vec::new();
     let mut names = HashSet::new();
@@ -261,7 +395,7 @@ pub fn resolve(
         let (artifact, mut files) = match src {
             Source::Path { path, given, name } => {
                 let (a, f) = local::resolve(path, given, name.as_deref(), progress)?;
-                (a, planned(f))
+                (a, planned(f, &mut pending))
             }
             Source::Url {
                 url,
@@ -284,7 +418,7 @@ pub fn resolve(
                     progress,
                 )?;
                 staged = f.iter().fold(staged, |t, n| t.saturating_add(n.size));
-                (a, planned(f))
+                (a, planned(f, &mut pending))
             }
             Source::Image {
                 location,
@@ -336,7 +470,11 @@ pub fn resolve(
         .into_iter()
         .filter(|n| seen.insert(n.digest))
         .collect();
-    Ok(Resolved { artifacts, blobs })
+    Ok(Resolved {
+        artifacts,
+        blobs,
+        pending,
+    })
 }
 
 #[cfg(test)]

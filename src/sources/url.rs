@@ -248,6 +248,7 @@ pub(super) fn resolve(
             digest,
             size,
             path: dest,
+            pending: false,
         }],
     ))
 }

@@ -15,6 +15,7 @@ mod keys;
 mod layouts;
 mod models;
 mod ollama;
+mod pack_floor;
 mod policy;
 mod props;
 mod push;
