@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Admitted;
-use crate::bundle::hashpipe::HashPipe;
+use crate::bundle::hashpipe::{self, Pool, Worker};
 use crate::error::{Error, Result};
 use crate::format::Blob;
 use crate::fsutil::{self, BUF_SIZE};
@@ -37,7 +37,7 @@ pub(super) struct Tee {
 
 pub(super) enum BlobHash {
     Inline(crate::format::Hasher),
-    Thread(HashPipe),
+    Thread(Worker<crate::format::Hasher>),
 }
 
 impl Write for Tee {
@@ -60,7 +60,7 @@ impl Write for Tee {
         }
         match &mut self.hash {
             BlobHash::Inline(h) => h.update(buf),
-            BlobHash::Thread(p) => p.update(buf.to_vec()),
+            BlobHash::Thread(w) => w.update(hashpipe::owned(buf.to_vec())),
         }
         if let Some(g) = &mut self.git {
             g.update(buf);
@@ -105,7 +105,7 @@ impl<'b> Sink<'b> {
             ));
         }
         let hash = if blob.size >= THREADED_HASH {
-            BlobHash::Thread(HashPipe::new())
+            BlobHash::Thread(Worker::spawn("blob-sha256"))
         } else {
             BlobHash::Inline(crate::format::Hasher::new())
         };
@@ -257,7 +257,9 @@ impl<'b> Sink<'b> {
         }
         let digest = match tee.hash {
             BlobHash::Inline(h) => h.finish(),
-            BlobHash::Thread(p) => p.finish(),
+            BlobHash::Thread(w) => w
+                .finish()
+                .map_err(|e| Error::Other(format!("hashing {what}: {e}")))?,
         };
         if digest != self.blob.digest {
             return Err(Error::DigestMismatch {
@@ -398,14 +400,15 @@ fn read_chunk(
             actual_size: len,
         }));
     }
-    let pipe = HashPipe::new();
+    let pool = Pool::new(4, BUF_SIZE);
+    let hasher: Worker<crate::format::Hasher> = Worker::spawn("chunk-sha256");
     let mut pos = 0u64;
     let mut next = 0usize;
     // A segment of this chunk whose bytes broke a rule: reported only if the chunk is intact.
     let mut broken: Option<Error> = None;
     while pos < c.size {
         interrupt::check()?;
-        let mut buf = pipe.buffer();
+        let mut buf = pool.take();
         buf.resize(BUF_SIZE.min((c.size - pos) as usize), 0);
         let n = match f.read(&mut buf) {
             Ok(0) => break,
@@ -414,6 +417,7 @@ fn read_chunk(
             Err(e) => return Ok(Some(unreadable(e.to_string()))),
         };
         buf.truncate(n);
+        let buf = pool.share(buf);
         let end = pos + n as u64;
         // Feed every segment overlapping [pos, end).
         while next < pieces.len() && pieces[next].offset < end {
@@ -454,9 +458,11 @@ fn read_chunk(
         }
         pos = end;
         progress.inc(n as u64);
-        pipe.update_pooled(buf);
+        hasher.update(buf);
     }
-    let actual = pipe.finish();
+    let actual = hasher
+        .finish()
+        .map_err(|e| Error::Other(format!("hashing chunk {}: {e}", c.name)))?;
     if pos < c.size {
         return Ok(Some(Problem::TruncatedChunk {
             chunk,
