@@ -4,6 +4,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
+use crate::format::pieces::{PieceHasher, DEFAULT_PIECE_SIZE};
 use crate::format::{Digest, Hasher};
 use crate::fsutil::BUF_SIZE;
 
@@ -19,7 +20,7 @@ enum Piece {
 pub struct HashPipe {
     tx: Option<SyncSender<Piece>>,
     back: Receiver<Vec<u8>>,
-    handle: Option<JoinHandle<Digest>>,
+    handle: Option<JoinHandle<(Digest, Vec<Digest>)>>,
 }
 
 impl HashPipe {
@@ -33,11 +34,17 @@ impl HashPipe {
         }
         let handle = thread::spawn(move || {
             let mut h = Hasher::new();
+            // Format v3: the chunk's piece digests, from the same bytes (fmt).
+            let mut p = PieceHasher::new(DEFAULT_PIECE_SIZE);
             for piece in rx {
                 match piece {
-                    Piece::Owned(bytes) => h.update(&bytes),
+                    Piece::Owned(bytes) => {
+                        h.update(&bytes);
+                        p.update(&bytes);
+                    }
                     Piece::Pooled(mut buf) => {
                         h.update(&buf);
+                        p.update(&buf);
                         buf.clear();
                         // At most POOL pool buffers exist, so this never blocks; the receiver
                         // may be gone when the writer failed, and then there is nothing to do.
@@ -45,7 +52,7 @@ impl HashPipe {
                     }
                 }
             }
-            h.finish()
+            (h.finish(), p.finish())
         });
         HashPipe {
             tx: Some(tx),
@@ -77,7 +84,8 @@ impl HashPipe {
         }
     }
 
-    pub fn finish(mut self) -> Digest {
+    /// The chunk's SHA-256 and its piece digests.
+    pub fn finish(mut self) -> (Digest, Vec<Digest>) {
         drop(self.tx.take());
         self.handle
             .take()
@@ -114,6 +122,11 @@ mod tests {
         let mut all = data.clone();
         all.extend_from_slice(&vec![9u8; 3 * BUF_SIZE]);
         all.extend_from_slice(b"tail");
-        assert_eq!(pipe.finish(), Digest::of(&all));
+        let (d, pieces) = pipe.finish();
+        assert_eq!(d, Digest::of(&all));
+        assert_eq!(
+            pieces,
+            crate::format::pieces::digests(&all, DEFAULT_PIECE_SIZE)
+        );
     }
 }

@@ -151,6 +151,7 @@ pub fn pack(
         expires: opts.expires.map(format::format_time),
         generator: format!("airlock {}", env!("CARGO_PKG_VERSION")),
         chunk_size: opts.chunk_size,
+        piece_size: format::pieces::DEFAULT_PIECE_SIZE,
         artifacts,
         blobs: blob_list,
         chunks,

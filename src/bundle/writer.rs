@@ -218,11 +218,12 @@ impl<'a> ChunkWriter<'a> {
         c.file
             .sync_all()
             .map_err(|e| Error::io("sync chunk", &c.path, e))?;
-        let sha256 = c.hash.finish();
+        let (sha256, pieces) = c.hash.finish();
         self.done.push(Chunk {
             name: chunk_name(c.index as usize),
             size: c.pos,
             sha256,
+            pieces,
         });
         Ok(())
     }

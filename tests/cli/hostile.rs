@@ -145,6 +145,7 @@ fn rebuild(env: &Env, chunks: Vec<Vec<u8>>, edit: impl FnOnce(&mut Manifest)) {
     }
     resign(env, |m| {
         edit(m);
+        let piece_size = m.piece_size;
         m.chunks = chunks
             .iter()
             .enumerate()
@@ -152,9 +153,18 @@ fn rebuild(env: &Env, chunks: Vec<Vec<u8>>, edit: impl FnOnce(&mut Manifest)) {
                 name: airlock::format::chunk_name(i),
                 size: c.len() as u64,
                 sha256: Digest::of(c),
+                pieces: pieces_of(c, piece_size),
             })
             .collect();
     });
+}
+
+/// The piece digests of a chunk (none below format version 3, where `piece_size` is 0).
+fn pieces_of(chunk: &[u8], piece_size: u64) -> Vec<Digest> {
+    match piece_size {
+        0 => Vec::new(),
+        p => airlock::format::pieces::digests(chunk, p),
+    }
 }
 
 /// A ustar header with raw `name`, `kind` and `link` fields, as a hostile packer would write.

@@ -54,9 +54,18 @@ fn rebuild_signed(env: &Env, key: &str, chunks: Vec<Vec<u8>>, edit: impl FnOnce(
             name: chunk_name(i),
             size: c.len() as u64,
             sha256: Digest::of(c),
+            pieces: pieces_of(c, m.piece_size),
         })
         .collect();
     sign_as(env, key, &m);
+}
+
+/// The piece digests of a chunk (none below format version 3, where `piece_size` is 0).
+fn pieces_of(chunk: &[u8], piece_size: u64) -> Vec<Digest> {
+    match piece_size {
+        0 => Vec::new(),
+        p => airlock::format::pieces::digests(chunk, p),
+    }
 }
 
 /// Writes `m` as the manifest of `b` (and its `SHA256SUMS`), signed by `key` alone.
@@ -123,6 +132,7 @@ fn deep_manifest(env: &Env, max: u64) -> Manifest {
         name: chunk_name(0),
         size: chunk.len() as u64,
         sha256: Digest::of(&chunk),
+        pieces: pieces_of(&chunk, m.piece_size),
     }];
     m.blobs = vec![Blob {
         digest,
