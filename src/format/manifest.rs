@@ -353,6 +353,19 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Decodes manifest bytes of any known version into the in-memory types WITHOUT the strict
+    /// checks of [`Manifest::parse`] (duplicate keys, version range, [`Manifest::validate`]): for
+    /// tools and tests that edit a manifest they wrote. Never for bytes from media.
+    pub fn decode_unvalidated(bytes: &[u8]) -> Result<Manifest, ParseError> {
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
+        if probe.version.unwrap_or(0) >= 3 {
+            v3::from_slice(bytes)
+        } else {
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))
+        }
+    }
+
     /// Serialises the manifest as written to disk (pretty JSON, trailing newline; version 3 in
     /// its compact form, one blob or entry per line).
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -126,7 +126,12 @@ fn deep_manifest(env: &Env, max: u64) -> Manifest {
     fs::remove_dir_all(env.path("b/chunks")).unwrap();
     fs::create_dir(env.path("b/chunks")).unwrap();
     env.write("b/chunks/00000000.tar", &chunk);
+    // In the version 1 form, as when this test was written: a deep chain costs a few bytes
+    // per entry in the v3 form, so a v3 manifest of this size would pass the entry limit
+    // first. The bounds and linear validation tested here are the same for every version.
     let mut m = manifest(env);
+    m.version = 1;
+    m.piece_size = 0;
     m.chunk_size = 1 << 20;
     m.chunks = vec![Chunk {
         name: chunk_name(0),

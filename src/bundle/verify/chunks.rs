@@ -149,6 +149,33 @@ pub fn check_chunks_v3(
         })
         .collect();
     problems.extend(check_pieces(manifest, &all, progress));
+    // A chunk with a damaged piece is also named by its whole digest, as the officer's
+    // `sha256sum -c` sees it (one more sequential pass, only over damaged chunks).
+    let hit: Vec<u32> = problems
+        .iter()
+        .filter(|(_, _, p)| matches!(p, Problem::CorruptPiece { .. }))
+        .map(|(i, _, _)| *i)
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    let whole: Vec<(u32, u64, Problem)> = hit
+        .par_iter()
+        .filter_map(|&i| {
+            let c = &manifest.chunks[i as usize];
+            let f = &open.iter().find(|(j, _)| *j == i)?.1;
+            let d = hash_range(f, 0, c.size, &crate::progress::Silent).ok()?;
+            (d != c.sha256).then(|| {
+                let problem = Problem::CorruptChunk {
+                    chunk: c.name.clone(),
+                    expected: c.sha256.to_string(),
+                    actual: d.to_string(),
+                };
+                (i, 0, problem)
+            })
+        })
+        .collect();
+    // Before the chunk's pieces (the sort below is stable).
+    problems.splice(0..0, whole);
     // Frame rules, for the chunks whose bytes all matched (a damaged byte is reported once, as
     // the piece it hit).
     let damaged: HashSet<u32> = problems.iter().map(|(i, _, _)| *i).collect();
