@@ -1,6 +1,7 @@
 //! One integration-test binary driving the real `airlock` binary in temp directories.
 
 mod crash;
+mod fmt_v3;
 mod freshness;
 mod generated;
 mod golden;
