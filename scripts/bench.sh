@@ -13,6 +13,8 @@
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 scripts/bench.sh  # only pack at the
 #                                    # write floor (BENCH_PACK_FLOOR=0 skips it; BENCH_PACK_BIG=10G
 #                                    # adds the peak RSS of one 10 GiB file)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 scripts/bench.sh  # only verify on
+#                                    # every core (BENCH_PIECES=0 skips it; BENCH_PIECES_MB, BENCH_SMALL_FILES)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -431,12 +433,71 @@ MD
     rm -rf "$fx"
 }
 
+
+# --- verify on every core (format v3 piece digests), fmt ----------------------------------
+# A BENCH_PIECES_MB (default 2048) MiB incompressible file packed into one chunk and into
+# 64 MiB chunks; `airlock verify` of each against single-threaded `openssl dgst -sha256` over
+# the same chunk files, alternating run by run (warm page cache). Then 100,000 files of 512
+# bytes in 1,000 directories (BENCH_SMALL_FILES): manifest bytes per file, and verify's time
+# and peak RSS.
+bench_verify_pieces() {
+    local mb=${BENCH_PIECES_MB:-2048} nsmall=${BENCH_SMALL_FILES:-100000} d="$root/pieces" i
+    mkdir -p "$d/src"
+    head -c "$((mb << 20))" /dev/urandom > "$d/src/payload.bin"
+    "$airlock" pack "$d/src" --out "$d/one" --key "$root/k" --chunk-size "$((mb + 64))MiB" -q
+    "$airlock" pack "$d/src" --out "$d/many" --key "$root/k" --chunk-size 64MiB -q
+    rm -rf "$d/src"
+    local -a t_one t_many t_ssl_one t_ssl_many
+    timed() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+    cat "$d"/one/chunks/* "$d"/many/chunks/* > /dev/null    # warm
+    for ((i = 0; i < runs; i++)); do
+        t_one+=("$(timed "$airlock" verify "$d/one" --trust "$pub" -q)")
+        t_ssl_one+=("$(timed openssl dgst -sha256 "$d"/one/chunks/*)")
+        t_many+=("$(timed "$airlock" verify "$d/many" --trust "$pub" -q)")
+        t_ssl_many+=("$(timed openssl dgst -sha256 "$d"/many/chunks/*)")
+    done
+    med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+    local one ssl1 many ssl2
+    one=$(med "${t_one[@]}"); ssl1=$(med "${t_ssl_one[@]}"); many=$(med "${t_many[@]}"); ssl2=$(med "${t_ssl_many[@]}")
+    rm -rf "$d/one" "$d/many"
+    mkdir -p "$d/small"
+    python3 - "$d/small" "$nsmall" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    p = os.path.join(root, "d%04d" % (i // 100))
+    os.makedirs(p, exist_ok=True)
+    with open(os.path.join(p, "f%03d.bin" % (i % 100)), "wb") as f:
+        f.write(os.urandom(512))
+PY
+    "$airlock" pack "$d/small" --out "$d/sb" --key "$root/k" -q
+    local mbytes
+    mbytes=$(stat -c %s "$d/sb/manifest.json")
+    /usr/bin/time -f '%e %M' -o "$d/time.txt" "$airlock" verify "$d/sb" --trust "$pub" -q
+    local vs vr
+    read -r vs vr < "$d/time.txt"
+    cat <<MD
+
+## Verify on every core (format v3) ($(date -u +%Y-%m-%d), $(nproc) cores, warm cache, median of $runs alternating runs)
+
+| payload | airlock verify (s) | openssl dgst -sha256 (s) | ratio |
+|---|---:|---:|---:|
+| $mb MiB in one chunk | $(printf %.2f "$one") | $(printf %.2f "$ssl1") | $(ratio "$one" "$ssl1") |
+| $mb MiB in 64 MiB chunks | $(printf %.2f "$many") | $(printf %.2f "$ssl2") | $(ratio "$many" "$ssl2") |
+
+- $nsmall files of 512 bytes: manifest $mbytes bytes ($(( mbytes / nsmall )) bytes per file); verify $vs s, peak RSS $(( vr / 1024 )) MiB
+MD
+    rm -rf "$d"
+}
+
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
 pack_floor=${BENCH_PACK_FLOOR:-1}
+pieces=${BENCH_PIECES:-1}
 [ "$models" = 1 ] && bench_models
 [ "$pack_floor" = 1 ] && bench_pack_floor
 [ "$images" = 1 ] && bench_images
 [ "$hf" = 1 ] && bench_hf
 [ "$hostile" = 1 ] && bench_hostile
+[ "$pieces" = 1 ] && bench_verify_pieces
 exit 0

@@ -8,9 +8,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::Problem;
 use crate::format::text::escape;
 use crate::format::Digest;
+use crate::problem::Problem;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

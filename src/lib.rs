@@ -16,6 +16,7 @@ pub mod net;
 pub mod oci;
 pub mod output;
 pub mod policy;
+pub mod problem;
 pub mod progress;
 pub mod schema;
 pub mod sign;

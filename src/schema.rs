@@ -1,6 +1,7 @@
 //! JSON schemas of the public file formats, generated from the Rust types. The committed copies
 //! in `schemas/` are checked by a test (`AIRLOCK_BLESS=1 cargo test` rewrites them).
 
+use crate::format::v3::ManifestV3;
 use crate::format::Manifest;
 use crate::policy::PolicyFile;
 use crate::spec::PackSpec;
@@ -13,6 +14,10 @@ pub fn all() -> Vec<(&'static str, String)> {
         (
             "manifest.schema.json",
             render(schemars::schema_for!(Manifest)),
+        ),
+        (
+            "manifest-v3.schema.json",
+            render(schemars::schema_for!(ManifestV3)),
         ),
         (
             "pack-spec.schema.json",

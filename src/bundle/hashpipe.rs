@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use crate::format::pieces::{PieceHasher, DEFAULT_PIECE_SIZE};
 use crate::format::{Digest, Hasher};
 use crate::fsutil::BUF_SIZE;
 
@@ -111,24 +112,37 @@ impl Sink for Hasher {
 /// This is the one place a per-chunk digest is fed: a further digest of chunk bytes (the
 /// format's piece digests) is one more field here, updated in [`ChunkHashers::update`] and
 /// finished in [`ChunkHashers::finish`].
-#[derive(Default)]
 pub struct ChunkHashers {
     sha256: Hasher,
+    /// The format's piece digests (version 3), over the same bytes.
+    pieces: PieceHasher,
+}
+
+impl Default for ChunkHashers {
+    fn default() -> ChunkHashers {
+        ChunkHashers {
+            sha256: Hasher::new(),
+            pieces: PieceHasher::new(DEFAULT_PIECE_SIZE),
+        }
+    }
 }
 
 /// What [`ChunkHashers`] yields for a closed chunk.
 pub struct ChunkSums {
     pub sha256: Digest,
+    pub pieces: Vec<Digest>,
 }
 
 impl Sink for ChunkHashers {
     type Out = ChunkSums;
     fn update(&mut self, bytes: &[u8]) {
         self.sha256.update(bytes);
+        self.pieces.update(bytes);
     }
     fn finish(self) -> ChunkSums {
         ChunkSums {
             sha256: self.sha256.finish(),
+            pieces: self.pieces.finish(),
         }
     }
 }

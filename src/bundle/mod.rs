@@ -178,6 +178,7 @@ pub fn pack_pending(
         expires: opts.expires.map(format::format_time),
         generator: format!("airlock {}", env!("CARGO_PKG_VERSION")),
         chunk_size: opts.chunk_size,
+        piece_size: format::pieces::DEFAULT_PIECE_SIZE,
         artifacts,
         blobs: blob_list,
         chunks,

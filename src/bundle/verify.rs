@@ -3,321 +3,36 @@
 //! Order (FORMAT.md §Reading): read the manifest bytes (bounded) and every signature; check each
 //! signature against the trusted keys; only if a trusted key signed is the manifest parsed and
 //! believed. Then its trusted comments, `SHA256SUMS`, expiry, the set of files present, and the
-//! size and SHA-256 of every chunk. Every problem found is reported, not only the first. Nothing
+//! size and SHA-256 of every chunk (version 3: of every piece, on all cores; `chunks`). Every problem found is reported, not only the first. Nothing
 //! is written.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fmt;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES};
 use crate::format::text::escape;
-use crate::format::zstdframe::FrameCheck;
 use crate::format::{
     self, Digest, Manifest, ParseError, CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE,
     SUMS_FILE,
 };
 use crate::fsutil;
 use crate::policy::{KeyState, TrustPolicy};
-use crate::progress::{Progress, ProgressReader};
+use crate::progress::Progress;
 use crate::sign::{comment_field, repeated_comment_field, PublicKey, Signature};
+
+mod chunks;
+
+pub use crate::problem::{KeyRef, Problem};
+pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
 /// machine and the enclave).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-
-/// One thing wrong with a bundle. `code()` is stable for `--json` consumers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "code", rename_all = "kebab-case")]
-pub enum Problem {
-    MissingManifest,
-    UnreadableManifest {
-        reason: String,
-    },
-    MissingSignature,
-    BadSignature {
-        file: String,
-        reason: String,
-    },
-    UnknownSigner {
-        file: String,
-        key_id: String,
-    },
-    EditedManifest {
-        file: String,
-        key_id: String,
-        reason: String,
-    },
-    UntrustedManifest,
-    CommentMismatch {
-        file: String,
-        field: String,
-        expected: String,
-        found: String,
-    },
-    /// A trusted comment gives a field more than once (`minisign -V` shows every copy).
-    AmbiguousComment {
-        file: String,
-        field: String,
-    },
-    UnsupportedVersion {
-        reason: String,
-    },
-    InvalidManifest {
-        reason: String,
-    },
-    Expired {
-        expires: String,
-    },
-    SumsMismatch,
-    MissingChunk {
-        chunk: String,
-    },
-    TruncatedChunk {
-        chunk: String,
-        expected_size: u64,
-        actual_size: u64,
-    },
-    OversizedChunk {
-        chunk: String,
-        expected_size: u64,
-        actual_size: u64,
-    },
-    CorruptChunk {
-        chunk: String,
-        expected: String,
-        actual: String,
-    },
-    UnreadableChunk {
-        chunk: String,
-        reason: String,
-    },
-    /// A zstd segment breaks a frame rule (FORMAT.md §Compression); import would refuse it.
-    InvalidSegment {
-        chunk: String,
-        blob: String,
-        segment: usize,
-        reason: String,
-    },
-    UnexpectedFile {
-        path: String,
-    },
-    /// The channel's rule was not met: fewer distinct counted keys signed than it needs.
-    PolicyThreshold {
-        policy: String,
-        channel: String,
-        /// The rule applied: the channel's own, or `*`.
-        rule: String,
-        needed: usize,
-        /// Keys of the rule whose valid signature counted.
-        counted: Vec<KeyRef>,
-        /// Every key of the policy whose signature verified, counted or not.
-        signed: Vec<KeyRef>,
-        /// The keys the rule accepts.
-        expected: Vec<KeyRef>,
-    },
-    /// The policy has no rule for the bundle's channel, and no `*` rule.
-    UnknownChannel {
-        policy: String,
-        channel: String,
-        known: Vec<String>,
-    },
-    /// A valid signature by a revoked key, not counted (reported when the bundle is rejected).
-    RevokedKey {
-        file: String,
-        name: String,
-        key_id: String,
-    },
-    /// A valid signature by a key past its policy expiry, not counted (reported when the bundle
-    /// is rejected).
-    ExpiredKey {
-        file: String,
-        name: String,
-        key_id: String,
-        expired: String,
-    },
-    /// The channel already accepted a higher sequence (the enclave's state says so).
-    Rollback {
-        channel: String,
-        sequence: u64,
-        last: u64,
-    },
-    /// Another bundle was already accepted at this channel and sequence.
-    SequenceReused {
-        channel: String,
-        sequence: u64,
-    },
-}
-
-/// A policy key, by name and key id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeyRef {
-    pub name: String,
-    pub key_id: String,
-}
-
-impl fmt::Display for KeyRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.name == self.key_id {
-            write!(f, "{}", escape(&self.key_id))
-        } else {
-            write!(f, "{} ({})", escape(&self.name), escape(&self.key_id))
-        }
-    }
-}
-
-fn key_list(keys: &[KeyRef]) -> String {
-    if keys.is_empty() {
-        return "none".into();
-    }
-    keys.iter()
-        .map(|k| k.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl Problem {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Problem::MissingManifest => "missing-manifest",
-            Problem::UnreadableManifest { .. } => "unreadable-manifest",
-            Problem::MissingSignature => "missing-signature",
-            Problem::BadSignature { .. } => "bad-signature",
-            Problem::UnknownSigner { .. } => "unknown-signer",
-            Problem::EditedManifest { .. } => "edited-manifest",
-            Problem::UntrustedManifest => "untrusted-manifest",
-            Problem::CommentMismatch { .. } => "comment-mismatch",
-            Problem::AmbiguousComment { .. } => "ambiguous-comment",
-            Problem::UnsupportedVersion { .. } => "unsupported-version",
-            Problem::InvalidManifest { .. } => "invalid-manifest",
-            Problem::Expired { .. } => "expired",
-            Problem::SumsMismatch => "sums-mismatch",
-            Problem::MissingChunk { .. } => "missing-chunk",
-            Problem::TruncatedChunk { .. } => "truncated-chunk",
-            Problem::OversizedChunk { .. } => "oversized-chunk",
-            Problem::CorruptChunk { .. } => "corrupt-chunk",
-            Problem::UnreadableChunk { .. } => "unreadable-chunk",
-            Problem::InvalidSegment { .. } => "invalid-segment",
-            Problem::UnexpectedFile { .. } => "unexpected-file",
-            Problem::PolicyThreshold { .. } => "policy-threshold",
-            Problem::UnknownChannel { .. } => "unknown-channel",
-            Problem::RevokedKey { .. } => "revoked-key",
-            Problem::ExpiredKey { .. } => "expired-key",
-            Problem::Rollback { .. } => "rollback",
-            Problem::SequenceReused { .. } => "sequence-reused",
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::MissingManifest => write!(f, "missing manifest: {MANIFEST_FILE} is not there"),
-            Problem::UnreadableManifest { reason } => write!(f, "cannot read {MANIFEST_FILE}: {reason}"),
-            Problem::MissingSignature => write!(f, "missing signature: no {SIGNATURE_FILE} and no {SIGNATURES_DIR}/*.minisig"),
-            Problem::BadSignature { file, reason } => write!(f, "bad signature {}: {reason}", escape(file)),
-            Problem::UnknownSigner { file, key_id } => {
-                write!(f, "unknown signer: {} is signed by key {}, which is not among the trusted keys", escape(file), escape(key_id))
-            }
-            Problem::EditedManifest { file, key_id, reason } => write!(
-                f,
-                "edited manifest: {MANIFEST_FILE} does not match signature {} by trusted key {} ({reason}); \
-                 it was changed after signing, or the signature belongs to another bundle",
-                escape(file),
-                escape(key_id)
-            ),
-            Problem::UntrustedManifest => write!(f, "no valid signature by a trusted key: the manifest cannot be believed"),
-            Problem::CommentMismatch { file, field, expected, found } => write!(
-                f,
-                "signature {}: trusted comment says {field} \"{}\" but the manifest says \"{}\"",
-                escape(file),
-                escape(found),
-                escape(expected)
-            ),
-            Problem::AmbiguousComment { file, field } => write!(
-                f,
-                "signature {}: trusted comment gives {} more than once; a comment with repeated fields is refused \
-                 (minisign -V shows every copy)",
-                escape(file),
-                escape(field)
-            ),
-            Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
-            Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
-            Problem::Expired { expires } => write!(f, "expired: the bundle expired at {}", escape(expires)),
-            Problem::SumsMismatch => write!(f, "{SUMS_FILE} does not match the chunk list of the signed manifest"),
-            Problem::MissingChunk { chunk } => write!(f, "missing chunk: {} is not there", escape(chunk)),
-            Problem::TruncatedChunk { chunk, expected_size, actual_size } => {
-                write!(f, "truncated chunk: {} has {actual_size} bytes, expected {expected_size}", escape(chunk))
-            }
-            Problem::OversizedChunk { chunk, expected_size, actual_size } => {
-                write!(f, "oversized chunk: {} has {actual_size} bytes, expected {expected_size}", escape(chunk))
-            }
-            Problem::CorruptChunk { chunk, expected, actual } => {
-                write!(f, "corrupt chunk: {} has digest {actual}, expected {expected}", escape(chunk))
-            }
-            Problem::UnreadableChunk { chunk, reason } => write!(f, "cannot read chunk {}: {reason}", escape(chunk)),
-            Problem::InvalidSegment { chunk, blob, segment, reason } => {
-                write!(f, "invalid segment: segment {segment} of blob {blob} in chunk {}: {reason}", escape(chunk))
-            }
-            Problem::UnexpectedFile { path } => write!(f, "unexpected file: {} is not part of the bundle", escape(path)),
-            Problem::PolicyThreshold { policy, channel, rule, needed, counted, signed, expected } => {
-                write!(
-                    f,
-                    "policy threshold not met: trust policy {} (rule \"{}\") needs signatures by {needed} distinct keys of \
-                     [{}] for channel \"{}\"; {} counted: [{}]",
-                    escape(policy),
-                    escape(rule),
-                    key_list(expected),
-                    escape(channel),
-                    counted.len(),
-                    key_list(counted)
-                )?;
-                let others: Vec<KeyRef> = signed.iter().filter(|k| !counted.contains(k)).cloned().collect();
-                if !others.is_empty() {
-                    write!(f, "; also signed, not counted: [{}]", key_list(&others))?;
-                }
-                Ok(())
-            }
-            Problem::UnknownChannel { policy, channel, known } => write!(
-                f,
-                "unknown channel: trust policy {} has no rule for channel \"{}\" and no \"*\" rule (channels: {})",
-                escape(policy),
-                escape(channel),
-                if known.is_empty() { "none".to_string() } else { escape(&known.join(", ")).to_string() }
-            ),
-            Problem::RevokedKey { file, name, key_id } => {
-                write!(f, "revoked key: {} is signed by key {} ({}), which the policy revoked; not counted", escape(file), escape(name), escape(key_id))
-            }
-            Problem::ExpiredKey { file, name, key_id, expired } => write!(
-                f,
-                "expired key: {} is signed by key {} ({}), which expired at {}; not counted",
-                escape(file),
-                escape(name),
-                escape(key_id),
-                escape(expired)
-            ),
-            Problem::Rollback { channel, sequence, last } => write!(
-                f,
-                "rollback: channel \"{}\" already accepted sequence {last}; this bundle is sequence {sequence} \
-                 (an older bundle, or a replay; --allow-rollback overrides, and is audited)",
-                escape(channel)
-            ),
-            Problem::SequenceReused { channel, sequence } => write!(
-                f,
-                "sequence reused: channel \"{}\" already accepted another bundle at sequence {sequence} \
-                 (--allow-rollback overrides, and is audited)",
-                escape(channel)
-            ),
-        }
-    }
-}
 
 /// A signature found on a bundle, and what became of it.
 #[derive(Debug, Clone, Serialize)]
@@ -749,56 +464,23 @@ fn verify_inner(
         Err(_) => problems.push(Problem::SumsMismatch),
     }
     let chunk_names: HashSet<&str> = manifest.chunks.iter().map(|c| c.name.as_str()).collect();
-    problems.extend(unexpected_files(dir, &chunk_names));
+    problems.extend(chunks::unexpected_files(dir, &chunk_names));
 
-    // 5. Every chunk: present, exact size, exact SHA-256 (in parallel).
-    // The zstd segments of each chunk, by offset: their frames are checked as the chunk is
-    // hashed, so that verify refuses every frame import would.
-    let chunks_dir = dir.join(CHUNKS_DIR);
-    let mut frames: Vec<Vec<FrameRef>> = vec![Vec::new(); manifest.chunks.len()];
-    for b in &manifest.blobs {
-        for (segment, s) in b.segments.iter().enumerate() {
-            if s.encoding == format::Encoding::Zstd {
-                frames[s.chunk as usize].push(FrameRef {
-                    offset: s.offset,
-                    length: s.length,
-                    size: s.size,
-                    blob: b.digest,
-                    segment,
-                });
-            }
-        }
-    }
-    for f in &mut frames {
-        f.sort_unstable_by_key(|r| r.offset);
-    }
-    progress.start("verifying chunks", manifest.chunk_bytes());
-    let chunks_to_check = if check_chunks {
-        &manifest.chunks[..]
+    // 5. Every chunk: present, exact size, exact bytes (in parallel; zstd frames checked too,
+    // so that verify refuses every frame import would). Admission for a staged import only
+    // checks that every chunk is present as a regular file of its size (a stat, nothing read:
+    // the import reads and hashes the chunks it needs once).
+    if check_chunks {
+        problems.extend(chunks::check_chunks(dir, &manifest, progress));
     } else {
-        &[]
-    };
-    let mut chunk_problems: Vec<(usize, Problem)> = chunks_to_check
-        .par_iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            check_chunk(&chunks_dir.join(&c.name), c, &frames[i], progress).map(|p| (i, p))
-        })
-        .collect();
-    progress.finish();
-    if !check_chunks {
-        // Admission for a staged import: every chunk present as a regular file of its size
-        // (a stat, nothing read; the import reads and hashes the chunks it needs once).
-        chunk_problems.extend(
+        let chunks_dir = dir.join(CHUNKS_DIR);
+        problems.extend(
             manifest
                 .chunks
                 .iter()
-                .enumerate()
-                .filter_map(|(i, c)| stat_chunk(&chunks_dir.join(&c.name), c).map(|p| (i, p))),
+                .filter_map(|c| chunks::stat_chunk(&chunks_dir.join(&c.name), c)),
         );
     }
-    chunk_problems.sort_by_key(|(i, _)| *i);
-    problems.extend(chunk_problems.into_iter().map(|(_, p)| p));
 
     if !problems.is_empty() {
         return Err(reject(problems));
@@ -871,222 +553,4 @@ pub fn apply_policy(
     }];
     out.extend(excluded);
     out
-}
-
-/// A zstd segment within a chunk.
-#[derive(Clone)]
-struct FrameRef {
-    offset: u64,
-    length: u64,
-    size: u64,
-    blob: Digest,
-    segment: usize,
-}
-
-/// Passes a chunk's bytes through, checking the zstd frames of `frames` (sorted by offset) as
-/// they go by; the first broken one is kept.
-struct FrameScan<'a, R> {
-    inner: R,
-    frames: &'a [FrameRef],
-    pos: u64,
-    next: usize,
-    current: Option<FrameCheck>,
-    broken: Option<(usize, String)>,
-}
-
-impl<R: Read> FrameScan<'_, R> {
-    fn observe(&mut self, mut data: &[u8]) {
-        while !data.is_empty() && self.broken.is_none() {
-            let idx = self.next;
-            let Some(f) = self.frames.get(idx) else {
-                return;
-            };
-            if self.pos < f.offset {
-                let skip = (f.offset - self.pos).min(data.len() as u64);
-                self.pos += skip;
-                data = &data[skip as usize..];
-                continue;
-            }
-            let end = f.offset + f.length;
-            let take = (end - self.pos).min(data.len() as u64) as usize;
-            let check = self
-                .current
-                .get_or_insert_with(|| FrameCheck::new(f.length, f.size));
-            let mut result = check.feed(&data[..take]);
-            self.pos += take as u64;
-            data = &data[take..];
-            if result.is_ok() && self.pos == end {
-                result = check.finish();
-                self.current = None;
-                self.next += 1;
-            }
-            if let Err(reason) = result {
-                self.broken = Some((idx, reason));
-            }
-        }
-    }
-}
-
-impl<R: Read> Read for FrameScan<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.observe(&buf[..n]);
-        Ok(n)
-    }
-}
-
-fn check_chunk(
-    path: &Path,
-    c: &format::Chunk,
-    frames: &[FrameRef],
-    progress: &dyn Progress,
-) -> Option<Problem> {
-    let chunk = c.name.clone();
-    if path.symlink_metadata().is_err() {
-        return Some(Problem::MissingChunk { chunk });
-    }
-    // Opened without following a link or blocking on a FIFO, and checked on the handle.
-    let f = match fsutil::open_regular(path) {
-        Ok(f) => f,
-        Err(e) => {
-            return Some(Problem::UnreadableChunk {
-                chunk,
-                reason: e.to_string(),
-            })
-        }
-    };
-    let meta = match f.metadata() {
-        Ok(m) => m,
-        Err(e) => {
-            return Some(Problem::UnreadableChunk {
-                chunk,
-                reason: e.to_string(),
-            })
-        }
-    };
-    if meta.len() < c.size {
-        return Some(Problem::TruncatedChunk {
-            chunk,
-            expected_size: c.size,
-            actual_size: meta.len(),
-        });
-    }
-    if meta.len() > c.size {
-        return Some(Problem::OversizedChunk {
-            chunk,
-            expected_size: c.size,
-            actual_size: meta.len(),
-        });
-    }
-    let mut scan = FrameScan {
-        inner: f.take(c.size),
-        frames,
-        pos: 0,
-        next: 0,
-        current: None,
-        broken: None,
-    };
-    let reader = ProgressReader {
-        inner: &mut scan,
-        progress,
-    };
-    let hashed = fsutil::hash_reader(reader, path);
-    if let (Ok((d, n)), Some((i, reason))) = (&hashed, scan.broken.take()) {
-        if *n == c.size && *d == c.sha256 {
-            let f = &frames[i];
-            return Some(Problem::InvalidSegment {
-                chunk,
-                blob: f.blob.to_string(),
-                segment: f.segment,
-                reason,
-            });
-        }
-    }
-    match hashed {
-        Ok((_, n)) if n != c.size => Some(Problem::TruncatedChunk {
-            chunk,
-            expected_size: c.size,
-            actual_size: n,
-        }),
-        Ok((d, _)) if d != c.sha256 => Some(Problem::CorruptChunk {
-            chunk,
-            expected: c.sha256.to_string(),
-            actual: d.to_string(),
-        }),
-        Ok(_) => None,
-        Err(e) => Some(Problem::UnreadableChunk {
-            chunk,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// A chunk's presence, kind and size, from its metadata alone (no link followed).
-fn stat_chunk(path: &Path, c: &format::Chunk) -> Option<Problem> {
-    let chunk = c.name.clone();
-    let m = match fs::symlink_metadata(path) {
-        Err(_) => return Some(Problem::MissingChunk { chunk }),
-        Ok(m) => m,
-    };
-    if !m.is_file() {
-        return Some(Problem::UnreadableChunk {
-            chunk,
-            reason: format!(
-                "{} is {}, not a regular file",
-                escape(&path.display().to_string()),
-                fsutil::file_kind(&m.file_type())
-            ),
-        });
-    }
-    match m.len() {
-        n if n < c.size => Some(Problem::TruncatedChunk {
-            chunk,
-            expected_size: c.size,
-            actual_size: n,
-        }),
-        n if n > c.size => Some(Problem::OversizedChunk {
-            chunk,
-            expected_size: c.size,
-            actual_size: n,
-        }),
-        _ => None,
-    }
-}
-
-/// Everything under `dir` that a bundle does not contain.
-fn unexpected_files(dir: &Path, chunk_names: &HashSet<&str>) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return problems;
-    };
-    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for e in entries.filter_map(|e| e.ok()) {
-        found.insert(e.file_name().to_string_lossy().into_owned(), e.path());
-    }
-    for (name, path) in found {
-        let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
-        match name.as_str() {
-            MANIFEST_FILE | SIGNATURE_FILE | SUMS_FILE => {}
-            SIGNATURES_DIR if is_dir => {} // checked by signature_files
-            CHUNKS_DIR if is_dir => {
-                let mut inner: Vec<String> = fs::read_dir(&path)
-                    .map(|rd| {
-                        rd.filter_map(|e| e.ok())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                inner.sort();
-                for n in inner {
-                    if !chunk_names.contains(n.as_str()) {
-                        problems.push(Problem::UnexpectedFile {
-                            path: format!("{CHUNKS_DIR}/{n}"),
-                        });
-                    }
-                }
-            }
-            _ => problems.push(Problem::UnexpectedFile { path: name }),
-        }
-    }
-    problems
 }

@@ -342,6 +342,7 @@ impl<'a> ChunkWriter<'a> {
             name: chunk_name(c.index as usize),
             size: c.pos,
             sha256: sums.sha256,
+            pieces: sums.pieces,
         });
         Ok(())
     }

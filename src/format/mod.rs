@@ -9,6 +9,7 @@ pub mod json;
 pub mod limits;
 mod manifest;
 pub mod paths;
+pub mod pieces;
 pub mod tarframe;
 pub mod text;
 pub mod zstdframe;
@@ -20,11 +21,11 @@ use std::ops::RangeInclusive;
 
 /// Value of the manifest's `format` field.
 pub const FORMAT_NAME: &str = "airlock-bundle";
-/// The newest version this airlock writes. A bundle is written with the lowest version that can
-/// express it (see [`Manifest::required_version`]): file-only bundles stay version 1.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version this airlock writes (3: piece digests and the compact file table; see
+/// [`Manifest::required_version`]).
+pub const FORMAT_VERSION: u32 = 3;
 /// The versions this airlock reads.
-pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=2;
+pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=3;
 
 /// File names inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -89,13 +89,7 @@ impl FrameCheck {
                 State::Content { left, last } => {
                     let take = left.min(data.len() as u64);
                     self.advance(take, &mut data);
-                    let left = left - take;
-                    self.state = match (left, last) {
-                        (0, false) => State::BlockHeader,
-                        (0, true) if self.checksum => State::Checksum { left: 4 },
-                        (0, true) => State::Done,
-                        _ => State::Content { left, last },
-                    };
+                    self.after_content(left - take, last);
                 }
                 State::Checksum { left } => {
                     let take = left.min(data.len() as u64);
@@ -113,6 +107,34 @@ impl FrameCheck {
             }
         }
         Ok(())
+    }
+
+    /// How many of the next bytes the check does not look at (block content): a reader that
+    /// reads by offset may pass over them with [`FrameCheck::skip`] instead of feeding them, and
+    /// so check a frame by reading only its headers.
+    pub fn skippable(&self) -> u64 {
+        match self.state {
+            State::Content { left, .. } => left,
+            _ => 0,
+        }
+    }
+
+    /// Passes over `n` bytes (at most [`FrameCheck::skippable`]) without looking at them.
+    pub fn skip(&mut self, n: u64) {
+        if let State::Content { left, last } = self.state {
+            let n = n.min(left);
+            self.pos += n;
+            self.after_content(left - n, last);
+        }
+    }
+
+    fn after_content(&mut self, left: u64, last: bool) {
+        self.state = match (left, last) {
+            (0, false) => State::BlockHeader,
+            (0, true) if self.checksum => State::Checksum { left: 4 },
+            (0, true) => State::Done,
+            _ => State::Content { left, last },
+        };
     }
 
     /// The segment's bytes are all fed: the frame must be complete.

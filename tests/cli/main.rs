@@ -3,6 +3,7 @@
 mod audit_compat;
 mod audit_reads;
 mod crash;
+mod fmt_v3;
 mod freshness;
 mod generated;
 mod golden;
