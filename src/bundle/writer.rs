@@ -414,6 +414,7 @@ fn write_stored(
         let (chunk, offset) = w.begin_entry(&name, len)?;
         let mut todo = len;
         while todo > 0 {
+            crate::interrupt::check()?;
             let mut buf = w.cur().hash.buffer();
             let want = todo.min(BUF_SIZE as u64) as usize;
             buf.resize(want, 0);
@@ -456,6 +457,7 @@ fn write_compressed(
     let mut segments = Vec::new();
     let mut left = blob.size;
     while left > 0 {
+        crate::interrupt::check()?;
         // Read up to `batch` windows, compress them in parallel, then write them in order.
         let mut inputs = Vec::with_capacity(batch);
         while inputs.len() < batch && left > 0 {

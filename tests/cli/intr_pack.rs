@@ -56,7 +56,9 @@ fn sigterm_during_a_download_stops_pack_and_the_rerun_succeeds() {
     let run = interrupt_at(pack_cmd(&env, &src), Stop::Term, "the download", || {
         server.slow_sent() >= 512 << 10 && bytes_under(&staged) > 0
     });
-    run.code(143).stderr_has("interrupted by SIGTERM");
+    run.code(143)
+        .stderr_has("interrupted by SIGTERM")
+        .stderr_has("pack stopped");
     no_bundle_left(&env.path("b"));
     rerun_succeeds(&env, &src);
 }
@@ -80,7 +82,9 @@ fn a_stalled_download_does_not_hold_off_sigint() {
     let run = interrupt_at(pack_cmd(&env, &src), Stop::Int, "the stall", || {
         server.slow_sent() >= 256 << 10 && bytes_under(&staged) > 0
     });
-    run.code(130).stderr_has("interrupted by SIGINT");
+    run.code(130)
+        .stderr_has("interrupted by SIGINT")
+        .stderr_has("pack stopped");
     no_bundle_left(&env.path("b"));
     rerun_succeeds(&env, &src);
 }
@@ -99,7 +103,8 @@ fn stop_during_chunk_writing(how: Stop) {
         || image.server.slow_sent() >= 2 << 20 && bytes_under(&chunks) >= 1 << 20,
     );
     run.code(how.exit_code())
-        .stderr_has(&format!("interrupted by {}", how.signal_name()));
+        .stderr_has(&format!("interrupted by {}", how.signal_name()))
+        .stderr_has("pack stopped");
     no_bundle_left(&env.path("b"));
     rerun_succeeds(&env, &image.reference);
 }
