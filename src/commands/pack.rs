@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, limits, validate_channel, ArtifactKind, EntryType, Manifest};
 use crate::interrupt;
 use crate::output::{self, escape, Printer};
+use crate::progress::Progress;
 use crate::sign::SigningKey;
 use crate::sources::{self, Source};
 use crate::spec::PackSpec;
@@ -328,6 +329,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let manifest = match packed {
         Ok(m) => m,
         Err(e) => {
+            progress.finish();
             if let Error::Interrupted { .. } = e {
                 printer.note(&stopped(&args.out, &shown));
             }
