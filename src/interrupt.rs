@@ -53,7 +53,7 @@ pub fn install() -> std::io::Result<()> {
 /// How long the process may take to stop after SIGINT or SIGTERM before the watchdog ends it.
 pub const GRACE: Duration = Duration::from_secs(1);
 
-type Report = Box<dyn Fn(i32) + Send + Sync>;
+type Report = Arc<dyn Fn(i32) + Send + Sync>;
 static FORCED: Mutex<Option<Report>> = Mutex::new(None);
 
 /// What the watchdog runs before it ends a process that did not stop within [`GRACE`]: the
@@ -61,7 +61,7 @@ static FORCED: Mutex<Option<Report>> = Mutex::new(None);
 /// by the next pack into it"). Replaces the previous report; `pack` and `import` set theirs
 /// once they know what they write.
 pub fn on_forced_stop(report: impl Fn(i32) + Send + Sync + 'static) {
-    *FORCED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(report));
+    *FORCED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(report));
 }
 
 /// A thread woken through a self-pipe by SIGINT or SIGTERM (nothing polls): waits [`GRACE`],
@@ -87,10 +87,20 @@ fn start_watchdog() -> std::io::Result<()> {
                 }
                 let Some(signal) = requested() else { continue };
                 std::thread::sleep(GRACE);
-                if let Some(report) = FORCED.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    report(signal);
+                let report = FORCED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(report) = report {
+                    // On a thread of its own, waited for briefly: a terminal that does not take
+                    // output (stopped with Ctrl-S) must not keep the process from ending.
+                    let (done, said) = std::sync::mpsc::channel();
+                    std::thread::spawn(move || {
+                        report(signal);
+                        let _ = done.send(());
+                    });
+                    let _ = said.recv_timeout(Duration::from_millis(500));
                 }
-                std::process::exit(128 + signal);
+                // `_exit`: no exit-time flushing that could block on that terminal either (the
+                // printer writes whole lines, which its line-buffered stdout has flushed).
+                signal_hook::low_level::exit(128 + signal);
             }
         })?;
     Ok(())
