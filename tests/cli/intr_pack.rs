@@ -53,12 +53,18 @@ fn sigterm_during_a_download_stops_pack_and_the_rerun_succeeds() {
     );
     let src = format!("{}/files/model.bin", server.base);
     let staged = env.path("b/.airlock-staging");
-    let run = interrupt_at(pack_cmd(&env, &src), Stop::Term, "the download", || {
+    let mut cmd = pack_cmd(&env, &src);
+    cmd.arg("--json");
+    let run = interrupt_at(cmd, Stop::Term, "the download", || {
         server.slow_sent() >= 512 << 10 && bytes_under(&staged) > 0
     });
     run.code(143)
         .stderr_has("interrupted by SIGTERM")
         .stderr_has("pack stopped");
+    let v = run.json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["error"]["exit_code"], 143, "{v}");
     no_bundle_left(&env.path("b"));
     rerun_succeeds(&env, &src);
 }
