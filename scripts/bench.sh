@@ -359,9 +359,13 @@ MD
 }
 
 # --- interrupt: how long pack takes to stop on SIGINT mid-chunk, and what it leaves ----------
-# The baseline is cp(1) of the same file, stopped the same way (its default SIGINT action: it
-# dies at once and leaves its partial copy). Both are signalled once BENCH_INTR_AT MiB are out.
+# Baselines, stopped the same way: cp(1) of the same file (its default SIGINT action: it dies
+# and leaves its copy), and with BENCH_INTR_BASELINE=PATH an older airlock binary (before this
+# change: no handler, it dies and leaves its partial chunk and staging). All are signalled once
+# BENCH_INTR_AT MiB are out, alternating in one run.
 bench_interrupt() {
+    local base=${BENCH_INTR_BASELINE:-} b_row=""
+    local -a b_ms b_left
     local mb=${BENCH_INTR_MB:-1024} at=${BENCH_INTR_AT:-256} src="$root/intr-src.bin" i
     head -c "$((mb << 20))" /dev/urandom > "$src"
     local -a a_ms c_ms a_left c_left
@@ -378,6 +382,11 @@ bench_interrupt() {
         ms=$(( (t1 - t0) / 1000000 ))
     }
     left() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }
+    med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+    mibs() { local x; for x in "$@"; do printf '%d ' "$((x >> 20))"; done; }
+    # Job control on: a background job of a non-interactive shell would start with SIGINT
+    # ignored (POSIX), and cp and an airlock that honours that would not stop at all.
+    set -m
     for ((i = 0; i < runs; i++)); do
         rm -rf "$root/out"; sync
         "$airlock" pack "$src" --out "$root/out" --key "$root/k" -q 2>/dev/null & local p=$!
@@ -385,16 +394,24 @@ bench_interrupt() {
         rm -rf "$root/out"; mkdir -p "$root/out"; sync
         cp "$src" "$root/out/copy" & p=$!
         stop_at "$root/out" "$p"; c_ms+=("$ms"); c_left+=("$(left "$root/out")")
+        if [ -n "$base" ]; then
+            rm -rf "$root/out"; sync
+            "$base" pack "$src" --out "$root/out" --key "$root/k" -q 2>/dev/null & p=$!
+            stop_at "$root/out" "$p"; b_ms+=("$ms"); b_left+=("$(left "$root/out")")
+        fi
     done
-    med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+    set +m
+    [ -n "$base" ] && b_row="| $base pack (baseline) | $(med "${b_ms[@]}") | ${b_ms[*]} | $(med "${b_left[@]}") | $(mibs "${b_left[@]}") |"
+
     cat <<MD
 
 ## Interrupting pack ($(date -u +%Y-%m-%d), $(nproc) cores, ${mb} MiB file, SIGINT once ${at} MiB were written, $runs runs)
 
-| stopped by SIGINT | median ms to exit | runs (ms) | bytes left in OUT (median) |
-|---|---:|---|---:|
-| airlock pack | $(med "${a_ms[@]}") | ${a_ms[*]} | $(med "${a_left[@]}") |
-| cp (default SIGINT action) | $(med "${c_ms[@]}") | ${c_ms[*]} | $(med "${c_left[@]}") |
+| stopped by SIGINT | median ms to exit | runs (ms) | bytes left in OUT (median) | runs (MiB left) |
+|---|---:|---|---:|---|
+| airlock pack | $(med "${a_ms[@]}") | ${a_ms[*]} | $(med "${a_left[@]}") | $(mibs "${a_left[@]}") |
+| cp (default SIGINT action) | $(med "${c_ms[@]}") | ${c_ms[*]} | $(med "${c_left[@]}") | $(mibs "${c_left[@]}") |
+$b_row
 MD
     rm -f "$src"; rm -rf "$root/out"
 }

@@ -33,21 +33,36 @@ fn flag() -> &'static Arc<AtomicUsize> {
 }
 
 /// Routes SIGINT and SIGTERM to the stop flag. Without this (library use, tests) the signals keep
-/// their default action.
+/// their default action; one that arrived ignored stays ignored ([`ignored`]).
 pub fn install() -> std::io::Result<()> {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     if INSTALLED.set(()).is_err() {
         return Ok(());
     }
     let seen = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    let handled: Vec<i32> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .filter(|&sig| !ignored(sig))
+        .collect();
+    for &sig in &handled {
         // Registered first, so it runs before `seen` is set by this same delivery: only a
         // second signal finds it set.
         signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&seen))?;
         signal_hook::flag::register_usize(sig, Arc::clone(flag()), sig as usize)?;
         signal_hook::flag::register(sig, Arc::clone(&seen))?;
     }
-    start_watchdog()
+    start_watchdog(&handled)
+}
+
+/// Whether `sig` arrived ignored (`SIG_IGN` inherited across exec: a background job of a
+/// non-interactive shell ignores SIGINT so that a Ctrl-C meant for the foreground leaves it
+/// alone). Such a signal stays ignored, as the Unix convention for programs that catch it is.
+fn ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current disposition into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// How long the process may take to stop after SIGINT or SIGTERM before the watchdog ends it.
@@ -66,11 +81,11 @@ pub fn on_forced_stop(report: impl Fn(i32) + Send + Sync + 'static) {
 
 /// A thread woken through a self-pipe by SIGINT or SIGTERM (nothing polls): waits [`GRACE`],
 /// then reports and ends the process unless it ended meanwhile.
-fn start_watchdog() -> std::io::Result<()> {
+fn start_watchdog(signals: &[i32]) -> std::io::Result<()> {
     use std::io::Read;
     use std::os::unix::net::UnixStream;
     let (mut wake, notify) = UnixStream::pair()?;
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for &sig in signals {
         signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
     }
     drop(notify);

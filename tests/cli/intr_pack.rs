@@ -207,3 +207,27 @@ fn a_pack_into_the_output_of_a_running_pack_is_refused() {
     let run = first.stop_and_wait(Stop::Term);
     run.code(143);
 }
+
+/// A SIGINT that arrives ignored (a background job of a non-interactive shell, so that a Ctrl-C
+/// meant for the foreground leaves it alone) stays ignored: pack finishes its bundle.
+#[test]
+fn an_inherited_ignored_sigint_stays_ignored() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    env.keygen("k");
+    let image = SlowImage::start("test/slow", "v1", pseudo_random(LAYER, 13), TRICKLE, 1);
+    let chunks = env.path("b/chunks");
+    let mut cmd = pack_cmd(&env, &image.reference);
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut run = Running::start(cmd, Stop::Int);
+    run.wait_until("chunk writing", || bytes_under(&chunks) >= 1 << 20);
+    run.stop(Stop::Int);
+    run.wait(REACH_DEADLINE).ok();
+    env.run(&["verify", "b", "--trust", "k.pub"]).ok();
+}
