@@ -15,6 +15,8 @@
 #                                    # adds the peak RSS of one 10 GiB file)
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 scripts/bench.sh  # only verify on
 #                                    # every core (BENCH_PIECES=0 skips it; BENCH_PIECES_MB, BENCH_SMALL_FILES)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_INTERRUPT=1 scripts/bench.sh
+#                                    # only the stop latency of pack under SIGINT (off by default)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -490,14 +492,74 @@ MD
     rm -rf "$d"
 }
 
+# --- interrupt: how long pack takes to stop on SIGINT mid-chunk, and what it leaves ----------
+# Baselines, stopped the same way: cp(1) of the same file (its default SIGINT action: it dies
+# and leaves its copy), and with BENCH_INTR_BASELINE=PATH an older airlock binary (before this
+# change: no handler, it dies and leaves its partial chunk and staging). All are signalled once
+# BENCH_INTR_AT MiB are out, alternating in one run.
+bench_interrupt() {
+    local base=${BENCH_INTR_BASELINE:-} b_row=""
+    local -a b_ms b_left
+    local mb=${BENCH_INTR_MB:-1024} at=${BENCH_INTR_AT:-256} src="$root/intr-src.bin" i
+    head -c "$((mb << 20))" /dev/urandom > "$src"
+    local -a a_ms c_ms a_left c_left
+    # stop_at DIR PID: waits until DIR holds $at MiB, sends SIGINT, waits; sets ms (to exit).
+    # (Not run in $(...): the subshell could not wait for the job.)
+    local ms
+    stop_at() {
+        local dir=$1 pid=$2 t0 t1
+        until [ "$(du -sbL "$dir" 2>/dev/null | cut -f1)" -ge "$((at << 20))" ] 2>/dev/null; do
+            kill -0 "$pid" 2>/dev/null || { echo "finished before $at MiB: raise BENCH_INTR_MB" >&2; exit 1; }
+            sleep 0.005
+        done
+        t0=$(date +%s%N); kill -INT "$pid"; wait "$pid" || true; t1=$(date +%s%N)
+        ms=$(( (t1 - t0) / 1000000 ))
+    }
+    left() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }
+    med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+    mibs() { local x; for x in "$@"; do printf '%d ' "$((x >> 20))"; done; }
+    # Job control on: a background job of a non-interactive shell would start with SIGINT
+    # ignored (POSIX), and cp and an airlock that honours that would not stop at all.
+    set -m
+    for ((i = 0; i < runs; i++)); do
+        rm -rf "$root/out"; sync
+        "$airlock" pack "$src" --out "$root/out" --key "$root/k" -q 2>/dev/null & local p=$!
+        stop_at "$root/out" "$p"; a_ms+=("$ms"); a_left+=("$(left "$root/out")")
+        rm -rf "$root/out"; mkdir -p "$root/out"; sync
+        cp "$src" "$root/out/copy" & p=$!
+        stop_at "$root/out" "$p"; c_ms+=("$ms"); c_left+=("$(left "$root/out")")
+        if [ -n "$base" ]; then
+            rm -rf "$root/out"; sync
+            "$base" pack "$src" --out "$root/out" --key "$root/k" -q 2>/dev/null & p=$!
+            stop_at "$root/out" "$p"; b_ms+=("$ms"); b_left+=("$(left "$root/out")")
+        fi
+    done
+    set +m
+    [ -n "$base" ] && b_row="| $base pack (baseline) | $(med "${b_ms[@]}") | ${b_ms[*]} | $(med "${b_left[@]}") | $(mibs "${b_left[@]}") |"
+
+    cat <<MD
+
+## Interrupting pack ($(date -u +%Y-%m-%d), $(nproc) cores, ${mb} MiB file, SIGINT once ${at} MiB were written, $runs runs)
+
+| stopped by SIGINT | median ms to exit | runs (ms) | bytes left in OUT (median) | runs (MiB left) |
+|---|---:|---|---:|---|
+| airlock pack | $(med "${a_ms[@]}") | ${a_ms[*]} | $(med "${a_left[@]}") | $(mibs "${a_left[@]}") |
+| cp (default SIGINT action) | $(med "${c_ms[@]}") | ${c_ms[*]} | $(med "${c_left[@]}") | $(mibs "${c_left[@]}") |
+$b_row
+MD
+    rm -f "$src"; rm -rf "$root/out"
+}
+
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
 pack_floor=${BENCH_PACK_FLOOR:-1}
 pieces=${BENCH_PIECES:-1}
+interrupt=${BENCH_INTERRUPT:-0}
 [ "$models" = 1 ] && bench_models
 [ "$pack_floor" = 1 ] && bench_pack_floor
 [ "$images" = 1 ] && bench_images
 [ "$hf" = 1 ] && bench_hf
 [ "$hostile" = 1 ] && bench_hostile
 [ "$pieces" = 1 ] && bench_verify_pieces
+[ "$interrupt" = 1 ] && bench_interrupt
 exit 0

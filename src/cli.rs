@@ -128,7 +128,8 @@ HF_TOKEN or $HF_HOME/token are honoured), or an Ollama model ollama://[HOST/][NA
 Every manifest, blob and file is checked against its digest (LFS sha256, git blob sha1) as it
 streams into the bundle.
 The output directory must not exist or be empty. The manifest is written last:
-a pack that fails leaves no bundle behind.")]
+a pack that fails leaves no bundle behind. Ctrl-C or SIGTERM stops it (exit 130/143) and removes
+what it wrote; output a killed pack left behind is replaced by the next pack into it.")]
 pub struct PackArgs {
     /// Files, directories or URLs to pack
     #[arg(value_name = "SOURCE")]

@@ -275,6 +275,10 @@ pub fn copy_hashed(
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; BUF_SIZE];
     loop {
+        if let Err(source) = crate::interrupt::check_io() {
+            let after = hasher.len();
+            return Err(CopyError::Read { after, source });
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -227,8 +227,11 @@ pub fn run(
     let done = event.clone().accepted();
     started.set(Some(log.begin(&event, &done).map_err(fail)?));
 
-    // 7 and 8: stage, then commit; any failure rolls everything back.
-    commit(&bundle, &mut targets, &demands, progress).map_err(fail)?;
+    // 7 and 8: stage, then commit; any failure rolls everything back. From the first commit
+    // step (or the start of a rollback) to the audit record, a forced stop waits.
+    let mut hold = None;
+    let committed = commit(&bundle, &mut targets, &demands, &mut hold, progress);
+    committed.map_err(fail)?;
 
     // 9. Commit, then its record (the order a crash must see: an advanced state with a
     // `started` record is detectable; an `accepted` record without the state is not).
@@ -256,12 +259,14 @@ fn commit(
     bundle: &Admitted,
     targets: &mut [Box<dyn Target>],
     demands: &[stage::Demand],
+    hold: &mut Option<interrupt::Hold>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut staging = Staging::open(demands)?;
     let mut journal = Journal::default();
-    let result = stage_and_commit(bundle, targets, &mut staging, &mut journal, progress);
+    let result = stage_and_commit(bundle, targets, &mut staging, &mut journal, hold, progress);
     if let Err(mut e) = result {
+        hold.get_or_insert_with(interrupt::hold);
         // A stop request wins: whatever failed after it was asked for is its consequence.
         if let Some(signal) = interrupt::requested() {
             e = Error::Interrupted { signal };
@@ -292,7 +297,7 @@ pub fn execute(
     }
     let demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
     preflight(bundle, &demands)?;
-    commit(bundle, &mut targets, &demands, progress)?;
+    commit(bundle, &mut targets, &demands, &mut None, progress)?;
     Ok(targets)
 }
 
@@ -301,6 +306,7 @@ fn stage_and_commit(
     targets: &mut [Box<dyn Target>],
     staging: &mut Staging,
     j: &mut Journal,
+    hold: &mut Option<interrupt::Hold>,
     progress: &dyn Progress,
 ) -> Result<()> {
     staging.stage(bundle, progress)?;
@@ -309,6 +315,7 @@ fn stage_and_commit(
         t.stage(bundle, staging, progress)?;
     }
     interrupt::check()?;
+    *hold = Some(interrupt::hold());
     for t in targets.iter_mut() {
         t.commit_content(staging, j)?;
     }

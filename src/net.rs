@@ -101,8 +101,15 @@ pub fn is_too_slow(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TooSlow>())
 }
 
+/// Whether a failed read of a body must not be retried: too slow, or a stop was requested
+/// (SIGINT, SIGTERM; [`crate::interrupt::io_error`]).
+pub fn is_final(e: &io::Error) -> bool {
+    is_too_slow(e) || crate::interrupt::is_stop(e)
+}
+
 /// A reader that fails with [`TooSlow`] once the bytes delivered over a period of
-/// `min_speed_time` average less than `min_speed` per second.
+/// `min_speed_time` average less than `min_speed` per second, and with
+/// [`crate::interrupt::io_error`] once SIGINT or SIGTERM asked the run to stop.
 pub struct Guarded<R> {
     inner: R,
     limits: Transfer,
@@ -112,6 +119,7 @@ pub struct Guarded<R> {
 
 impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::interrupt::check_io()?;
         let n = self.inner.read(buf)?;
         if n == 0 || self.limits.min_speed == 0 {
             return Ok(n);

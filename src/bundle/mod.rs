@@ -2,6 +2,7 @@
 //! signatures. The layout is specified in `docs/FORMAT.md` and named in [`crate::format`].
 
 pub(crate) mod hashpipe;
+mod outdir;
 pub mod reader;
 pub mod verify;
 pub mod writer;
@@ -11,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use outdir::{OutDir, MARKER, STAGING_DIR};
 pub use verify::{verify, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
 pub use writer::{Opener, Origin, PlannedBlob};
 
@@ -22,81 +24,6 @@ use crate::format::{
 use crate::fsutil;
 use crate::progress::Progress;
 use crate::sign::{self, SigningKey};
-
-/// Name of the staging directory used inside the output directory while packing.
-pub const STAGING_DIR: &str = ".airlock-staging";
-
-/// The output directory of a pack in progress. Unless [`OutDir::commit`] is called, dropping it
-/// removes everything the pack created, so a failed pack leaves no partial bundle behind.
-pub struct OutDir {
-    path: PathBuf,
-    created: bool,
-    committed: bool,
-}
-
-impl OutDir {
-    /// Takes `path`, which must not exist or be an empty directory.
-    pub fn prepare(path: &Path) -> Result<OutDir> {
-        let created = match fs::read_dir(path) {
-            Ok(mut rd) => {
-                if rd.next().is_some() {
-                    return Err(Error::Usage(format!(
-                        "{} is not empty; pack writes a new bundle into an empty or new directory",
-                        path.display()
-                    )));
-                }
-                false
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(path)
-                    .map_err(|e| Error::io("create output directory", path, e))?;
-                true
-            }
-            Err(e) => return Err(Error::io("open output directory", path, e)),
-        };
-        let out = OutDir {
-            path: path.to_path_buf(),
-            created,
-            committed: false,
-        };
-        fsutil::create_dir_all(&out.staging())?;
-        fsutil::create_dir_all(&path.join(CHUNKS_DIR))?;
-        Ok(out)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Where sources may stage downloads; removed before the manifest is written.
-    pub fn staging(&self) -> PathBuf {
-        self.path.join(STAGING_DIR)
-    }
-
-    fn commit(mut self) {
-        self.committed = true;
-    }
-}
-
-impl Drop for OutDir {
-    fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
-        if self.created {
-            let _ = fs::remove_dir_all(&self.path);
-        } else if let Ok(rd) = fs::read_dir(&self.path) {
-            for e in rd.filter_map(|e| e.ok()) {
-                let p = e.path();
-                let _ = if p.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                };
-            }
-        }
-    }
-}
 
 pub struct PackOptions {
     pub channel: String,
@@ -188,6 +115,7 @@ pub fn pack_pending(
             "internal error: the manifest written would be invalid: {e}"
         ))
     })?;
+    crate::interrupt::check()?;
     fs::remove_dir_all(out.staging())
         .map_err(|e| Error::io("remove staging directory", out.staging(), e))?;
 
@@ -197,8 +125,10 @@ pub fn pack_pending(
         manifest.sha256sums().as_bytes(),
         0o644,
     )?;
+    crate::interrupt::check()?;
     fsutil::write_atomic(&out.path().join(MANIFEST_FILE), &bytes, 0o644)?;
     for (i, key) in keys.iter().enumerate() {
+        crate::interrupt::check()?;
         let text = sign_manifest(&manifest, &bytes, key)?;
         let path = signature_path(out.path(), i == 0, key);
         if let Some(parent) = path.parent() {
@@ -207,7 +137,8 @@ pub fn pack_pending(
         fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
     }
     fsutil::sync_dir(out.path())?;
-    out.commit();
+    crate::interrupt::check()?;
+    out.commit()?;
     Ok(manifest)
 }
 

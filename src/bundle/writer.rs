@@ -838,6 +838,7 @@ fn write_stored(
         let (chunk, offset) = w.begin_entry(name, segments.len(), Encoding::None, len)?;
         let mut todo = len;
         while todo > 0 {
+            crate::interrupt::check()?;
             let mut buf = w.pool.take();
             let want = todo.min(IO_BUF as u64) as usize;
             buf.resize(want, 0);
@@ -879,6 +880,7 @@ fn write_compressed(
     let mut segments = Vec::new();
     let mut left = blob.size;
     while left > 0 {
+        crate::interrupt::check()?;
         // Read up to `batch` windows, compress them in parallel, then write them in order.
         let mut inputs: Vec<Shared> = Vec::with_capacity(batch);
         while inputs.len() < batch && left > 0 {

@@ -73,8 +73,17 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         dry_run: args.dry_run,
         allow_rollback: args.allow_rollback,
     };
+    let (json, quiet) = (printer.json, printer.quiet);
+    crate::interrupt::on_forced_stop(move |signal| {
+        let p = Printer { json, quiet };
+        p.note(
+            "import stopped before its cleanup finished: no store shows partial content; what \
+             it staged is removed by the next import into the same targets",
+        );
+        p.error(&crate::error::Error::Interrupted { signal });
+    });
     let progress = printer.progress();
-    let done = import::run(&settings, targets, &progress)?;
+    let done = crate::interrupt::classify(import::run(&settings, targets, &progress))?;
     let mut report = Map::new();
     report.insert("dry_run".into(), args.dry_run.into());
     let summary = BundleSummary::new(&args.dir, done.bundle.manifest());

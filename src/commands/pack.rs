@@ -7,7 +7,9 @@ use crate::bundle::{self, OutDir, PackOptions};
 use crate::cli::PackArgs;
 use crate::error::{Error, Result};
 use crate::format::{self, limits, validate_channel, ArtifactKind, EntryType, Manifest};
+use crate::interrupt;
 use crate::output::{self, escape, Printer};
+use crate::progress::Progress;
 use crate::sign::SigningKey;
 use crate::sources::{self, Source};
 use crate::spec::PackSpec;
@@ -211,6 +213,19 @@ fn preflight(out: &Path, resolved: &sources::Resolved, chunk_size: u64) -> Resul
     Ok(())
 }
 
+/// What an interrupted pack left, said once its cleanup has run.
+fn stopped(out: &Path, shown: &str) -> String {
+    if !out.exists() {
+        format!("pack stopped: removed {shown}, the unfinished bundle it was writing")
+    } else if out.join(bundle::MARKER).exists() {
+        format!(
+            "pack stopped: {shown} holds an unfinished bundle, which the next pack into it replaces"
+        )
+    } else {
+        format!("pack stopped: removed the unfinished bundle from {shown}")
+    }
+}
+
 pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let spec = match &args.spec {
         Some(p) => PackSpec::load(p)?,
@@ -291,10 +306,29 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .map(|k| SigningKey::load(k))
         .collect::<Result<_>>()?;
 
-    let out = OutDir::prepare(&args.out)?;
+    // From here on pack writes: SIGINT and SIGTERM stop it through its cleanup (before this,
+    // their default action ends it with nothing written).
+    interrupt::install()
+        .map_err(|e| Error::Other(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
+    let out = interrupt::classify(OutDir::prepare(&args.out))?;
+    let shown = output::escape_path(&args.out);
+    if let Some(run) = out.replaced() {
+        printer.note(&format!(
+            "replacing the unfinished output of an interrupted pack (run {}) in {shown}",
+            escape(run)
+        ));
+    }
+    let (json, quiet) = (printer.json, printer.quiet);
+    let left = shown.clone();
+    interrupt::on_forced_stop(move |signal| {
+        let p = Printer { json, quiet };
+        p.note(&format!(
+            "pack stopped before its cleanup finished: {left} holds an unfinished bundle, \
+             which the next pack into it replaces"
+        ));
+        p.error(&Error::Interrupted { signal });
+    });
     let progress = printer.progress();
-    let resolved = sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress)?;
-    preflight(out.path(), &resolved, chunk_size)?;
     let opts = PackOptions {
         channel,
         sequence,
@@ -302,15 +336,32 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         expires,
         chunk_size,
     };
-    let manifest = bundle::pack_pending(
-        out,
-        resolved.artifacts,
-        &resolved.blobs,
-        &resolved.pending,
-        &keys,
-        &opts,
-        &progress,
-    )?;
+    let packed = interrupt::classify(
+        sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
+            |resolved| {
+                preflight(out.path(), &resolved, chunk_size)?;
+                bundle::pack_pending(
+                    out,
+                    resolved.artifacts,
+                    &resolved.blobs,
+                    &resolved.pending,
+                    &keys,
+                    &opts,
+                    &progress,
+                )
+            },
+        ),
+    );
+    let manifest = match packed {
+        Ok(m) => m,
+        Err(e) => {
+            progress.finish();
+            if let Error::Interrupted { .. } = e {
+                printer.note(&stopped(&args.out, &shown));
+            }
+            return Err(e);
+        }
+    };
     let report = Report {
         bundle: BundleSummary::new(&args.out, &manifest),
         signed_by: keys.iter().map(|k| k.public.id.to_string()).collect(),

@@ -548,8 +548,8 @@ impl Read for FileReader {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Too slow is final: resuming would let a dripping server go on for ever.
-                Err(e) if net::is_too_slow(&e) => return Err(self.fail(chain(&e))),
+                // Too slow is final (resuming would let a dripping server go on for ever), and so is a stop.
+                Err(e) if net::is_final(&e) => return Err(self.fail(chain(&e))),
                 Err(e) => {
                     let why = chain(&e);
                     self.retry(why)?;

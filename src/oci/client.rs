@@ -847,8 +847,8 @@ impl<R: Deref<Target = Registry>> Read for BlobReader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Too slow is final: resuming would let a dripping server go on for ever.
-                Err(e) if net::is_too_slow(&e) => {
+                // Too slow is final (resuming would let a dripping server go on for ever), and so is a stop.
+                Err(e) if net::is_final(&e) => {
                     return Err(io::Error::new(e.kind(), format!("{}: {e}", self.url)))
                 }
                 Err(e) => e,
