@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the codemap and invariants, `docs/FORMAT.md` for the bundle format.
 
 pub mod audit;
+pub mod blob;
 pub mod bundle;
 pub mod cli;
 pub mod commands;

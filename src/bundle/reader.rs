@@ -4,11 +4,11 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::verify::VerifiedBundle;
+use crate::blob::BlobSource;
 use crate::error::{Error, Result};
 use crate::format::zstdframe::{FrameCheck, WINDOW_LOG_MAX};
 use crate::format::{Blob, Digest, Encoding, Hasher};
 use crate::fsutil::{self, BUF_SIZE};
-use crate::oci::image::BlobSource;
 use crate::progress::Progress;
 
 type Decoded<'a> = io::Take<Box<dyn Read + Send + 'a>>;

@@ -25,7 +25,7 @@ use crate::policy::{KeyState, TrustPolicy};
 use crate::progress::Progress;
 use crate::sign::{comment_field, repeated_comment_field, PublicKey, Signature};
 
-mod chunks;
+pub(crate) mod chunks;
 
 pub use crate::problem::{KeyRef, Problem};
 pub use chunks::{check_chunks_v3, check_pieces, open_chunk};

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -41,64 +40,8 @@ const WORTH_IT: f64 = 0.85;
 const SAMPLE: usize = 64 << 10;
 const LEVEL: i32 = 3;
 
-/// Opens a fresh reader over a blob's bytes.
-pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>;
+pub use crate::blob::{Opener, Origin};
 
-/// Where the bytes of a planned blob come from.
-#[derive(Clone)]
-pub enum Origin {
-    /// Already in memory (manifests, small configs).
-    Bytes(Arc<Vec<u8>>),
-    /// A byte range of a local file, starting at `offset` (a whole file, an OCI layout blob, a
-    /// member of a docker archive).
-    File { path: PathBuf, offset: u64 },
-    /// A stream (a registry download). Its bytes are trusted only once they hash to the digest.
-    Stream { open: Opener, what: String },
-}
-
-impl Origin {
-    /// A whole local file.
-    pub fn file(path: impl Into<PathBuf>) -> Origin {
-        Origin::File {
-            path: path.into(),
-            offset: 0,
-        }
-    }
-
-    /// What to name in messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Origin::Bytes(_) => "generated document".to_string(),
-            Origin::File { path, offset: 0 } => path.display().to_string(),
-            Origin::File { path, offset } => format!("{} at byte {offset}", path.display()),
-            Origin::Stream { what, .. } => what.clone(),
-        }
-    }
-
-    fn open(&self) -> Result<Box<dyn Read + Send>> {
-        match self {
-            Origin::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
-            Origin::File { path, offset } => {
-                let mut f = fsutil::open_regular(path)?;
-                if *offset > 0 {
-                    use std::io::{Seek, SeekFrom};
-                    f.seek(SeekFrom::Start(*offset))
-                        .map_err(|e| Error::io("seek", path, e))?;
-                }
-                Ok(Box::new(f))
-            }
-            Origin::Stream { open, .. } => open(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Origin({})", self.describe())
-    }
-}
-
-/// A blob the plan wants in the bundle: its promised digest and where to read it.
 #[derive(Debug, Clone)]
 pub struct PlannedBlob {
     pub digest: Digest,

@@ -31,8 +31,7 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// Largest manifest accepted (Distribution's own limit is 4 MiB).
-pub const MAX_MANIFEST: u64 = 4 << 20;
+pub use crate::blob::MAX_MANIFEST;
 
 pub use super::auth::Credentials;
 

@@ -11,12 +11,11 @@ use super::model::{self, Descriptor, Doc, Platform};
 use crate::error::{Error, Result};
 use crate::format::Digest;
 
-/// Largest manifest or index accepted (Distribution's own limit is 4 MiB).
-pub const MAX_MANIFEST: u64 = 4 << 20;
+pub use crate::blob::MAX_MANIFEST;
 /// Deepest index nesting followed (index → index → … → manifest).
 pub const MAX_DEPTH: usize = 4;
 
-pub use crate::bundle::{Opener, Origin};
+pub use crate::blob::{BlobSource, Opener, Origin};
 
 /// One blob (manifest, config or layer) of a collected image.
 #[derive(Debug, Clone)]
@@ -252,28 +251,6 @@ impl Collector<'_> {
     }
 }
 
-/// Reads blobs for a push or a layout write (the isolated side: a verified bundle; in tests an
-/// OCI layout directory). Readers must fail if the bytes do not match the digest.
-pub trait BlobSource: Sync {
-    /// Size of the blob, if this source has it.
-    fn size(&self, digest: &Digest) -> Option<u64>;
-    /// A reader over the blob's bytes, digest-checked at its end (an error instead of EOF).
-    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>>;
-    /// A small blob (a manifest) read whole; bounded by [`MAX_MANIFEST`].
-    fn read_small(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let mut r = self.open(digest)?.take(MAX_MANIFEST + 1);
-        let mut v = Vec::new();
-        r.read_to_end(&mut v)
-            .map_err(|e| Error::blob_read(format_args!("reading {digest}"), e))?;
-        if v.len() as u64 > MAX_MANIFEST {
-            return Err(Error::Corrupt(format!(
-                "{digest}: larger than {MAX_MANIFEST} bytes, not a manifest"
-            )));
-        }
-        Ok(v)
-    }
-}
-
 /// Every manifest reachable from `top` in a [`BlobSource`], children before parents, with
 /// their bytes; and every non-manifest blob descriptor (configs, layers), each once.
 pub struct Graph {
@@ -362,7 +339,11 @@ pub fn graph(src: &dyn BlobSource, top: &Descriptor) -> Result<Graph> {
     Ok(g)
 }
 
-/// A [`BlobSource`] over an OCI image layout's `blobs/sha256/` directory (tests, and local use).
+/// A [`BlobSource`] over an OCI image layout's `blobs/sha256/` directory, each blob checked
+/// against its digest as it is read: for tests and tools that push a layout with
+/// [`crate::oci::push::push_image`]. No import target takes a `BlobSource`; they take only an
+/// admitted bundle and its staging area (`crate::stage`).
+#[doc(hidden)]
 pub struct LayoutBlobs(pub PathBuf);
 
 impl BlobSource for LayoutBlobs {

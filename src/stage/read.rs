@@ -7,8 +7,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Admitted;
-use crate::bundle::hashpipe::{self, Pool, Worker};
+use crate::bundle::hashpipe::{self, ChunkHashers, Pool, Worker};
+use crate::bundle::verify::chunks::blobs_in;
 use crate::error::{Error, Result};
+use crate::format::pieces::{piece_range, DEFAULT_PIECE_SIZE};
 use crate::format::Blob;
 use crate::fsutil::{self, BUF_SIZE};
 use crate::hf::GitBlobHasher;
@@ -339,9 +341,9 @@ pub(super) fn read_chunks(
     for (c, mut pieces) in by_chunk {
         pieces.sort_by_key(|p| p.offset);
         match read_chunk(bundle, c, &pieces, sinks, progress) {
-            Ok(None) => {}
-            Ok(Some(p)) => {
-                problems.push(p);
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                problems.extend(found);
                 // Nothing more is written once the bundle is known to be refused.
                 for s in sinks.iter_mut() {
                     s.tee.files.clear();
@@ -366,13 +368,13 @@ fn read_chunk(
     pieces: &[Piece],
     sinks: &mut [Sink<'_>],
     progress: &dyn Progress,
-) -> Result<Option<crate::bundle::Problem>> {
+) -> Result<Vec<crate::bundle::Problem>> {
     use crate::bundle::Problem;
     let c = &bundle.manifest().chunks[index as usize];
     let path = bundle.chunk_path(index);
     let chunk = c.name.clone();
     if path.symlink_metadata().is_err() {
-        return Ok(Some(Problem::MissingChunk { chunk }));
+        return Ok(vec![Problem::MissingChunk { chunk }]);
     }
     let unreadable = |reason: String| Problem::UnreadableChunk {
         chunk: c.name.clone(),
@@ -380,28 +382,35 @@ fn read_chunk(
     };
     let mut f = match fsutil::open_regular(&path) {
         Ok(f) => f,
-        Err(e) => return Ok(Some(unreadable(e.to_string()))),
+        Err(e) => return Ok(vec![unreadable(e.to_string())]),
     };
     let len = match f.metadata() {
         Ok(m) => m.len(),
-        Err(e) => return Ok(Some(unreadable(e.to_string()))),
+        Err(e) => return Ok(vec![unreadable(e.to_string())]),
     };
     if len < c.size {
-        return Ok(Some(Problem::TruncatedChunk {
+        return Ok(vec![Problem::TruncatedChunk {
             chunk,
             expected_size: c.size,
             actual_size: len,
-        }));
+        }]);
     }
     if len > c.size {
-        return Ok(Some(Problem::OversizedChunk {
+        return Ok(vec![Problem::OversizedChunk {
             chunk,
             expected_size: c.size,
             actual_size: len,
-        }));
+        }]);
     }
     let pool = Pool::new(4, BUF_SIZE);
-    let hasher: Worker<crate::format::Hasher> = Worker::spawn("chunk-sha256");
+    // The chunk's SHA-256 on its own thread; piece digests too only for a v3 chunk (pack's
+    // piece size), whose damage is then named by piece as verify names it.
+    let check_pieces = !c.pieces.is_empty() && bundle.manifest().piece_size == DEFAULT_PIECE_SIZE;
+    let hasher = if check_pieces {
+        ChunkHash::Pieces(Worker::spawn("chunk-digests"))
+    } else {
+        ChunkHash::Plain(Worker::spawn("chunk-sha256"))
+    };
     let mut pos = 0u64;
     let mut next = 0usize;
     // A segment of this chunk whose bytes broke a rule: reported only if the chunk is intact.
@@ -414,7 +423,7 @@ fn read_chunk(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Ok(Some(unreadable(e.to_string()))),
+            Err(e) => return Ok(vec![unreadable(e.to_string())]),
         };
         buf.truncate(n);
         let buf = pool.share(buf);
@@ -460,27 +469,71 @@ fn read_chunk(
         progress.inc(n as u64);
         hasher.update(buf);
     }
-    let actual = hasher
+    let sums = hasher
         .finish()
         .map_err(|e| Error::Other(format!("hashing chunk {}: {e}", c.name)))?;
     if pos < c.size {
-        return Ok(Some(Problem::TruncatedChunk {
+        return Ok(vec![Problem::TruncatedChunk {
             chunk,
             expected_size: c.size,
             actual_size: pos,
-        }));
+        }]);
     }
-    if actual != c.sha256 {
-        return Ok(Some(Problem::CorruptChunk {
+    if sums.sha256 != c.sha256 {
+        // Named as verify names it: each damaged piece (v3), then the chunk.
+        let mut found = Vec::new();
+        if check_pieces {
+            let m = bundle.manifest();
+            for (p, (want, got)) in c.pieces.iter().zip(&sums.pieces).enumerate() {
+                if want != got {
+                    let (start, end) = piece_range(p as u64, m.piece_size, c.size);
+                    found.push(Problem::CorruptPiece {
+                        chunk: c.name.clone(),
+                        piece: p as u64,
+                        start,
+                        end,
+                        expected: want.to_string(),
+                        actual: got.to_string(),
+                        blobs: blobs_in(m, index, start, end),
+                    });
+                }
+            }
+        }
+        found.push(Problem::CorruptChunk {
             chunk,
             expected: c.sha256.to_string(),
-            actual: actual.to_string(),
-        }));
+            actual: sums.sha256.to_string(),
+        });
+        return Ok(found);
     }
     if let Some(e) = broken {
         return Err(e);
     }
-    Ok(None)
+    Ok(Vec::new())
+}
+
+/// The digests of a chunk being read: its SHA-256, with or without its piece digests.
+enum ChunkHash {
+    Plain(Worker<crate::format::Hasher>),
+    Pieces(Worker<ChunkHashers>),
+}
+
+impl ChunkHash {
+    fn update(&self, bytes: hashpipe::Shared) {
+        match self {
+            ChunkHash::Plain(w) => w.update(bytes),
+            ChunkHash::Pieces(w) => w.update(bytes),
+        }
+    }
+    fn finish(&self) -> io::Result<hashpipe::ChunkSums> {
+        match self {
+            ChunkHash::Plain(w) => w.finish().map(|sha256| hashpipe::ChunkSums {
+                sha256,
+                pieces: Vec::new(),
+            }),
+            ChunkHash::Pieces(w) => w.finish(),
+        }
+    }
 }
 
 fn escape_path(p: &Path) -> String {

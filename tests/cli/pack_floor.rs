@@ -10,8 +10,10 @@ use std::path::Path;
 use crate::crash::Tmpfs;
 use crate::support::{pseudo_random, Env};
 
+/// The manifest in the in-memory (v1-style) JSON form, whatever version the bundle is.
 fn manifest(env: &Env, out: &str) -> serde_json::Value {
-    serde_json::from_slice(&env.read(&format!("{out}/manifest.json"))).unwrap()
+    let bytes = env.read(&format!("{out}/manifest.json"));
+    serde_json::to_value(airlock::format::Manifest::parse(&bytes).unwrap()).unwrap()
 }
 
 /// Path → blob digest of every file entry of the first artifact.

@@ -16,6 +16,12 @@ fn hello_image() -> String {
     )
 }
 
+/// The manifest of bundle `b` in the in-memory (v1-style) JSON form, whatever its version.
+fn manifest_value(b: &Path) -> serde_json::Value {
+    let bytes = fs::read(b.join("manifest.json")).unwrap();
+    serde_json::to_value(airlock::format::Manifest::parse(&bytes).unwrap()).unwrap()
+}
+
 /// Sum of the chunk files' sizes of bundle `dir`.
 fn chunk_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir.join("chunks"))
@@ -123,8 +129,7 @@ fn import_reads_each_chunk_once_and_verify_reads_it_once() {
 /// Overwrites every chunk of bundle `b` whose segments all belong to blobs `only` with other
 /// bytes of the same size (what `verify` would call corrupt); returns how many.
 fn garble_chunks_holding_only(b: &Path, only: &dyn Fn(&str) -> bool) -> usize {
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_value(b);
     let chunks = m["chunks"].as_array().unwrap();
     let mut owners: Vec<Vec<String>> = vec![Vec::new(); chunks.len()];
     for blob in m["blobs"].as_array().unwrap() {
@@ -164,8 +169,7 @@ fn a_chunk_the_import_does_not_need_is_not_read() {
 fn a_corrupt_last_chunk_leaves_nothing_visible_and_no_staging() {
     let env = Env::new();
     let b = payload_bundle(&env);
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_value(&b);
     let chunks = m["chunks"].as_array().unwrap();
     let last = chunks.len() - 1;
     // A byte inside blob data of the last chunk (its first segment's middle).
@@ -222,8 +226,7 @@ fn staging_a_killed_run_left_is_removed_by_the_next_run() {
 fn a_staged_blob_a_killed_run_left_is_reused_after_its_digest_is_checked() {
     let env = Env::new();
     let b = payload_bundle(&env);
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(b.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest_value(&b);
     let big = m["blobs"]
         .as_array()
         .unwrap()
@@ -494,4 +497,29 @@ fn sigint_and_sigterm_while_staging_stop_the_import_and_leave_every_store_as_it_
         assert_eq!(env.read("dest/src/small.txt"), b"small\n");
         assert!(!env.path("dest/.airlock-staging").exists());
     }
+}
+
+#[test]
+fn ctrl_c_on_a_terminal_while_staging_stops_the_import() {
+    use crate::signals_support::{bytes_under, Running, Stop};
+    let env = Env::new();
+    env.keygen("k");
+    env.write("src/big.bin", pseudo_random(96 << 20, 6));
+    env.pack(&["src"], "k", "b", &[]).ok();
+    let staging = env.path("dest/.airlock-staging");
+    let mut run = Running::start(
+        env.command(&["import", "b", "--trust", "k.pub", "--files", "dest"]),
+        Stop::CtrlC,
+    );
+    run.wait_until("staging", || bytes_under(&staging) > 0);
+    let r = run.stop_and_wait(Stop::CtrlC);
+    r.code(130).stderr_has("interrupted by SIGINT");
+    assert!(
+        !env.path("dest").exists(),
+        "{:?}",
+        listing(&env.path("dest"))
+    );
+    env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
+        .ok();
+    assert_eq!(env.read("dest/src/big.bin"), pseudo_random(96 << 20, 6));
 }

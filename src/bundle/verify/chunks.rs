@@ -279,7 +279,7 @@ fn hash_range(f: &File, start: u64, end: u64, progress: &dyn Progress) -> std::i
 }
 
 /// The blobs whose segment data overlaps `start..end` of chunk `chunk`.
-fn blobs_in(manifest: &Manifest, chunk: u32, start: u64, end: u64) -> Vec<String> {
+pub(crate) fn blobs_in(manifest: &Manifest, chunk: u32, start: u64, end: u64) -> Vec<String> {
     manifest
         .blobs
         .iter()
