@@ -523,3 +523,27 @@ fn ctrl_c_on_a_terminal_while_staging_stops_the_import() {
         .ok();
     assert_eq!(env.read("dest/src/big.bin"), pseudo_random(96 << 20, 6));
 }
+
+#[test]
+fn staging_keeps_few_files_open_whatever_the_number_of_files() {
+    let env = Env::new();
+    env.keygen("k");
+    for d in 0..10 {
+        for f in 0..100 {
+            env.write(
+                &format!("src/d{d}/f{f}.bin"),
+                pseudo_random(600, d * 100 + f),
+            );
+        }
+    }
+    env.pack(&["src"], "k", "b", &[]).ok();
+    // 1,000 files under a limit of 128 descriptors: staging opens a blob's file when its bytes
+    // come and closes it when the blob is complete (found by the benchmark: "Too many open
+    // files" with one file per blob opened up front).
+    let c = env.wrapped(
+        &["prlimit", "--nofile=128", "--"],
+        &["import", "b", "--trust", "k.pub", "--files", "dest"],
+    );
+    run_cmd(c).ok();
+    assert_eq!(env.read("dest/src/d9/f99.bin"), pseudo_random(600, 999));
+}
