@@ -222,6 +222,7 @@ impl Staging {
         // nowhere); the rest from the chunks.
         for s in &mut sinks {
             if let Some(bytes) = bundle.cached(&s.blob.digest) {
+                s.open()?;
                 if let Err(e) = s.tee.write_all(&bytes) {
                     return Err(s.write_failure().unwrap_or_else(|| s.io_error(e)));
                 }

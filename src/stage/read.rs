@@ -91,26 +91,20 @@ pub(super) struct Sink<'b> {
     pub(super) raw_left: u64,
     pub(super) failed: Option<Error>,
     pub(super) done: bool,
+    opened: bool,
 }
 
 impl<'b> Sink<'b> {
+    /// A sink for `blob`; its staging files are created (and its hash thread started) only
+    /// when its first bytes come, and closed when it is complete, so that the files open at
+    /// once are those of the blobs in the chunk being read, never one per blob of the bundle.
     pub(super) fn new(
         blob: &'b Blob,
         parts: Vec<(usize, PathBuf)>,
         git_sha1: Vec<(String, String)>,
     ) -> Result<Sink<'b>> {
-        let mut files = Vec::with_capacity(parts.len());
-        for (_, p) in &parts {
-            files.push((
-                File::create_new(p).map_err(|e| Error::io("create", p, e))?,
-                p.clone(),
-            ));
-        }
-        let hash = if blob.size >= THREADED_HASH {
-            BlobHash::Thread(Worker::spawn("blob-sha256"))
-        } else {
-            BlobHash::Inline(crate::format::Hasher::new())
-        };
+        let files = Vec::new();
+        let hash = BlobHash::Inline(crate::format::Hasher::new());
         Ok(Sink {
             blob,
             parts,
@@ -131,7 +125,24 @@ impl<'b> Sink<'b> {
             raw_left: 0,
             failed: None,
             done: false,
+            opened: false,
         })
+    }
+
+    /// Creates the staging files and the hash, once.
+    pub(super) fn open(&mut self) -> Result<()> {
+        if self.opened {
+            return Ok(());
+        }
+        self.opened = true;
+        for (_, p) in &self.parts {
+            let f = File::create_new(p).map_err(|e| Error::io("create", p, e))?;
+            self.tee.files.push((f, p.clone()));
+        }
+        if self.blob.size >= THREADED_HASH {
+            self.tee.hash = BlobHash::Thread(Worker::spawn("blob-sha256"));
+        }
+        Ok(())
     }
 
     pub(super) fn what(&self) -> String {
@@ -164,6 +175,7 @@ impl<'b> Sink<'b> {
                 self.next
             )));
         }
+        self.open()?;
         let seg = &self.blob.segments[i];
         self.raw_left = seg.length;
         self.tee.segment_left = seg.size;
@@ -246,6 +258,7 @@ impl<'b> Sink<'b> {
 
     /// All bytes are in: check size, SHA-256 and git blob SHA-1.
     pub(super) fn finish(&mut self) -> Result<()> {
+        self.open()?;
         self.done = true;
         let tee = std::mem::replace(&mut self.tee, placeholder_tee());
         let what = self.what();
