@@ -43,21 +43,24 @@
 //! restores refs changed), so the cache is left as it was; re-importing is a no-op.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Target;
 use crate::error::{Error, Result};
-use crate::format::text::escape;
-use crate::format::Artifact;
 use crate::format::{ArtifactKind, Digest, EntryType, HfRepoType};
 use crate::fsutil;
-use crate::output;
-use crate::stage::{Admitted, Demand, Journal, Need, Staging};
+use crate::stage::Admitted;
+
+mod env;
+mod target;
+mod tree;
+
+pub use env::{default_dir, symlinks_disabled};
+pub use target::{execute, HfCacheTarget};
+pub use tree::tree_cache;
 
 /// The cache directory tag huggingface_hub writes (`_local_folder.py`, `CACHEDIR_TAG_CONTENT`).
 pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
@@ -85,74 +88,6 @@ pub enum SnapshotLayout {
 #[derive(Debug, Clone, Default)]
 pub struct HfCacheOptions {
     pub layout: SnapshotLayout,
-}
-
-/// The cache directory huggingface_hub uses, from the environment `env` gives (so it can be
-/// tested without touching the process environment): `HF_HUB_CACHE`, else the legacy
-/// `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
-/// `~/.cache/huggingface/hub` (`constants.py`). A leading `~` and `$VAR`/`${VAR}` are expanded
-/// as Python's `expanduser`/`expandvars` do; empty variables count as unset.
-pub fn default_dir(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
-    let get = |k: &str| {
-        env(k)
-            .filter(|v| !v.is_empty())
-            .map(|v| v.to_string_lossy().into_owned())
-    };
-    let home = get("HOME").unwrap_or_else(|| "~".to_string());
-    let expand = |s: String| PathBuf::from(expand_vars(&expand_user(&s, &home), &get));
-    if let Some(dir) = get("HF_HUB_CACHE").or_else(|| get("HUGGINGFACE_HUB_CACHE")) {
-        return expand(dir);
-    }
-    let hf_home = get("HF_HOME").unwrap_or_else(|| {
-        let xdg = get("XDG_CACHE_HOME").unwrap_or_else(|| format!("{home}/.cache"));
-        format!("{xdg}/huggingface")
-    });
-    expand(hf_home).join("hub")
-}
-
-/// Whether `HF_HUB_DISABLE_SYMLINKS` asks for [`SnapshotLayout::Files`] (`1`, `ON`, `YES`,
-/// `TRUE`, any case, as `constants._is_true`).
-pub fn symlinks_disabled(env: &dyn Fn(&str) -> Option<OsString>) -> bool {
-    env("HF_HUB_DISABLE_SYMLINKS").is_some_and(|v| {
-        matches!(
-            v.to_string_lossy().to_ascii_uppercase().as_str(),
-            "1" | "ON" | "YES" | "TRUE"
-        )
-    })
-}
-
-fn expand_user(s: &str, home: &str) -> String {
-    match s.strip_prefix('~') {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{home}{rest}"),
-        _ => s.to_string(),
-    }
-}
-
-/// `$NAME` and `${NAME}` replaced when set, left as they are otherwise (`os.path.expandvars`).
-fn expand_vars(s: &str, get: &dyn Fn(&str) -> Option<String>) -> String {
-    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, raw_len) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(j) => (&braced[..j], j + 2),
-                None => ("", 0),
-            }
-        } else {
-            let n = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
-            (&after[..n], n)
-        };
-        match (name.is_empty(), get(name)) {
-            (false, Some(v)) => out.push_str(&v),
-            _ => out.push_str(&rest[i..i + 1 + raw_len]),
-        }
-        rest = &after[raw_len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// `{type}s--{repo_id with / replaced by --}` (`file_download.repo_folder_name`).
@@ -545,77 +480,6 @@ fn plan_routed(
     Ok(out)
 }
 
-/// The client's `trees/<commit>.json` for a complete snapshot whose LFS files all record their
-/// pointer's git id (else a truthful listing cannot be written, and none is): huggingface_hub's
-/// `write_tree_cache` format, `json.dump(indent=1)` with ASCII escapes, files sorted by path.
-pub fn tree_cache(a: &Artifact) -> Option<String> {
-    // Field order is the client's (`TreeCacheEntry.to_json`), hence structs, not maps.
-    #[derive(Serialize)]
-    struct Info {
-        size: u64,
-        blob_id: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lfs_sha256: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lfs_size: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        xet_hash: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Doc {
-        format_version: u32,
-        files: std::collections::BTreeMap<String, Info>,
-    }
-    let hf = a.hf.as_ref()?;
-    if !hf.complete {
-        return None;
-    }
-    let sizes: HashMap<&str, u64> = a
-        .entries
-        .iter()
-        .filter_map(|e| Some((e.path.as_str(), e.size?)))
-        .collect();
-    let mut files = std::collections::BTreeMap::new();
-    for f in &hf.files {
-        let size = *sizes.get(f.path.as_str())?;
-        let lfs = f.etag.len() == 64;
-        let info = Info {
-            size,
-            blob_id: if lfs {
-                f.pointer_oid.clone()?
-            } else {
-                f.etag.clone()
-            },
-            lfs_sha256: lfs.then(|| f.etag.clone()),
-            lfs_size: lfs.then_some(size),
-            xet_hash: f.xet_hash.clone(),
-        };
-        files.insert(f.path.clone(), info);
-    }
-    let doc = Doc {
-        format_version: 1,
-        files,
-    };
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    doc.serialize(&mut ser).ok()?;
-    // Python's ensure_ascii: every non-ASCII character as \\uXXXX (UTF-16 units).
-    let text = String::from_utf8(out).ok()?;
-    let mut ascii = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii() {
-            ascii.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                ascii.push_str(&format!("\\u{u:04x}"));
-            }
-        }
-    }
-    Some(ascii)
-}
-
 fn read_ref(path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     fsutil::open_regular(path)?
@@ -709,198 +573,10 @@ fn plan_file(path: &Path, blob: Digest, size: u64) -> Result<Action> {
     }
 }
 
-/// The Hugging Face cache target: `--hf-cache [DIR]`.
-pub struct HfCacheTarget {
-    dest: PathBuf,
-    opts: HfCacheOptions,
-    plan: Option<HfCachePlan>,
-}
-
-impl HfCacheTarget {
-    pub fn new(dest: &Path, layout: SnapshotLayout) -> HfCacheTarget {
-        HfCacheTarget {
-            dest: dest.to_path_buf(),
-            opts: HfCacheOptions { layout },
-            plan: None,
-        }
-    }
-    fn planned(&self) -> &HfCachePlan {
-        self.plan.as_ref().expect("planned")
-    }
-}
-
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &HfCachePlan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = HfCacheTarget {
-        dest: plan.dest.clone(),
-        opts: HfCacheOptions {
-            layout: plan.layout,
-        },
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
-}
-
-/// The git blob SHA-1 check of a use whose etag is one (40 hex digits).
-fn git_check(etag: &str, what: impl FnOnce() -> String) -> Option<(String, String)> {
-    (etag.len() == 40).then(|| (etag.to_string(), what()))
-}
-
-impl Target for HfCacheTarget {
-    fn name(&self) -> &'static str {
-        "hf-cache"
-    }
-    fn accepts(&self, kind: ArtifactKind) -> bool {
-        kind == ArtifactKind::HfRepo
-    }
-    fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        self.plan = Some(plan_routed(bundle, artifacts, &self.dest, &self.opts)?);
-        Ok(())
-    }
-    /// Blobs (symlinks layout) or snapshot files (files layout) to write, each with its git
-    /// blob SHA-1 etag checked while staging (the manifest validation can only check the
-    /// SHA-256 ones), so no blob is filed under a wrong name.
-    fn demand(&self) -> Option<Demand> {
-        let p = self.planned();
-        let mut needs = Vec::new();
-        match p.layout {
-            SnapshotLayout::Symlinks => {
-                for b in p.blobs.iter().filter(|b| b.action == Action::Write) {
-                    needs.push(Need {
-                        digest: b.blob,
-                        // Named by the (first) repository file that is this blob.
-                        git_sha1: git_check(&b.etag, || {
-                            match p.files.iter().find(|f| f.etag == b.etag) {
-                                Some(f) => format!("file {}", escape(&f.file)),
-                                None => format!("blob {}", escape(&b.path.display().to_string())),
-                            }
-                        }),
-                    });
-                }
-            }
-            SnapshotLayout::Files => {
-                for f in p.files.iter().filter(|f| f.action == Action::Write) {
-                    needs.push(Need {
-                        digest: f.blob,
-                        git_sha1: git_check(&f.etag, || format!("file {}", escape(&f.file))),
-                    });
-                }
-            }
-        }
-        Some(Demand {
-            root: self.dest.clone(),
-            needs,
-        })
-    }
-    /// `CACHEDIR.TAG`, blobs, snapshot links (or files).
-    fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        let plan = self.planned();
-        if plan.is_noop() {
-            return Ok(());
-        }
-        let area = staging.area(&self.dest);
-        j.mkdirs(&plan.dest)?;
-        if plan.create_cachedir_tag {
-            // Best effort, as the client: someone else may have written it meanwhile.
-            let _ = area.write_small(
-                &plan.dest.join(CACHEDIR_TAG),
-                CACHEDIR_TAG_CONTENT.as_bytes(),
-                None,
-                None,
-                j,
-            );
-        }
-        for r in &plan.repos {
-            j.mkdirs(&r.folder.join("blobs"))?;
-            j.mkdirs(&r.snapshot)?;
-        }
-        for b in plan.blobs.iter().filter(|b| b.action == Action::Write) {
-            area.install(&b.blob, b.size, &b.path, None, j)?;
-        }
-        for f in plan.files.iter().filter(|f| f.action == Action::Write) {
-            j.mkdirs(parent(&f.path))?;
-            match &f.link {
-                Some(target) => {
-                    symlink(target, &f.path)?;
-                    j.created(&f.path);
-                }
-                None => {
-                    area.install(&f.blob, f.size, &f.path, None, j)?;
-                }
-            }
-        }
-        Ok(())
-    }
-    /// Tree listings, then the refs, last: a ref never names a snapshot not complete on disk.
-    fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        let plan = self.planned();
-        let area = staging.area(&self.dest);
-        for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
-            j.mkdirs(parent(&t.path))?;
-            area.write_small(&t.path, t.content.as_bytes(), None, None, j)?;
-        }
-        for r in plan.refs.iter().filter(|r| r.action != RefAction::Keep) {
-            j.mkdirs(parent(&r.path))?;
-            // Refuse to lose a change made since planning.
-            if !matches!(
-                probe(&r.path)?,
-                Found::Absent | Found::File { link: None, .. }
-            ) {
-                return Err(Error::Conflict(format!(
-                    "{} is no longer a regular file; run the import again",
-                    r.path.display()
-                )));
-            }
-            let previous = r.previous.as_deref().map(str::as_bytes);
-            area.write_small(&r.path, r.commit.as_bytes(), None, previous, j)?;
-        }
-        Ok(())
-    }
-    fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
-        vec![(
-            "hf_cache",
-            serde_json::to_value(self.planned()).expect("serialisable"),
-        )]
-    }
-    fn summary(&self, _dry_run: bool) -> String {
-        let p = self.planned();
-        format!(
-            "  into Hugging Face cache {}: {} repos, {} blobs ({}), {} snapshot files, {} refs to write\n",
-            output::escape_path(&p.dest),
-            p.repos.len(),
-            p.blobs_to_write(),
-            output::bytes(p.bytes_to_write()),
-            p.files_to_write(),
-            p.refs_to_write()
-        )
-    }
-}
-
-fn parent(p: &Path) -> &Path {
-    p.parent().expect("cache paths live in a folder")
-}
-
-#[cfg(unix)]
-fn symlink(target: &str, path: &Path) -> Result<()> {
-    std::os::unix::fs::symlink(target, path).map_err(|e| Error::io("create symbolic link", path, e))
-}
-
-#[cfg(not(unix))]
-fn symlink(_target: &str, path: &Path) -> Result<()> {
-    Err(Error::Usage(format!(
-        "cannot create the symbolic link {} on this platform; use the plain-files layout",
-        path.display()
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |k| {
