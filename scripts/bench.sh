@@ -432,7 +432,7 @@ with open(out, "w") as f:
 sys.exit(rc)
 PY
 }
-chunk_bytes() { find "$1/chunks" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }'; }
+chunk_bytes() { find "$1/chunks" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 # at_most VALUE LIMIT: met / missed by N% (VALUE over LIMIT)
 at_most() { met "$1" 1 "$2"; }
 
@@ -508,7 +508,9 @@ bench_import() {
     payload=$(du -sb --exclude=.complete "$data" | cut -f1)
 
     # 1. import --files of the model directory vs cat CHUNKS > FILE && sync.
+    # (BENCH_IMPORT_SMALL=only skips 1-4: only the small files.)
     declare -A cbytes
+    if [ "${BENCH_IMPORT_SMALL:-}" != only ]; then
     for cs in default 64MiB; do
         ib="$root/imp-$cs"; export ib
         rm -rf "$ib"
@@ -556,6 +558,19 @@ bench_import() {
     cold=0
     rm -rf "$root/hf"
 
+    cat <<MD
+
+## Staged import (issue 10) ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), model-like directory of $(numfmt --to=iec-i --suffix=B "$payload"), median of $runs alternating runs ($small_runs for small files); $cache_note)
+
+$(table "${rows[@]}")
+
+$(table "${hrows[@]}")
+
+$(printf '%s\n' "${lines[@]}")
+- import --registry: see the Images section (\`BENCH_IMAGES=1\`; target ≤ 0.8× skopeo's time)
+MD
+    fi
+
     # 6. small files: import --files vs a tar pipe, flushes, manifest bytes per file, RSS.
     small_data "$small_n"
     sb="$root/small-$small_n/bundle"; export sb small
@@ -565,6 +580,27 @@ bench_import() {
     tar -cf - -C "$small" . | cat > /dev/null; cat "$sb"/chunks/* > /dev/null
     a="small: airlock import --files && sync"
     b="small: tar -cf - SRC | tar -xf - -C DST && sync"
+    # A trial import first: a failure (e.g. EMFILE) is a figure, not the end of the script.
+    rm -rf "$root/out"
+    timed "small: airlock import --files (trial)" "$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q
+    rm -rf "$root/out"
+    if [ "${status[small: airlock import --files (trial)]}" != ok ]; then
+        alternate "$small_runs" "$b" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync' \
+            "$b (again)" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync'
+        measure "small: airlock verify" "$airlock" verify "$sb" --trust "$pub" -q
+        cat <<MD
+
+### $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each)
+
+$(table "small: airlock pack" "$b" "small: airlock verify")
+
+- $small_n small files: airlock import --files **$(one_line "small: airlock import --files (trial)")** (target ≤ 1.5× the tar pipe: **missed**, the import fails)
+- manifest: **$(printf %.0f "$(echo "$(stat -c %s "$sb/manifest.json") / $small_n" | bc -l)") B per file** (target ≤ 150 B)
+- peak RSS over $small_n files: pack $(printf %.1f "$(mib "small: airlock pack")") MiB, verify $(printf %.1f "$(mib "small: airlock verify")") MiB (target ≤ 100 MiB)
+MD
+        rm -rf "$sb"
+        return 0
+    fi
     alternate "$small_runs" "$a" '"$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q && sync' \
         "$b" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync'
     measure "small: airlock verify" "$airlock" verify "$sb" --trust "$pub" -q
@@ -579,21 +615,16 @@ bench_import() {
 
     cat <<MD
 
-## Staged import (issue 10) ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), model-like directory of $(numfmt --to=iec-i --suffix=B "$payload"), median of $runs alternating runs ($small_runs for small files); $cache_note)
-
-$(table "${rows[@]}")
-
-$(table "${hrows[@]}")
+### $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each; median of $small_runs alternating runs)
 
 $(table "small: airlock pack" "$a" "$b" "small: airlock verify")
 
-$(printf '%s\n' "${lines[@]}")
-- import --registry: see the Images section (\`BENCH_IMAGES=1\`; target ≤ 0.8× skopeo's time)
 - $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each): airlock takes **$(ratio "${wall[$a]}" "${wall[$b]}")×** the tar pipe's time (target ≤ 1.5×): $(met "${wall[$a]}" "${wall[$b]}" 1.5)
 - flushes per import of $small_n files: **$flushes** (${detail:-none}; target: a handful, ≤ 10): $(at_most "$flushes" 10)
 - manifest: **$(printf %.0f "$(echo "$mbytes / $small_n" | bc -l)") B per file** ($(numfmt --to=iec-i --suffix=B "$mbytes"); target ≤ 150 B): $(at_most "$(echo "$mbytes / $small_n" | bc -l)" 150)
 - peak RSS over $small_n files: verify **$(printf %.1f "$(mib "small: airlock verify")") MiB**, import **$(printf %.1f "$(mib "$a")") MiB** (target ≤ 100 MiB): verify $(at_most "$(mib "small: airlock verify")" 100), import $(at_most "$(mib "$a")" 100)
 MD
+
     rm -rf "$sb"
     if [ -n "$big" ] && [ "$models" != 1 ]; then big_blob; fi
     if [ "$million" = 1 ]; then
