@@ -8,8 +8,8 @@
 #   BENCH_MODELS=0 BENCH_IMAGE_MB=64 scripts/bench.sh   # only the image part, with a small image
 #   BENCH_IMAGES=0 scripts/bench.sh  # only the model part
 #   BENCH_MODELS=0 BENCH_IMAGES=0 scripts/bench.sh  # only the Hugging Face part (BENCH_HF=0 skips it)
-#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 scripts/bench.sh  # only the hostile manifests
-#                                    # (BENCH_HOSTILE=0 skips them)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_IMPORT=0 scripts/bench.sh  # only the hostile
+#                                    # manifests (BENCH_HOSTILE=0 skips them)
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 scripts/bench.sh  # only pack at the
 #                                    # write floor (BENCH_PACK_FLOOR=0 skips it; BENCH_PACK_BIG=10G
 #                                    # adds the peak RSS of one 10 GiB file)
@@ -17,6 +17,8 @@
 #                                    # every core (BENCH_PIECES=0 skips it; BENCH_PIECES_MB, BENCH_SMALL_FILES)
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_INTERRUPT=1 scripts/bench.sh
 #                                    # only the stop latency of pack under SIGINT (off by default)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 scripts/bench.sh
+#                                    # only the staged import (issue 10; BENCH_IMPORT=0 skips it), see bench_import
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -76,6 +78,7 @@ measure() {
         prepare "$name"
         local t0 t1 m
         sync    # flush earlier runs' writes outside the timed region: each run pays only its own
+        if [ "${cold:-0}" = 1 ]; then drop_caches; fi   # cold mode (bench_import sets it)
         t0=$(date +%s.%N)
         /usr/bin/time -f '%M' -o "$root/time.txt" "$@" > /dev/null
         t1=$(date +%s.%N)
@@ -108,6 +111,11 @@ prepare() {
 }
 
 ratio() { printf %.2f "$(echo "$1 / $2" | bc -l)"; }
+# met A B LIMIT: "met" if A / B ≤ LIMIT, else "missed by N%" (how far A / B is above LIMIT)
+met() {
+    if [ "$(echo "$1 / $2 <= $3" | bc -l)" = 1 ]; then echo "**met**"
+    else printf '**missed** by %.0f%%' "$(echo "($1 / $2 / $3 - 1) * 100" | bc -l)"; fi
+}
 mib() { echo "${rss[$1]} / 1024" | bc -l; }
 # table NAME... : Markdown rows "| name | wall | peak RSS |"
 table() {
@@ -125,12 +133,18 @@ baseline_pack() {
 export -f baseline_pack
 export root split_size
 
+# BENCH_MODEL_SIZE (default 2Gi, numfmt syntax: 64Mi, 512Mi) sets the two shards' total; other sizes
+# live in model-SIZE/.
+model_size=${BENCH_MODEL_SIZE:-2Gi}
 model_data() {
+    local shard
+    shard=$(( $(numfmt --from=auto "$model_size") / 2 ))
     data="$root/model"
+    [ "$shard" = 1073741824 ] || data="$root/model-$model_size"
     if [ ! -f "$data/.complete" ]; then
         rm -rf "$data"; mkdir -p "$data"
-        head -c 1073741824 /dev/urandom > "$data/model-00001-of-00002.safetensors"
-        head -c 1073741824 /dev/urandom > "$data/model-00002-of-00002.safetensors"
+        head -c "$shard" /dev/urandom > "$data/model-00001-of-00002.safetensors"
+        head -c "$shard" /dev/urandom > "$data/model-00002-of-00002.safetensors"
         python3 - "$data" <<'PY'
 import json, sys, random
 d = sys.argv[1]; random.seed(1)
@@ -167,19 +181,7 @@ $(table "baseline tar|zstd -T0 -3|split + sha256sum" "airlock pack" "sha256sum -
 - verify vs \`sha256sum -c\` over the baseline's parts: **$(ratio "${wall[sha256sum -c over parts]}" "${wall[airlock verify]}")×** as fast
 MD
 
-    if [ -n "$big" ]; then
-        local f="$root/big/blob.bin" pw pm vw vm
-        mkdir -p "$root/big"
-        [ -f "$f" ] || head -c "$(numfmt --from=iec "$big")" /dev/urandom > "$f"
-        rm -rf "$root/out"
-        /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" pack "$f" --out "$root/out" --key "$root/k" -q
-        read -r pw pm < "$root/time.txt"
-        /usr/bin/time -f '%e %M' -o "$root/time.txt" "$airlock" verify "$root/out" --trust "$pub" -q
-        read -r vw vm < "$root/time.txt"
-        rm -rf "$root/out"
-        printf '\n- one %s file: pack %.1f s, peak RSS %.1f MiB; verify %.1f s, peak RSS %.1f MiB\n' \
-            "$big" "$pw" "$(echo "$pm / 1024" | bc -l)" "$vw" "$(echo "$vm / 1024" | bc -l)"
-    fi
+    if [ -n "$big" ]; then echo; big_blob; fi
 }
 
 # --- pack at the write floor (issue 10): airlock pack vs cat SRC > DST && sync --------------
@@ -344,7 +346,7 @@ bench_images() {
 $(table "image: airlock pack oci://" "image: skopeo copy docker:// → oci:" "image: skopeo copy + tar|zstd -T0 -3|split + sha256sum" "image: airlock verify (import's first pass)" "image: airlock import" "image: skopeo copy oci: → docker://")
 
 - pack from the registry: **$(ratio "${wall[image: skopeo copy docker:// → oci:]}" "${wall[image: airlock pack oci://]}")×** skopeo's speed (skopeo time / airlock time; target ≥ 1×), **$(ratio "${wall[image: skopeo copy + tar|zstd -T0 -3|split + sha256sum]}" "${wall[image: airlock pack oci://]}")×** the core baseline's
-- import into a registry: **$(ratio "${wall[image: skopeo copy oci: → docker://]}" "${wall[image: airlock import]}")×** skopeo's speed (target ≥ 1×)
+- import into a registry: airlock takes **$(ratio "${wall[image: airlock import]}" "${wall[image: skopeo copy oci: → docker://]}")×** skopeo's time (airlock time / skopeo time; target ≤ 0.8×, issue 10), i.e. **$(ratio "${wall[image: skopeo copy oci: → docker://]}" "${wall[image: airlock import]}")×** skopeo's speed (target ≥ 1.25×): $(met "${wall[image: airlock import]}" "${wall[image: skopeo copy oci: → docker://]}" 0.8)
 - peak RSS: pack $(printf %.1f "$(mib "image: airlock pack oci://")") MiB vs skopeo $(printf %.1f "$(mib "image: skopeo copy docker:// → oci:")") MiB; import $(printf %.1f "$(mib "image: airlock import")") MiB vs skopeo $(printf %.1f "$(mib "image: skopeo copy oci: → docker://")") MiB
 MD
 }
@@ -359,9 +361,12 @@ check_dst() {
 # --- Hugging Face: the same 2 GiB model served by the test suite's Hub emulator -------------
 # Leg 1: airlock pack hf:// vs hf download (which only downloads) into a fresh cache.
 # Leg 2: airlock import --hf-cache vs cp -a of the cache hf download made.
-bench_hf() {
+# hf_setup: the Hub emulator serving the model directory (PID in $hf_pid, HF_ENDPOINT exported),
+# and the inputs of the import legs, made once: a bundle ($root/hf/bundle) and the cache
+# hf download builds ($root/hf/ref).
+hf_setup() {
     model_data
-    local venv emu payload
+    local emu
     venv=$(scripts/pyenv.sh)
     cargo build --release --quiet --example hub_emulator
     emu="$PWD/target/release/examples/hub_emulator"
@@ -377,12 +382,17 @@ bench_hf() {
     [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$root/hf/emulator.out")" >&2; exit 1; }
     export HF_ENDPOINT HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_UPDATE_CHECK=1
     export HF_HOME="$root/hf/home" venv airlock pub chunk
-    payload=$(du -sb "$data" | cut -f1)
     cat "$data"/* > /dev/null
     # The inputs of leg 2, made once: a bundle, and the cache hf download builds.
     rm -rf "$root/hf/bundle" "$root/hf/ref"
     "$airlock" pack hf://bench/model --out "$root/hf/bundle" --key "$root/k" --chunk-size "$chunk" -q
     "$venv/bin/hf" download bench/model --cache-dir "$root/hf/ref" > /dev/null
+}
+
+bench_hf() {
+    local payload
+    hf_setup
+    payload=$(du -sb "$data" | cut -f1)
 
     measure "hf: airlock pack hf://" "$airlock" pack hf://bench/model --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
     measure "hf: hf download (fresh cache)" bash -c 'exec "$venv/bin/hf" download bench/model --cache-dir "$root/out/cache" > /dev/null'
@@ -550,11 +560,293 @@ MD
     rm -f "$src"; rm -rf "$root/out"
 }
 
+# --- staged import (issue 10): import against cat/cp -a/tar + sync, warm and cold ------------
+# Every airlock run and every baseline ends with `sync`: both pay their own durability.
+# Runs alternate (A B B A …) and each starts with an empty $root/out after a `sync`; cold runs
+# also drop the page cache first (`echo 3 > /proc/sys/vm/drop_caches`, root only).
+#   BENCH_MODEL_SIZE=64Mi BENCH_SMALL_FILES=2000 BENCH_SMALL_RUNS=3 …  # a quick debug run
+#   BENCH_MILLION=1 …                  # also pack, verify and import 1,000,000 small files
+small_n=${BENCH_SMALL_FILES:-100000}
+small_runs=${BENCH_SMALL_RUNS:-5}
+million=${BENCH_MILLION:-0}
+cold=0 can_drop=0
+
+drop_caches() { [ "$can_drop" = 1 ] && echo 3 > /proc/sys/vm/drop_caches; }
+
+# once NAME CMD: one timed run of the shell command CMD (bash -c: pass paths as exported
+# variables), appended to NAME's samples.
+declare -A samples msamples
+once() {
+    local name=$1 cmd=$2 t0 t1
+    rm -rf "$root/out"; mkdir -p "$root/out"
+    sync
+    if [ "$cold" = 1 ]; then drop_caches; fi
+    t0=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$root/time.txt" bash -c "$cmd" > /dev/null
+    t1=$(date +%s.%N)
+    samples[$name]+="$(echo "$t1 - $t0" | bc -l) "
+    msamples[$name]+="$(tail -1 "$root/time.txt") "
+}
+# summarise NAME: median wall and max RSS of NAME's samples into wall[NAME], rss[NAME]
+summarise() {
+    local name=$1 n
+    n=$(wc -w <<< "${samples[$name]}")
+    wall[$name]=$(tr ' ' '\n' <<< "${samples[$name]}" | grep . | sort -g | sed -n "$(( (n + 1) / 2 ))p")
+    rss[$name]=$(tr ' ' '\n' <<< "${msamples[$name]}" | grep . | sort -g | tail -1)
+    printf '%-60s median %7.2f s   max RSS %7d KiB   (runs: %s)\n' "$name" "${wall[$name]}" "${rss[$name]}" \
+        "$(printf '%.2f ' ${samples[$name]})" >&2
+}
+# alternate N NAME_A CMD_A NAME_B CMD_B: N runs of each, interleaved A B B A A B …
+alternate() {
+    local n=$1 i; shift
+    samples[$1]= msamples[$1]= samples[$3]= msamples[$3]=
+    for ((i = 0; i < n; i++)); do
+        if (( i % 2 == 0 )); then once "$1" "$2"; once "$3" "$4"
+        else once "$3" "$4"; once "$1" "$2"; fi
+    done
+    summarise "$1"; summarise "$3"
+}
+
+# io_of OUT CMD...: runs CMD (cold when permitted) and writes "rchar read_bytes" of the finished
+# child, read from /proc/PID/io before it is reaped (os.waitid with WNOWAIT), to OUT.
+io_of() {
+    local out=$1; shift
+    rm -rf "$root/out"; mkdir -p "$root/out"
+    sync; drop_caches || true
+    python3 - "$out" "$@" <<'PY'
+import os, subprocess, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+with open(f"/proc/{p.pid}/io") as f:
+    io = dict(line.split(": ") for line in f.read().splitlines())
+rc = p.wait()
+with open(out, "w") as f:
+    f.write(f"{io['rchar']} {io['read_bytes']}\n")
+sys.exit(rc)
+PY
+}
+chunk_bytes() { find "$1/chunks" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+# at_most VALUE LIMIT: met / missed by N% (VALUE over LIMIT)
+at_most() { met "$1" 1 "$2"; }
+
+# small_data N: N files of 512 random bytes in N/100 directories under $root/small-N/src
+# (made once, kept).
+small_data() {
+    local n=$1 d="$root/small-$1"
+    small="$d/src"
+    if [ ! -f "$d/.complete" ]; then
+        rm -rf "$d"; mkdir -p "$small"
+        python3 - "$small" "$n" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+dirs = max(1, n // 100)
+for i in range(dirs):
+    os.mkdir(os.path.join(root, f"d{i:05d}"))
+for i in range(n):
+    with open(os.path.join(root, f"d{i % dirs:05d}", f"f{i // dirs:06d}.bin"), "wb") as f:
+        f.write(os.urandom(512))
+PY
+        touch "$d/.complete"
+    fi
+}
+
+# timed NAME CMD...: one run, "wall rss" (s, KiB) into wall[NAME]/rss[NAME], or status[NAME]
+# "failed (exit N): first error line" — a failure is a figure here, not the end of the script.
+declare -A status
+timed() {
+    local name=$1 rc=0; shift
+    sync
+    /usr/bin/time -f '%e %M' -o "$root/time.txt" "$@" > /dev/null 2> "$root/err.txt" || rc=$?
+    if [ "$rc" = 0 ]; then
+        read -r "wall[$name]" "rss[$name]" < <(tail -1 "$root/time.txt"); status[$name]=ok
+    else
+        wall[$name]=0 rss[$name]=0
+        status[$name]="failed (exit $rc): $(grep -v '^Command exited' "$root/err.txt" | head -1)"
+    fi
+    printf '%-60s %s %7.2f s   max RSS %7d KiB\n' "$name" "${status[$name]}" "${wall[$name]}" "${rss[$name]}" >&2
+}
+one_line() {   # NAME: "W s, R MiB" or the failure
+    if [ "${status[$1]}" = ok ]; then printf '%.1f s, peak RSS %.1f MiB' "${wall[$1]}" "$(mib "$1")"
+    else printf '%s' "${status[$1]//|/\\|}"; fi
+}
+
+# big_blob: pack, verify and import --files one $big file (BENCH_BIG). The source is deleted
+# after pack when the filesystem could not also hold the bundle and the import.
+big_blob() {
+    local f="$root/big/blob.bin" size
+    size=$(numfmt --from=iec "$big")
+    mkdir -p "$root/big"
+    [ -f "$f" ] || head -c "$size" /dev/urandom > "$f"
+    rm -rf "$root/big/bundle" "$root/big/dst"
+    timed "big: airlock pack" "$airlock" pack "$f" --out "$root/big/bundle" --key "$root/k" -q
+    if (( $(df --output=avail -B1 "$root" | tail -1) < size * 2 + (1 << 30) )); then rm -f "$f"; fi
+    timed "big: airlock verify" "$airlock" verify "$root/big/bundle" --trust "$pub" -q
+    timed "big: airlock import --files" "$airlock" import "$root/big/bundle" --trust "$pub" --files "$root/big/dst" -q
+    rm -rf "$root/big/bundle" "$root/big/dst"
+    printf -- '- one %s file: pack %s; verify %s; import --files %s (target: peak RSS ≤ 100 MiB on every path: %s)\n' \
+        "$big" "$(one_line "big: airlock pack")" "$(one_line "big: airlock verify")" "$(one_line "big: airlock import --files")" \
+        "$(at_most "$(echo "$(printf '%s\n' "${rss[big: airlock pack]}" "${rss[big: airlock verify]}" "${rss[big: airlock import --files]}" | sort -g | tail -1) / 1024" | bc -l)" 100)"
+}
+
+bench_import() {
+    local cs mode a b name payload lines=() rows=() cache_note
+    if (sync; echo 3 > /proc/sys/vm/drop_caches) 2> /dev/null; then
+        can_drop=1; cache_note="cold runs drop the page cache before each timed run"
+    else
+        can_drop=0; cache_note="**cold runs skipped: dropping the page cache is not permitted here** (needs root)"
+        echo "bench_import: cannot write /proc/sys/vm/drop_caches: warm runs only" >&2
+    fi
+    export airlock pub root
+    model_data
+    payload=$(du -sb --exclude=.complete "$data" | cut -f1)
+
+    # 1. import --files of the model directory vs cat CHUNKS > FILE && sync.
+    # (BENCH_IMPORT_SMALL=only skips 1-4: only the small files.)
+    declare -A cbytes
+    if [ "${BENCH_IMPORT_SMALL:-}" != only ]; then
+    for cs in default 64MiB; do
+        ib="$root/imp-$cs"; export ib
+        rm -rf "$ib"
+        if [ "$cs" = default ]; then "$airlock" pack "$data" --out "$ib" --key "$root/k" -q
+        else "$airlock" pack "$data" --out "$ib" --key "$root/k" --chunk-size "$cs" -q; fi
+        cbytes[$cs]=$(chunk_bytes "$ib")
+        for mode in warm cold; do
+            [ "$mode" = warm ] || [ "$can_drop" = 1 ] || continue
+            cold=0; [ "$mode" = warm ] || cold=1
+            cat "$ib"/chunks/* > /dev/null
+            a="import: airlock import --files && sync (chunk $cs, $mode)"
+            b="import: cat CHUNKS > FILE && sync (chunk $cs, $mode)"
+            alternate "$runs" "$a" '"$airlock" import "$ib" --trust "$pub" --files "$root/out/dst" -q && sync' \
+                "$b" 'cat "$ib"/chunks/* > "$root/out/file" && sync'
+            rows+=("$a" "$b")
+            lines+=("- import --files, chunk $cs, $mode: airlock takes **$(ratio "${wall[$a]}" "${wall[$b]}")×** \`cat CHUNKS > FILE && sync\`'s time (target ≤ 1.3×): $(met "${wall[$a]}" "${wall[$b]}" 1.3)")
+        done
+        cold=0
+        # 3. bytes read per bundle byte (cold where permitted, so read_bytes is the device's).
+        local r rb
+        io_of "$root/io.txt" "$airlock" import "$ib" --trust "$pub" --files "$root/out/dst" -q
+        read -r r rb < "$root/io.txt"
+        lines+=("- import --files, chunk $cs: read **$(ratio "$r" "${cbytes[$cs]}")×** the chunks' bytes (rchar $r / $(numfmt --to=iec-i --suffix=B "${cbytes[$cs]}"); read_bytes $(ratio "$rb" "${cbytes[$cs]}")×; target ≤ 1.05×): $(met "$r" "${cbytes[$cs]}" 1.05)")
+        io_of "$root/io.txt" "$airlock" verify "$ib" --trust "$pub" -q
+        read -r r rb < "$root/io.txt"
+        lines+=("- verify, chunk $cs: read **$(ratio "$r" "${cbytes[$cs]}")×** the chunks' bytes (read_bytes $(ratio "$rb" "${cbytes[$cs]}")×)")
+        rm -rf "$ib"
+    done
+
+    # 4. import --hf-cache vs cp -a of the cache hf download made.
+    hf_setup
+    kill "$hf_pid" 2>/dev/null; wait "$hf_pid" 2>/dev/null || true; hf_pid=
+    local hrows=()
+    for mode in warm cold; do
+        [ "$mode" = warm ] || [ "$can_drop" = 1 ] || continue
+        cold=0; [ "$mode" = warm ] || cold=1
+        find "$root/hf/bundle" "$root/hf/ref" -type f -exec cat {} + > /dev/null
+        a="hf: airlock import --hf-cache && sync ($mode)"
+        b="hf: cp -a of the hf download cache && sync ($mode)"
+        alternate "$runs" "$a" '"$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache "$root/out/cache" -q && sync' \
+            "$b" 'cp -a "$root/hf/ref" "$root/out/cache" && sync'
+        hrows+=("$a" "$b")
+        lines+=("- import --hf-cache, $mode: airlock takes **$(ratio "${wall[$a]}" "${wall[$b]}")×** \`cp -a … && sync\`'s time (target ≤ 1.3×): $(met "${wall[$a]}" "${wall[$b]}" 1.3)")
+    done
+    cold=0
+    rm -rf "$root/hf"
+
+    cat <<MD
+
+## Staged import (issue 10) ($(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), model-like directory of $(numfmt --to=iec-i --suffix=B "$payload"), median of $runs alternating runs ($small_runs for small files); $cache_note)
+
+$(table "${rows[@]}")
+
+$(table "${hrows[@]}")
+
+$(printf '%s\n' "${lines[@]}")
+- import --registry: see the Images section (\`BENCH_IMAGES=1\`; target ≤ 0.8× skopeo's time)
+MD
+    fi
+
+    # 6. small files: import --files vs a tar pipe, flushes, manifest bytes per file, RSS.
+    small_data "$small_n"
+    sb="$root/small-$small_n/bundle"; export sb small
+    rm -rf "$sb"
+    timed "small: airlock pack" "$airlock" pack "$small" --out "$sb" --key "$root/k" -q
+    [ "${status[small: airlock pack]}" = ok ] || { echo "pack of $small_n files failed: ${status[small: airlock pack]}" >&2; exit 1; }
+    tar -cf - -C "$small" . | cat > /dev/null; cat "$sb"/chunks/* > /dev/null
+    a="small: airlock import --files && sync"
+    b="small: tar -cf - SRC | tar -xf - -C DST && sync"
+    # A trial import first: a failure (e.g. EMFILE) is a figure, not the end of the script.
+    rm -rf "$root/out"
+    timed "small: airlock import --files (trial)" "$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q
+    rm -rf "$root/out"
+    if [ "${status[small: airlock import --files (trial)]}" != ok ]; then
+        alternate "$small_runs" "$b" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync' \
+            "$b (again)" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync'
+        measure "small: airlock verify" "$airlock" verify "$sb" --trust "$pub" -q
+        cat <<MD
+
+### $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each)
+
+$(table "small: airlock pack" "$b" "small: airlock verify")
+
+- $small_n small files: airlock import --files **$(one_line "small: airlock import --files (trial)")** (target ≤ 1.5× the tar pipe: **missed**, the import fails)
+- manifest: **$(printf %.0f "$(echo "$(stat -c %s "$sb/manifest.json") / $small_n" | bc -l)") B per file** (target ≤ 150 B)
+- peak RSS over $small_n files: pack $(printf %.1f "$(mib "small: airlock pack")") MiB, verify $(printf %.1f "$(mib "small: airlock verify")") MiB (target ≤ 100 MiB)
+MD
+        rm -rf "$sb"
+        return 0
+    fi
+    alternate "$small_runs" "$a" '"$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q && sync' \
+        "$b" 'mkdir "$root/out/dst" && tar -cf - -C "$small" . | tar -xf - -C "$root/out/dst" && sync'
+    measure "small: airlock verify" "$airlock" verify "$sb" --trust "$pub" -q
+    rm -rf "$root/out"; sync
+    strace -f -c -e trace=fsync,fdatasync,syncfs,sync -o "$root/strace.txt" \
+        "$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q > /dev/null
+    local flushes detail mbytes
+    flushes=$(awk '$NF ~ /^(fsync|fdatasync|syncfs|sync)$/ { s += $4 } END { print s + 0 }' "$root/strace.txt")
+    detail=$(awk '$NF ~ /^(fsync|fdatasync|syncfs|sync)$/ { printf "%s%s %s", sep, $4, $NF; sep = ", " }' "$root/strace.txt")
+    mbytes=$(stat -c %s "$sb/manifest.json")
+    rm -rf "$root/out"
+
+    cat <<MD
+
+### $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each; median of $small_runs alternating runs)
+
+$(table "small: airlock pack" "$a" "$b" "small: airlock verify")
+
+- $small_n small files ($(( small_n / 100 > 0 ? small_n / 100 : 1 )) directories, 512 B each): airlock takes **$(ratio "${wall[$a]}" "${wall[$b]}")×** the tar pipe's time (target ≤ 1.5×): $(met "${wall[$a]}" "${wall[$b]}" 1.5)
+- flushes per import of $small_n files: **$flushes** (${detail:-none}; target: a handful, ≤ 10): $(at_most "$flushes" 10)
+- manifest: **$(printf %.0f "$(echo "$mbytes / $small_n" | bc -l)") B per file** ($(numfmt --to=iec-i --suffix=B "$mbytes"); target ≤ 150 B): $(at_most "$(echo "$mbytes / $small_n" | bc -l)" 150)
+- peak RSS over $small_n files: verify **$(printf %.1f "$(mib "small: airlock verify")") MiB**, import **$(printf %.1f "$(mib "$a")") MiB** (target ≤ 100 MiB): verify $(at_most "$(mib "small: airlock verify")" 100), import $(at_most "$(mib "$a")" 100)
+MD
+
+    rm -rf "$sb"
+    if [ -n "$big" ] && [ "$models" != 1 ]; then big_blob; fi
+    if [ "$million" = 1 ]; then
+        small_data 1000000
+        local mb="$root/small-1000000/bundle"
+        rm -rf "$mb"
+        timed "million: airlock pack" "$airlock" pack "$small" --out "$mb" --key "$root/k" -q
+        if [ "${status[million: airlock pack]}" = ok ]; then
+            timed "million: airlock verify" "$airlock" verify "$mb" --trust "$pub" -q
+            rm -rf "$root/out"
+            timed "million: airlock import --files" "$airlock" import "$mb" --trust "$pub" --files "$root/out/dst" -q
+            rm -rf "$root/out"
+            printf -- '- 1,000,000 files: pack %s; verify %s; import --files %s; manifest %s\n' "$(one_line "million: airlock pack")" \
+                "$(one_line "million: airlock verify")" "$(one_line "million: airlock import --files")" \
+                "$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$mb/manifest.json")")"
+        else
+            printf -- '- 1,000,000 files: pack %s\n' "$(one_line "million: airlock pack")"
+        fi
+        rm -rf "$mb"
+    fi
+}
+
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
 pack_floor=${BENCH_PACK_FLOOR:-1}
 pieces=${BENCH_PIECES:-1}
 interrupt=${BENCH_INTERRUPT:-0}
+import=${BENCH_IMPORT:-1}
 [ "$models" = 1 ] && bench_models
 [ "$pack_floor" = 1 ] && bench_pack_floor
 [ "$images" = 1 ] && bench_images
@@ -562,4 +854,5 @@ interrupt=${BENCH_INTERRUPT:-0}
 [ "$hostile" = 1 ] && bench_hostile
 [ "$pieces" = 1 ] && bench_verify_pieces
 [ "$interrupt" = 1 ] && bench_interrupt
+[ "$import" = 1 ] && bench_import
 exit 0
