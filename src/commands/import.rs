@@ -59,6 +59,37 @@ fn choose(args: &ImportArgs) -> Result<Vec<Box<dyn Target>>> {
     Ok(t)
 }
 
+/// The `--json` report: the bundle, its signers, and each target's fields.
+struct Report<'a> {
+    dry_run: bool,
+    dir: &'a std::path::Path,
+    done: &'a import::Outcome,
+}
+
+impl serde::Serialize for Report<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut report = Map::new();
+        report.insert("dry_run".into(), self.dry_run.into());
+        let summary = BundleSummary::new(self.dir, self.done.bundle.manifest());
+        if let Value::Object(m) =
+            serde_json::to_value(&summary).map_err(serde::ser::Error::custom)?
+        {
+            report.extend(m);
+        }
+        report.insert(
+            "signers".into(),
+            serde_json::to_value(self.done.bundle.bundle().signers())
+                .map_err(serde::ser::Error::custom)?,
+        );
+        for t in &self.done.targets {
+            for (k, v) in t.report() {
+                report.insert(k.into(), v);
+            }
+        }
+        Value::Object(report).serialize(s)
+    }
+}
+
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
     let targets = choose(&args)?;
@@ -84,22 +115,13 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     });
     let progress = printer.progress();
     let done = crate::interrupt::classify(import::run(&settings, targets, &progress))?;
-    let mut report = Map::new();
-    report.insert("dry_run".into(), args.dry_run.into());
-    let summary = BundleSummary::new(&args.dir, done.bundle.manifest());
-    if let Value::Object(m) = serde_json::to_value(&summary).expect("serialisable") {
-        report.extend(m);
-    }
-    report.insert(
-        "signers".into(),
-        serde_json::to_value(done.bundle.bundle().signers()).expect("serialisable"),
-    );
-    for t in &done.targets {
-        for (k, v) in t.report() {
-            report.insert(k.into(), v);
-        }
-    }
-    printer.report(&Value::Object(report), || {
+    // Built only when it is printed (--json): a plan of a million files is large.
+    let report = Report {
+        dry_run: args.dry_run,
+        dir: &args.dir,
+        done: &done,
+    };
+    printer.report(&report, || {
         let mut s = if args.dry_run {
             format!(
                 "verified {}; dry run, nothing written. Plan:\n",

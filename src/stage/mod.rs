@@ -214,7 +214,7 @@ impl Staging {
                 .collect();
             let parts: Vec<(usize, PathBuf)> = want
                 .iter()
-                .map(|&i| (i, self.areas[i].dir.join(format!("{}.part", d.hex()))))
+                .map(|&i| (i, self.areas[i].dir.join(d.hex())))
                 .collect();
             sinks.push(Sink::new(blob, parts, git)?);
         }
@@ -250,10 +250,10 @@ impl Staging {
                 )));
             }
         }
+        // Staged files are named by their digest from the start (a killed run's incomplete one
+        // fails the re-hash of adoption), so that no rename in the staging directory is needed.
         for s in sinks {
-            for (i, part) in s.parts {
-                let path = self.areas[i].dir.join(s.blob.digest.hex());
-                fs::rename(&part, &path).map_err(|e| Error::io("rename", &part, e))?;
+            for (i, path) in s.parts {
                 self.areas[i].staged.insert(s.blob.digest, path);
             }
         }

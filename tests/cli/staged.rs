@@ -424,8 +424,8 @@ fn many_small_files_are_made_durable_with_a_handful_of_flushes() {
     assert!(flushes <= 16, "{flushes} flushes for 1,000 files:\n{out}");
 }
 
-/// Starts `airlock import b --trust k.pub --files dest`, waits until it is staging (a part
-/// file exists under `dest/.airlock-staging/`), sends `signal`, and returns its exit code and
+/// Starts `airlock import b --trust k.pub --files dest`, waits until it is staging (a staged
+/// file other than the lock exists under `dest/.airlock-staging/`), sends `signal`, and returns its exit code and
 /// stderr (a hang past the deadline fails the test).
 fn interrupt_while_staging(env: &Env, signal: i32) -> (i32, String) {
     use std::io::Read;
@@ -437,7 +437,7 @@ fn interrupt_while_staging(env: &Env, signal: i32) -> (i32, String) {
     let staged = || {
         walk(&staging)
             .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "part"))
+            .any(|p| p.is_file() && p.file_name().is_some_and(|n| n != "lock"))
     };
     while !staged() {
         assert!(
