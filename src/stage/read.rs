@@ -25,7 +25,7 @@ const THREADED_HASH: u64 = 1 << 20;
 pub(super) struct Tee {
     pub(super) files: Vec<(File, PathBuf)>,
     pub(super) hash: BlobHash,
-    pub(super) git: Option<GitBlobHasher>,
+    pub(super) git: Option<Box<GitBlobHasher>>,
     pub(super) written: u64,
     /// Decoded bytes the current segment may still yield, of its declared size.
     pub(super) segment_left: u64,
@@ -38,7 +38,9 @@ pub(super) struct Tee {
 }
 
 pub(super) enum BlobHash {
-    Inline(crate::format::Hasher),
+    /// Not started, or small blobs hashed inline (boxed: a sink per needed blob lives for the
+    /// whole import, so what it holds before its bytes come must be small).
+    Inline(Option<Box<crate::format::Hasher>>),
     Thread(Worker<crate::format::Hasher>),
 }
 
@@ -61,7 +63,7 @@ impl Write for Tee {
             }
         }
         match &mut self.hash {
-            BlobHash::Inline(h) => h.update(buf),
+            BlobHash::Inline(h) => h.get_or_insert_with(Default::default).update(buf),
             BlobHash::Thread(w) => w.update(hashpipe::owned(buf.to_vec())),
         }
         if let Some(g) = &mut self.git {
@@ -85,7 +87,7 @@ pub(super) struct Sink<'b> {
     /// The segment expected next.
     pub(super) next: usize,
     /// A zstd segment being decoded (the tee moves into the decoder and back).
-    pub(super) decoder: Option<zstd::stream::write::Decoder<'static, Tee>>,
+    pub(super) decoder: Option<Box<zstd::stream::write::Decoder<'static, Tee>>>,
     pub(super) frame: Option<crate::format::zstdframe::FrameCheck>,
     /// Raw bytes of the current segment still to come.
     pub(super) raw_left: u64,
@@ -104,14 +106,14 @@ impl<'b> Sink<'b> {
         git_sha1: Vec<(String, String)>,
     ) -> Result<Sink<'b>> {
         let files = Vec::new();
-        let hash = BlobHash::Inline(crate::format::Hasher::new());
+        let hash = BlobHash::Inline(None);
         Ok(Sink {
             blob,
             parts,
             tee: Tee {
                 files,
                 hash,
-                git: (!git_sha1.is_empty()).then(|| GitBlobHasher::new(blob.size)),
+                git: (!git_sha1.is_empty()).then(|| Box::new(GitBlobHasher::new(blob.size))),
                 written: 0,
                 segment_left: blob.size,
                 segment_size: blob.size,
@@ -186,7 +188,7 @@ impl<'b> Sink<'b> {
                 .map_err(|e| Error::Other(format!("zstd: {e}")))?;
             d.window_log_max(crate::format::zstdframe::WINDOW_LOG_MAX)
                 .map_err(|e| Error::Other(format!("zstd: {e}")))?;
-            self.decoder = Some(d);
+            self.decoder = Some(Box::new(d));
             self.frame = Some(crate::format::zstdframe::FrameCheck::new(
                 seg.length, seg.size,
             ));
@@ -234,7 +236,7 @@ impl<'b> Sink<'b> {
         }
         if let Some(mut d) = self.decoder.take() {
             let flushed = d.flush();
-            self.tee = d.into_inner();
+            self.tee = (*d).into_inner();
             if let Err(e) = flushed {
                 if let Some(w) = self.tee.write_failed.take() {
                     return Err(w);
@@ -271,7 +273,7 @@ impl<'b> Sink<'b> {
             });
         }
         let digest = match tee.hash {
-            BlobHash::Inline(h) => h.finish(),
+            BlobHash::Inline(h) => h.unwrap_or_default().finish(),
             BlobHash::Thread(w) => w
                 .finish()
                 .map_err(|e| Error::Other(format!("hashing {what}: {e}")))?,
@@ -304,7 +306,7 @@ impl<'b> Sink<'b> {
 fn placeholder_tee() -> Tee {
     Tee {
         files: Vec::new(),
-        hash: BlobHash::Inline(crate::format::Hasher::new()),
+        hash: BlobHash::Inline(None),
         git: None,
         written: 0,
         segment_left: 0,
