@@ -100,13 +100,6 @@ impl<'a> BlobReader<'a> {
         }
     }
 
-    /// Without the SHA-256 at the end: the caller hashes what it reads itself (on another
-    /// thread) and compares with the blob's digest. Every other check stays.
-    pub fn unhashed(mut self) -> BlobReader<'a> {
-        self.hasher = None;
-        self
-    }
-
     fn fail(&self, i: usize, what: String) -> io::Error {
         let seg = &self.blob.segments[i];
         io::Error::new(

@@ -276,10 +276,6 @@ impl Journal {
         self.undo.push(Undo::Remote(Box::new(undo)));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.undo.is_empty()
-    }
-
     /// Undoes everything, newest first (directories only if empty again). Returns what could not
     /// be undone, for the error message.
     pub fn rollback(self) -> Vec<String> {

@@ -139,10 +139,6 @@ impl Staging {
         Ok(staging)
     }
 
-    pub fn areas(&self) -> &[Area] {
-        &self.areas
-    }
-
     /// The area of `root`.
     pub fn area(&self, root: &Path) -> &Area {
         self.areas
@@ -154,21 +150,6 @@ impl Staging {
     /// The staged, verified file of `digest` in any area.
     pub fn staged(&self, digest: &Digest) -> Option<&Path> {
         self.areas.iter().find_map(|a| a.staged(digest))
-    }
-
-    /// Bytes each area will hold, by root: what its targets' files will take.
-    pub fn bytes_needed(&self, bundle: &Admitted) -> Vec<(PathBuf, u64)> {
-        self.areas
-            .iter()
-            .map(|a| {
-                let uses = a.uses.lock().expect("not poisoned");
-                let bytes = uses
-                    .iter()
-                    .map(|(d, n)| bundle.blob(d).map_or(0, |b| b.size) * *n as u64)
-                    .sum();
-                (a.root.clone(), bytes)
-            })
-            .collect()
     }
 
     /// Reads every needed blob once from the bundle (or the small-blob cache), verifying its
