@@ -6,24 +6,26 @@
 //! downloads resume with `Range` after a broken connection ([`BlobReader`]). reqwest drops
 //! `Authorization` when a redirect leaves the registry's origin. The push side lives in
 //! [`super::push`].
+//!
+//! This file holds the transport: connecting, the retry policy, [`Registry::request`] and the
+//! error texts; `token` answers auth challenges, `fetch` holds the manifest and blob endpoints.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::io::Read;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
 
-use super::challenge;
-use super::model::Descriptor;
 use crate::error::{Error, Result};
-use crate::format::json;
 use crate::format::Digest;
-use crate::fsutil::{self, CopyError};
 use crate::net;
-use crate::progress::Silent;
+
+mod fetch;
+mod token;
+
+pub use fetch::BlobReader;
+use token::{Apply, AuthState};
 
 /// Every manifest type airlock accepts, in the order registries should prefer.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -118,21 +120,6 @@ pub(crate) enum Replay {
     Idempotent,
     /// PATCH (the registry appends): repeated only when the connection could not be made.
     Once,
-}
-
-/// Authentication learnt from challenges. Bearer tokens are cached per scope: a token for one
-/// repository is never presented for another.
-#[derive(Default)]
-struct AuthState {
-    basic: bool,
-    bearer: Option<challenge::Challenge>,
-    tokens: HashMap<String, String>,
-}
-
-enum Apply {
-    None,
-    Basic,
-    Bearer(String),
 }
 
 pub struct Registry {
@@ -290,14 +277,6 @@ impl Registry {
         })
     }
 
-    /// Why no credentials were found in the auth files, for messages.
-    fn creds_note(&self) -> String {
-        match &self.creds_problem {
-            Some(p) => format!(" (the auth files could not be used: {p})"),
-            None => String::new(),
-        }
-    }
-
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Registry {
         self.retry = RetryPolicy {
@@ -333,75 +312,6 @@ impl Registry {
                 url: self.base.clone(),
                 msg: format!("registry sent an unusable Location {location:?}: {e}"),
             })
-    }
-
-    /// The credentials to present for `scope`, fetching a token when the registry is known to
-    /// want Bearer auth and none is cached for this scope yet.
-    fn auth_for(&self, scope: &str) -> Result<Apply> {
-        let challenge = {
-            let st = self.auth.lock().expect("not poisoned");
-            if st.basic {
-                return Ok(Apply::Basic);
-            }
-            if let Some(t) = st.tokens.get(scope) {
-                return Ok(Apply::Bearer(t.clone()));
-            }
-            match &st.bearer {
-                Some(c) => c.clone(),
-                None => return Ok(Apply::None),
-            }
-        };
-        let token = self.fetch_token(&challenge, scope)?;
-        self.auth
-            .lock()
-            .expect("not poisoned")
-            .tokens
-            .insert(scope.to_string(), token.clone());
-        Ok(Apply::Bearer(token))
-    }
-
-    fn apply(&self, rb: RequestBuilder, auth: &Apply) -> RequestBuilder {
-        match auth {
-            Apply::None => rb,
-            Apply::Bearer(t) => rb.bearer_auth(t),
-            Apply::Basic => match &self.creds {
-                Some(c) => rb.basic_auth(&c.username, Some(&c.password)),
-                None => rb,
-            },
-        }
-    }
-
-    /// Answers a 401: learns the scheme, fetches a fresh token for `scope` (replacing a cached
-    /// one that no longer works).
-    fn answer_challenge(&self, resp: &Response, url: &str, scope: &str) -> Result<()> {
-        let challenges = challenge::parse(header(resp, "www-authenticate"));
-        if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
-            // An insufficient_scope answer names the scope it needs: ask for it as well.
-            let mut want = scope.to_string();
-            if let Some(extra) = c.param("scope") {
-                for s in extra.split_whitespace() {
-                    if !want.split_whitespace().any(|w| w == s) {
-                        want = format!("{want} {s}");
-                    }
-                }
-            }
-            let token = self.fetch_token(c, &want)?;
-            let mut st = self.auth.lock().expect("not poisoned");
-            st.bearer = Some(c.clone());
-            st.tokens.insert(scope.to_string(), token);
-            Ok(())
-        } else if challenges.iter().any(|c| c.scheme == "basic") && self.creds.is_some() {
-            self.auth.lock().expect("not poisoned").basic = true;
-            Ok(())
-        } else {
-            Err(Error::Http {
-                url: redact(url).to_string(),
-                msg: format!(
-                    "authentication required (401); give --creds USER:PASSWORD or log in with docker/podman login{}",
-                    self.creds_note()
-                ),
-            })
-        }
     }
 
     /// Sends a request built by `build` (called again for each try), answering one auth
@@ -475,416 +385,11 @@ impl Registry {
             }
         }
     }
-
-    fn fetch_token(&self, c: &challenge::Challenge, scope: &str) -> Result<String> {
-        let realm = c.param("realm").ok_or_else(|| {
-            Error::Other(format!("{}: Bearer challenge without realm", self.base))
-        })?;
-        let mut token_url = reqwest::Url::parse(realm).map_err(|e| Error::Http {
-            url: realm.to_string(),
-            msg: format!("bad token realm: {e}"),
-        })?;
-        {
-            let mut q = token_url.query_pairs_mut();
-            for s in scope.split_whitespace() {
-                q.append_pair("scope", s);
-            }
-            if let Some(service) = c.param("service") {
-                q.append_pair("service", service);
-            }
-            if let Some(cr) = &self.creds {
-                q.append_pair("account", &cr.username);
-            }
-        }
-        let build = |http: &Client| {
-            let mut rb = http.get(token_url.clone());
-            if let Some(cr) = &self.creds {
-                rb = rb.basic_auth(&cr.username, Some(&cr.password));
-            }
-            rb
-        };
-        let mut retries = 0;
-        let resp = loop {
-            match build(&self.http).send() {
-                Ok(r)
-                    if matches!(r.status().as_u16(), 429 | 500 | 502 | 503 | 504)
-                        && retries + 1 < self.retry.attempts => {}
-                Ok(r) => break r,
-                Err(e) if retries + 1 >= self.retry.attempts || e.is_builder() => {
-                    return Err(Error::Http {
-                        url: realm.to_string(),
-                        msg: e.to_string(),
-                    })
-                }
-                Err(_) => {}
-            }
-            std::thread::sleep(self.retry.delay(retries));
-            retries += 1;
-        };
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(Error::Http {
-                url: realm.to_string(),
-                msg: match &self.creds {
-                    Some(c) => format!(
-                        "authentication failed: the token server refused the credentials of {} (401)",
-                        c.username
-                    ),
-                    None => format!(
-                        "authentication required: the token server wants credentials (401); give --creds USER:PASSWORD or log in with docker/podman login{}",
-                        self.creds_note()
-                    ),
-                },
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(Error::Http {
-                url: realm.to_string(),
-                msg: format!("token server answered {}", resp.status()),
-            });
-        }
-        let mut body = Vec::new();
-        resp.take(1 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| Error::Http {
-                url: realm.to_string(),
-                msg: e.to_string(),
-            })?;
-        let v: serde_json::Value =
-            json::from_slice(&body, "token response").map_err(|e| Error::Http {
-                url: realm.to_string(),
-                msg: format!("token response is not JSON: {}", e.detail()),
-            })?;
-        v.get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Http {
-                url: realm.to_string(),
-                msg: "token response has no token".into(),
-            })
-    }
-
-    /// Fetches a manifest by tag or digest and verifies its digest against the registry's
-    /// `Docker-Content-Digest` and, when fetched by digest, against that digest.
-    pub fn manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let resp = self.request(
-            Replay::Safe,
-            &url,
-            |c| c.get(&url).header("Accept", MANIFEST_ACCEPT),
-            &format!("repository:{repo}:pull"),
-        )?;
-        if !resp.status().is_success() {
-            return Err(status_error(&url, "", resp));
-        }
-        let media_type = header(&resp, "content-type").to_string();
-        let claimed = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut bytes = Vec::new();
-        resp.take(MAX_MANIFEST + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Http {
-                url: url.clone(),
-                msg: e.to_string(),
-            })?;
-        if bytes.len() as u64 > MAX_MANIFEST {
-            return Err(Error::Http {
-                url,
-                msg: format!("manifest larger than {MAX_MANIFEST} bytes"),
-            });
-        }
-        let digest = Digest::of(&bytes);
-        let expected = [
-            claimed.as_deref(),
-            reference.starts_with("sha256:").then_some(reference),
-        ];
-        for e in expected.into_iter().flatten() {
-            let e: Digest = e.parse().map_err(|_| Error::Http {
-                url: url.clone(),
-                msg: format!("malformed digest {e:?}"),
-            })?;
-            if e != digest {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest {url}"),
-                    expected: e,
-                    actual: digest,
-                });
-            }
-        }
-        Ok(FetchedManifest {
-            bytes,
-            media_type,
-            digest,
-        })
-    }
-
-    /// The digest `reference` (a tag or digest) resolves to in `repo`, by HEAD; `None` when
-    /// the registry does not have it (404). For plans and dry runs: is this tag already there?
-    pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<Digest>> {
-        self.manifest_digest_scoped(repo, reference, &format!("repository:{repo}:pull"))
-    }
-
-    pub(crate) fn manifest_digest_scoped(
-        &self,
-        repo: &str,
-        reference: &str,
-        scope: &str,
-    ) -> Result<Option<Digest>> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let resp = self.request(
-            Replay::Safe,
-            &url,
-            |c| c.head(&url).header("Accept", MANIFEST_ACCEPT),
-            scope,
-        )?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let d = header(&resp, "docker-content-digest");
-                d.parse().map(Some).map_err(|_| Error::Http {
-                    url,
-                    msg: format!("HEAD answered without a valid Docker-Content-Digest ({d:?})"),
-                })
-            }
-            _ => Err(status_error(&url, "", resp)),
-        }
-    }
-
-    /// Whether `repo` has blob `digest` (HEAD: 200 yes, 404 no).
-    pub fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<bool> {
-        self.blob_exists_scoped(repo, digest, &format!("repository:{repo}:pull"))
-    }
-
-    pub(crate) fn blob_exists_scoped(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        scope: &str,
-    ) -> Result<bool> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.request(Replay::Safe, &url, |c| c.head(&url), scope)?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            s if s.is_success() => Ok(true),
-            _ => Err(status_error(&url, &format!("blob {digest}"), resp)),
-        }
-    }
-
-    /// Streams blob `digest` into `out`, verifying it; returns its size. An interrupted
-    /// download resumes with `Range` (see [`BlobReader`]), so `out` only ever receives each
-    /// byte once, in order; it must be discarded on error.
-    pub fn blob_to(&self, repo: &str, digest: &Digest, out: &mut dyn Write) -> Result<u64> {
-        let mut reader = BlobReader::open(self, repo, *digest, None)?;
-        let url = reader.url.clone();
-        let (actual, size) =
-            fsutil::copy_hashed(&mut reader, out, &Silent).map_err(|e| match e {
-                CopyError::Read { after, source } => Error::Http {
-                    url: url.clone(),
-                    msg: format!("download failed after {after} bytes: {source}"),
-                },
-                CopyError::Write(e) => Error::Other(format!("writing blob {digest}: {e}")),
-            })?;
-        if actual != *digest {
-            return Err(Error::DigestMismatch {
-                what: format!("blob {url}"),
-                expected: *digest,
-                actual,
-            });
-        }
-        Ok(size)
-    }
-
-    /// A reader over blob `desc` that survives broken connections: after an error mid-body it
-    /// asks again with `Range: bytes=<received>-` and continues from a `206`; a registry
-    /// answering `200` instead is read from the start and the bytes already delivered are
-    /// skipped. It gives up after [`RetryPolicy::attempts`] consecutive tries without progress.
-    /// It never yields more than `desc.size` bytes and reports a short body as an error, but it
-    /// does not hash: **the caller checks the digest**.
-    pub fn blob_reader(
-        self: &Arc<Self>,
-        repo: &str,
-        desc: &Descriptor,
-    ) -> Result<BlobReader<Arc<Registry>>> {
-        BlobReader::open(self.clone(), repo, desc.digest, Some(desc.size))
-    }
-}
-
-/// A resumable blob download; see [`Registry::blob_reader`].
-pub struct BlobReader<R: Deref<Target = Registry>> {
-    reg: R,
-    url: String,
-    scope: String,
-    size: Option<u64>,
-    offset: u64,
-    resp: Option<net::Guarded<Response>>,
-    /// Consecutive failed tries without progress.
-    failures: u32,
-    /// Offset at the last failure, to tell whether the next try made progress.
-    failed_at: u64,
-    resumes: u32,
-}
-
-impl<R: Deref<Target = Registry>> BlobReader<R> {
-    fn open(reg: R, repo: &str, digest: Digest, size: Option<u64>) -> Result<Self> {
-        let url = reg.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let mut r = BlobReader {
-            reg,
-            url,
-            scope: format!("repository:{repo}:pull"),
-            size,
-            offset: 0,
-            resp: None,
-            failures: 0,
-            failed_at: 0,
-            resumes: 0,
-        };
-        r.connect()?;
-        Ok(r)
-    }
-
-    /// How many times the download was resumed after a broken connection.
-    pub fn resumes(&self) -> u32 {
-        self.resumes
-    }
-
-    /// Bytes delivered so far.
-    pub fn position(&self) -> u64 {
-        self.offset
-    }
-
-    fn connect(&mut self) -> Result<()> {
-        let offset = self.offset;
-        let url = self.url.clone();
-        let transfer = self.reg.transfer;
-        let mut resp = self.reg.request(
-            Replay::Safe,
-            &url,
-            |c| {
-                let rb = c.get(&url);
-                if offset > 0 {
-                    rb.header("Range", format!("bytes={offset}-"))
-                } else {
-                    rb
-                }
-            },
-            &self.scope,
-        )?;
-        match resp.status() {
-            StatusCode::PARTIAL_CONTENT if offset > 0 => {
-                // Content-Range: bytes <start>-<end>/<total|*>
-                let cr = header(&resp, "content-range");
-                let start = cr
-                    .strip_prefix("bytes ")
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|s| s.trim().parse::<u64>().ok());
-                if start != Some(offset) {
-                    return Err(Error::Http {
-                        url,
-                        msg: format!(
-                            "asked to resume at byte {offset}, the registry sent Content-Range {cr:?}"
-                        ),
-                    });
-                }
-            }
-            s if s.is_success() && s != StatusCode::PARTIAL_CONTENT => {
-                if self.size.is_none() {
-                    self.size = resp.content_length();
-                }
-                if offset > 0 {
-                    // No Range support: read again from the start, dropping what we have.
-                    let skipped = io::copy(&mut (&mut resp).take(offset), &mut io::sink())
-                        .map_err(|e| Error::Http {
-                            url: url.clone(),
-                            msg: format!("restarting the download (no Range support): {e}"),
-                        })?;
-                    if skipped != offset {
-                        return Err(Error::Http {
-                            url,
-                            msg: format!(
-                                "restarting the download: the body ended after {skipped} bytes"
-                            ),
-                        });
-                    }
-                }
-            }
-            _ => return Err(status_error(&url, "", resp)),
-        }
-        self.resp = Some(transfer.guard(resp));
-        Ok(())
-    }
-}
-
-impl<R: Deref<Target = Registry>> Read for BlobReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.resp.is_none() {
-                self.connect()
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-            }
-            let resp = self.resp.as_mut().expect("connected");
-            let failure = match resp.read(buf) {
-                Ok(0) => match self.size {
-                    Some(s) if self.offset < s => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("body ended after {} of {s} bytes", self.offset),
-                    ),
-                    _ => return Ok(0),
-                },
-                Ok(n) => {
-                    self.offset += n as u64;
-                    if let Some(s) = self.size {
-                        if self.offset > s {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                format!("{}: more than the {s} bytes expected", self.url),
-                            ));
-                        }
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Too slow is final (resuming would let a dripping server go on for ever), and so is a stop.
-                Err(e) if net::is_final(&e) => {
-                    return Err(io::Error::new(e.kind(), format!("{}: {e}", self.url)))
-                }
-                Err(e) => e,
-            };
-            self.resp = None;
-            if self.offset > self.failed_at {
-                self.failures = 0;
-            }
-            self.failed_at = self.offset;
-            self.failures += 1;
-            let policy = self.reg.retry;
-            if self.failures >= policy.attempts {
-                return Err(io::Error::new(
-                    failure.kind(),
-                    format!(
-                        "{failure} (gave up at byte {} after {} resumes)",
-                        self.offset, self.resumes
-                    ),
-                ));
-            }
-            std::thread::sleep(policy.delay(self.failures - 1));
-            self.resumes += 1;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blob_readers_can_move_to_other_threads() {
-        fn send_sync<T: Send + Sync>() {}
-        fn send<T: Send>() {}
-        send_sync::<Registry>();
-        send::<BlobReader<Arc<Registry>>>();
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Target;
+use super::{Local, LocalPlan, Target};
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind, Digest, EntryType};
 use crate::fsutil;
@@ -137,37 +137,22 @@ pub fn plan(bundle: &Admitted, dest: &Path, include: &dyn Fn(&Artifact) -> bool)
     })
 }
 
+impl LocalPlan for Plan {
+    type Options = ();
+    fn dest(&self) -> &Path {
+        &self.dest
+    }
+    fn options(&self) {}
+    fn routed(bundle: &Admitted, artifacts: &[usize], dest: &Path, _: &()) -> Result<Plan> {
+        let names = super::routed_names(bundle, artifacts);
+        plan(bundle, dest, &|a| names.contains(&a.name))
+    }
+}
+
 /// The files target: `--files DEST`.
-pub struct FilesTarget {
-    dest: PathBuf,
-    plan: Option<Plan>,
-}
+pub type FilesTarget = Local<Plan>;
 
-impl FilesTarget {
-    pub fn new(dest: &Path) -> FilesTarget {
-        FilesTarget {
-            dest: dest.to_path_buf(),
-            plan: None,
-        }
-    }
-    fn planned(&self) -> &Plan {
-        self.plan.as_ref().expect("planned")
-    }
-}
-
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &Plan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = FilesTarget {
-        dest: plan.dest.clone(),
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
-}
+pub use super::execute;
 
 impl Target for FilesTarget {
     fn name(&self) -> &'static str {
@@ -180,15 +165,11 @@ impl Target for FilesTarget {
         true
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        let names = super::routed_names(bundle, artifacts);
-        self.plan = Some(plan(bundle, &self.dest, &|a| names.contains(&a.name))?);
-        Ok(())
+        self.plan_routed(bundle, artifacts)
     }
     fn demand(&self) -> Option<Demand> {
-        Some(Demand {
-            root: self.dest.clone(),
-            needs: self
-                .planned()
+        self.demand_of(
+            self.planned()
                 .steps
                 .iter()
                 .filter(|s| s.action == Action::Write)
@@ -197,12 +178,12 @@ impl Target for FilesTarget {
                     git_sha1: None,
                 })
                 .collect(),
-        })
+        )
     }
     /// Directories first, then each file from the staging area.
     fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
         let plan = self.planned();
-        let area = staging.area(&self.dest);
+        let area = self.area(staging);
         j.mkdirs(&plan.dest)?;
         for s in plan.steps.iter().filter(|s| s.action == Action::Mkdir) {
             j.mkdirs(&s.path)?;

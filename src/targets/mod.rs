@@ -6,12 +6,17 @@
 //! [`Journal`]. The import pipeline (`crate::import`) drives them all: every target stages
 //! before any commits, and a failure anywhere rolls back every target already committed.
 //!
-//! Adding a target means one file here and one line in [`crate::import::choose`].
+//! Adding a target means one file here and one line in `commands/import.rs::choose`. A target
+//! that writes a local directory is a [`Local`] over its plan type: the plan implements
+//! [`LocalPlan`] (how it is made from the routed artifacts), the file implements [`Target`] for
+//! `Local<ItsPlan>` with the helpers below, and [`execute`] runs one of its plans alone.
+
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::format::ArtifactKind;
 use crate::progress::Progress;
-use crate::stage::{Admitted, Demand, Journal, Staging};
+use crate::stage::{Admitted, Area, Demand, Journal, Need, Staging};
 
 pub mod files;
 pub mod hf_cache;
@@ -31,6 +36,88 @@ pub(crate) fn routed_names(
         .iter()
         .map(|&i| bundle.manifest().artifacts[i].name.clone())
         .collect()
+}
+
+/// The plan of a target that writes one local directory (files, HF cache, Ollama store, models
+/// directory, OCI layout): serialisable for `--dry-run` and `--json`, and enough to execute.
+pub trait LocalPlan: Clone + 'static {
+    /// What the target is told besides its destination (`()` for most; the HF cache's layout).
+    type Options;
+    /// The directory this plan writes.
+    fn dest(&self) -> &Path;
+    /// The options it was made with (to execute it alone).
+    fn options(&self) -> Self::Options;
+    /// Works out every step for the artifacts routed here (indices into the manifest's
+    /// `artifacts`), reading `dest` but never writing it; a conflict fails here.
+    fn routed(
+        bundle: &Admitted,
+        artifacts: &[usize],
+        dest: &Path,
+        opts: &Self::Options,
+    ) -> Result<Self>;
+}
+
+/// A local target: its destination, its options and, once planned, its plan. Each target file
+/// names its own (`pub type FilesTarget = Local<Plan>;`) and implements [`Target`] for it.
+pub struct Local<P, O = ()> {
+    dest: PathBuf,
+    opts: O,
+    plan: Option<P>,
+}
+
+impl<P: LocalPlan<Options = ()>> Local<P, ()> {
+    /// The target for `dest`, not planned yet.
+    pub fn new(dest: &Path) -> Self {
+        Local::with(dest, ())
+    }
+}
+
+impl<P: LocalPlan<Options = O>, O> Local<P, O> {
+    /// The target for `dest` with `opts`, not planned yet.
+    pub fn with(dest: &Path, opts: O) -> Self {
+        Local {
+            dest: dest.to_path_buf(),
+            opts,
+            plan: None,
+        }
+    }
+    /// The target that carries out `plan` as it stands.
+    fn of(plan: P) -> Self {
+        Local {
+            dest: plan.dest().to_path_buf(),
+            opts: plan.options(),
+            plan: Some(plan),
+        }
+    }
+    /// [`Target::plan`] of every local target.
+    fn plan_routed(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
+        self.plan = Some(P::routed(bundle, artifacts, &self.dest, &self.opts)?);
+        Ok(())
+    }
+    fn planned(&self) -> &P {
+        self.plan.as_ref().expect("planned")
+    }
+    /// [`Target::demand`]: `needs` staged on this target's filesystem.
+    fn demand_of(&self, needs: Vec<Need>) -> Option<Demand> {
+        Some(Demand {
+            root: self.dest.clone(),
+            needs,
+        })
+    }
+    /// This target's staging area.
+    fn area<'s>(&self, staging: &'s Staging) -> &'s Area {
+        staging.area(&self.dest)
+    }
+}
+
+/// Stages and commits one local target's `plan` alone (library use; `airlock import` drives
+/// every target through [`crate::import::run`]).
+pub fn execute<P: LocalPlan>(bundle: &Admitted, plan: &P, progress: &dyn Progress) -> Result<()>
+where
+    Local<P, P::Options>: Target + 'static,
+{
+    let t = Local::of(plan.clone());
+    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
 }
 
 /// One import target (a plain directory, a Hugging Face cache, an Ollama store, a models

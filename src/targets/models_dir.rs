@@ -58,7 +58,7 @@ use super::modelfile::{layer_names, modelfile};
 use super::ollama::{read_model, OllamaModel};
 pub use super::writes::Action;
 use super::writes::{self, Existing, Planner, Writes};
-use super::Target;
+use super::{Local, LocalPlan, Target};
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind, Digest, EntryType, HfRepoType};
 use crate::oci::image::BlobSource;
@@ -205,37 +205,22 @@ pub fn plan(
     })
 }
 
+impl LocalPlan for ModelsDirPlan {
+    type Options = ();
+    fn dest(&self) -> &Path {
+        &self.dest
+    }
+    fn options(&self) {}
+    fn routed(bundle: &Admitted, artifacts: &[usize], dest: &Path, _: &()) -> Result<Self> {
+        let names = super::routed_names(bundle, artifacts);
+        plan(bundle, dest, &|a| names.contains(&a.name))
+    }
+}
+
 /// The models-directory target: `--models-dir DIR`.
-pub struct ModelsDirTarget {
-    dest: PathBuf,
-    plan: Option<ModelsDirPlan>,
-}
+pub type ModelsDirTarget = Local<ModelsDirPlan>;
 
-impl ModelsDirTarget {
-    pub fn new(dest: &Path) -> ModelsDirTarget {
-        ModelsDirTarget {
-            dest: dest.to_path_buf(),
-            plan: None,
-        }
-    }
-    fn planned(&self) -> &ModelsDirPlan {
-        self.plan.as_ref().expect("planned")
-    }
-}
-
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &ModelsDirPlan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = ModelsDirTarget {
-        dest: plan.dest.clone(),
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
-}
+pub use super::execute;
 
 impl Target for ModelsDirTarget {
     fn name(&self) -> &'static str {
@@ -245,21 +230,16 @@ impl Target for ModelsDirTarget {
         matches!(kind, ArtifactKind::OllamaModel | ArtifactKind::HfRepo)
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        let names = super::routed_names(bundle, artifacts);
-        self.plan = Some(plan(bundle, &self.dest, &|a| names.contains(&a.name))?);
-        Ok(())
+        self.plan_routed(bundle, artifacts)
     }
     fn demand(&self) -> Option<Demand> {
-        Some(Demand {
-            root: self.dest.clone(),
-            needs: self.planned().writes.needs(),
-        })
+        self.demand_of(self.planned().writes.needs())
     }
     fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        writes::commit_content(&self.planned().writes, staging.area(&self.dest), j)
+        writes::commit_content(&self.planned().writes, self.area(staging), j)
     }
     fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        writes::commit_names(&self.planned().writes, staging.area(&self.dest), j)
+        writes::commit_names(&self.planned().writes, self.area(staging), j)
     }
     fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![(

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Target;
+use super::{Local, LocalPlan, Target};
 use crate::error::{Error, Result};
 use crate::format::json;
 use crate::format::text::escape;
@@ -342,37 +342,21 @@ fn layout_images(bundle: &Admitted, artifacts: &[usize]) -> Vec<(String, Descrip
         .collect()
 }
 
+impl LocalPlan for LayoutPlan {
+    type Options = ();
+    fn dest(&self) -> &Path {
+        &self.dest
+    }
+    fn options(&self) {}
+    fn routed(bundle: &Admitted, artifacts: &[usize], dest: &Path, _: &()) -> Result<Self> {
+        plan(dest, &layout_images(bundle, artifacts), bundle)
+    }
+}
+
 /// The OCI layout target: `--oci-layout PATH`.
-pub struct LayoutTarget {
-    dest: PathBuf,
-    plan: Option<LayoutPlan>,
-}
+pub type LayoutTarget = Local<LayoutPlan>;
 
-impl LayoutTarget {
-    pub fn new(dest: &Path) -> LayoutTarget {
-        LayoutTarget {
-            dest: dest.to_path_buf(),
-            plan: None,
-        }
-    }
-    fn planned(&self) -> &LayoutPlan {
-        self.plan.as_ref().expect("planned")
-    }
-}
-
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &LayoutPlan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = LayoutTarget {
-        dest: plan.dest.clone(),
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
-}
+pub use super::execute;
 
 impl Target for LayoutTarget {
     fn name(&self) -> &'static str {
@@ -382,15 +366,11 @@ impl Target for LayoutTarget {
         matches!(kind, ArtifactKind::Image | ArtifactKind::OllamaModel)
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        let images = layout_images(bundle, artifacts);
-        self.plan = Some(plan(&self.dest, &images, bundle)?);
-        Ok(())
+        self.plan_routed(bundle, artifacts)
     }
     fn demand(&self) -> Option<Demand> {
-        Some(Demand {
-            root: self.dest.clone(),
-            needs: self
-                .planned()
+        self.demand_of(
+            self.planned()
                 .blobs
                 .iter()
                 .filter(|b| b.action == BlobAction::Write)
@@ -399,7 +379,7 @@ impl Target for LayoutTarget {
                     git_sha1: None,
                 })
                 .collect(),
-        })
+        )
     }
     /// Every blob into `blobs/sha256/` (never over an existing file).
     fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
@@ -407,7 +387,7 @@ impl Target for LayoutTarget {
         if plan.is_noop() {
             return Ok(());
         }
-        let area = staging.area(&self.dest);
+        let area = self.area(staging);
         j.mkdirs(&plan.dest.join("blobs/sha256"))?;
         for b in plan.blobs.iter().filter(|b| b.action == BlobAction::Write) {
             area.install(&b.digest, b.size, &b.path, Some(0o644), j)?;
@@ -417,7 +397,7 @@ impl Target for LayoutTarget {
     /// `oci-layout` if absent, then `index.json` replaced in one rename, last.
     fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
         let plan = self.planned();
-        let area = staging.area(&self.dest);
+        let area = self.area(staging);
         if plan.create_layout_file {
             let body = format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}");
             area.write_small(

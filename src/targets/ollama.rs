@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::writes::{self, Action, Existing, Planner, Writes};
-use super::Target;
+use super::{Local, LocalPlan, Target};
 use crate::error::{Error, Result};
 use crate::format::json;
 use crate::format::text::escape;
@@ -243,37 +243,22 @@ pub fn plan_models(dest: &Path, models: &[(String, OllamaModel)]) -> Result<Olla
     })
 }
 
+impl LocalPlan for OllamaPlan {
+    type Options = ();
+    fn dest(&self) -> &Path {
+        &self.dest
+    }
+    fn options(&self) {}
+    fn routed(bundle: &Admitted, artifacts: &[usize], dest: &Path, _: &()) -> Result<Self> {
+        let names = super::routed_names(bundle, artifacts);
+        plan(bundle, dest, &|a| names.contains(&a.name))
+    }
+}
+
 /// The Ollama store target: `--ollama-models [DIR]`.
-pub struct OllamaTarget {
-    dest: PathBuf,
-    plan: Option<OllamaPlan>,
-}
+pub type OllamaTarget = Local<OllamaPlan>;
 
-impl OllamaTarget {
-    pub fn new(dest: &Path) -> OllamaTarget {
-        OllamaTarget {
-            dest: dest.to_path_buf(),
-            plan: None,
-        }
-    }
-    fn planned(&self) -> &OllamaPlan {
-        self.plan.as_ref().expect("planned")
-    }
-}
-
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &OllamaPlan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = OllamaTarget {
-        dest: plan.dest.clone(),
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
-}
+pub use super::execute;
 
 impl Target for OllamaTarget {
     fn name(&self) -> &'static str {
@@ -283,25 +268,20 @@ impl Target for OllamaTarget {
         kind == ArtifactKind::OllamaModel
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        let names = super::routed_names(bundle, artifacts);
-        self.plan = Some(plan(bundle, &self.dest, &|a| names.contains(&a.name))?);
-        Ok(())
+        self.plan_routed(bundle, artifacts)
     }
     fn demand(&self) -> Option<Demand> {
-        Some(Demand {
-            root: self.dest.clone(),
-            needs: self.planned().writes.needs(),
-        })
+        self.demand_of(self.planned().writes.needs())
     }
     /// Every blob into `blobs/`.
     fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        writes::commit_content(&self.planned().writes, staging.area(&self.dest), j)
+        writes::commit_content(&self.planned().writes, self.area(staging), j)
     }
     /// The manifests, after every blob is in place and durable: ollama never sees a manifest
     /// whose blobs are missing. Their temp files live in the staging area, never under
     /// `manifests/` (where ollama would list a stray file as a bad model name).
     fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
-        writes::commit_names(&self.planned().writes, staging.area(&self.dest), j)
+        writes::commit_names(&self.planned().writes, self.area(staging), j)
     }
     fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![(

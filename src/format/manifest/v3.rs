@@ -10,23 +10,25 @@
 //! `blobs` (the file's size is the blob's), and `parent` is 0 (the `name` is the whole path) or
 //! `k` for the artifact's entry `k - 1`, an earlier directory (the path is that directory's path,
 //! `/`, `name`). Chunk names are implied (`chunks/<index as 8 digits>.tar`).
+//!
+//! This file holds the wire types and their short forms; `convert` maps them to and from the
+//! in-memory types, `table` lays out the bytes.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::io;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::validate::invalid;
-use super::{
-    chunk_name, Artifact, ArtifactKind, Blob, Chunk, Encoding, Entry, EntryType, HfInfo, ImageInfo,
-    Manifest, ParseError, Segment,
-};
-use crate::format::limits::MAX_PATH_BYTES;
+use super::{ArtifactKind, HfInfo, ImageInfo, Manifest, ParseError};
 use crate::format::Digest;
+
+mod convert;
+mod table;
+
+pub use convert::{from_wire, to_wire};
+use table::TableFormatter;
 
 /// The version 3 manifest as written (`manifest.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -256,229 +258,12 @@ impl JsonSchema for SegmentV3 {
     }
 }
 
-fn bad(msg: String) -> ParseError {
-    ParseError::Invalid(invalid(msg))
-}
-
 /// Parses version 3 manifest bytes (already checked for duplicate keys) into the in-memory
 /// types; the caller validates.
 pub fn from_slice(bytes: &[u8]) -> Result<Manifest, ParseError> {
     let w: ManifestV3 =
         serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
     from_wire(w)
-}
-
-/// The in-memory manifest of a wire form (consumed, so that the two are not both held whole).
-pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
-    let mut blobs = Vec::with_capacity(w.blobs.len());
-    for BlobV3(digest, size, segs) in w.blobs {
-        let segments = segs
-            .into_iter()
-            .map(|s| Segment {
-                chunk: s.chunk,
-                offset: s.offset,
-                length: s.length,
-                encoding: if s.zstd_size.is_some() {
-                    Encoding::Zstd
-                } else {
-                    Encoding::None
-                },
-                size: s.zstd_size.unwrap_or(s.length),
-            })
-            .collect();
-        blobs.push(Blob {
-            digest,
-            size,
-            segments,
-        });
-    }
-    let mut artifacts = Vec::with_capacity(w.artifacts.len());
-    for a in w.artifacts {
-        let mut entries: Vec<Entry> = Vec::with_capacity(a.entries.len());
-        for (i, e) in a.entries.into_iter().enumerate() {
-            let at = || format!("artifact {:?} entry {i}", a.name);
-            let path = match e.parent {
-                0 => e.name,
-                k => {
-                    let p = entries
-                        .get(k as usize - 1)
-                        .filter(|_| (k as usize) <= i)
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "{}: parent {k} is not an earlier entry of the artifact",
-                                at()
-                            ))
-                        })?;
-                    if p.kind != EntryType::Dir {
-                        return Err(bad(format!(
-                            "{}: parent {k} ({:?}) is not a directory",
-                            at(),
-                            p.path
-                        )));
-                    }
-                    // Bounded before it is built: a chain of parents cannot make long paths.
-                    if p.path.len() + 1 + e.name.len() > MAX_PATH_BYTES {
-                        return Err(bad(format!(
-                            "{}: its path is longer than {MAX_PATH_BYTES} bytes",
-                            at()
-                        )));
-                    }
-                    format!("{}/{}", p.path, e.name)
-                }
-            };
-            let entry = match e.blob {
-                None => Entry::dir(&path),
-                Some(b) => {
-                    let blob = blobs.get(b as usize).ok_or_else(|| {
-                        bad(format!(
-                            "{} ({path:?}): blob {b} does not exist ({} blobs)",
-                            at(),
-                            blobs.len()
-                        ))
-                    })?;
-                    Entry {
-                        path,
-                        kind: EntryType::File,
-                        blob: Some(blob.digest),
-                        size: Some(blob.size),
-                        executable: e.executable,
-                    }
-                }
-            };
-            entries.push(entry);
-        }
-        artifacts.push(Artifact {
-            name: a.name,
-            kind: a.kind,
-            source: a.source,
-            identity: a.identity,
-            entries,
-            image: a.image,
-            hf: a.hf,
-        });
-    }
-    let chunks = w
-        .chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| Chunk {
-            name: chunk_name(i),
-            size: c.size,
-            sha256: c.sha256,
-            pieces: c.pieces,
-        })
-        .collect();
-    Ok(Manifest {
-        format: w.format,
-        version: w.version,
-        bundle_id: w.bundle_id,
-        channel: w.channel,
-        sequence: w.sequence,
-        created: w.created,
-        expires: w.expires,
-        generator: w.generator,
-        chunk_size: w.chunk_size,
-        piece_size: w.piece_size,
-        artifacts,
-        blobs,
-        chunks,
-    })
-}
-
-/// The wire form of a manifest. A stored segment whose `length` differs from its `size` cannot
-/// be written in it (the form makes that state unrepresentable); it is written as stored, of
-/// `length` bytes. An entry's size is its blob's; a file naming a blob the manifest does not
-/// hold is written as a directory, and an entry whose parent is not listed before it by its whole
-/// path: such manifests are invalid anyway, and `validate` runs before anything is written.
-pub fn to_wire(m: &Manifest) -> ManifestV3 {
-    let index: HashMap<Digest, u32> = m
-        .blobs
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.digest, i as u32))
-        .collect();
-    let artifacts = m
-        .artifacts
-        .iter()
-        .map(|a| {
-            let mut dirs: HashMap<&str, u32> = HashMap::new();
-            let entries = a
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    let split = e.path.rfind('/').and_then(|at| {
-                        dirs.get(&e.path[..at])
-                            .map(|&k| (k, e.path[at + 1..].to_string()))
-                    });
-                    let (parent, name) = split.unwrap_or((0, e.path.clone()));
-                    let blob = match e.kind {
-                        EntryType::File => e.blob.and_then(|d| index.get(&d).copied()),
-                        EntryType::Dir => None,
-                    };
-                    if blob.is_none() {
-                        dirs.entry(e.path.as_str()).or_insert(i as u32 + 1);
-                    }
-                    EntryV3 {
-                        parent,
-                        name,
-                        blob,
-                        executable: e.executable && blob.is_some(),
-                    }
-                })
-                .collect();
-            ArtifactV3 {
-                name: a.name.clone(),
-                kind: a.kind,
-                source: a.source.clone(),
-                identity: a.identity.clone(),
-                entries,
-                image: a.image.clone(),
-                hf: a.hf.clone(),
-            }
-        })
-        .collect();
-    let blobs = m
-        .blobs
-        .iter()
-        .map(|b| {
-            let segs = b
-                .segments
-                .iter()
-                .map(|s| SegmentV3 {
-                    chunk: s.chunk,
-                    offset: s.offset,
-                    length: s.length,
-                    zstd_size: (s.encoding == Encoding::Zstd).then_some(s.size),
-                })
-                .collect();
-            BlobV3(b.digest, b.size, segs)
-        })
-        .collect();
-    let chunks = m
-        .chunks
-        .iter()
-        .map(|c| ChunkV3 {
-            size: c.size,
-            sha256: c.sha256,
-            pieces: c.pieces.clone(),
-        })
-        .collect();
-    ManifestV3 {
-        format: m.format.clone(),
-        version: m.version,
-        bundle_id: m.bundle_id.clone(),
-        channel: m.channel.clone(),
-        sequence: m.sequence,
-        created: m.created.clone(),
-        expires: m.expires.clone(),
-        generator: m.generator.clone(),
-        chunk_size: m.chunk_size,
-        piece_size: m.piece_size,
-        artifacts,
-        blobs,
-        chunks,
-    }
 }
 
 /// The bytes of a version 3 manifest: pretty JSON down to the tables, each blob, entry and
@@ -489,95 +274,6 @@ pub fn to_bytes(m: &Manifest) -> Vec<u8> {
     to_wire(m).serialize(&mut ser).expect("manifest serialises");
     out.push(b'\n');
     out
-}
-
-/// Pretty JSON, except that an array inside an array is written on one line, compactly.
-#[derive(Default)]
-struct TableFormatter {
-    /// Per open container: compact, has a value.
-    stack: Vec<(bool, bool, bool)>,
-}
-
-impl TableFormatter {
-    fn open<W: ?Sized + io::Write>(&mut self, w: &mut W, array: bool) -> io::Result<()> {
-        let compact = match self.stack.last() {
-            Some(&(compact, is_array, _)) => compact || (array && is_array),
-            None => false,
-        };
-        self.stack.push((compact, array, false));
-        w.write_all(if array { b"[" } else { b"{" })
-    }
-    fn close<W: ?Sized + io::Write>(&mut self, w: &mut W, array: bool) -> io::Result<()> {
-        let (compact, _, has_value) = self.stack.pop().unwrap_or_default();
-        if !compact && has_value {
-            w.write_all(b"\n")?;
-            self.indent(w)?;
-        }
-        w.write_all(if array { b"]" } else { b"}" })
-    }
-    fn item<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        let compact = self.stack.last().is_some_and(|t| t.0);
-        if compact {
-            if !first {
-                w.write_all(b",")?;
-            }
-            return Ok(());
-        }
-        w.write_all(if first { b"\n" } else { b",\n" })?;
-        self.indent(w)
-    }
-    fn indent<W: ?Sized + io::Write>(&self, w: &mut W) -> io::Result<()> {
-        for _ in 0..self.stack.len() {
-            w.write_all(b"  ")?;
-        }
-        Ok(())
-    }
-    fn valued(&mut self) {
-        if let Some(t) = self.stack.last_mut() {
-            t.2 = true;
-        }
-    }
-}
-
-impl serde_json::ser::Formatter for TableFormatter {
-    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.open(w, true)
-    }
-    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.close(w, true)
-    }
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.item(w, first)
-    }
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        self.valued();
-        Ok(())
-    }
-    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.open(w, false)
-    }
-    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.close(w, false)
-    }
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.item(w, first)
-    }
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        let compact = self.stack.last().is_some_and(|t| t.0);
-        w.write_all(if compact { b":" } else { b": " })
-    }
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
-        self.valued();
-        Ok(())
-    }
 }
 
 #[cfg(test)]

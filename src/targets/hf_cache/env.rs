@@ -70,3 +70,71 @@ fn expand_vars(s: &str, get: &dyn Fn(&str) -> Option<String>) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn the_default_dir_follows_huggingface_hub() {
+        let d = |vars: &[(&str, &str)]| default_dir(&env(vars));
+        assert_eq!(
+            d(&[("HOME", "/h")]),
+            PathBuf::from("/h/.cache/huggingface/hub")
+        );
+        assert_eq!(
+            d(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]),
+            PathBuf::from("/x/huggingface/hub")
+        );
+        assert_eq!(
+            d(&[
+                ("HOME", "/h"),
+                ("XDG_CACHE_HOME", "/x"),
+                ("HF_HOME", "~/hf")
+            ]),
+            PathBuf::from("/h/hf/hub")
+        );
+        assert_eq!(
+            d(&[("HF_HOME", "/hf"), ("HUGGINGFACE_HUB_CACHE", "/legacy")]),
+            PathBuf::from("/legacy")
+        );
+        assert_eq!(
+            d(&[
+                ("HF_HOME", "/hf"),
+                ("HF_HUB_CACHE", "$BASE/c"),
+                ("BASE", "/b")
+            ]),
+            PathBuf::from("/b/c")
+        );
+        assert_eq!(
+            d(&[("HF_HUB_CACHE", "${BASE}/c/$NOPE"), ("BASE", "/b")]),
+            PathBuf::from("/b/c/$NOPE")
+        );
+        assert_eq!(
+            d(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/hf")]),
+            PathBuf::from("/hf/hub")
+        );
+    }
+
+    #[test]
+    fn symlinks_can_be_disabled_as_in_the_client() {
+        assert!(symlinks_disabled(&env(&[(
+            "HF_HUB_DISABLE_SYMLINKS",
+            "yes"
+        )])));
+        assert!(symlinks_disabled(&env(&[("HF_HUB_DISABLE_SYMLINKS", "1")])));
+        assert!(!symlinks_disabled(&env(&[(
+            "HF_HUB_DISABLE_SYMLINKS",
+            "0"
+        )])));
+        assert!(!symlinks_disabled(&env(&[])));
+    }
+}

@@ -1,49 +1,44 @@
 //! The Hugging Face cache as an import target: demand, commit (content, then names), report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 use crate::format::text::escape;
 use crate::output;
 use crate::stage::{Admitted, Demand, Journal, Need, Staging};
-use crate::targets::Target;
+use crate::targets::{Local, LocalPlan, Target};
 
-/// The Hugging Face cache target: `--hf-cache [DIR]`.
-pub struct HfCacheTarget {
-    dest: PathBuf,
-    opts: HfCacheOptions,
-    plan: Option<HfCachePlan>,
-}
-
-impl HfCacheTarget {
-    pub fn new(dest: &Path, layout: SnapshotLayout) -> HfCacheTarget {
-        HfCacheTarget {
-            dest: dest.to_path_buf(),
-            opts: HfCacheOptions { layout },
-            plan: None,
+impl LocalPlan for HfCachePlan {
+    type Options = HfCacheOptions;
+    fn dest(&self) -> &Path {
+        &self.dest
+    }
+    fn options(&self) -> HfCacheOptions {
+        HfCacheOptions {
+            layout: self.layout,
         }
     }
-    fn planned(&self) -> &HfCachePlan {
-        self.plan.as_ref().expect("planned")
+    fn routed(
+        bundle: &Admitted,
+        artifacts: &[usize],
+        dest: &Path,
+        opts: &HfCacheOptions,
+    ) -> Result<Self> {
+        plan_routed(bundle, artifacts, dest, opts)
     }
 }
 
-/// Stages and commits `plan` alone (library use; `airlock import` drives every target through
-/// [`crate::import::run`]).
-pub fn execute(
-    bundle: &Admitted,
-    plan: &HfCachePlan,
-    progress: &dyn crate::progress::Progress,
-) -> Result<()> {
-    let t = HfCacheTarget {
-        dest: plan.dest.clone(),
-        opts: HfCacheOptions {
-            layout: plan.layout,
-        },
-        plan: Some(plan.clone()),
-    };
-    crate::import::execute(bundle, vec![Box::new(t)], progress).map(drop)
+/// The Hugging Face cache target: `--hf-cache [DIR]`.
+pub type HfCacheTarget = Local<HfCachePlan, HfCacheOptions>;
+
+impl HfCacheTarget {
+    /// The target for `dest`, its snapshots laid out as `layout`.
+    pub fn new(dest: &Path, layout: SnapshotLayout) -> HfCacheTarget {
+        Local::with(dest, HfCacheOptions { layout })
+    }
 }
+
+pub use crate::targets::execute;
 
 /// The git blob SHA-1 check of a use whose etag is one (40 hex digits).
 fn git_check(etag: &str, what: impl FnOnce() -> String) -> Option<(String, String)> {
@@ -58,8 +53,7 @@ impl Target for HfCacheTarget {
         kind == ArtifactKind::HfRepo
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
-        self.plan = Some(plan_routed(bundle, artifacts, &self.dest, &self.opts)?);
-        Ok(())
+        self.plan_routed(bundle, artifacts)
     }
     /// Blobs (symlinks layout) or snapshot files (files layout) to write, each with its git
     /// blob SHA-1 etag checked while staging (the manifest validation can only check the
@@ -91,10 +85,7 @@ impl Target for HfCacheTarget {
                 }
             }
         }
-        Some(Demand {
-            root: self.dest.clone(),
-            needs,
-        })
+        self.demand_of(needs)
     }
     /// `CACHEDIR.TAG`, blobs, snapshot links (or files).
     fn commit_content(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
@@ -102,7 +93,7 @@ impl Target for HfCacheTarget {
         if plan.is_noop() {
             return Ok(());
         }
-        let area = staging.area(&self.dest);
+        let area = self.area(staging);
         j.mkdirs(&plan.dest)?;
         if plan.create_cachedir_tag {
             // Best effort, as the client: someone else may have written it meanwhile.
@@ -138,7 +129,7 @@ impl Target for HfCacheTarget {
     /// Tree listings, then the refs, last: a ref never names a snapshot not complete on disk.
     fn commit_names(&mut self, staging: &Staging, j: &mut Journal) -> Result<()> {
         let plan = self.planned();
-        let area = staging.area(&self.dest);
+        let area = self.area(staging);
         for t in plan.trees.iter().filter(|t| t.action == Action::Write) {
             j.mkdirs(parent(&t.path))?;
             area.write_small(&t.path, t.content.as_bytes(), None, None, j)?;

@@ -1,0 +1,282 @@
+//! Chunk files being written: tar entries appended up to the chunk size, each buffer handed to
+//! the hash threads (held back while a pending blob's entry names are placeholders, then
+//! patched and released), writeback kicked every 8 MiB, each chunk closed with its digests.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::hashpipe::{self, ChunkHashers, Pool, Shared, Worker};
+use crate::error::{Error, Result};
+use crate::format::tarframe::{self, BLOCK, TRAILER};
+use crate::format::{chunk_name, segment_entry_name, Chunk, Digest, Encoding, Hasher};
+
+use super::{WriterOptions, IO_BUF, POOL};
+
+/// Bytes after which the kernel is asked to start writing a chunk's dirty pages back.
+const KICK: u64 = 8 << 20;
+
+/// The chunk file being written.
+struct OpenChunk {
+    index: u32,
+    path: PathBuf,
+    file: File,
+    pos: u64,
+    /// Bytes of this chunk handed to the hash thread so far.
+    sent: u64,
+    /// Bytes handed to the kernel's writeback so far.
+    kicked: u64,
+}
+
+/// A chunk written to its end whose digests are still to be finished.
+struct Closed {
+    index: u32,
+    path: PathBuf,
+    file: Option<File>,
+    pos: u64,
+    sent: u64,
+}
+
+/// A header written with a placeholder name, patched once its blob's digest is known.
+struct Patch {
+    path: PathBuf,
+    at: u64,
+    segment: usize,
+    encoding: Encoding,
+    len: u64,
+}
+
+/// Appends tar entries to a sequence of chunk files no larger than the limit.
+pub(super) struct ChunkWriter<'a> {
+    dir: &'a Path,
+    pub(super) opts: &'a WriterOptions,
+    open: Option<OpenChunk>,
+    /// Closed chunks whose digests wait for the pending blob being written (by path: a blob may
+    /// span many chunks).
+    held: Vec<Closed>,
+    /// A pending blob is being written: its bytes reach the hash thread only once its headers
+    /// are final.
+    holding: bool,
+    patches: Vec<Patch>,
+    done: Vec<Chunk>,
+    next: u32,
+    chunk_hash: Worker<ChunkHashers>,
+    pub(super) blob_hash: Worker<Hasher>,
+    pub(super) pool: Pool,
+}
+
+impl<'a> ChunkWriter<'a> {
+    pub(super) fn new(dir: &'a Path, opts: &'a WriterOptions) -> Self {
+        ChunkWriter {
+            dir,
+            opts,
+            open: None,
+            held: Vec::new(),
+            holding: false,
+            patches: Vec::new(),
+            done: Vec::new(),
+            next: 0,
+            chunk_hash: Worker::spawn("airlock-chunk-sha"),
+            blob_hash: Worker::spawn("airlock-blob-sha"),
+            pool: Pool::new(POOL, IO_BUF),
+        }
+    }
+
+    /// Data bytes a new entry can hold here, opening a new chunk if the current one is full.
+    pub(super) fn room(&mut self) -> Result<u64> {
+        if let Some(c) = &self.open {
+            let r = tarframe::room_at(c.pos, self.opts.chunk_size);
+            if r > 0 {
+                return Ok(r);
+            }
+            self.close()?;
+        }
+        let index = self.next;
+        self.next += 1;
+        let path = self.dir.join(chunk_name(index as usize));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create chunk", &path, e))?;
+        self.open = Some(OpenChunk {
+            index,
+            path,
+            file,
+            pos: 0,
+            sent: 0,
+            kicked: 0,
+        });
+        Ok(tarframe::room_at(0, self.opts.chunk_size))
+    }
+
+    fn cur(&mut self) -> &mut OpenChunk {
+        self.open.as_mut().expect("room() opened a chunk")
+    }
+
+    /// Writes bytes and hands them to the chunk's hash thread (unless a hold is on).
+    pub(super) fn write_shared(&mut self, bytes: Shared) -> Result<()> {
+        let c = self.open.as_mut().expect("room() opened a chunk");
+        if !self.holding {
+            self.chunk_hash.update(bytes.clone());
+            c.sent += bytes.len() as u64;
+        }
+        c.file
+            .write_all(&bytes)
+            .map_err(|e| Error::io("write chunk", &c.path, e))?;
+        c.pos += bytes.len() as u64;
+        if c.pos - c.kicked >= KICK {
+            kick(c);
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_shared(hashpipe::owned(bytes.to_vec()))
+    }
+
+    /// Starts an entry of `len` data bytes; returns (chunk index, data offset). The header of a
+    /// pending blob's segment is patched when its digest is known.
+    pub(super) fn begin_entry(
+        &mut self,
+        blob: &Digest,
+        segment: usize,
+        encoding: Encoding,
+        len: u64,
+    ) -> Result<(u32, u64)> {
+        let name = segment_entry_name(blob, segment, encoding);
+        let header = tarframe::entry_header(&name, len, self.opts.mtime);
+        if self.holding {
+            let c = self.cur();
+            let patch = Patch {
+                path: c.path.clone(),
+                at: c.pos,
+                segment,
+                encoding,
+                len,
+            };
+            self.patches.push(patch);
+        }
+        self.write_bytes(&header)?;
+        let c = self.cur();
+        Ok((c.index, c.pos))
+    }
+
+    pub(super) fn end_entry(&mut self, len: u64) -> Result<()> {
+        let pad = tarframe::padding(len) as usize;
+        if pad > 0 {
+            self.write_bytes(&[0u8; BLOCK as usize][..pad])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self) -> Result<()> {
+        if self.open.is_none() {
+            return Ok(());
+        }
+        self.write_bytes(&[0u8; TRAILER as usize])?;
+        let mut c = self.open.take().expect("checked above");
+        kick(&mut c);
+        let closed = Closed {
+            index: c.index,
+            path: c.path,
+            // A held chunk is reopened when its hold ends: a blob may span many chunks.
+            file: (!self.holding).then_some(c.file),
+            pos: c.pos,
+            sent: c.sent,
+        };
+        if self.holding {
+            self.held.push(closed);
+            Ok(())
+        } else {
+            self.finish_chunk(closed)
+        }
+    }
+
+    /// Makes a chunk durable (its writeback was started as it was written, so little is left),
+    /// hands the rest of it to the hash thread (read back from the file) and records its digests.
+    fn finish_chunk(&mut self, c: Closed) -> Result<()> {
+        let file = match c.file {
+            Some(f) => f,
+            None => File::open(&c.path).map_err(|e| Error::io("open chunk", &c.path, e))?,
+        };
+        file.sync_all()
+            .map_err(|e| Error::io("sync chunk", &c.path, e))?;
+        if c.sent < c.pos {
+            self.chunk_hash.read_back(c.path.clone(), c.sent, c.pos);
+        }
+        let sums = self
+            .chunk_hash
+            .finish()
+            .map_err(|e| Error::io("read back chunk", &c.path, e))?;
+        self.done.push(Chunk {
+            name: chunk_name(c.index as usize),
+            size: c.pos,
+            sha256: sums.sha256,
+            pieces: sums.pieces,
+        });
+        Ok(())
+    }
+
+    /// Starts a hold: the chunk bytes of a pending blob wait for its digest.
+    pub(super) fn start_hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Ends a hold once the pending blob's digest is known: patches its headers, then hands the
+    /// held bytes to the hash thread.
+    pub(super) fn release(&mut self, digest: &Digest) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut patched: Option<(PathBuf, File)> = None;
+        for p in std::mem::take(&mut self.patches) {
+            let name = segment_entry_name(digest, p.segment, p.encoding);
+            let header = tarframe::entry_header(&name, p.len, self.opts.mtime);
+            if patched.as_ref().map(|(path, _)| path) != Some(&p.path) {
+                let f = File::options()
+                    .write(true)
+                    .open(&p.path)
+                    .map_err(|e| Error::io("open chunk", &p.path, e))?;
+                patched = Some((p.path.clone(), f));
+            }
+            let (_, f) = patched.as_ref().expect("opened above");
+            f.write_all_at(&header, p.at)
+                .map_err(|e| Error::io("write chunk", &p.path, e))?;
+        }
+        self.holding = false;
+        for c in std::mem::take(&mut self.held) {
+            self.finish_chunk(c)?;
+        }
+        if let Some(c) = self.open.as_mut() {
+            if c.sent < c.pos {
+                self.chunk_hash.read_back(c.path.clone(), c.sent, c.pos);
+                c.sent = c.pos;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the last chunk.
+    pub(super) fn finish(mut self) -> Result<Vec<Chunk>> {
+        self.close()?;
+        Ok(std::mem::take(&mut self.done))
+    }
+}
+
+/// Asks the kernel to start writing back what was written since the last kick, so that the
+/// sync finds little left to do (Linux; elsewhere the sync does all of it).
+fn kick(c: &mut OpenChunk) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor we own; failure only loses the hint.
+        unsafe {
+            libc::sync_file_range(
+                c.file.as_raw_fd(),
+                c.kicked as libc::off64_t,
+                (c.pos - c.kicked) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    c.kicked = c.pos;
+}
