@@ -3,6 +3,7 @@
 mod audit_compat;
 mod audit_reads;
 mod crash;
+mod crash_targets;
 mod fmt_v3;
 mod freshness;
 mod generated;
