@@ -13,6 +13,7 @@ mod hfcache;
 mod hostile;
 mod images;
 mod interop;
+mod intr_import;
 mod intr_pack;
 mod keys;
 mod layouts;
