@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,63 +25,19 @@ use airlock::format::{Artifact, ArtifactKind, Digest, Entry, HfRepoType, ImageIn
 use airlock::oci::model::DOCKER_MANIFEST;
 use airlock::progress::Silent;
 use airlock::sign::{PublicKey, SigningKey};
-use airlock::stage::{Admitted, STAGING_DIR};
+use airlock::stage::Admitted;
 use airlock::targets::{files, hf_cache, ollama};
 
 use crate::hfcache::{self, Repo};
+use crate::support::tree::TMP_PREFIX;
 use crate::support::*;
 
 /// Kill points per target (each is one killed import and one re-run).
-const KILL_POINTS: u32 = 12;
+pub(crate) const KILL_POINTS: u32 = 12;
 const MAX_KILL_POINTS: u32 = 24;
 
-const TMP_PREFIX: &str = ".airlock-tmp-";
-
-/// What a path holds: `dir MODE`, `link TARGET` or `file MODE` with the content.
-type Tree = BTreeMap<String, (String, Vec<u8>)>;
-
-/// Every visible path under `root` (temp files left out, returned apart).
-fn tree(root: &Path) -> (Tree, Vec<String>) {
-    let mut out = Tree::new();
-    let mut temps = Vec::new();
-    if !root.exists() {
-        return (out, temps);
-    }
-    for e in walkdir::WalkDir::new(root).min_depth(1) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-        // Temp files, and the staging area (its contents are never visible in a store).
-        if e.file_name().to_string_lossy().starts_with(TMP_PREFIX)
-            || rel.split('/').any(|c| c == STAGING_DIR)
-        {
-            temps.push(rel);
-            continue;
-        }
-        let m = fs::symlink_metadata(e.path()).unwrap();
-        let mode = m.permissions().mode() & 0o7777;
-        let v = if m.file_type().is_symlink() {
-            let t = fs::read_link(e.path()).unwrap();
-            (format!("link {}", t.display()), vec![])
-        } else if m.is_dir() {
-            (format!("dir {mode:o}"), vec![])
-        } else {
-            (format!("file {mode:o}"), fs::read(e.path()).unwrap())
-        };
-        out.insert(rel, v);
-    }
-    (out, temps)
-}
-
-/// Every visible path of `now` is in `want`, with the same content (nothing half-written).
-#[track_caller]
-fn assert_subset(now: &Tree, want: &Tree, when: &str) {
-    for (k, v) in now {
-        match want.get(k) {
-            Some(w) => assert!(v == w, "{when}: {k} is visible with other content or mode"),
-            None => panic!("{when}: {k} ({}) is visible but not part of the store", v.0),
-        }
-    }
-}
+/// What a store shows ([`tree::visible`]): path → kind, mode and content digest.
+pub(crate) type Tree = tree::Snapshot;
 
 /// An `airlock import b --trust k.pub ARGS` command, output discarded.
 fn import_cmd(env: &Env, args: &[&str]) -> Command {
@@ -94,14 +49,14 @@ fn import_cmd(env: &Env, args: &[&str]) -> Command {
 }
 
 /// Runs the import to completion into `dest` (fresh), returning the store and how long it took.
-fn clean_import(env: &Env, args: &[&str], dest: &Path) -> (Tree, Duration) {
+pub(crate) fn clean_import(env: &Env, args: &[&str], dest: &Path) -> (Tree, Duration) {
     let t = Instant::now();
     let mut c = env.command(&[&["import", "b", "--trust", "k.pub"], args].concat());
     c.stdin(Stdio::null());
     let r = run_cmd(c);
     let took = t.elapsed();
     r.ok();
-    let (store, temps) = tree(dest);
+    let (store, temps) = tree::visible(dest);
     assert!(temps.is_empty(), "a clean import left {temps:?}");
     (store, took)
 }
@@ -109,7 +64,7 @@ fn clean_import(env: &Env, args: &[&str], dest: &Path) -> (Tree, Duration) {
 /// Kills the import into `dest` (fresh each time) with SIGKILL after `KILL_POINTS` delays spread
 /// over a clean run's duration (mostly its writing phase); after each kill, checks the store
 /// with `check`, then re-runs the import, which must succeed and give `want` (temp files aside).
-fn kill_loop(
+pub(crate) fn kill_loop(
     env: &Env,
     args: &[&str],
     dest: &Path,
@@ -134,12 +89,12 @@ fn kill_loop(
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         let when = format!("killed after {delay:?} (status {status})");
-        let (now, temps) = tree(dest);
+        let (now, temps) = tree::visible(dest);
         // Killed while staging (only the staging area exists) or while committing.
         if !status.success() && (!now.is_empty() || !temps.is_empty()) {
             killed_midway += 1;
         }
-        assert_subset(&now, want, &when);
+        tree::assert_subset(&now, want, &when);
         check(dest, &when);
         // The re-run succeeds and completes the store.
         let r = run_cmd({
@@ -148,7 +103,7 @@ fn kill_loop(
             c
         });
         assert_eq!(r.code, 0, "{when}: the re-run failed:\n{}", r.stderr);
-        let (after, temps_after) = tree(dest);
+        let (after, temps_after) = tree::visible(dest);
         assert!(
             &after == want,
             "{when}: the re-run did not complete the store"
@@ -200,7 +155,7 @@ fn an_import_killed_at_any_point_leaves_no_partial_file_and_a_rerun_completes_it
 }
 
 /// One HF model of about 2.6 MiB: LFS weights in shards, regular files in folders.
-fn hf_repo() -> Repo {
+pub(crate) fn hf_repo() -> Repo {
     let mut files: Vec<(&'static str, Vec<u8>, bool)> = vec![
         (
             "config.json",
@@ -236,7 +191,7 @@ fn hf_repo() -> Repo {
 
 /// No ref names a commit whose snapshot is not complete (every file present and resolving to
 /// its content); no snapshot link dangles.
-fn check_hf(cache: &Path, repo: &Repo, when: &str) {
+pub(crate) fn check_hf(cache: &Path, repo: &Repo, when: &str) {
     let folder = cache.join(hf_cache::repo_folder_name(repo.repo_type, repo.repo_id));
     let snaps = folder.join("snapshots");
     for e in walkdir::WalkDir::new(snaps).into_iter().flatten() {
@@ -296,7 +251,7 @@ fn an_hf_cache_import_killed_at_any_point_never_shows_a_ref_to_an_incomplete_sna
 }
 
 /// A model in the Ollama store shape: (tag, manifest bytes, [(digest, bytes)] of config+layers).
-struct OllamaTag {
+pub(crate) struct OllamaTag {
     tag: &'static str,
     manifest: Vec<u8>,
     blobs: Vec<(&'static str, Vec<u8>)>,
@@ -304,7 +259,7 @@ struct OllamaTag {
 
 /// Two tags of `registry.ollama.ai/library/crashy` sharing 1.5 MiB of GGUF weights, each
 /// with its own 512 KiB adapter, a template and params.
-fn ollama_tags() -> Vec<OllamaTag> {
+pub(crate) fn ollama_tags() -> Vec<OllamaTag> {
     let mut gguf = b"GGUF".to_vec();
     gguf.extend_from_slice(&pseudo_random(3 << 19, 51));
     ["v1", "latest"]
@@ -347,7 +302,7 @@ fn ollama_tags() -> Vec<OllamaTag> {
 }
 
 /// Packs the tags as `ollama-model` artifacts into `env/b` (128 KiB chunks).
-fn ollama_bundle(env: &Env, tags: &[OllamaTag]) {
+pub(crate) fn ollama_bundle(env: &Env, tags: &[OllamaTag]) {
     env.keygen("k");
     let mut planned: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut artifacts = Vec::new();
@@ -403,7 +358,7 @@ fn ollama_bundle(env: &Env, tags: &[OllamaTag]) {
 }
 
 /// Every manifest in the store parses and names blobs that are present with their content.
-fn check_ollama(store: &Path, when: &str) {
+pub(crate) fn check_ollama(store: &Path, when: &str) {
     let manifests = store.join("manifests");
     for e in walkdir::WalkDir::new(&manifests)
         .min_depth(1)
@@ -497,7 +452,7 @@ fn full_disk(env: &Env, args: &dyn Fn(&str) -> Vec<String>) {
     let _fs = Tmpfs::mount(&disk, "1m");
     let dest = disk.join("dest");
     env.write("disk/dest/unrelated.txt", "keep me\n");
-    let before = tree(&dest);
+    let before = tree::visible(&dest);
     let args = args("disk/dest");
     let mut all = vec!["import", "b", "--trust", "k.pub"];
     all.extend(args.iter().map(String::as_str));
@@ -506,7 +461,11 @@ fn full_disk(env: &Env, args: &dyn Fn(&str) -> Vec<String>) {
     r.code(1)
         .stderr_has("disk/dest/")
         .stderr_has("No space left on device");
-    assert!(tree(&dest) == before, "the store changed:\n{}", r.stderr);
+    assert!(
+        tree::visible(&dest) == before,
+        "the store changed:\n{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -542,11 +501,11 @@ fn a_file_size_limit_fails_clearly_and_leaves_the_destination_as_it_was() {
     let env = Env::new();
     files_bundle(&env);
     env.write("dest/unrelated.txt", "keep me\n");
-    let before = tree(&env.path("dest"));
+    let before = tree::visible(&env.path("dest"));
     // With SIGXFSZ ignored, a write past the limit fails with EFBIG.
     let r = run_cmd(fsize_limited(&env, true));
     r.code(1).stderr_has("dest/").stderr_has("File too large");
-    assert!(tree(&env.path("dest")) == before, "{}", r.stderr);
+    assert!(tree::visible(&env.path("dest")) == before, "{}", r.stderr);
 
     // With the default disposition too: the binary ignores SIGXFSZ itself (main.rs), so the
     // write fails with EFBIG, the error is clear and the destination is as it was; a re-run
@@ -560,11 +519,11 @@ fn a_file_size_limit_fails_clearly_and_leaves_the_destination_as_it_was() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("File too large"));
-    assert!(tree(&env.path("dest")) == before);
+    assert!(tree::visible(&env.path("dest")) == before);
     let mut want_dest = want.clone();
     want_dest.insert("unrelated.txt".into(), before.0["unrelated.txt"].clone());
     import_cmd(&env, &["--files", "dest"]).status().unwrap();
-    assert!(tree(&env.path("dest")).0 == want_dest);
+    assert!(tree::visible(&env.path("dest")).0 == want_dest);
 }
 
 /// The chunk file holding the last segment of the largest blob.
@@ -610,7 +569,11 @@ fn media_that_shrink_or_vanish_after_verification_stop_the_import_and_leave_noth
         }
         let err = error_text(&files::execute(&vb, &plan, &Silent).unwrap_err());
         assert!(err.contains(&chunk_name(&chunk)), "{err}");
-        assert!(!dest.exists(), "{err}: the import left {:?}", tree(&dest));
+        assert!(
+            !dest.exists(),
+            "{err}: the import left {:?}",
+            tree::visible(&dest)
+        );
     }
     // And the binary re-verifies: the import is rejected before anything is written.
     let r = env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"]);
@@ -623,13 +586,13 @@ fn media_that_shrink_or_vanish_after_verification_stop_the_import_and_leave_noth
     let vb = hfcache::pack(&env, "b", &[hf_repo()]);
     let cache = env.path("cache");
     env.write("cache/CACHEDIR.TAG", hf_cache::CACHEDIR_TAG_CONTENT);
-    let before = tree(&cache);
+    let before = tree::visible(&cache);
     let plan = hf_cache::plan(&vb, &cache, &Default::default()).unwrap();
     let chunk = chunk_of_largest_blob(&vb);
     truncate(&chunk);
     let err = error_text(&hf_cache::execute(&vb, &plan, &Silent).unwrap_err());
     assert!(err.contains(&chunk_name(&chunk)), "{err}");
-    assert!(tree(&cache) == before, "{err}");
+    assert!(tree::visible(&cache) == before, "{err}");
 
     // Ollama store.
     let env = Env::new();
@@ -641,7 +604,11 @@ fn media_that_shrink_or_vanish_after_verification_stop_the_import_and_leave_noth
     fs::remove_file(&chunk).unwrap();
     let err = error_text(&ollama::execute(&vb, &plan, &Silent).unwrap_err());
     assert!(err.contains(&chunk_name(&chunk)), "{err}");
-    assert!(!store.exists(), "{err}: the import left {:?}", tree(&store));
+    assert!(
+        !store.exists(),
+        "{err}: the import left {:?}",
+        tree::visible(&store)
+    );
 }
 
 #[test]
@@ -671,7 +638,7 @@ fn a_chunk_truncated_while_the_binary_imports_gives_a_clear_error_or_a_complete_
         truncate(&vb_chunk);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let (now, temps) = tree(&dest);
+        let (now, temps) = tree::visible(&dest);
         if out.status.success() {
             succeeded += 1;
             assert!(now == want, "a successful import is complete");

@@ -275,28 +275,6 @@ fn try_offline_check(
     try_py(env, &["check", spec.to_str().unwrap()], Some(cache))
 }
 
-/// Everything under `root`: files with content and mode, links with target, dirs with mode.
-fn tree(root: &Path) -> BTreeMap<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).min_depth(1) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-        let m = fs::symlink_metadata(e.path()).unwrap();
-        let mode = m.permissions().mode() & 0o7777;
-        let v = if m.file_type().is_symlink() {
-            format!("link {}", fs::read_link(e.path()).unwrap().display())
-        } else if m.is_dir() {
-            format!("dir {mode:o}")
-        } else {
-            let d = fs::read(e.path()).unwrap();
-            format!("file {mode:o} {}", Digest::of(&d))
-        };
-        out.insert(rel, v);
-    }
-    out
-}
-
 /// The modes the client's files and directories get here: 0666 / 0777 less the umask.
 fn umask_modes(env: &Env) -> (u32, u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -339,7 +317,7 @@ fn repos_load_offline_with_the_real_client() {
     );
 
     // The exact layout.
-    let t = tree(&cache);
+    let t = tree::snapshot(&cache);
     let (file_mode, dir_mode) = umask_modes(&env);
     let mf = "models--org--tiny-model";
     let sha1 = |p: &str| {
@@ -357,20 +335,20 @@ fn repos_load_offline_with_the_real_client() {
     let snap = format!("{mf}/snapshots/{}", m.commit);
     assert_eq!(
         t[&format!("{snap}/config.json")],
-        format!("link ../../blobs/{}", sha1("config.json"))
+        format!("link -> ../../blobs/{}", sha1("config.json"))
     );
     assert_eq!(
         t[&format!("{snap}/a/b/c.txt")],
-        format!("link ../../../../blobs/{}", sha1("a/b/c.txt"))
+        format!("link -> ../../../../blobs/{}", sha1("a/b/c.txt"))
     );
     assert_eq!(
         t[&format!("{snap}/1_Pooling/config.json")],
-        format!("link ../../../blobs/{}", sha1("1_Pooling/config.json"))
+        format!("link -> ../../../blobs/{}", sha1("1_Pooling/config.json"))
     );
     let lfs = Digest::of(&m.files[5].1).hex();
     assert_eq!(
         t[&format!("{snap}/model.safetensors")],
-        format!("link ../../blobs/{lfs}")
+        format!("link -> ../../blobs/{lfs}")
     );
     assert_eq!(
         t[&format!("{mf}/blobs/{lfs}")],
@@ -422,7 +400,7 @@ fn repos_load_offline_with_the_real_client() {
     let again = hf_cache::plan(&vb, &cache, &opts(SnapshotLayout::Symlinks)).unwrap();
     assert!(again.is_noop(), "{again:#?}");
     hf_cache::execute(&vb, &again, &Silent).unwrap();
-    assert_eq!(tree(&cache), t);
+    assert_eq!(tree::snapshot(&cache), t);
 }
 
 #[test]
@@ -501,7 +479,7 @@ fn the_plain_files_layout_loads_offline() {
     let vb = pack(&env, "b", &[m.clone(), d.clone()]);
     let cache = env.path("cache");
     import(&vb, &cache, SnapshotLayout::Files);
-    let t = tree(&cache);
+    let t = tree::snapshot(&cache);
     assert!(t.values().all(|v| !v.starts_with("link")), "{t:#?}");
     assert!(!t.keys().any(|p| p.contains("/blobs/")), "{t:#?}");
     assert_eq!(
@@ -545,11 +523,11 @@ fn a_damaged_blob_stops_the_import_before_any_write() {
         &format!("cache/models--org--tiny-model/blobs/{lfs}"),
         b"not the weights",
     );
-    let before = tree(&cache);
+    let before = tree::snapshot(&cache);
     let err = hf_cache::plan(&vb, &cache, &opts(SnapshotLayout::Symlinks)).unwrap_err();
     assert!(matches!(err, airlock::Error::Conflict(_)), "{err}");
     assert!(err.to_string().contains(&lfs), "{err}");
-    assert_eq!(tree(&cache), before);
+    assert_eq!(tree::snapshot(&cache), before);
 }
 
 #[test]
@@ -587,13 +565,13 @@ fn a_no_exist_marker_for_a_carried_file_is_a_conflict() {
         ),
         b"",
     );
-    let before = tree(&env.path("cache"));
+    let before = tree::snapshot(&env.path("cache"));
     let err = hf_cache::plan(&vb, &env.path("cache"), &opts(SnapshotLayout::Symlinks)).unwrap_err();
     assert!(
         err.to_string().contains("does not exist at commit"),
         "{err}"
     );
-    assert_eq!(tree(&env.path("cache")), before);
+    assert_eq!(tree::snapshot(&env.path("cache")), before);
 }
 
 #[test]
@@ -605,13 +583,13 @@ fn a_snapshot_link_pointing_elsewhere_is_a_conflict() {
     let snap = cache.join(format!("models--org--tiny-model/snapshots/{}", m.commit));
     fs::create_dir_all(&snap).unwrap();
     std::os::unix::fs::symlink("../../blobs/0000", snap.join("README.md")).unwrap();
-    let before = tree(&cache);
+    let before = tree::snapshot(&cache);
     let err = hf_cache::plan(&vb, &cache, &opts(SnapshotLayout::Symlinks)).unwrap_err();
     assert!(
         err.to_string().contains("is a link to ../../blobs/0000"),
         "{err}"
     );
-    assert_eq!(tree(&cache), before);
+    assert_eq!(tree::snapshot(&cache), before);
 }
 
 #[test]
@@ -620,7 +598,7 @@ fn a_failure_while_writing_leaves_the_cache_as_it_was() {
     let cache = env.path("cache");
     let old = model(1, "{\"v\": 1}");
     import(&pack(&env, "b1", &[old]), &cache, SnapshotLayout::Symlinks);
-    let before = tree(&cache);
+    let before = tree::snapshot(&cache);
     let vb = pack(&env, "b2", &[model(2, "{\"v\": 2}"), dataset()]);
     let plan = hf_cache::plan(&vb, &cache, &opts(SnapshotLayout::Symlinks)).unwrap();
     assert!(plan.blobs_to_write() >= 3);
@@ -645,7 +623,11 @@ fn a_failure_while_writing_leaves_the_cache_as_it_was() {
         copied > 70_000,
         "failed only after writing blobs ({copied} bytes)"
     );
-    assert_eq!(tree(&cache), before, "created files removed, main restored");
+    assert_eq!(
+        tree::snapshot(&cache),
+        before,
+        "created files removed, main restored"
+    );
 }
 
 #[derive(Default)]

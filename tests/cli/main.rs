@@ -3,6 +3,7 @@
 mod audit_compat;
 mod audit_reads;
 mod crash;
+mod crash_targets;
 mod fmt_v3;
 mod freshness;
 mod generated;
@@ -12,6 +13,7 @@ mod hfcache;
 mod hostile;
 mod images;
 mod interop;
+mod intr_import;
 mod intr_pack;
 mod keys;
 mod layouts;

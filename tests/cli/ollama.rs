@@ -315,17 +315,6 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-/// Every path under `root` with its mode and (for files) bytes.
-fn tree(root: &Path) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
-    snapshot(root)
-        .into_iter()
-        .map(|(k, v)| {
-            let m = mode(&root.join(&k));
-            (k, (m, v))
-        })
-        .collect()
-}
-
 struct Setup {
     env: Env,
     _reg: TestRegistry,
@@ -366,7 +355,7 @@ impl Setup {
             .collect()
     }
     /// The expected store: `manifests/HOST/library/tiny/TAG` and `blobs/sha256-HEX`.
-    fn expected_store(&self) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    fn expected_store(&self) -> tree::Snapshot {
         let mut m = BTreeMap::new();
         let host = &self.front.addr;
         for d in [
@@ -376,17 +365,17 @@ impl Setup {
             format!("manifests/{host}/library"),
             format!("manifests/{host}/library/tiny"),
         ] {
-            m.insert(d, (0o755, None));
+            m.insert(d, tree::dir(0o755));
         }
         for t in &self.tags {
             m.insert(
                 format!("manifests/{host}/library/tiny/{}", t.tag),
-                (0o644, Some(t.manifest.clone())),
+                tree::file(0o644, &t.manifest),
             );
             for b in t.blobs() {
                 m.insert(
                     format!("blobs/sha256-{}", b.digest().hex()),
-                    (0o644, Some(b.bytes.clone())),
+                    tree::file(0o644, &b.bytes),
                 );
             }
         }
@@ -454,13 +443,13 @@ fn ollama_models_travel_into_an_ollama_store_byte_for_byte() {
     assert_eq!(json["models"][0]["action"], "write");
     assert!(!store.exists(), "planning writes nothing");
     ollama::execute(&vb, &plan, &Silent).unwrap();
-    assert_eq!(tree(&store), s.expected_store());
+    assert_eq!(tree::snapshot(&store), s.expected_store());
 
     // Re-import: nothing to do, nothing changes.
     let again = ollama::plan(&vb, &store, &|_| true).unwrap();
     assert!(again.is_noop(), "{again:?}");
     ollama::execute(&vb, &again, &Silent).unwrap();
-    assert_eq!(tree(&store), s.expected_store());
+    assert_eq!(tree::snapshot(&store), s.expected_store());
 
     // A tag that moved upstream: its manifest is replaced (as ollama pull does), atomically.
     let v1 = store.join(format!("manifests/{}/library/tiny/v1", s.front.addr));
@@ -472,7 +461,7 @@ fn ollama_models_travel_into_an_ollama_store_byte_for_byte() {
         Some(Digest::of(b"{\"schemaVersion\":2}"))
     );
     ollama::execute(&vb, &p, &Silent).unwrap();
-    assert_eq!(tree(&store), s.expected_store());
+    assert_eq!(tree::snapshot(&store), s.expected_store());
 
     // The models directory: one directory per tag, with a Modelfile.
     let dir = env.path("models");
@@ -514,11 +503,11 @@ fn ollama_models_travel_into_an_ollama_store_byte_for_byte() {
     );
     assert_eq!(mode(&v1.join("model.gguf")), 0o644);
     assert_eq!(mode(&v1), 0o755);
-    let before = tree(&dir);
+    let before = tree::snapshot(&dir);
     let again = models_dir::plan(&vb, &dir, &|_| true).unwrap();
     assert!(again.writes.is_noop());
     models_dir::execute(&vb, &again, &Silent).unwrap();
-    assert_eq!(tree(&dir), before);
+    assert_eq!(tree::snapshot(&dir), before);
 }
 
 #[test]
@@ -534,26 +523,26 @@ fn a_conflicting_blob_stops_the_import_before_any_write_and_failures_roll_back()
     let planted = store.join(format!("blobs/sha256-{}", gguf.hex()));
     fs::create_dir_all(planted.parent().unwrap()).unwrap();
     fs::write(&planted, b"GGUF but not this one").unwrap();
-    let before = tree(&store);
+    let before = tree::snapshot(&store);
     let err = ollama::plan(&vb, &store, &|_| true).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     assert!(
         err.to_string().contains(&planted.display().to_string()),
         "{err}"
     );
-    assert_eq!(tree(&store), before);
+    assert_eq!(tree::snapshot(&store), before);
 
     // Same in the models directory.
     let dir = env.path("models");
     let tiny = dir.join(format!("ollama/{}/library/tiny/v1", s.front.addr));
     fs::create_dir_all(&tiny).unwrap();
     fs::write(tiny.join("template"), b"other").unwrap();
-    let before_dir = tree(&dir);
+    let before_dir = tree::snapshot(&dir);
     assert!(matches!(
         models_dir::plan(&vb, &dir, &|_| true),
         Err(Error::Conflict(_))
     ));
-    assert_eq!(tree(&dir), before_dir);
+    assert_eq!(tree::snapshot(&dir), before_dir);
 
     // A failure while executing (the second manifest's place is taken after planning):
     // the blobs and the first manifest written are removed again.
@@ -561,10 +550,10 @@ fn a_conflicting_blob_stops_the_import_before_any_write_and_failures_roll_back()
     let plan = ollama::plan(&vb, &store2, &|_| true).unwrap();
     let blocker = store2.join(format!("manifests/{}/library/tiny/latest", s.front.addr));
     fs::create_dir_all(blocker.join("x")).unwrap();
-    let before = tree(&store2);
+    let before = tree::snapshot(&store2);
     let err = ollama::execute(&vb, &plan, &Silent).unwrap_err();
     assert!(err.to_string().contains("latest"), "{err}");
-    assert_eq!(tree(&store2), before, "the store is as it was");
+    assert_eq!(tree::snapshot(&store2), before, "the store is as it was");
 }
 
 #[test]
@@ -696,7 +685,7 @@ fn the_binary_imports_ollama_models_into_the_default_store_and_a_models_dir() {
     ]);
     real.env("OLLAMA_MODELS", env.path("store"));
     run_cmd(real).ok().stdout_has("into Ollama store");
-    assert_eq!(tree(&env.path("store")), s.expected_store());
+    assert_eq!(tree::snapshot(&env.path("store")), s.expected_store());
     assert!(env
         .path(&format!(
             "md/ollama/{}/library/tiny/v1/Modelfile",
@@ -704,7 +693,7 @@ fn the_binary_imports_ollama_models_into_the_default_store_and_a_models_dir() {
         ))
         .is_file());
     // Only an Ollama target, and the bundle has nothing else: fine; re-import writes nothing.
-    let before = tree(&env.path("store"));
+    let before = tree::snapshot(&env.path("store"));
     env.run(&[
         "import",
         "b",
@@ -714,5 +703,5 @@ fn the_binary_imports_ollama_models_into_the_default_store_and_a_models_dir() {
         "store",
     ])
     .ok();
-    assert_eq!(tree(&env.path("store")), before);
+    assert_eq!(tree::snapshot(&env.path("store")), before);
 }

@@ -625,3 +625,122 @@ pub fn bytes_under(dir: &std::path::Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// Whether the process `pid` has taken in a SIGINT or SIGTERM it handles: its
+/// `interrupt-watchdog` thread, blocked reading its self-pipe until a stop signal wakes it, is
+/// no longer in `read(2)` (`/proc/PID/task/TID/syscall`). The signal handlers set the stop flag
+/// before they wake the watchdog, so from then on the command's next check sees the stop.
+pub fn stop_seen(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("interrupt-watch") {
+            continue;
+        }
+        let syscall = std::fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
+        let nr = syscall.split_whitespace().next().unwrap_or("");
+        return !nr.is_empty() && nr != libc::SYS_read.to_string();
+    }
+    false
+}
+
+/// A TCP forwarder to `upstream` that holds the first request whose request line satisfies
+/// `hold` (e.g. a registry's `PUT …/manifests/TAG`): its bytes are not forwarded until
+/// [`HoldingProxy::release`]. Every other request, before and after, passes straight through;
+/// [`HoldingProxy::matched`] counts the requests the rule matched (the held one included).
+pub struct HoldingProxy {
+    pub addr: String,
+    held: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
+    matched: Arc<AtomicUsize>,
+}
+
+impl HoldingProxy {
+    pub fn start(upstream: &str, hold: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = Arc::new(AtomicBool::new(false));
+        let released = Arc::new(AtomicBool::new(false));
+        let matched = Arc::new(AtomicUsize::new(0));
+        let (h, r, m) = (held.clone(), released.clone(), matched.clone());
+        let hold: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(hold);
+        let upstream = upstream.to_string();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (h, r, m, hold) = (h.clone(), r.clone(), m.clone(), hold.clone());
+                thread::spawn(move || forward(client, server, Some((&*hold, &h, &r, &m))));
+                thread::spawn(move || forward(s2, c2, None));
+            }
+        });
+        HoldingProxy {
+            addr,
+            held,
+            released,
+            matched,
+        }
+    }
+
+    /// How many requests the rule has matched so far.
+    pub fn matched(&self) -> usize {
+        self.matched.load(Ordering::SeqCst)
+    }
+
+    /// Whether the request to hold has come (and is being held, unless released).
+    pub fn holding(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets the held request (and any later one) through.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+type HoldRule<'a> = (
+    &'a (dyn Fn(&str) -> bool + Send + Sync),
+    &'a AtomicBool,
+    &'a AtomicBool,
+    &'a AtomicUsize,
+);
+
+fn forward(mut from: TcpStream, mut to: TcpStream, rule: Option<HoldRule>) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+        };
+        if let Some((hold, held, released, matched)) = rule {
+            // A request line starts the data a client writes for a request (its head is
+            // written at once): look at each line of what came.
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let matches = text.split("\r\n").filter(|l| hold(l)).count();
+            matched.fetch_add(matches, Ordering::SeqCst);
+            if matches > 0 && !released.load(Ordering::SeqCst) && !held.swap(true, Ordering::SeqCst)
+            {
+                while !released.load(Ordering::SeqCst) {
+                    thread::sleep(POLL);
+                }
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}

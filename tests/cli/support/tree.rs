@@ -1,6 +1,8 @@
 //! One snapshot of a directory tree for "nothing changed" assertions: every path (links not
 //! followed) with its kind, mode and content digest (or link target). FIFOs and devices are
-//! described, never opened.
+//! described, never opened. [`visible`] is the same snapshot of a store as its consumers see
+//! it (a killed run's temp files and staging area set apart), [`assert_subset`] the check that
+//! nothing half-written is visible.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -8,6 +10,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use airlock::format::Digest;
+use airlock::stage::STAGING_DIR;
+
+/// The prefix of the temp files a killed import may leave next to its targets.
+pub const TMP_PREFIX: &str = ".airlock-tmp-";
 
 /// Relative path → description (`file 644 sha256:…`, `dir 755`, `link -> T`, `fifo 600`, …).
 pub type Snapshot = BTreeMap<String, String>;
@@ -42,6 +48,45 @@ pub fn snapshot_except(root: &Path, skip: &[&str]) -> Snapshot {
     out
 }
 
+/// A store as its consumers see it: the [`snapshot`] of `root` without temp files
+/// ([`TMP_PREFIX`]) and the staging area ([`STAGING_DIR`], whose contents are never visible in a
+/// store), whose relative paths are returned apart.
+pub fn visible(root: &Path) -> (Snapshot, Vec<String>) {
+    let mut out = Snapshot::new();
+    let mut hidden = Vec::new();
+    for (rel, v) in snapshot(root) {
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        if name.starts_with(TMP_PREFIX) || rel.split('/').any(|c| c == STAGING_DIR) {
+            hidden.push(rel);
+        } else {
+            out.insert(rel, v);
+        }
+    }
+    (out, hidden)
+}
+
+/// How [`describe`] shows a regular file with `mode` holding `bytes` (for expected snapshots).
+pub fn file(mode: u32, bytes: &[u8]) -> String {
+    format!("file {mode:o} {}", Digest::of(bytes))
+}
+
+/// How [`describe`] shows a directory with `mode`.
+pub fn dir(mode: u32) -> String {
+    format!("dir {mode:o}")
+}
+
+/// Every path of `now` is in `want`, described the same (same kind, mode and content: nothing
+/// half-written, nothing that is not part of the finished store).
+#[track_caller]
+pub fn assert_subset(now: &Snapshot, want: &Snapshot, when: &str) {
+    for (k, v) in now {
+        match want.get(k) {
+            Some(w) => assert!(v == w, "{when}: {k} is visible as {v}, the store has {w}"),
+            None => panic!("{when}: {k} ({v}) is visible but not part of the store"),
+        }
+    }
+}
+
 /// What one path is, without following it or opening anything but a regular file.
 pub fn describe(path: &Path) -> String {
     let m = fs::symlink_metadata(path).unwrap();
@@ -50,9 +95,9 @@ pub fn describe(path: &Path) -> String {
     if ft.is_symlink() {
         format!("link -> {}", fs::read_link(path).unwrap().display())
     } else if ft.is_file() {
-        format!("file {mode:o} {}", Digest::of(&fs::read(path).unwrap()))
+        file(mode, &fs::read(path).unwrap())
     } else if ft.is_dir() {
-        format!("dir {mode:o}")
+        dir(mode)
     } else if ft.is_fifo() {
         format!("fifo {mode:o}")
     } else if ft.is_char_device() || ft.is_block_device() {
