@@ -17,8 +17,8 @@ fn v1_golden_bundle_verifies_and_imports() {
     env.run(&["import", b, "--trust", k, "--files", "dest"])
         .ok();
     assert_eq!(
-        snapshot(&fixtures.join("demo/tiny-model")),
-        snapshot(&env.path("dest/tiny-model"))
+        contents(&fixtures.join("demo/tiny-model")),
+        contents(&env.path("dest/tiny-model"))
     );
 }
 
@@ -47,14 +47,14 @@ fn v2_golden_bundle_with_an_image_and_an_hf_repo_verifies_and_imports() {
     ])
     .ok();
     assert_eq!(
-        snapshot(&fixtures.join("demo/hello-image/blobs")),
-        snapshot(&env.path("images/blobs"))
+        contents(&fixtures.join("demo/hello-image/blobs")),
+        contents(&env.path("images/blobs"))
     );
     assert!(env.path("dest/raise-max-tokens.patch").is_file());
     let repo = env.path("hf/models--demo--tiny-model");
     let commit = String::from_utf8(std::fs::read(repo.join("refs/main")).unwrap()).unwrap();
     let snap = repo.join("snapshots").join(&commit);
-    for (rel, content) in snapshot(&fixtures.join("demo/tiny-model")) {
+    for (rel, content) in contents(&fixtures.join("demo/tiny-model")) {
         if let Some(bytes) = content {
             // Snapshot entries are relative symlinks into blobs/; reading follows them.
             let got = std::fs::read(snap.join(&rel)).unwrap();
@@ -92,8 +92,8 @@ fn v3_golden_bundle_with_piece_digests_verifies_inspects_imports_and_passes_stoc
     env.run(&["import", b, "--trust", k, "--files", "dest"])
         .ok();
     assert_eq!(
-        snapshot(&fixtures.join("demo/tiny-model")),
-        snapshot(&env.path("dest/tiny-model"))
+        contents(&fixtures.join("demo/tiny-model")),
+        contents(&env.path("dest/tiny-model"))
     );
     // The officer's check with stock tools: minisign -V, then sha256sum -c.
     let run = |cmd: &str, args: &[&str]| {

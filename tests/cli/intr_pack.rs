@@ -169,24 +169,24 @@ fn unfinished_output_with_foreign_files_or_a_finished_bundle_is_refused() {
     run.wait_until("chunk writing", || bytes_under(&chunks) >= 1 << 20);
     run.kill();
     env.write("b/notes.txt", "mine");
-    let before = snapshot(&env.path("b"));
+    let before = contents(&env.path("b"));
     env.pack(&[&image.reference], "k", "b", &[])
         .code(2)
         .stderr_has("is not empty")
         .stderr_has("notes.txt");
     assert_eq!(
-        snapshot(&env.path("b")),
+        contents(&env.path("b")),
         before,
         "a refused pack touched OUT"
     );
 
     fs::remove_file(env.path("b/notes.txt")).unwrap();
     rerun_succeeds(&env, &image.reference);
-    let finished = snapshot(&env.path("b"));
+    let finished = contents(&env.path("b"));
     env.pack(&[&image.reference], "k", "b", &[])
         .code(2)
         .stderr_has("is not empty");
-    assert_eq!(snapshot(&env.path("b")), finished);
+    assert_eq!(contents(&env.path("b")), finished);
 }
 
 /// Two packs into one directory: while the first runs, the second is refused and leaves the

@@ -74,7 +74,7 @@ fn countersigning_adds_a_signature_without_touching_chunks() {
     let env = Env::new();
     env.sample_bundle();
     env.keygen("officer");
-    let chunks = snapshot(&env.path("b/chunks"));
+    let chunks = contents(&env.path("b/chunks"));
     let manifest = env.read("b/manifest.json");
     let out = env
         .run(&[
@@ -87,7 +87,7 @@ fn countersigning_adds_a_signature_without_touching_chunks() {
         sig.contains("signatures/") && sig.ends_with(".minisig"),
         "{sig}"
     );
-    assert_eq!(snapshot(&env.path("b/chunks")), chunks);
+    assert_eq!(contents(&env.path("b/chunks")), chunks);
     assert_eq!(env.read("b/manifest.json"), manifest);
     // The officer's key alone now verifies the bundle, with airlock and with stock minisign.
     env.run(&["verify", "b", "--trust", "officer.pub"]).ok();

@@ -166,10 +166,10 @@ fn layout_round_trip_is_byte_identical_and_skopeo_reads_it() {
     // The result is itself a layout source, and re-importing is a no-op.
     let again = open_layout(&new, Some("app-1.0")).unwrap();
     assert_eq!(again.top.digest, img.top.digest);
-    let before = snapshot(&new);
+    let before = contents(&new);
     let plan = import(&new, &[("app-1.0", &img)]).unwrap();
     assert!(plan.is_noop(), "{plan:?}");
-    assert_eq!(snapshot(&new), before);
+    assert_eq!(contents(&new), before);
     let json = serde_json::to_value(&plan).unwrap();
     assert_eq!(json["refs"][0]["action"], "keep");
     assert_eq!(json["blobs"][0]["action"], "keep");
@@ -428,7 +428,7 @@ fn hostile_layouts_are_refused_naming_the_digest() {
     assert!(
         !new.exists(),
         "a failed import into a new layout left {:?}",
-        snapshot(&new).keys().collect::<Vec<_>>()
+        contents(&new).keys().collect::<Vec<_>>()
     );
 
     // A wrong size is refused when collecting.
@@ -498,11 +498,11 @@ fn target_merges_into_an_existing_layout() {
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
     assert_eq!(v["annotations"]["keep"], "me");
 
-    let before = snapshot(&dest);
+    let before = contents(&dest);
     assert!(import(&dest, &[("t", &arm_img), ("arm", &arm_img)])
         .unwrap()
         .is_noop());
-    assert_eq!(snapshot(&dest), before);
+    assert_eq!(contents(&dest), before);
 }
 
 #[test]
@@ -517,11 +517,11 @@ fn a_conflicting_existing_blob_stops_before_any_write() {
     other[0] = b' ';
     env.write(&format!("dest/blobs/sha256/{}", cd.hex()), &other);
     env.write("dest/oci-layout", br#"{"imageLayoutVersion": "1.0.0"}"#);
-    let before = snapshot(&dest);
+    let before = contents(&dest);
     let err = import(&dest, &[("t", &img)]).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert!(err.to_string().contains(&cd.to_string()), "{err}");
-    assert_eq!(snapshot(&dest), before, "nothing written");
+    assert_eq!(contents(&dest), before, "nothing written");
 
     // Another size; and a layout of another version.
     env.write(&format!("dest/blobs/sha256/{}", cd.hex()), b"short");
@@ -532,10 +532,10 @@ fn a_conflicting_existing_blob_stops_before_any_write() {
     );
     fs::remove_file(dest.join("blobs/sha256").join(cd.hex())).unwrap();
     env.write("dest/oci-layout", br#"{"imageLayoutVersion": "2.0.0"}"#);
-    let before = snapshot(&dest);
+    let before = contents(&dest);
     let err = import(&dest, &[("t", &img)]).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
-    assert_eq!(snapshot(&dest), before);
+    assert_eq!(contents(&dest), before);
     // Names must fit the layout grammar.
     let err = import(&env.path("fresh"), &[("bad name", &img)]).unwrap_err();
     assert!(matches!(err, Error::Usage(_)), "{err:?}");

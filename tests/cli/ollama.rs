@@ -470,7 +470,7 @@ fn ollama_models_travel_into_an_ollama_store_byte_for_byte() {
     let base = dir.join(format!("ollama/{}/library/tiny", s.front.addr));
     assert_eq!(plan.models[0].path, base.join("v1"));
     let v1 = base.join("v1");
-    let got: BTreeMap<String, Option<Vec<u8>>> = snapshot(&v1);
+    let got: BTreeMap<String, Option<Vec<u8>>> = contents(&v1);
     let t = &s.tags[0];
     let modelfile = "FROM ./model.gguf\n\
          TEMPLATE \"{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}<|user|>\n{{ .Prompt }}<|end|>\n<|assistant|>\n\"\n\
@@ -630,9 +630,9 @@ fn hf_repos_go_to_org_name_in_the_models_directory() {
         .map(|(p, d, _)| (p.to_string(), Some(d.clone())))
         .collect();
     want.insert("1_Pooling".into(), None);
-    assert_eq!(snapshot(&root), want);
+    assert_eq!(contents(&root), want);
     assert_eq!(
-        snapshot(&dir)
+        contents(&dir)
             .keys()
             .filter(|k| !k.starts_with("hf/sentence-transformers/all-MiniLM-L6-v2/"))
             .collect::<Vec<_>>(),

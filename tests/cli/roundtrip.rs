@@ -26,7 +26,7 @@ fn directory_round_trip_is_byte_exact() {
         .stdout_has("verified b");
     env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
         .ok();
-    assert_eq!(snapshot(&env.path("src")), snapshot(&env.path("dest/src")));
+    assert_eq!(contents(&env.path("src")), contents(&env.path("dest/src")));
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn reimport_is_a_noop_and_conflicts_stop_before_writing() {
     env.sample_bundle();
     env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
         .ok();
-    let before = snapshot(&env.path("dest"));
+    let before = contents(&env.path("dest"));
     let again = env
         .run(&[
             "import", "b", "--trust", "k.pub", "--files", "dest", "--json",
@@ -65,17 +65,17 @@ fn reimport_is_a_noop_and_conflicts_stop_before_writing() {
         .ok()
         .json();
     assert_eq!(again["written"], 0);
-    assert_eq!(snapshot(&env.path("dest")), before);
+    assert_eq!(contents(&env.path("dest")), before);
 
     // A file with other content where the bundle wants one: refused, nothing else touched.
     fs::write(env.path("dest/src/config.json"), b"locally edited").unwrap();
     fs::remove_file(env.path("dest/src/empty.txt")).unwrap();
-    let edited = snapshot(&env.path("dest"));
+    let edited = contents(&env.path("dest"));
     env.run(&["import", "b", "--trust", "k.pub", "--files", "dest"])
         .code(1)
         .stderr_has("dest/src/config.json already exists with other content");
     assert_eq!(
-        snapshot(&env.path("dest")),
+        contents(&env.path("dest")),
         edited,
         "a refused import must not write anything"
     );
@@ -253,5 +253,5 @@ fn large_compressible_file_spans_windows_and_chunks() {
     );
     env.run(&["import", "b", "--trust", "k.pub", "--files", "d"])
         .ok();
-    assert_eq!(snapshot(&env.path("src")), snapshot(&env.path("d/src")));
+    assert_eq!(contents(&env.path("src")), contents(&env.path("d/src")));
 }

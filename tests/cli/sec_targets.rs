@@ -353,7 +353,7 @@ fn models_dir_gives_each_kind_its_own_namespace() {
     assert!(
         !md.join("ollama").exists(),
         "an HF model wrote into the Ollama part: {:?}",
-        snapshot(&md).keys().collect::<Vec<_>>()
+        contents(&md).keys().collect::<Vec<_>>()
     );
     assert!(md
         .join("hf/ollama/registry.ollama.ai/library/llama3/latest/Modelfile")
@@ -689,7 +689,7 @@ fn no_bundle_value_adds_a_directive_to_the_generated_modelfile() {
         assert!(
             !env.path("md").exists(),
             "a refused import wrote {:?}",
-            snapshot(&env.path("md")).keys().collect::<Vec<_>>()
+            contents(&env.path("md")).keys().collect::<Vec<_>>()
         );
         not_accepted(&env);
     }
@@ -937,7 +937,7 @@ fn a_failed_import_leaves_the_oci_layout_as_it_was() {
     );
     import(&env, "ok", &["--oci-layout", "L"]).ok();
     let listing = |root: &Path| -> BTreeMap<String, Option<Digest>> {
-        snapshot(root)
+        contents(root)
             .into_iter()
             .map(|(k, v)| (k, v.map(|b| Digest::of(&b))))
             .collect()
@@ -973,6 +973,6 @@ fn a_failed_import_leaves_the_oci_layout_as_it_was() {
     assert!(
         !env2.path("L2").exists(),
         "left {:?}",
-        snapshot(&env2.path("L2")).keys().collect::<Vec<_>>()
+        contents(&env2.path("L2")).keys().collect::<Vec<_>>()
     );
 }

@@ -11,9 +11,10 @@ pub mod blob;
 pub mod hub;
 pub mod registry;
 pub mod tree;
+pub use tree::contents;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
@@ -261,30 +262,6 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-/// Every file under `root` with its bytes, as `relative path -> content` (directories as None).
-pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
-    let mut out = std::collections::BTreeMap::new();
-    if !root.exists() {
-        return out;
-    }
-    for e in walkdir::WalkDir::new(root).min_depth(1) {
-        let e = e.unwrap();
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let content = if e.file_type().is_file() {
-            Some(fs::read(e.path()).unwrap())
-        } else {
-            None
-        };
-        out.insert(rel, content);
-    }
-    out
 }
 
 /// True if `tool` is on PATH (the test script installs it; a missing tool fails loudly in CI).

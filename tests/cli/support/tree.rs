@@ -48,6 +48,24 @@ pub fn snapshot_except(root: &Path, skip: &[&str]) -> Snapshot {
     out
 }
 
+/// The content view of a tree: every path under `root` with a file's bytes (links followed) or
+/// `None` for anything else. For comparing an imported copy with its source, where modes and
+/// link-ness may legitimately differ (an HF snapshot's files are links into `blobs/`); for
+/// "nothing changed" use [`snapshot`], which sees modes, links and special files.
+pub fn contents(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap();
+        let content = e.file_type().is_file().then(|| fs::read(e.path()).unwrap());
+        out.insert(rel.to_string_lossy().into_owned(), content);
+    }
+    out
+}
+
 /// A store as its consumers see it: the [`snapshot`] of `root` without temp files
 /// ([`TMP_PREFIX`]) and the staging area ([`STAGING_DIR`], whose contents are never visible in a
 /// store), whose relative paths are returned apart.
