@@ -3,8 +3,12 @@
 //! They are far above any real bundle and far below what could exhaust memory or overflow
 //! arithmetic, so a crafted manifest cannot make a reader allocate, loop or compute absurdly.
 
-/// Largest `manifest.json` a reader loads (64 MiB).
+/// Largest `manifest.json` a reader loads before authentication, when no trusted signature
+/// declares its size (64 MiB): bundles without `manifest_size`, and unverified reads.
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Largest `manifest_size` a trusted comment may declare, and so the largest manifest a reader
+/// loads or parses (1 GiB): 2,000,000 entries (MAX_ENTRIES) at ≈500 bytes each in version 2.
+pub const MAX_DECLARED_MANIFEST_BYTES: u64 = 1 << 30;
 /// Largest signature file a reader loads.
 pub const MAX_SIGNATURE_BYTES: u64 = 4096;
 /// Most signature files in one bundle.

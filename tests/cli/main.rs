@@ -15,6 +15,7 @@ mod interop;
 mod intr_pack;
 mod keys;
 mod layouts;
+mod million_auth;
 mod models;
 mod ollama;
 mod pack_floor;
