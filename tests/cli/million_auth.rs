@@ -136,6 +136,30 @@ fn a_manifest_above_64_mib_verifies_by_its_signed_size_and_only_by_a_trusted_one
         ["manifest-size-mismatch", "unreadable-manifest"]
     );
 
+    // With a trust policy: the size is believed from a usable key the rule of the comment's
+    // channel counts, and from no other.
+    env.write("b/manifest.json", &bytes);
+    sign_as(&env, "k", &m);
+    let policy = |revoked: bool, signers: &str| {
+        let revoked = if revoked { "revoked = true\n" } else { "" };
+        env.write(
+            "trust.toml",
+            format!(
+                "[keys.k]\nfile = \"k.pub\"\n{revoked}[keys.other]\nfile = \"other.pub\"\n\
+                 [channels.{}]\nsigners = [{signers}]\nthreshold = 1\n",
+                m.channel
+            ),
+        );
+        env.run_for(300, &["verify", "b", "--policy", "trust.toml", "--json"])
+    };
+    policy(false, "\"k\"").ok();
+    let r = policy(true, "\"k\"");
+    refused_at_64_mib(&r);
+    assert_eq!(problem_codes(&r), ["unreadable-manifest"], "revoked");
+    let r = policy(false, "\"other\"");
+    refused_at_64_mib(&r);
+    assert_eq!(problem_codes(&r), ["unreadable-manifest"], "not counted");
+
     // No rejection's audit record carries anything parsed from the manifest.
     let log = fs::read_to_string(env.path(".airlock-state/audit.jsonl")).unwrap();
     for line in log.lines() {
