@@ -565,7 +565,7 @@ MD
 # Runs alternate (A B B A …) and each starts with an empty $root/out after a `sync`; cold runs
 # also drop the page cache first (`echo 3 > /proc/sys/vm/drop_caches`, root only).
 #   BENCH_MODEL_SIZE=64Mi BENCH_SMALL_FILES=2000 BENCH_SMALL_RUNS=3 …  # a quick debug run
-#   BENCH_MILLION=1 …                  # also pack, verify and import 1,000,000 small files
+#   BENCH_MILLION=1 …                  # also bench_million: 1,000,000 and 100,000 small files
 small_n=${BENCH_SMALL_FILES:-100000}
 small_runs=${BENCH_SMALL_RUNS:-5}
 million=${BENCH_MILLION:-0}
@@ -821,24 +821,76 @@ MD
 
     rm -rf "$sb"
     if [ -n "$big" ] && [ "$models" != 1 ]; then big_blob; fi
-    if [ "$million" = 1 ]; then
-        small_data 1000000
-        local mb="$root/small-1000000/bundle"
-        rm -rf "$mb"
-        timed "million: airlock pack" "$airlock" pack "$small" --out "$mb" --key "$root/k" -q
-        if [ "${status[million: airlock pack]}" = ok ]; then
-            timed "million: airlock verify" "$airlock" verify "$mb" --trust "$pub" -q
-            rm -rf "$root/out"
-            timed "million: airlock import --files" "$airlock" import "$mb" --trust "$pub" --files "$root/out/dst" -q
-            rm -rf "$root/out"
-            printf -- '- 1,000,000 files: pack %s; verify %s; import --files %s; manifest %s\n' "$(one_line "million: airlock pack")" \
-                "$(one_line "million: airlock verify")" "$(one_line "million: airlock import --files")" \
-                "$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$mb/manifest.json")")"
-        else
-            printf -- '- 1,000,000 files: pack %s\n' "$(one_line "million: airlock pack")"
-        fi
-        rm -rf "$mb"
+}
+
+# --- a million files (issue 10): pack, verify and import --files of 1,000,000 files of 512 B in
+# 1,000 directories, and of 100,000 (same shape) for comparison. One run of each (minutes at a
+# million), wall time and peak RSS; the import's baseline in the same run, alternating order
+# between sizes: the tar pipe of the same tree + sync. Disk: about 10 KiB per file at a time.
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 \
+#     BENCH_IMPORT=0 BENCH_MILLION=1 scripts/bench.sh
+#   BENCH_MILLION_SIZES="2000 20000" …   # a quick check of the script itself
+# million_data N: N files of 512 random bytes in 1,000 directories under $root/million-N/src
+# (made once, kept).
+million_data() {
+    local n=$1 d="$root/million-$1"
+    msrc="$d/src"
+    # bench_import's 100,000 files have the same shape (1,000 directories): reused.
+    if [ ! -f "$d/.complete" ] && [ "$n" = 100000 ] && [ -d "$root/small-100000/src" ] \
+        && [ "$(find "$root/small-100000/src" -type f -size 512c | wc -l)" = 100000 ]; then
+        msrc="$root/small-100000/src"; return 0
     fi
+    if [ ! -f "$d/.complete" ]; then
+        rm -rf "$d"; mkdir -p "$msrc"
+        python3 - "$msrc" "$n" 1000 <<'PY'
+import os, sys
+root, n, dirs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(dirs):
+    os.makedirs(os.path.join(root, f"d{i:05d}"), exist_ok=True)
+for i in range(n):
+    with open(os.path.join(root, f"d{i % dirs:05d}", f"f{i // dirs:06d}.bin"), "wb") as f:
+        f.write(os.urandom(512))
+PY
+        touch "$d/.complete"
+    fi
+}
+bench_million() {
+    local n mb rows=() lines=() first=1 a b
+    export airlock pub root
+    for n in ${BENCH_MILLION_SIZES:-100000 1000000}; do
+        million_data "$n"
+        mb="$root/million-$n/bundle"; export mb msrc
+        rm -rf "$mb" "$root/out"
+        timed "$n files: airlock pack" "$airlock" pack "$msrc" --out "$mb" --key "$root/k" -q
+        if [ "${status[$n files: airlock pack]}" != ok ]; then
+            lines+=("- $n files: pack $(one_line "$n files: airlock pack")"); continue
+        fi
+        timed "$n files: airlock verify" "$airlock" verify "$mb" --trust "$pub" -q
+        a="$n files: airlock import --files && sync"
+        b="$n files: tar -cf - SRC | tar -xf - -C DST && sync"
+        for which in $( [ "$first" = 1 ] && echo "a b" || echo "b a" ); do
+            rm -rf "$root/out"; mkdir -p "$root/out"; sync
+            if [ "$which" = a ]; then
+                timed "$a" bash -c '"$airlock" import "$mb" --trust "$pub" --files "$root/out/dst" -q && sync'
+            else
+                timed "$b" bash -c 'mkdir "$root/out/dst" && tar -cf - -C "$msrc" . | tar -xf - -C "$root/out/dst" && sync'
+            fi
+        done
+        first=$(( 1 - first ))
+        rm -rf "$root/out"
+        rows+=("$n files: airlock pack" "$n files: airlock verify" "$a" "$b")
+        local mbytes; mbytes=$(stat -c %s "$mb/manifest.json")
+        lines+=("- $n files: manifest $(numfmt --to=iec-i --suffix=B "$mbytes") ($(( mbytes / n )) B per file); pack $(one_line "$n files: airlock pack"); verify $(one_line "$n files: airlock verify"); import --files $(one_line "$a"); the tar pipe $(one_line "$b")$( [ "${status[$a]}" = ok ] && [ "${status[$b]}" = ok ] && printf ' (import %s× the tar pipe)' "$(ratio "${wall[$a]}" "${wall[$b]}")")")
+        rm -rf "$mb"
+    done
+    cat <<MD
+
+## A million files (bench_million, $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), 512 B files in 1,000 directories, one run each, load average $(cut -d' ' -f1-3 /proc/loadavg))
+
+$(table "${rows[@]}")
+
+$(printf '%s\n' "${lines[@]}")
+MD
 }
 
 hf=${BENCH_HF:-1}
@@ -855,4 +907,5 @@ import=${BENCH_IMPORT:-1}
 [ "$pieces" = 1 ] && bench_verify_pieces
 [ "$interrupt" = 1 ] && bench_interrupt
 [ "$import" = 1 ] && bench_import
+[ "$million" = 1 ] && bench_million
 exit 0

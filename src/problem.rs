@@ -43,6 +43,20 @@ pub enum Problem {
         file: String,
         field: String,
     },
+    /// A trusted signer's comment (its global signature verified) declares a `manifest_size`
+    /// other than the size of `manifest.json` on its open handle: refused before it is read.
+    ManifestSizeMismatch {
+        file: String,
+        declared: u64,
+        actual: u64,
+    },
+    /// A trusted signer's comment declares a `manifest_size` that is not a decimal size, or is
+    /// above the ceiling (FORMAT.md §Limits): not believed.
+    InvalidManifestSize {
+        file: String,
+        declared: String,
+        max: u64,
+    },
     UnsupportedVersion {
         reason: String,
     },
@@ -183,6 +197,8 @@ impl Problem {
             Problem::UntrustedManifest => "untrusted-manifest",
             Problem::CommentMismatch { .. } => "comment-mismatch",
             Problem::AmbiguousComment { .. } => "ambiguous-comment",
+            Problem::ManifestSizeMismatch { .. } => "manifest-size-mismatch",
+            Problem::InvalidManifestSize { .. } => "invalid-manifest-size",
             Problem::UnsupportedVersion { .. } => "unsupported-version",
             Problem::InvalidManifest { .. } => "invalid-manifest",
             Problem::Expired { .. } => "expired",
@@ -236,6 +252,19 @@ impl fmt::Display for Problem {
                  (minisign -V shows every copy)",
                 escape(file),
                 escape(field)
+            ),
+            Problem::ManifestSizeMismatch { file, declared, actual } => write!(
+                f,
+                "signature {}: trusted comment says manifest_size {declared} bytes but {MANIFEST_FILE} is \
+                 {actual} bytes; it was changed after signing (not read beyond the bound)",
+                escape(file)
+            ),
+            Problem::InvalidManifestSize { file, declared, max } => write!(
+                f,
+                "signature {}: trusted comment says manifest_size \"{}\", which is not a size of at most \
+                 {max} bytes; not believed",
+                escape(file),
+                escape(declared)
             ),
             Problem::UnsupportedVersion { reason } => write!(f, "unsupported version: {reason}"),
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),

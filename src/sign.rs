@@ -384,6 +384,56 @@ impl Signature {
         self.sig.trusted_comment().unwrap_or_default()
     }
 
+    /// Checks the global signature over the trusted comment alone, without the data: what a
+    /// reader may do before it reads the signed data, to learn what the signer declared about it
+    /// (`manifest_size`). [`Signature::verify`] must still run over the data afterwards.
+    ///
+    /// minisign's global signature is plain Ed25519 over `signature ‖ trusted comment`, which is
+    /// what a legacy (`Ed`, not prehashed) minisign signature is over its data; so the check is
+    /// the crate's own `verify` of a legacy signature whose bytes are the global signature, over
+    /// `signature ‖ trusted comment` as data (no cryptography here).
+    pub fn verify_comment(&self, key: &PublicKey) -> std::result::Result<(), String> {
+        use base64::Engine as _;
+        let comment = self
+            .sig
+            .trusted_comment()
+            .map_err(|e| format!("trusted comment: {e}"))?;
+        // The crate's own encoding of the global signature it parsed: the box's last line.
+        let text = self.sig.to_string();
+        let global = text
+            .lines()
+            .last()
+            .and_then(|l| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(l.trim())
+                    .ok()
+            })
+            .ok_or("no global signature")?;
+        // alg[2] ‖ keynum[8] ‖ signature[64]
+        let bones = minisign::SignatureBones::from(self.sig.clone()).to_bytes();
+        if bones.len() != minisign::SignatureBones::BYTES || global.len() != 64 {
+            return Err("malformed global signature".into());
+        }
+        let mut legacy = Vec::with_capacity(bones.len());
+        legacy.extend_from_slice(b"Ed");
+        legacy.extend_from_slice(&bones[2..10]);
+        legacy.extend_from_slice(&global);
+        let check: minisign::SignatureBox = minisign::SignatureBones::from_bytes(&legacy)
+            .map_err(|e| e.to_string())?
+            .into();
+        let mut signed = bones[10..].to_vec();
+        signed.extend_from_slice(comment.as_bytes());
+        minisign::verify(
+            &key.inner,
+            &check,
+            std::io::Cursor::new(signed),
+            true,
+            false,
+            true,
+        )
+        .map_err(|_| "the trusted comment's global signature does not verify".to_string())
+    }
+
     /// Checks the signature over `data` and the global signature over the trusted comment.
     pub fn verify(&self, key: &PublicKey, data: &[u8]) -> std::result::Result<(), String> {
         minisign::verify(
@@ -397,6 +447,11 @@ impl Signature {
         .map_err(|e| e.to_string())
     }
 }
+
+/// The trusted-comment field that declares the size of `manifest.json` in bytes, so that a
+/// reader can bound its read of the manifest by what a trusted signer declared (FORMAT.md
+/// §Trusted comment).
+pub const MANIFEST_SIZE_FIELD: &str = "manifest_size";
 
 /// The trusted comment airlock writes: minisign's `key:value` pairs separated by tabs.
 pub fn trusted_comment(timestamp: u64, fields: &[(&str, String)]) -> String {
@@ -425,4 +480,53 @@ pub fn repeated_comment_field(comment: &str) -> Option<&str> {
         .split('\t')
         .map(|kv| kv.split_once(':').map_or(kv, |(k, _)| k))
         .find(|k| !seen.insert(*k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let id = KeyId::from_slice(kp.pk.keynum());
+        SigningKey {
+            sk: kp.sk,
+            public: PublicKey {
+                inner: kp.pk,
+                id,
+                origin: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_trusted_comment_verifies_alone_and_only_as_signed() {
+        let (k, other) = (key(), key());
+        let text = k
+            .sign(b"manifest", "timestamp:1\tmanifest_size:8", "u")
+            .unwrap();
+        let sig = Signature::parse(&text, "s").unwrap();
+        sig.verify_comment(&k.public).unwrap();
+        sig.verify(&k.public, b"manifest").unwrap();
+        assert!(sig.verify_comment(&other.public).is_err());
+        // The comment changed, the data signature kept: the global signature fails.
+        let edited = text.replace("manifest_size:8", "manifest_size:9");
+        let sig = Signature::parse(&edited, "s").unwrap();
+        assert!(sig.verify_comment(&k.public).is_err());
+        // The global signature of another signature (same key, same comment): it covers the
+        // data signature too, so it fails.
+        let second = k
+            .sign(b"other data", "timestamp:1\tmanifest_size:8", "u")
+            .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let spliced = format!(
+            "{}\n{}\n{}\n{}\n",
+            lines[0],
+            second.lines().nth(1).unwrap(),
+            lines[2],
+            lines[3]
+        );
+        let sig = Signature::parse(&spliced, "s").unwrap();
+        assert!(sig.verify_comment(&k.public).is_err());
+    }
 }

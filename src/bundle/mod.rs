@@ -166,6 +166,8 @@ pub fn sign_manifest(manifest: &Manifest, bytes: &[u8], key: &SigningKey) -> Res
             ("channel", manifest.channel.clone()),
             ("sequence", manifest.sequence.to_string()),
             ("sha256sums", sums.hex()),
+            // Signed so that a reader can bound its read of the manifest by it before reading.
+            (sign::MANIFEST_SIZE_FIELD, bytes.len().to_string()),
         ],
     );
     let untrusted = format!(

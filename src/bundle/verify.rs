@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::limits::{MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES};
+use crate::format::limits::{
+    MAX_DECLARED_MANIFEST_BYTES, MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES,
+};
 use crate::format::text::escape;
 use crate::format::{
     self, Digest, Manifest, ParseError, CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE,
@@ -23,7 +25,9 @@ use crate::format::{
 use crate::fsutil;
 use crate::policy::{KeyState, TrustPolicy};
 use crate::progress::Progress;
-use crate::sign::{comment_field, repeated_comment_field, PublicKey, Signature};
+use crate::sign::{
+    comment_field, repeated_comment_field, PublicKey, Signature, MANIFEST_SIZE_FIELD,
+};
 
 pub(crate) mod chunks;
 
@@ -217,6 +221,10 @@ impl Countersignable {
     pub fn signers(&self) -> &[SignerInfo] {
         self.0.signers()
     }
+    /// Size in bytes of the verified `manifest.json`.
+    pub fn manifest_size(&self) -> u64 {
+        self.0.manifest_size()
+    }
 }
 
 /// The manifest's bytes and what the signatures over them say, established before anything in
@@ -242,10 +250,13 @@ impl Authenticated {
     }
 }
 
-/// Steps 1 and 2 of verification: the manifest's bytes (bounded, opened without following links
-/// or blocking) and every signature over them, checked with the policy's keys. Nothing looks
-/// inside the bytes here; without a valid signature by a usable trusted key the bundle is
-/// rejected (`missing-signature`, `unknown-signer`, `edited-manifest`, …) unparsed.
+/// Steps 1 to 3 of verification: the manifest file opened (bounded, without following links or
+/// blocking) and its size taken on the handle; every signature file read (bounded) and parsed;
+/// the trusted comments of the policy's keys checked alone (their global signatures), so that a
+/// `manifest_size` a trusted signer declared bounds the manifest read (else 64 MiB); the
+/// manifest bytes read; every signature checked over them. Nothing looks inside the bytes here;
+/// without a valid signature by a usable trusted key the bundle is rejected
+/// (`missing-signature`, `unknown-signer`, `edited-manifest`, …) unparsed.
 pub fn authenticate(dir: &Path, policy: &TrustPolicy, now: SystemTime) -> Result<Authenticated> {
     let meta = fs::metadata(dir).map_err(|e| Error::io("open bundle", dir, e))?;
     if !meta.is_dir() {
@@ -260,20 +271,47 @@ pub fn authenticate(dir: &Path, policy: &TrustPolicy, now: SystemTime) -> Result
     };
     let mut problems = Vec::new();
 
-    // 1. Manifest bytes, untrusted.
-    let bytes = read_manifest_bytes(dir).map_err(|p| reject(vec![p]))?;
+    // 1. The manifest file, untrusted: opened, its size on the handle; nothing read yet.
+    let (file, size) = open_manifest(dir).map_err(|p| reject(vec![p]))?;
 
-    // 2. Signatures.
+    // 2. Signatures, parsed.
     let (sig_files, mut sig_problems) = signature_files(dir);
     problems.append(&mut sig_problems);
     if sig_files.is_empty() {
         problems.push(Problem::MissingSignature);
     }
+    let sigs: Vec<(String, std::result::Result<Signature, String>)> = sig_files
+        .into_iter()
+        .map(|(file, text)| {
+            let sig = text.and_then(|t| Signature::parse(&t, &file));
+            (file, sig)
+        })
+        .collect();
+
+    // 3. The bound of the manifest read: what a trusted signer declared, checked before a byte
+    // of the manifest is read.
+    let bound = match declared_size(&sigs, policy, now, size) {
+        Ok(Some(declared)) => declared,
+        Ok(None) => MAX_MANIFEST_BYTES,
+        Err(mut size_problems) => {
+            problems.append(&mut size_problems);
+            MAX_MANIFEST_BYTES
+        }
+    };
+    let bytes = match read_manifest_from(file, dir, bound) {
+        Ok(b) => b,
+        Err(p) => {
+            problems.push(p);
+            return Err(reject(problems));
+        }
+    };
+
+    // 4. Every signature over the bytes.
     let mut signers = Vec::new();
     let mut valid: Vec<(String, Signature, usize)> = Vec::new();
     let mut excluded = Vec::new();
-    for (file, text) in sig_files {
-        let sig = match text.and_then(|t| Signature::parse(&t, &file)) {
+    for (file, sig) in sigs {
+        let sig = match sig {
             Ok(s) => s,
             Err(reason) => {
                 problems.push(Problem::BadSignature { file, reason });
@@ -351,19 +389,150 @@ pub fn authenticate(dir: &Path, policy: &TrustPolicy, now: SystemTime) -> Result
     })
 }
 
-/// The manifest's bytes, bounded, from a regular file (a link, FIFO or directory is refused).
+/// The `manifest_size` declared by the trusted comments that may bound the manifest read: those
+/// of signatures by usable policy keys that the rule of the comment's own `channel` counts, whose
+/// global signature (over the comment alone) verifies. Every such declaration must equal `size`,
+/// the manifest's size on its handle, and lie within [`MAX_DECLARED_MANIFEST_BYTES`]; one that
+/// does not is a problem (and no declaration is then believed). `None`: nobody declared a size
+/// (bundles before `manifest_size`; untrusted, tampered or revoked signers are not listened to).
+fn declared_size(
+    sigs: &[(String, std::result::Result<Signature, String>)],
+    policy: &TrustPolicy,
+    now: SystemTime,
+    size: u64,
+) -> std::result::Result<Option<u64>, Vec<Problem>> {
+    let mut declared = None;
+    let mut problems = Vec::new();
+    for (file, sig) in sigs {
+        let Ok(sig) = sig else { continue };
+        let Some(i) = policy.keys.iter().position(|k| k.key.id == sig.key_id) else {
+            continue;
+        };
+        let key = &policy.keys[i];
+        if !matches!(key.state(now), KeyState::Usable) || sig.verify_comment(&key.key).is_err() {
+            // Not listened to; the full check over the bytes names what is wrong.
+            continue;
+        }
+        let comment = sig.trusted_comment();
+        if let Some(field) = repeated_comment_field(&comment) {
+            if field == MANIFEST_SIZE_FIELD {
+                problems.push(Problem::AmbiguousComment {
+                    file: file.clone(),
+                    field: field.to_string(),
+                });
+            }
+            // Any other repeated field is refused after the parse (as before); its size is
+            // not believed.
+            continue;
+        }
+        let counts = comment_field(&comment, "channel")
+            .and_then(|c| policy.rule(c))
+            .is_some_and(|r| r.signers.contains(&i));
+        if !counts {
+            continue;
+        }
+        let Some(text) = comment_field(&comment, MANIFEST_SIZE_FIELD) else {
+            continue;
+        };
+        match parse_size(text) {
+            Some(n) if n <= MAX_DECLARED_MANIFEST_BYTES && n == size => declared = Some(n),
+            Some(n) if n <= MAX_DECLARED_MANIFEST_BYTES => {
+                problems.push(Problem::ManifestSizeMismatch {
+                    file: file.clone(),
+                    declared: n,
+                    actual: size,
+                })
+            }
+            _ => problems.push(Problem::InvalidManifestSize {
+                file: file.clone(),
+                declared: text.to_string(),
+                max: MAX_DECLARED_MANIFEST_BYTES,
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(declared)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A decimal size as airlock writes it: digits only, no sign, no leading zero.
+fn parse_size(text: &str) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// The manifest file opened as every bundle file is (regular, no link, no FIFO, checked on the
+/// handle), and its size on that handle.
+#[allow(clippy::result_large_err)]
+fn open_manifest(dir: &Path) -> std::result::Result<(fs::File, u64), Problem> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    match manifest_path.symlink_metadata() {
+        Err(_) => return Err(Problem::MissingManifest),
+        Ok(m) if !m.is_file() => {
+            return Err(Problem::UnreadableManifest {
+                reason: "not a regular file".into(),
+            })
+        }
+        Ok(_) => {}
+    }
+    let unreadable = |e: Error| Problem::UnreadableManifest {
+        reason: e.to_string(),
+    };
+    let file = fsutil::open_regular(&manifest_path).map_err(unreadable)?;
+    let size = file
+        .metadata()
+        .map_err(|e| unreadable(Error::io("stat", &manifest_path, e)))?
+        .len();
+    Ok((file, size))
+}
+
+/// Reads at most `max` bytes of the opened manifest; more is refused unread.
+#[allow(clippy::result_large_err)]
+fn read_manifest_from(
+    file: fs::File,
+    dir: &Path,
+    max: u64,
+) -> std::result::Result<Vec<u8>, Problem> {
+    use std::io::Read as _;
+    let path = dir.join(MANIFEST_FILE);
+    let mut buf = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| Problem::UnreadableManifest {
+            reason: Error::io("read", &path, e).to_string(),
+        })?;
+    if buf.len() as u64 > max {
+        let why = if max == MAX_MANIFEST_BYTES {
+            format!(
+                "larger than the {max} bytes read before authentication, and no trusted \
+                 signature declares its size ({MANIFEST_SIZE_FIELD})"
+            )
+        } else {
+            format!("larger than the {max} bytes its trusted signature declares")
+        };
+        return Err(Problem::UnreadableManifest { reason: why });
+    }
+    Ok(buf)
+}
+
+/// The manifest's bytes, at most 64 MiB, from a regular file (a link, FIFO or directory is
+/// refused): the read of a manifest no signature has vouched for (`inspect` without trust, the
+/// audit record of a rejection).
 // The error is the one problem the caller reports (as verify's own steps do), not boxed.
 #[allow(clippy::result_large_err)]
 pub fn read_manifest_bytes(dir: &Path) -> std::result::Result<Vec<u8>, Problem> {
-    let manifest_path = dir.join(MANIFEST_FILE);
-    match manifest_path.symlink_metadata() {
-        Err(_) => Err(Problem::MissingManifest),
-        Ok(m) if !m.is_file() => Err(Problem::UnreadableManifest {
-            reason: "not a regular file".into(),
-        }),
-        Ok(_) => read_bounded(&manifest_path, MAX_MANIFEST_BYTES)
-            .map_err(|reason| Problem::UnreadableManifest { reason }),
-    }
+    read_manifest_bytes_bounded(dir, MAX_MANIFEST_BYTES)
+}
+
+/// As [`read_manifest_bytes`], bounded by `max` (the size of a manifest already verified).
+#[allow(clippy::result_large_err)]
+pub fn read_manifest_bytes_bounded(dir: &Path, max: u64) -> std::result::Result<Vec<u8>, Problem> {
+    let (file, _) = open_manifest(dir)?;
+    read_manifest_from(file, dir, max)
 }
 
 /// Step 3: parses and validates manifest bytes (authenticated ones, or, for `inspect` without
@@ -414,10 +583,14 @@ fn verify_inner(
     for (file, sig, _) in &valid {
         let comment = sig.trusted_comment();
         if let Some(field) = repeated_comment_field(&comment) {
-            problems.push(Problem::AmbiguousComment {
+            let p = Problem::AmbiguousComment {
                 file: file.clone(),
                 field: field.to_string(),
-            });
+            };
+            // A repeated `manifest_size` was already named before the manifest was read.
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
             continue;
         }
         let expect = [
@@ -426,6 +599,18 @@ fn verify_inner(
             ("sequence", manifest.sequence.to_string()),
             ("sha256sums", sums_digest.hex()),
         ];
+        // `manifest_size` is optional (bundles before it lack it); given, it must be the size.
+        if let Some(found) = comment_field(&comment, MANIFEST_SIZE_FIELD) {
+            let expected = bytes.len().to_string();
+            if found != expected {
+                problems.push(Problem::CommentMismatch {
+                    file: file.clone(),
+                    field: MANIFEST_SIZE_FIELD.into(),
+                    expected,
+                    found: found.to_string(),
+                });
+            }
+        }
         for (field, expected) in expect {
             let found = comment_field(&comment, field).unwrap_or("").to_string();
             if found != expected {
@@ -458,7 +643,8 @@ fn verify_inner(
 
     // 4. The files present: exactly the bundle's.
     let sums_path = dir.join(SUMS_FILE);
-    match read_bounded(&sums_path, MAX_MANIFEST_BYTES) {
+    // Bounded by the text it must equal (1,000,000 chunks take 86 MB, more than 64 MiB).
+    match read_bounded(&sums_path, sums.len() as u64) {
         Ok(b) if b == sums.as_bytes() => {}
         Ok(_) => problems.push(Problem::SumsMismatch),
         Err(_) => problems.push(Problem::SumsMismatch),

@@ -34,11 +34,13 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     }
     // Sign exactly the bytes that were verified.
     let path = args.dir.join(MANIFEST_FILE);
-    // Read as verify reads it: bounded, never through a link, never blocking on a FIFO.
-    let bytes = bundle::verify::read_manifest_bytes(&args.dir).map_err(|p| Error::Rejected {
-        dir: args.dir.clone(),
-        problems: vec![p],
-    })?;
+    // Read as verify reads it: bounded (by the size just verified), never through a link,
+    // never blocking on a FIFO.
+    let bytes = bundle::verify::read_manifest_bytes_bounded(&args.dir, vb.manifest_size())
+        .map_err(|p| Error::Rejected {
+            dir: args.dir.clone(),
+            problems: vec![p],
+        })?;
     if Digest::of(&bytes) != vb.manifest_digest() {
         return Err(Error::Other(format!(
             "{} changed while it was being verified; not signing",

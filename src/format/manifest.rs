@@ -325,10 +325,10 @@ pub enum ParseError {
 impl Manifest {
     /// Parses and validates manifest bytes. Call only on bytes whose signature has verified.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
-        if bytes.len() as u64 > limits::MAX_MANIFEST_BYTES {
+        if bytes.len() as u64 > limits::MAX_DECLARED_MANIFEST_BYTES {
             return Err(ParseError::TooLarge {
                 size: bytes.len() as u64,
-                max: limits::MAX_MANIFEST_BYTES,
+                max: limits::MAX_DECLARED_MANIFEST_BYTES,
             });
         }
         // Strict JSON: the probe walks the whole document once and refuses a duplicated key

@@ -17,6 +17,7 @@ mod intr_import;
 mod intr_pack;
 mod keys;
 mod layouts;
+mod million_auth;
 mod models;
 mod ollama;
 mod pack_floor;

@@ -29,7 +29,7 @@ fn audit_records(env: &Env) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn problem_codes(run: &Run) -> Vec<String> {
+pub(crate) fn problem_codes(run: &Run) -> Vec<String> {
     run.json()["error"]["problems"]
         .as_array()
         .unwrap_or_else(|| panic!("no problems in {}", run.stdout))
@@ -70,7 +70,7 @@ fn pieces_of(chunk: &[u8], piece_size: u64) -> Vec<Digest> {
 }
 
 /// Writes `m` as the manifest of `b` (and its `SHA256SUMS`), signed by `key` alone.
-fn sign_as(env: &Env, key: &str, m: &Manifest) -> Vec<u8> {
+pub(crate) fn sign_as(env: &Env, key: &str, m: &Manifest) -> Vec<u8> {
     let bytes = m.to_bytes();
     fs::write(env.path("b/manifest.json"), &bytes).unwrap();
     fs::write(env.path("b/SHA256SUMS"), m.sha256sums()).unwrap();
@@ -118,7 +118,7 @@ fn deep_max_manifest(env: &Env) -> Manifest {
 }
 
 /// As [`deep_max_manifest`], for a manifest of at most `max` bytes.
-fn deep_manifest(env: &Env, max: u64) -> Manifest {
+pub(crate) fn deep_manifest(env: &Env, max: u64) -> Manifest {
     env.sample_bundle();
     let payload = b"deep".to_vec();
     let digest = Digest::of(&payload);
