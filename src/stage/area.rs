@@ -1,7 +1,7 @@
 //! A staging area on a target's filesystem, the one install-a-blob primitive, and the journal
 //! that undoes an import.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -23,7 +23,8 @@ pub struct Area {
     /// Uses left per blob: the last one renames the staged file, the others copy it.
     pub(super) uses: Mutex<HashMap<Digest, usize>>,
     pub(super) git_sha1: HashMap<Digest, Vec<(String, String)>>,
-    pub(super) staged: HashMap<Digest, PathBuf>,
+    /// Blobs staged (verified) in `dir`, each at `dir/HEX`.
+    pub(super) staged: HashSet<Digest>,
     /// Complete blobs adopted from a killed run's area (re-hashed before use).
     pub(super) adopted: HashMap<Digest, PathBuf>,
     pub(super) copies: AtomicUsize,
@@ -45,8 +46,10 @@ impl Area {
 
     /// The staged, verified file of `digest`, if this area staged it (the registry target
     /// uploads from it instead of reading the media again).
-    pub fn staged(&self, digest: &Digest) -> Option<&Path> {
-        self.staged.get(digest).map(PathBuf::as_path)
+    pub fn staged(&self, digest: &Digest) -> Option<PathBuf> {
+        self.staged
+            .contains(digest)
+            .then(|| self.dir.join(digest.hex()))
     }
 
     /// A fresh path in the area for a temp file (small generated files go through it).
@@ -71,7 +74,7 @@ impl Area {
         j: &mut Journal,
     ) -> Result<Installed> {
         interrupt::check()?;
-        let staged = self.staged.get(digest).ok_or_else(|| {
+        let staged = self.staged(digest).ok_or_else(|| {
             Error::Other(format!(
                 "internal: blob {digest} for {} was not staged",
                 dest.display()
