@@ -168,11 +168,11 @@ impl Area {
                 }
                 let old_mode = fs::symlink_metadata(dest).ok().map(|m| mode_of(&m));
                 fs::rename(&tmp, dest).map_err(|e| Error::io("rename into place", dest, e))?;
-                j.undo.push(Undo::Restore {
+                j.undo.push(Undo::Restore(Box::new(Restore {
                     path: dest.to_path_buf(),
                     bytes: old.to_vec(),
                     mode: old_mode,
-                });
+                })));
             }
         }
         Ok(())
@@ -243,14 +243,17 @@ pub struct Journal {
     undo: Vec<Undo>,
 }
 
+struct Restore {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: Option<u32>,
+}
+
 enum Undo {
     Dir(PathBuf),
     File(PathBuf),
-    Restore {
-        path: PathBuf,
-        bytes: Vec<u8>,
-        mode: Option<u32>,
-    },
+    /// Boxed: rare, and the journal holds an entry per file an import writes.
+    Restore(Box<Restore>),
     /// A remote step (a registry tag moved): how to put it back.
     Remote(Box<dyn FnOnce() -> Result<()> + Send>),
 }
@@ -295,7 +298,8 @@ impl Journal {
                 Undo::Dir(p) => {
                     let _ = fs::remove_dir(&p);
                 }
-                Undo::Restore { path, bytes, mode } => {
+                Undo::Restore(r) => {
+                    let Restore { path, bytes, mode } = *r;
                     let dir = path.parent().unwrap_or(Path::new("."));
                     if let Err(e) = fsutil::persist_bytes(dir, &path, &bytes, mode, true) {
                         failed.push(e.to_string());

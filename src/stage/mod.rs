@@ -113,19 +113,17 @@ impl Staging {
     /// Opens a staging area under each distinct root (creating the root if needed, journaled in
     /// the area), after removing what killed runs left there (adopting their complete blobs
     /// that this import needs).
-    pub fn open(demands: &[Demand]) -> Result<Staging> {
-        let mut by_root: BTreeMap<PathBuf, Vec<Need>> = BTreeMap::new();
+    pub fn open(demands: Vec<Demand>) -> Result<Staging> {
+        // The demands are consumed (each area keeps a count per blob, not a list per file).
+        let mut by_root: BTreeMap<PathBuf, Vec<Vec<Need>>> = BTreeMap::new();
         for d in demands {
-            by_root
-                .entry(d.root.clone())
-                .or_default()
-                .extend(d.needs.iter().cloned());
+            by_root.entry(d.root).or_default().push(d.needs);
         }
         let mut areas = Vec::new();
         let mut staging = Staging { areas: Vec::new() };
         for (root, needs) in by_root {
             let made = fsutil::create_dirs_recorded(&root)?;
-            let area = open_area(&root, made, &needs);
+            let area = open_area(&root, made, needs);
             match area {
                 Ok(a) => areas.push(a),
                 Err(e) => {
@@ -312,7 +310,7 @@ pub fn syncfs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
+fn open_area(root: &Path, made: Vec<PathBuf>, needs: Vec<Vec<Need>>) -> Result<Area> {
     let base = root.join(STAGING_DIR);
     match fs::symlink_metadata(&base) {
         Ok(m) if m.is_dir() => {}
@@ -335,13 +333,10 @@ fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
     let lock = lock_file(&dir.join("lock"), true)?.expect("a new lock is free");
     let mut uses: HashMap<Digest, usize> = HashMap::new();
     let mut git_sha1 = HashMap::new();
-    for n in needs {
+    for n in needs.into_iter().flatten() {
         *uses.entry(n.digest).or_insert(0) += 1;
-        if let Some(g) = &n.git_sha1 {
-            git_sha1
-                .entry(n.digest)
-                .or_insert_with(Vec::new)
-                .push(g.clone());
+        if let Some(g) = n.git_sha1 {
+            git_sha1.entry(n.digest).or_insert_with(Vec::new).push(g);
         }
     }
     let mut area = Area {

@@ -1,5 +1,8 @@
-//! The one pass over the media: each needed chunk read whole, once, its SHA-256 on its own
-//! thread, its segments decoded and hashed into their blobs' staging files.
+//! The one pass over the media: each needed chunk read whole, once, its digests on their own
+//! thread, its segments decoded and hashed into their blobs' staging files. Every byte read is
+//! covered by a signed digest before anything commits: a version 3 chunk's pieces that lie
+//! wholly inside a stored segment of a blob being staged by that blob's SHA-256 (their bytes are
+//! the blob's), every other piece by its piece digest; a version 1/2 chunk by its whole SHA-256.
 
 use std::collections::BTreeMap;
 use std::fs::File;
