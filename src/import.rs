@@ -230,7 +230,7 @@ pub fn run(
     // 7 and 8: stage, then commit; any failure rolls everything back. From the first commit
     // step (or the start of a rollback) to the audit record, a forced stop waits.
     let mut hold = None;
-    let committed = commit(&bundle, &mut targets, &demands, &mut hold, progress);
+    let committed = commit(&bundle, &mut targets, demands, &mut hold, progress);
     committed.map_err(fail)?;
 
     // 9. Commit, then its record (the order a crash must see: an advanced state with a
@@ -258,7 +258,7 @@ pub fn run(
 fn commit(
     bundle: &Admitted,
     targets: &mut [Box<dyn Target>],
-    demands: &[stage::Demand],
+    demands: Vec<stage::Demand>,
     hold: &mut Option<interrupt::Hold>,
     progress: &dyn Progress,
 ) -> Result<()> {
@@ -297,7 +297,7 @@ pub fn execute(
     }
     let demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
     preflight(bundle, &demands)?;
-    commit(bundle, &mut targets, &demands, &mut None, progress)?;
+    commit(bundle, &mut targets, demands, &mut None, progress)?;
     Ok(targets)
 }
 

@@ -149,6 +149,8 @@ impl Sink for ChunkHashers {
 
 enum Msg<S: Sink> {
     Data(Shared),
+    /// Bytes `start..end` of a shared buffer.
+    Part(Shared, usize, usize),
     /// Bytes `start..end` of a file this process wrote (and will not change again).
     ReadBack(PathBuf, u64, u64),
     Finish(SyncSender<io::Result<S::Out>>),
@@ -173,6 +175,7 @@ impl<S: Sink> Worker<S> {
                 for msg in rx {
                     match msg {
                         Msg::Data(bytes) => sink.update(&bytes),
+                        Msg::Part(bytes, start, end) => sink.update(&bytes[start..end]),
                         Msg::ReadBack(path, start, end) => {
                             if failed.is_none() {
                                 if let Err(e) = read_back(&path, start, end, &mut buf, &mut sink) {
@@ -201,6 +204,14 @@ impl<S: Sink> Worker<S> {
     pub fn update(&self, bytes: Shared) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Data(bytes));
+        }
+    }
+
+    /// Queues bytes `range` of a shared buffer (no copy).
+    pub fn update_part(&self, bytes: Shared, range: std::ops::Range<usize>) {
+        assert!(range.start <= range.end && range.end <= bytes.len());
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Part(bytes, range.start, range.end));
         }
     }
 

@@ -1,7 +1,7 @@
 //! A staging area on a target's filesystem, the one install-a-blob primitive, and the journal
 //! that undoes an import.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -23,7 +23,8 @@ pub struct Area {
     /// Uses left per blob: the last one renames the staged file, the others copy it.
     pub(super) uses: Mutex<HashMap<Digest, usize>>,
     pub(super) git_sha1: HashMap<Digest, Vec<(String, String)>>,
-    pub(super) staged: HashMap<Digest, PathBuf>,
+    /// Blobs staged (verified) in `dir`, each at `dir/HEX`.
+    pub(super) staged: HashSet<Digest>,
     /// Complete blobs adopted from a killed run's area (re-hashed before use).
     pub(super) adopted: HashMap<Digest, PathBuf>,
     pub(super) copies: AtomicUsize,
@@ -45,8 +46,10 @@ impl Area {
 
     /// The staged, verified file of `digest`, if this area staged it (the registry target
     /// uploads from it instead of reading the media again).
-    pub fn staged(&self, digest: &Digest) -> Option<&Path> {
-        self.staged.get(digest).map(PathBuf::as_path)
+    pub fn staged(&self, digest: &Digest) -> Option<PathBuf> {
+        self.staged
+            .contains(digest)
+            .then(|| self.dir.join(digest.hex()))
     }
 
     /// A fresh path in the area for a temp file (small generated files go through it).
@@ -71,7 +74,7 @@ impl Area {
         j: &mut Journal,
     ) -> Result<Installed> {
         interrupt::check()?;
-        let staged = self.staged.get(digest).ok_or_else(|| {
+        let staged = self.staged(digest).ok_or_else(|| {
             Error::Other(format!(
                 "internal: blob {digest} for {} was not staged",
                 dest.display()
@@ -165,11 +168,11 @@ impl Area {
                 }
                 let old_mode = fs::symlink_metadata(dest).ok().map(|m| mode_of(&m));
                 fs::rename(&tmp, dest).map_err(|e| Error::io("rename into place", dest, e))?;
-                j.undo.push(Undo::Restore {
+                j.undo.push(Undo::Restore(Box::new(Restore {
                     path: dest.to_path_buf(),
                     bytes: old.to_vec(),
                     mode: old_mode,
-                });
+                })));
             }
         }
         Ok(())
@@ -240,14 +243,17 @@ pub struct Journal {
     undo: Vec<Undo>,
 }
 
+struct Restore {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: Option<u32>,
+}
+
 enum Undo {
     Dir(PathBuf),
     File(PathBuf),
-    Restore {
-        path: PathBuf,
-        bytes: Vec<u8>,
-        mode: Option<u32>,
-    },
+    /// Boxed: rare, and the journal holds an entry per file an import writes.
+    Restore(Box<Restore>),
     /// A remote step (a registry tag moved): how to put it back.
     Remote(Box<dyn FnOnce() -> Result<()> + Send>),
 }
@@ -292,7 +298,8 @@ impl Journal {
                 Undo::Dir(p) => {
                     let _ = fs::remove_dir(&p);
                 }
-                Undo::Restore { path, bytes, mode } => {
+                Undo::Restore(r) => {
+                    let Restore { path, bytes, mode } = *r;
                     let dir = path.parent().unwrap_or(Path::new("."));
                     if let Err(e) = fsutil::persist_bytes(dir, &path, &bytes, mode, true) {
                         failed.push(e.to_string());

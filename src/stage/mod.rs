@@ -31,7 +31,7 @@ pub use admit::{admit, Admitted};
 pub use area::{rename_noclobber, Area, Installed, Journal};
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ use crate::fsutil;
 use crate::interrupt;
 use crate::oci::image::BlobSource;
 use crate::progress::Progress;
-use read::{read_chunks, Sink};
+use read::{read_chunks, Sinks, Slot, Want};
 
 /// The hidden directory under a target's root that holds staging areas.
 pub const STAGING_DIR: &str = ".airlock-staging";
@@ -89,7 +89,7 @@ impl BlobSource for Staged<'_> {
         interrupt::check()?;
         match self.staging.staged(digest) {
             Some(path) => {
-                let f = fsutil::open_regular(path)?;
+                let f = fsutil::open_regular(&path)?;
                 Ok(Box::new(crate::format::CheckingReader::new(
                     f,
                     *digest,
@@ -113,19 +113,17 @@ impl Staging {
     /// Opens a staging area under each distinct root (creating the root if needed, journaled in
     /// the area), after removing what killed runs left there (adopting their complete blobs
     /// that this import needs).
-    pub fn open(demands: &[Demand]) -> Result<Staging> {
-        let mut by_root: BTreeMap<PathBuf, Vec<Need>> = BTreeMap::new();
+    pub fn open(demands: Vec<Demand>) -> Result<Staging> {
+        // The demands are consumed (each area keeps a count per blob, not a list per file).
+        let mut by_root: BTreeMap<PathBuf, Vec<Vec<Need>>> = BTreeMap::new();
         for d in demands {
-            by_root
-                .entry(d.root.clone())
-                .or_default()
-                .extend(d.needs.iter().cloned());
+            by_root.entry(d.root).or_default().push(d.needs);
         }
         let mut areas = Vec::new();
         let mut staging = Staging { areas: Vec::new() };
         for (root, needs) in by_root {
             let made = fsutil::create_dirs_recorded(&root)?;
-            let area = open_area(&root, made, &needs);
+            let area = open_area(&root, made, needs);
             match area {
                 Ok(a) => areas.push(a),
                 Err(e) => {
@@ -148,7 +146,7 @@ impl Staging {
     }
 
     /// The staged, verified file of `digest` in any area.
-    pub fn staged(&self, digest: &Digest) -> Option<&Path> {
+    pub fn staged(&self, digest: &Digest) -> Option<PathBuf> {
         self.areas.iter().find_map(|a| a.staged(digest))
     }
 
@@ -167,75 +165,81 @@ impl Staging {
                     && fsutil::hash_file(&path).is_ok_and(|(h, n)| h == d && n == size);
                 let dest = a.dir.join(d.hex());
                 if ok && fs::rename(&path, &dest).is_ok() {
-                    a.staged.insert(d, dest);
+                    a.staged.insert(d);
                 } else {
                     let _ = fs::remove_file(&path);
                 }
             }
         }
-        // Which areas still need each blob.
-        let mut todo: BTreeMap<Digest, Vec<usize>> = BTreeMap::new();
+        // Which areas still need each blob (a bit per area).
+        if self.areas.len() > 64 {
+            return Err(Error::Other(format!(
+                "internal: {} staging areas (at most 64)",
+                self.areas.len()
+            )));
+        }
+        let mut todo: BTreeMap<Digest, u64> = BTreeMap::new();
         for (i, a) in self.areas.iter().enumerate() {
             for d in a.uses.lock().expect("not poisoned").keys() {
-                if !a.staged.contains_key(d) {
-                    todo.entry(*d).or_default().push(i);
+                if !a.staged.contains(d) {
+                    *todo.entry(*d).or_default() |= 1u64 << i;
                 }
             }
         }
-        let mut sinks: Vec<Sink> = Vec::with_capacity(todo.len());
-        for (d, want) in todo {
+        let mut wants = Vec::with_capacity(todo.len());
+        for (d, areas) in todo {
             let blob = bundle
                 .blob(&d)
                 .ok_or_else(|| Error::Corrupt(format!("the bundle holds no blob {d}")))?;
-            let git: Vec<(String, String)> = want
-                .iter()
-                .filter_map(|&i| self.areas[i].git_sha1.get(&d))
-                .flatten()
-                .cloned()
-                .collect();
-            let parts: Vec<(usize, PathBuf)> = want
-                .iter()
-                .map(|&i| (i, self.areas[i].dir.join(d.hex())))
-                .collect();
-            sinks.push(Sink::new(blob, parts, git)?);
+            wants.push(Want { blob, areas });
         }
+        let mut sinks = Sinks::new(wants, &self.areas);
         // Blobs already read whole while planning come from memory (and empty ones from
         // nowhere); the rest from the chunks.
-        for s in &mut sinks {
-            if let Some(bytes) = bundle.cached(&s.blob.digest) {
+        for i in 0..sinks.wants.len() {
+            let blob = sinks.wants[i].blob;
+            let cached = bundle.cached(&blob.digest);
+            if cached.is_none() && !blob.segments.is_empty() {
+                continue;
+            }
+            let s = sinks.open(i).expect("a waiting blob");
+            if let Some(bytes) = cached {
                 s.open()?;
                 if let Err(e) = s.tee.write_all(&bytes) {
                     return Err(s.write_failure().unwrap_or_else(|| s.io_error(e)));
                 }
-                s.finish()?;
-            } else if s.blob.segments.is_empty() {
-                s.finish()?;
             }
+            s.finish()?;
+            sinks.settle(i);
         }
-        let reading: Vec<usize> = (0..sinks.len()).filter(|&i| !sinks[i].done).collect();
-        let problems = read_chunks(bundle, &mut sinks, &reading, progress)?;
+        let problems = read_chunks(bundle, &mut sinks, progress)?;
         if !problems.is_empty() {
             return Err(Error::Rejected {
                 dir: bundle.dir().to_path_buf(),
                 problems,
             });
         }
-        for s in &mut sinks {
-            if let Some(e) = s.failed.take() {
-                return Err(e);
-            }
-            if !s.done {
-                return Err(Error::Corrupt(format!(
-                    "{}: its segments were not all found in the chunks",
-                    s.what()
-                )));
+        let mut staged = Vec::with_capacity(sinks.wants.len());
+        for (w, slot) in sinks.wants.iter().zip(std::mem::take(&mut sinks.slots)) {
+            match slot {
+                Slot::Done => staged.push((w.blob.digest, w.areas)),
+                Slot::Failed(e) => return Err(*e),
+                Slot::Waiting | Slot::Open(_) => {
+                    return Err(Error::Corrupt(format!(
+                        "blob {}: its segments were not all found in the chunks",
+                        w.blob.digest
+                    )))
+                }
             }
         }
+        drop(sinks);
         // Staged files are named by their digest from the start (a killed run's incomplete one
         // fails the re-hash of adoption), so that no rename in the staging directory is needed.
-        for s in sinks {
-            for (i, path) in s.parts {
-                self.areas[i].staged.insert(s.blob.digest, path);
+        for (d, areas) in staged {
+            for (i, a) in self.areas.iter_mut().enumerate() {
+                if areas & (1u64 << i) != 0 {
+                    a.staged.insert(d);
+                }
             }
         }
         Ok(())
@@ -306,7 +310,7 @@ pub fn syncfs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
+fn open_area(root: &Path, made: Vec<PathBuf>, needs: Vec<Vec<Need>>) -> Result<Area> {
     let base = root.join(STAGING_DIR);
     match fs::symlink_metadata(&base) {
         Ok(m) if m.is_dir() => {}
@@ -329,13 +333,10 @@ fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
     let lock = lock_file(&dir.join("lock"), true)?.expect("a new lock is free");
     let mut uses: HashMap<Digest, usize> = HashMap::new();
     let mut git_sha1 = HashMap::new();
-    for n in needs {
+    for n in needs.into_iter().flatten() {
         *uses.entry(n.digest).or_insert(0) += 1;
-        if let Some(g) = &n.git_sha1 {
-            git_sha1
-                .entry(n.digest)
-                .or_insert_with(Vec::new)
-                .push(g.clone());
+        if let Some(g) = n.git_sha1 {
+            git_sha1.entry(n.digest).or_insert_with(Vec::new).push(g);
         }
     }
     let mut area = Area {
@@ -345,7 +346,7 @@ fn open_area(root: &Path, made: Vec<PathBuf>, needs: &[Need]) -> Result<Area> {
         made,
         uses: Mutex::new(uses),
         git_sha1,
-        staged: HashMap::new(),
+        staged: HashSet::new(),
         adopted: HashMap::new(),
         copies: AtomicUsize::new(0),
     };

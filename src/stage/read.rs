@@ -1,16 +1,20 @@
-//! The one pass over the media: each needed chunk read whole, once, its SHA-256 on its own
-//! thread, its segments decoded and hashed into their blobs' staging files.
+//! The one pass over the media: each needed chunk read whole, once, its digests on their own
+//! thread, its segments decoded and hashed into their blobs' staging files. Every byte read is
+//! covered by a signed digest before anything commits: a version 3 chunk's pieces that lie
+//! wholly inside a stored segment of a blob being staged by that blob's SHA-256 (their bytes are
+//! the blob's), every other piece by its piece digest; a version 1/2 chunk by its whole SHA-256.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::Admitted;
-use crate::bundle::hashpipe::{self, ChunkHashers, Pool, Worker};
-use crate::bundle::verify::chunks::blobs_in;
+use crate::bundle::hashpipe::{self, Pool, Worker};
+use crate::bundle::verify::chunks::{blobs_in, check_chunks_v3};
 use crate::error::{Error, Result};
-use crate::format::pieces::{piece_range, DEFAULT_PIECE_SIZE};
+use crate::format::pieces::{piece_count, piece_range, PieceHasher, DEFAULT_PIECE_SIZE};
 use crate::format::Blob;
 use crate::fsutil::{self, BUF_SIZE};
 use crate::hf::GitBlobHasher;
@@ -104,10 +108,10 @@ impl<'b> Sink<'b> {
         blob: &'b Blob,
         parts: Vec<(usize, PathBuf)>,
         git_sha1: Vec<(String, String)>,
-    ) -> Result<Sink<'b>> {
+    ) -> Sink<'b> {
         let files = Vec::new();
         let hash = BlobHash::Inline(None);
-        Ok(Sink {
+        Sink {
             blob,
             parts,
             tee: Tee {
@@ -128,7 +132,7 @@ impl<'b> Sink<'b> {
             failed: None,
             done: false,
             opened: false,
-        })
+        }
     }
 
     /// Creates the staging files and the hash, once.
@@ -316,53 +320,149 @@ fn placeholder_tee() -> Tee {
     }
 }
 
-/// A segment within a chunk: its byte range and the sink (and segment index) it feeds.
-struct Piece {
-    offset: u64,
-    length: u64,
-    sink: usize,
-    segment: usize,
+/// One blob to stage: its manifest entry and the staging areas that need it (a bit each).
+pub(super) struct Want<'b> {
+    pub(super) blob: &'b Blob,
+    pub(super) areas: u64,
 }
 
-/// Reads every chunk holding a segment of the sinks in `reading`, in order, each exactly once
-/// and whole: its size checked on the handle, its SHA-256 computed on its own thread, its zstd
-/// frames checked, each segment's bytes fed to its sink. Returns the chunk problems found (as
-/// `verify` names them), after reading every chunk, so that all are reported at once; a blob
-/// problem in an intact chunk is left in its sink.
+/// A blob's staging state. Its [`Sink`] exists only while its segments stream by: created at
+/// its first segment, dropped (files closed, hash finished) when it is complete or has failed,
+/// so that what an import holds per blob is bounded by the blobs in flight, not by the bundle.
+pub(super) enum Slot<'b> {
+    Waiting,
+    Open(Box<Sink<'b>>),
+    Done,
+    Failed(Box<Error>),
+}
+
+/// The blobs of one staging pass and their states, indexed as `wants`.
+pub(super) struct Sinks<'b, 'a> {
+    pub(super) wants: Vec<Want<'b>>,
+    pub(super) slots: Vec<Slot<'b>>,
+    areas: &'a [super::Area],
+}
+
+impl<'b, 'a> Sinks<'b, 'a> {
+    pub(super) fn new(wants: Vec<Want<'b>>, areas: &'a [super::Area]) -> Sinks<'b, 'a> {
+        let slots = wants.iter().map(|_| Slot::Waiting).collect();
+        Sinks {
+            wants,
+            slots,
+            areas,
+        }
+    }
+
+    /// The sink of blob `i`, created if it was waiting; `None` once it is done or has failed.
+    pub(super) fn open(&mut self, i: usize) -> Option<&mut Sink<'b>> {
+        if matches!(self.slots[i], Slot::Waiting) {
+            let w = &self.wants[i];
+            let digest = &w.blob.digest;
+            let mine = |a: &usize| w.areas & (1u64 << *a) != 0;
+            let parts = (0..self.areas.len())
+                .filter(mine)
+                .map(|a| (a, self.areas[a].dir.join(digest.hex())))
+                .collect();
+            let git = (0..self.areas.len())
+                .filter(mine)
+                .filter_map(|a| self.areas[a].git_sha1.get(digest))
+                .flatten()
+                .cloned()
+                .collect();
+            self.slots[i] = Slot::Open(Box::new(Sink::new(w.blob, parts, git)));
+        }
+        match &mut self.slots[i] {
+            Slot::Open(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Blob `i` failed: its sink (and open files) go.
+    pub(super) fn fail(&mut self, i: usize, e: Error) {
+        self.slots[i] = Slot::Failed(Box::new(e));
+    }
+
+    /// Drops blob `i`'s sink once it is complete.
+    pub(super) fn settle(&mut self, i: usize) {
+        if let Slot::Open(s) = &mut self.slots[i] {
+            if let Some(e) = s.failed.take() {
+                self.fail(i, e);
+            } else if s.done {
+                self.slots[i] = Slot::Done;
+            }
+        }
+    }
+
+    /// Nothing more is written once the bundle is known to be refused.
+    fn stop_writing(&mut self) {
+        for s in &mut self.slots {
+            if let Slot::Open(s) = s {
+                s.tee.files.clear();
+            }
+        }
+    }
+}
+
+/// A segment within a chunk: its byte range, whether stored as is, and the blob (and segment
+/// index) it feeds.
+struct Seg {
+    offset: u64,
+    length: u64,
+    sink: u32,
+    segment: u32,
+    stored: bool,
+}
+
+/// Reads every chunk holding a segment of the waiting blobs of `sinks`, in order, each exactly
+/// once and whole: its size checked on the handle, its digests computed on their own thread
+/// (see [`read_chunk`]), its zstd frames checked, each segment's bytes fed to its sink. Returns
+/// the chunk problems found (as `verify` names them), after reading every chunk, so that all are
+/// reported at once; a blob problem in an intact chunk is left in its slot.
 pub(super) fn read_chunks(
     bundle: &Admitted,
-    sinks: &mut [Sink<'_>],
-    reading: &[usize],
+    sinks: &mut Sinks<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<Vec<crate::bundle::Problem>> {
     let m = bundle.manifest();
-    let mut by_chunk: BTreeMap<u32, Vec<Piece>> = BTreeMap::new();
-    for &si in reading {
-        for (i, seg) in sinks[si].blob.segments.iter().enumerate() {
-            by_chunk.entry(seg.chunk).or_default().push(Piece {
+    let mut by_chunk: BTreeMap<u32, Vec<Seg>> = BTreeMap::new();
+    for (si, w) in sinks.wants.iter().enumerate() {
+        if !matches!(sinks.slots[si], Slot::Waiting) {
+            continue;
+        }
+        for (i, seg) in w.blob.segments.iter().enumerate() {
+            by_chunk.entry(seg.chunk).or_default().push(Seg {
                 offset: seg.offset,
                 length: seg.length,
-                sink: si,
-                segment: i,
+                sink: si as u32,
+                segment: i as u32,
+                stored: seg.encoding == crate::format::Encoding::None,
             });
         }
     }
     let total = by_chunk.keys().map(|&c| m.chunks[c as usize].size).sum();
     progress.start("reading the bundle", total);
     let mut problems = Vec::new();
+    // Version 3 chunks with a damaged piece, re-checked below as verify checks them.
+    let mut suspects = std::collections::BTreeSet::new();
+    let mut in_stream = Vec::new();
     // The first content error of an intact chunk (a segment that does not decode, a blob that
     // does not hash to its digest): reported only if no chunk is damaged, which explains it.
     let mut broken = None;
-    for (c, mut pieces) in by_chunk {
-        pieces.sort_by_key(|p| p.offset);
-        match read_chunk(bundle, c, &pieces, sinks, progress) {
+    for (c, mut segs) in by_chunk {
+        segs.sort_by_key(|p| p.offset);
+        match read_chunk(bundle, c, &segs, sinks, progress) {
             Ok(found) if found.is_empty() => {}
             Ok(found) => {
-                problems.extend(found);
-                // Nothing more is written once the bundle is known to be refused.
-                for s in sinks.iter_mut() {
-                    s.tee.files.clear();
+                if found
+                    .iter()
+                    .any(|p| matches!(p, crate::bundle::Problem::CorruptPiece { .. }))
+                {
+                    suspects.insert(c);
+                    in_stream.extend(found);
+                } else {
+                    problems.extend(found);
                 }
+                sinks.stop_writing();
             }
             Err(e) if e.exit_code() == crate::error::exit::REJECTED => {
                 broken.get_or_insert(e);
@@ -371,21 +471,71 @@ pub(super) fn read_chunks(
         }
     }
     progress.finish();
+    if m.version >= 3 && m.piece_size == DEFAULT_PIECE_SIZE {
+        // Stored data was covered by the blob digests alone: a blob that failed may sit on a
+        // damaged byte no piece digest was computed for. Its chunks (and those found damaged)
+        // are checked again as verify checks them, to name the damaged pieces.
+        for (i, slot) in sinks.slots.iter().enumerate() {
+            if let Slot::Failed(e) = slot {
+                if e.exit_code() == crate::error::exit::REJECTED {
+                    suspects.extend(sinks.wants[i].blob.segments.iter().map(|s| s.chunk));
+                }
+            }
+        }
+        if broken.is_some() {
+            for (i, slot) in sinks.slots.iter().enumerate() {
+                if matches!(slot, Slot::Open(_)) {
+                    suspects.extend(sinks.wants[i].blob.segments.iter().map(|s| s.chunk));
+                }
+            }
+        }
+        if !suspects.is_empty() {
+            let which: Vec<u32> = suspects.into_iter().collect();
+            let again = check_chunks_v3(bundle.dir(), m, &which, &crate::progress::Silent);
+            // What the stream found stands if the media changed since (a flaky device).
+            problems.extend(if again.is_empty() { in_stream } else { again });
+        }
+    }
     match broken {
         Some(e) if problems.is_empty() => Err(e),
         _ => Ok(problems),
     }
 }
 
+/// Which pieces of chunk `c` the stream hashes: all of them, except those lying wholly inside
+/// the data of a stored segment of a blob being staged (`segs`), whose bytes are exactly the
+/// blob's and are covered by its signed digest, checked before it counts as staged.
+fn hashed_pieces(size: u64, piece_size: u64, segs: &[Seg]) -> Vec<bool> {
+    let n = piece_count(size, piece_size);
+    let mut hashed = vec![true; n as usize];
+    for s in segs.iter().filter(|s| s.stored) {
+        let end = s.offset + s.length;
+        let mut k = s.offset.div_ceil(piece_size);
+        while k < n {
+            let (ps, pe) = piece_range(k, piece_size, size);
+            if pe > end || ps >= pe {
+                break;
+            }
+            hashed[k as usize] = false;
+            k += 1;
+        }
+    }
+    hashed
+}
+
+/// Reads chunk `index` once, feeding `segs` to their sinks. Its digests on their own thread:
+/// for a version 3 chunk (pack's piece size), the piece digests of [`hashed_pieces`] only (one
+/// SHA-256 pass over the blob bytes, not two); otherwise the whole chunk's SHA-256.
 fn read_chunk(
     bundle: &Admitted,
     index: u32,
-    pieces: &[Piece],
-    sinks: &mut [Sink<'_>],
+    segs: &[Seg],
+    sinks: &mut Sinks<'_, '_>,
     progress: &dyn Progress,
 ) -> Result<Vec<crate::bundle::Problem>> {
     use crate::bundle::Problem;
-    let c = &bundle.manifest().chunks[index as usize];
+    let m = bundle.manifest();
+    let c = &m.chunks[index as usize];
     let path = bundle.chunk_path(index);
     let chunk = c.name.clone();
     if path.symlink_metadata().is_err() {
@@ -418,11 +568,14 @@ fn read_chunk(
         }]);
     }
     let pool = Pool::new(4, BUF_SIZE);
-    // The chunk's SHA-256 on its own thread; piece digests too only for a v3 chunk (pack's
-    // piece size), whose damage is then named by piece as verify names it.
-    let check_pieces = !c.pieces.is_empty() && bundle.manifest().piece_size == DEFAULT_PIECE_SIZE;
-    let hasher = if check_pieces {
-        ChunkHash::Pieces(Worker::spawn("chunk-digests"))
+    let by_pieces = !c.pieces.is_empty() && m.piece_size == DEFAULT_PIECE_SIZE;
+    let hashed = if by_pieces {
+        hashed_pieces(c.size, m.piece_size, segs)
+    } else {
+        Vec::new()
+    };
+    let hasher = if by_pieces {
+        ChunkHash::Pieces(Worker::spawn("chunk-pieces"))
     } else {
         ChunkHash::Plain(Worker::spawn("chunk-sha256"))
     };
@@ -444,34 +597,37 @@ fn read_chunk(
         let buf = pool.share(buf);
         let end = pos + n as u64;
         // Feed every segment overlapping [pos, end).
-        while next < pieces.len() && pieces[next].offset < end {
-            let p = &pieces[next];
+        while next < segs.len() && segs[next].offset < end {
+            let p = &segs[next];
+            let i = p.sink as usize;
             let from = p.offset.max(pos);
             let to = (p.offset + p.length).min(end);
-            let s = &mut sinks[p.sink];
-            if from == p.offset && s.failed.is_none() {
-                if let Err(e) = s.start(p.segment) {
-                    s.failed = Some(e);
+            if let Some(s) = sinks.open(i) {
+                let mut done = Ok(());
+                if from == p.offset {
+                    done = s.start(p.segment as usize);
                 }
-            }
-            if from < to && s.failed.is_none() {
-                let slice = &buf[(from - pos) as usize..(to - pos) as usize];
-                if let Err(e) = s.feed(slice) {
-                    // A write that failed (disk full, I/O) stops the import at once.
-                    if e.exit_code() != crate::error::exit::REJECTED {
-                        return Err(e);
+                if done.is_ok() && from < to {
+                    let slice = &buf[(from - pos) as usize..(to - pos) as usize];
+                    if let Err(e) = s.feed(slice) {
+                        // A write that failed (disk full, I/O) stops the import at once.
+                        if e.exit_code() != crate::error::exit::REJECTED {
+                            return Err(e);
+                        }
+                        if broken.is_none() {
+                            broken = Some(Error::Corrupt(format!(
+                                "{e} (in chunk {})",
+                                escape_path(&path)
+                            )));
+                        }
+                        done = Err(e);
                     }
-                    if broken.is_none() {
-                        broken = Some(Error::Corrupt(format!(
-                            "{e} (in chunk {})",
-                            escape_path(&path)
-                        )));
-                    }
-                    s.failed = Some(e);
+                } else if done.is_ok() && p.length == 0 {
+                    done = s.end_segment();
                 }
-            } else if p.length == 0 && s.failed.is_none() {
-                if let Err(e) = s.end_segment() {
-                    s.failed = Some(e);
+                match done {
+                    Ok(()) => sinks.settle(i),
+                    Err(e) => sinks.fail(i, e),
                 }
             }
             if to == p.offset + p.length {
@@ -480,11 +636,26 @@ fn read_chunk(
                 break;
             }
         }
-        pos = end;
         progress.inc(n as u64);
-        hasher.update(buf);
+        match &hasher {
+            ChunkHash::Plain(w) => w.update(buf),
+            ChunkHash::Pieces(w) => {
+                // The parts of [pos, end) in hashed pieces, in order.
+                let first = pos / m.piece_size;
+                let last = (end - 1) / m.piece_size;
+                for k in first..=last {
+                    if !hashed[k as usize] {
+                        continue;
+                    }
+                    let (ps, pe) = piece_range(k, m.piece_size, c.size);
+                    let (from, to) = (ps.max(pos), pe.min(end));
+                    w.update_part(Arc::clone(&buf), (from - pos) as usize..(to - pos) as usize);
+                }
+            }
+        }
+        pos = end;
     }
-    let sums = hasher
+    let (whole, pieces) = hasher
         .finish()
         .map_err(|e| Error::Other(format!("hashing chunk {}: {e}", c.name)))?;
     if pos < c.size {
@@ -494,32 +665,34 @@ fn read_chunk(
             actual_size: pos,
         }]);
     }
-    if sums.sha256 != c.sha256 {
-        // Named as verify names it: each damaged piece (v3), then the chunk.
+    if by_pieces {
+        // Named as verify names it: each damaged piece (the caller adds the chunk's digest).
         let mut found = Vec::new();
-        if check_pieces {
-            let m = bundle.manifest();
-            for (p, (want, got)) in c.pieces.iter().zip(&sums.pieces).enumerate() {
-                if want != got {
-                    let (start, end) = piece_range(p as u64, m.piece_size, c.size);
-                    found.push(Problem::CorruptPiece {
-                        chunk: c.name.clone(),
-                        piece: p as u64,
-                        start,
-                        end,
-                        expected: want.to_string(),
-                        actual: got.to_string(),
-                        blobs: blobs_in(m, index, start, end),
-                    });
-                }
+        let checked = (0..hashed.len()).filter(|&k| hashed[k]);
+        for (k, got) in checked.zip(&pieces) {
+            let want = &c.pieces[k];
+            if want != got {
+                let (start, end) = piece_range(k as u64, m.piece_size, c.size);
+                found.push(Problem::CorruptPiece {
+                    chunk: c.name.clone(),
+                    piece: k as u64,
+                    start,
+                    end,
+                    expected: want.to_string(),
+                    actual: got.to_string(),
+                    blobs: blobs_in(m, index, start, end),
+                });
             }
         }
-        found.push(Problem::CorruptChunk {
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    } else if let Some(d) = whole.filter(|d| *d != c.sha256) {
+        return Ok(vec![Problem::CorruptChunk {
             chunk,
             expected: c.sha256.to_string(),
-            actual: sums.sha256.to_string(),
-        });
-        return Ok(found);
+            actual: d.to_string(),
+        }]);
     }
     if let Some(e) = broken {
         return Err(e);
@@ -527,26 +700,39 @@ fn read_chunk(
     Ok(Vec::new())
 }
 
-/// The digests of a chunk being read: its SHA-256, with or without its piece digests.
+/// The digests of the hashed pieces of a chunk, in order (every piece but the chunk's last is
+/// whole, so a [`PieceHasher`] fed only their bytes yields exactly their digests).
+#[derive(Clone)]
+struct SomePieces(PieceHasher);
+
+impl Default for SomePieces {
+    fn default() -> SomePieces {
+        SomePieces(PieceHasher::new(DEFAULT_PIECE_SIZE))
+    }
+}
+
+impl hashpipe::Sink for SomePieces {
+    type Out = Vec<crate::format::Digest>;
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes)
+    }
+    fn finish(self) -> Vec<crate::format::Digest> {
+        self.0.finish()
+    }
+}
+
+/// The digests of a chunk being read: its SHA-256, or some of its piece digests.
 enum ChunkHash {
     Plain(Worker<crate::format::Hasher>),
-    Pieces(Worker<ChunkHashers>),
+    Pieces(Worker<SomePieces>),
 }
 
 impl ChunkHash {
-    fn update(&self, bytes: hashpipe::Shared) {
+    /// The whole chunk's SHA-256 (`Plain`), or the hashed pieces' digests (`Pieces`).
+    fn finish(&self) -> io::Result<(Option<crate::format::Digest>, Vec<crate::format::Digest>)> {
         match self {
-            ChunkHash::Plain(w) => w.update(bytes),
-            ChunkHash::Pieces(w) => w.update(bytes),
-        }
-    }
-    fn finish(&self) -> io::Result<hashpipe::ChunkSums> {
-        match self {
-            ChunkHash::Plain(w) => w.finish().map(|sha256| hashpipe::ChunkSums {
-                sha256,
-                pieces: Vec::new(),
-            }),
-            ChunkHash::Pieces(w) => w.finish(),
+            ChunkHash::Plain(w) => w.finish().map(|d| (Some(d), Vec::new())),
+            ChunkHash::Pieces(w) => w.finish().map(|p| (None, p)),
         }
     }
 }

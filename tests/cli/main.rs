@@ -36,6 +36,7 @@ mod sec_targets;
 mod sec_verify;
 mod signals_support;
 mod staged;
+mod staged_v3;
 mod state;
 mod support;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
