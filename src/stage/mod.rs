@@ -26,6 +26,7 @@
 mod admit;
 mod area;
 mod read;
+mod sink;
 
 pub use admit::{admit, Admitted};
 pub use area::{rename_noclobber, Area, Installed, Journal};
@@ -44,7 +45,8 @@ use crate::fsutil;
 use crate::interrupt;
 use crate::oci::image::BlobSource;
 use crate::progress::Progress;
-use read::{read_chunks, Sinks, Slot, Want};
+use read::read_chunks;
+use sink::{Sinks, Slot, Want};
 
 /// The hidden directory under a target's root that holds staging areas.
 pub const STAGING_DIR: &str = ".airlock-staging";
