@@ -702,7 +702,7 @@ bench_import() {
     payload=$(du -sb --exclude=.complete "$data" | cut -f1)
 
     # 1. import --files of the model directory vs cat CHUNKS > FILE && sync.
-    # (BENCH_IMPORT_SMALL=only skips 1-4: only the small files.)
+    # (BENCH_IMPORT_SMALL=only skips 1-4: only the small files; BENCH_IMPORT_SMALL=0 skips them.)
     declare -A cbytes
     if [ "${BENCH_IMPORT_SMALL:-}" != only ]; then
     for cs in default 64MiB; do
@@ -766,6 +766,11 @@ MD
     fi
 
     # 6. small files: import --files vs a tar pipe, flushes, manifest bytes per file, RSS.
+    # (BENCH_IMPORT_SMALL=0 skips them.)
+    if [ "${BENCH_IMPORT_SMALL:-}" = 0 ]; then
+        if [ -n "$big" ] && [ "$models" != 1 ]; then big_blob; fi
+        return 0
+    fi
     small_data "$small_n"
     sb="$root/small-$small_n/bundle"; export sb small
     rm -rf "$sb"

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use crate::bundle::hashpipe::{self, Worker};
 use crate::error::{Error, Result};
 use crate::format::Blob;
+use crate::fsutil;
 use crate::hf::GitBlobHasher;
 
 /// Blobs of at least this size are hashed on their own thread while they stream.
@@ -21,6 +22,9 @@ pub(super) struct Tee {
     pub(super) hash: BlobHash,
     pub(super) git: Option<Box<GitBlobHasher>>,
     pub(super) written: u64,
+    /// Bytes of the staging files whose writeback was started (`fsutil::start_writeback`), so
+    /// that the one `syncfs` before commit finds little left and writing back overlaps hashing.
+    pub(super) kicked: u64,
     /// Decoded bytes the current segment may still yield, of its declared size.
     pub(super) segment_left: u64,
     pub(super) segment_size: u64,
@@ -65,6 +69,12 @@ impl Write for Tee {
         }
         self.written += buf.len() as u64;
         self.segment_left -= buf.len() as u64;
+        if self.written - self.kicked >= fsutil::WRITEBACK_STEP {
+            for (f, _) in &self.files {
+                fsutil::start_writeback(f, self.kicked, self.written - self.kicked);
+            }
+            self.kicked = self.written;
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -109,6 +119,7 @@ impl<'b> Sink<'b> {
                 hash,
                 git: (!git_sha1.is_empty()).then(|| Box::new(GitBlobHasher::new(blob.size))),
                 written: 0,
+                kicked: 0,
                 segment_left: blob.size,
                 segment_size: blob.size,
                 size: blob.size,
@@ -303,6 +314,7 @@ fn placeholder_tee() -> Tee {
         hash: BlobHash::Inline(None),
         git: None,
         written: 0,
+        kicked: 0,
         segment_left: 0,
         segment_size: 0,
         size: 0,

@@ -10,11 +10,9 @@ use crate::bundle::hashpipe::{self, ChunkHashers, Pool, Shared, Worker};
 use crate::error::{Error, Result};
 use crate::format::tarframe::{self, BLOCK, TRAILER};
 use crate::format::{chunk_name, segment_entry_name, Chunk, Digest, Encoding, Hasher};
+use crate::fsutil;
 
 use super::{WriterOptions, IO_BUF, POOL};
-
-/// Bytes after which the kernel is asked to start writing a chunk's dirty pages back.
-const KICK: u64 = 8 << 20;
 
 /// The chunk file being written.
 struct OpenChunk {
@@ -125,7 +123,7 @@ impl<'a> ChunkWriter<'a> {
             .write_all(&bytes)
             .map_err(|e| Error::io("write chunk", &c.path, e))?;
         c.pos += bytes.len() as u64;
-        if c.pos - c.kicked >= KICK {
+        if c.pos - c.kicked >= fsutil::WRITEBACK_STEP {
             kick(c);
         }
         Ok(())
@@ -262,21 +260,8 @@ impl<'a> ChunkWriter<'a> {
     }
 }
 
-/// Asks the kernel to start writing back what was written since the last kick, so that the
-/// sync finds little left to do (Linux; elsewhere the sync does all of it).
+/// Starts the writeback of what was written since the last kick.
 fn kick(c: &mut OpenChunk) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: a plain syscall on a file descriptor we own; failure only loses the hint.
-        unsafe {
-            libc::sync_file_range(
-                c.file.as_raw_fd(),
-                c.kicked as libc::off64_t,
-                (c.pos - c.kicked) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-    }
+    fsutil::start_writeback(&c.file, c.kicked, c.pos - c.kicked);
     c.kicked = c.pos;
 }
