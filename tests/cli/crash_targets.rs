@@ -36,16 +36,9 @@ pub(crate) fn image_layout(
     .unwrap();
     let mut layers = Vec::new();
     for i in 0..2 {
-        let mut tar = tar::Builder::new(Vec::new());
-        let content = pseudo_random(layer, seed * 10 + i);
-        let mut h = tar::Header::new_ustar();
-        h.set_path(format!("data/part{i}.bin")).unwrap();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        tar.append(&h, &content[..]).unwrap();
-        layers.push(write_blob(&layout, &tar.into_inner().unwrap()));
+        let name = format!("data/part{i}.bin");
+        let tar = layer_tar(&[(&name, pseudo_random(layer, seed * 10 + i))]);
+        layers.push(write_blob(&layout, &tar));
     }
     let diff_ids: Vec<String> = layers.iter().map(|(d, _)| format!("\"{d}\"")).collect();
     let config = format!(

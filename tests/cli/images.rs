@@ -31,20 +31,6 @@ fn blob(layout: &Path, data: &[u8]) -> String {
     format!(r#""digest":"{d}","size":{}"#, data.len())
 }
 
-fn layer_tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, content) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).unwrap();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_cksum();
-        tar.append(&h, &content[..]).unwrap();
-    }
-    tar.into_inner().unwrap()
-}
-
 fn gzip_like(seed: u64, len: usize) -> Vec<u8> {
     // Layers in registries are gzip; random bytes behind a gzip magic stand in for one (nobody
     // decompresses them in these tests; the media type says gzip so airlock stores them raw).

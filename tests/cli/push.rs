@@ -57,16 +57,7 @@ fn put(layout: &Path, data: &[u8], media_type: &str) -> Descriptor {
 
 /// An image manifest for `arch` with one tar layer of `layer_len` pseudo-random bytes.
 fn image(layout: &Path, arch: &str, layer_len: usize, seed: u64) -> Descriptor {
-    let mut tar = tar::Builder::new(Vec::new());
-    let content = pseudo_random(layer_len, seed);
-    let mut h = tar::Header::new_ustar();
-    h.set_path("model/weights.bin").unwrap();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    tar.append(&h, &content[..]).unwrap();
-    let layer = tar.into_inner().unwrap();
+    let layer = layer_tar(&[("model/weights.bin", pseudo_random(layer_len, seed))]);
     let l = put(layout, &layer, "application/vnd.oci.image.layer.v1.tar");
     let config = format!(
         r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{}}}}"#,

@@ -62,3 +62,18 @@ impl super::Env {
         write_blob_file(&self.path(rel), len, fill)
     }
 }
+
+/// A tar layer holding `files` (regular files, mode 644, mtime 0), as image tests build them.
+pub fn layer_tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append(&h, &content[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}

@@ -11,6 +11,7 @@ pub mod blob;
 pub mod hub;
 pub mod registry;
 pub mod tree;
+pub use blob::layer_tar;
 pub use tree::contents;
 
 use std::fs;

@@ -574,16 +574,7 @@ pub fn build_layout(root: &Path) -> Layout {
         br#"{"imageLayoutVersion": "1.0.0"}"#,
     )
     .unwrap();
-    let mut tar = tar::Builder::new(Vec::new());
-    let content = pseudo_random(300_000, 11);
-    let mut h = tar::Header::new_ustar();
-    h.set_path("data/weights.bin").unwrap();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_cksum();
-    tar.append(&h, &content[..]).unwrap();
-    let layer = tar.into_inner().unwrap();
+    let layer = super::layer_tar(&[("data/weights.bin", pseudo_random(300_000, 11))]);
     let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:LAYER"]},"config":{}}"#
         .to_vec();
     let config = String::from_utf8(config)
