@@ -25,6 +25,7 @@ pub mod sources;
 pub mod spec;
 pub mod stage;
 pub mod state;
+pub mod table;
 pub mod targets;
 
 pub use error::{Error, Result};
