@@ -45,8 +45,14 @@ pub enum Error {
     #[error("{0}")]
     Key(String),
 
+    /// A failure talking to a registry, hub or download server; `kind` says which kind
+    /// (README §JSON output, error kinds), classified where the error is made.
     #[error("{}: {msg}", escape(url))]
-    Http { url: String, msg: String },
+    Http {
+        url: String,
+        msg: String,
+        kind: NetKind,
+    },
 
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -108,6 +114,75 @@ pub enum Error {
     Other(String),
 }
 
+/// What kind of network failure an [`Error::Http`] is: its `kind` in `--json` (README §JSON
+/// output). All exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetKind {
+    /// The server says the thing asked for does not exist: a 404, a registry's
+    /// `MANIFEST_UNKNOWN`/`NAME_UNKNOWN`/`BLOB_UNKNOWN`, the Hub's `RepoNotFound`/... .
+    NotFound,
+    /// No connection could be made: refused, a name that does not resolve, a connect timeout.
+    Unreachable,
+    /// Credentials missing or refused: 401/403, a registry's `UNAUTHORIZED`/`DENIED`.
+    Auth,
+    /// The TLS handshake failed: an untrusted or invalid certificate, a protocol mismatch.
+    Tls,
+    /// The server failed: a 5xx answer.
+    Server,
+    /// Anything else: a connection reset or stalled mid-transfer, an answer that makes no sense.
+    Network,
+}
+
+impl NetKind {
+    /// The kind of an unexpected HTTP answer: its status and the registry's `errors[].code`s.
+    pub fn of_status(status: u16, codes: &[&str]) -> NetKind {
+        let has = |c: &[&str]| codes.iter().any(|x| c.contains(x));
+        if status == 401 || status == 403 || has(&["UNAUTHORIZED", "DENIED"]) {
+            NetKind::Auth
+        } else if status == 404 || has(&["MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"]) {
+            NetKind::NotFound
+        } else if (500..600).contains(&status) {
+            NetKind::Server
+        } else {
+            NetKind::Network
+        }
+    }
+
+    /// The kind of a failed request (no answer): a TLS failure anywhere in its causes, a
+    /// connection that could not be made (refused, unresolvable, connect timeout), or else
+    /// `network`.
+    pub fn of_transport(e: &reqwest::Error) -> NetKind {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if c.is::<rustls::Error>() {
+                return NetKind::Tls;
+            }
+            if let Some(io) = c.downcast_ref::<io::Error>() {
+                if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+                    return NetKind::Tls;
+                }
+            }
+            cause = c.source();
+        }
+        if e.is_connect() {
+            NetKind::Unreachable
+        } else {
+            NetKind::Network
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetKind::NotFound => "not-found",
+            NetKind::Unreachable => "unreachable",
+            NetKind::Auth => "auth",
+            NetKind::Tls => "tls",
+            NetKind::Server => "server",
+            NetKind::Network => "network",
+        }
+    }
+}
+
 fn summary(problems: &[Problem]) -> String {
     match problems.len() {
         1 => "1 problem".to_string(),
@@ -160,7 +235,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Usage(_) => "usage",
             Error::Key(_) => "key",
-            Error::Http { .. } => "network",
+            Error::Http { kind, .. } => kind.as_str(),
             Error::DigestMismatch { .. } => "digest-mismatch",
             Error::HashMismatch { .. } => "digest-mismatch",
             Error::SizeMismatch { .. } => "size-mismatch",
