@@ -231,21 +231,150 @@ impl Error {
 
     /// A short machine-readable class for `--json` output.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// [`Error::kind`] as its type (the `kind` of `schemas/error.schema.json`).
+    pub fn error_kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } => "io",
-            Error::Usage(_) => "usage",
-            Error::Key(_) => "key",
-            Error::Http { kind, .. } => kind.as_str(),
-            Error::DigestMismatch { .. } => "digest-mismatch",
-            Error::HashMismatch { .. } => "digest-mismatch",
-            Error::SizeMismatch { .. } => "size-mismatch",
-            Error::Rejected { .. } => "rejected",
-            Error::Conflict(_) => "conflict",
-            Error::AuditBroken(_) => "audit-broken",
-            Error::Corrupt(_) => "corrupt",
-            Error::Refused(_) => "refused",
-            Error::Interrupted { .. } => "interrupted",
-            Error::Other(_) => "other",
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Key(_) => ErrorKind::Key,
+            Error::Http { kind, .. } => match kind {
+                NetKind::NotFound => ErrorKind::NotFound,
+                NetKind::Unreachable => ErrorKind::Unreachable,
+                NetKind::Auth => ErrorKind::Auth,
+                NetKind::Tls => ErrorKind::Tls,
+                NetKind::Server => ErrorKind::Server,
+                NetKind::Network => ErrorKind::Network,
+            },
+            Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::HashMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::Rejected { .. } => ErrorKind::Rejected,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::AuditBroken(_) => ErrorKind::AuditBroken,
+            Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Refused(_) => ErrorKind::Refused,
+            Error::Interrupted { .. } => ErrorKind::Interrupted,
+            Error::Other(_) => ErrorKind::Other,
         }
+    }
+}
+
+/// Every `kind` an error can have in `--json` (README §JSON output, error kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// A file or directory could not be read or written (exit 1).
+    Io,
+    /// A bad command line, spec or path (exit 2).
+    Usage,
+    /// A key could not be loaded or used (exit 1).
+    Key,
+    /// The registry, hub or server says what was asked for does not exist (exit 1).
+    NotFound,
+    /// No connection could be made: refused, unresolvable name, connect timeout (exit 1).
+    Unreachable,
+    /// Credentials missing or refused (exit 1).
+    Auth,
+    /// The TLS handshake or the server's certificate failed (exit 1).
+    Tls,
+    /// The server answered with a 5xx error (exit 1).
+    Server,
+    /// Any other network failure: reset or stalled mid-transfer, a nonsensical answer (exit 1).
+    Network,
+    /// Bytes that do not hash to their pinned or declared digest (exit 3).
+    DigestMismatch,
+    /// A blob of another size than declared (exit 3).
+    SizeMismatch,
+    /// The bundle failed verification or trust checks; `problems` says why (exit 3).
+    Rejected,
+    /// A target already holds something else under the name (exit 1).
+    Conflict,
+    /// The audit log's hash chain is broken (exit 3).
+    AuditBroken,
+    /// Bundle content that does not decode to what the manifest declares (exit 3).
+    Corrupt,
+    /// Content a target refuses to write (exit 3).
+    Refused,
+    /// Stopped by SIGINT or SIGTERM (exit 130 or 143).
+    Interrupted,
+    /// Anything else (exit 1).
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Key => "key",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Server => "server",
+            ErrorKind::Network => "network",
+            ErrorKind::DigestMismatch => "digest-mismatch",
+            ErrorKind::SizeMismatch => "size-mismatch",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::AuditBroken => "audit-broken",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_their_json_names() {
+        use ErrorKind::*;
+        for k in [
+            Io,
+            Usage,
+            Key,
+            NotFound,
+            Unreachable,
+            Auth,
+            Tls,
+            Server,
+            Network,
+            DigestMismatch,
+            SizeMismatch,
+            Rejected,
+            Conflict,
+            AuditBroken,
+            Corrupt,
+            Refused,
+            Interrupted,
+            Other,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    #[test]
+    fn http_answers_are_classified() {
+        assert_eq!(NetKind::of_status(404, &[]), NetKind::NotFound);
+        assert_eq!(
+            NetKind::of_status(400, &["NAME_UNKNOWN"]),
+            NetKind::NotFound
+        );
+        assert_eq!(NetKind::of_status(401, &[]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(403, &["DENIED"]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(400, &["UNAUTHORIZED"]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(500, &[]), NetKind::Server);
+        assert_eq!(NetKind::of_status(503, &[]), NetKind::Server);
+        assert_eq!(
+            NetKind::of_status(400, &["DIGEST_INVALID"]),
+            NetKind::Network
+        );
     }
 }

@@ -8,8 +8,8 @@ use crate::fsutil;
 use crate::output::{self, escape, Printer};
 use crate::sign::SigningKey;
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
     bundle_id: String,
     key_id: String,
     signature: String,
