@@ -152,17 +152,19 @@ impl NetKind {
     /// connection that could not be made (refused, unresolvable, connect timeout), or else
     /// `network`.
     pub fn of_transport(e: &reqwest::Error) -> NetKind {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(c) = cause {
+        // Every error in the chain, and inside nested io::Errors (whose `source` skips the
+        // error they wrap).
+        let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+        while let Some(c) = todo.pop() {
             if c.is::<rustls::Error>() {
                 return NetKind::Tls;
             }
-            if let Some(io) = c.downcast_ref::<io::Error>() {
-                if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
-                    return NetKind::Tls;
-                }
+            if let Some(inner) = c.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+                todo.push(inner);
             }
-            cause = c.source();
+            if let Some(next) = c.source() {
+                todo.push(next);
+            }
         }
         if e.is_connect() {
             NetKind::Unreachable

@@ -107,7 +107,7 @@ pub struct AuditReport {
     pub interrupted: Vec<Interrupted>,
     /// Records of a version later than this airlock writes ([`RECORD_VERSION`]): their chain
     /// was checked, their other fields were not read.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub newer_records: u64,
     /// The anchor checked, when one was given and held.
     #[serde(skip_serializing_if = "Option::is_none")]
