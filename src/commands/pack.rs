@@ -190,16 +190,16 @@ pub(crate) struct Report {
     bundle: BundleSummary,
     /// The signatures written, one per `--key` (the first is `manifest.json.minisig`): the
     /// `key_id` and `file` of verify's and inspect's `signers`.
-    signers: Vec<PackSigner>,
+    signers: Vec<SignatureWritten>,
 }
 
-/// A signature pack wrote: the fields of [`crate::bundle::SignerInfo`] that are known before
-/// any trust is applied.
+/// A signature pack or sign wrote: the fields of [`crate::bundle::SignerInfo`] that are known
+/// before any trust is applied.
 #[derive(Serialize, schemars::JsonSchema)]
-struct PackSigner {
+pub(super) struct SignatureWritten {
     /// The signature file, relative to the bundle directory.
-    file: String,
-    key_id: String,
+    pub(super) file: String,
+    pub(super) key_id: String,
 }
 
 /// Refuses, before a chunk is written, a bundle that would not fit the output filesystem
@@ -378,7 +378,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         signers: keys
             .iter()
             .enumerate()
-            .map(|(i, k)| PackSigner {
+            .map(|(i, k)| SignatureWritten {
                 file: bundle::signature_path(Path::new(""), i == 0, k)
                     .display()
                     .to_string(),

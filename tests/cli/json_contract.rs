@@ -127,7 +127,14 @@ fn every_command_s_json_matches_its_schema() {
     let sign = env.run(&[
         "sign", "b", "--key", "officer", "--trust", "k.pub", "--json",
     ]);
-    cases.add("sign", "report-sign.schema.json", sign.ok());
+    let s = cases.add("sign", "report-sign.schema.json", sign.ok());
+    let officer = s["signers"][0]["key_id"].as_str().unwrap();
+    assert_eq!(
+        s["signers"][0]["file"],
+        format!("signatures/{officer}.minisig"),
+        "{s}"
+    );
+    assert_eq!(s["dir"], "b");
 
     let audit = env.run(&["audit", "verify", "--json"]);
     let a = cases.add(
