@@ -292,5 +292,24 @@ fn network_errors_say_what_kind_they_are() {
     let run = pack(&format!("http://{gone}/f.bin"), &[]);
     cases.failure("download not found", &run, 1, "not-found");
 
+    // not-found on the Hub: a repository it does not have (404, RepoNotFound).
+    let hub = hub_emulator::Hub::start(vec![
+        hub_emulator::RepoDef::model("org/model").file("config.json", b"{}".to_vec())
+    ]);
+    let mut cmd = env.command(&[
+        "pack",
+        "hf://org/other",
+        "--out",
+        "b",
+        "--key",
+        "k",
+        "--json",
+    ]);
+    cmd.env("HF_ENDPOINT", hub.url())
+        .env("HF_HOME", env.path("hf-home"))
+        .env_remove("HF_TOKEN");
+    let run = run_cmd(cmd);
+    cases.failure("repository not on the Hub", &run, 1, "not-found");
+
     cases.validate(&env);
 }
