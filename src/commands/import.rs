@@ -140,7 +140,8 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     });
     let progress = printer.progress();
     let done = crate::interrupt::classify(import::run(&settings, targets, &progress))?;
-    // Built only when it is printed (--json): a plan of a million files is large.
+    // The targets' fields are serialised only when printed (--json): a plan of a million files
+    // is large.
     let report = Report {
         dry_run: args.dry_run,
         bundle: BundleSummary::new(&args.dir, done.bundle.manifest()),

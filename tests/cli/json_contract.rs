@@ -213,6 +213,9 @@ fn usage_errors_print_the_json_error_object_too() {
     let plain = env.run(&["verify", "--frobnicate"]);
     plain.code(2);
     assert_eq!(plain.stdout, "");
+    let after = env.run(&["verify", "--frobnicate", "--", "--json"]);
+    after.code(2);
+    assert_eq!(after.stdout, "");
     // --help and --version stay plain text on stdout, exit 0.
     let help = env.run(&["verify", "--help", "--json"]);
     help.ok().stdout_has("Usage:");
