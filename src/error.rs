@@ -45,8 +45,14 @@ pub enum Error {
     #[error("{0}")]
     Key(String),
 
+    /// A failure talking to a registry, hub or download server; `kind` says which kind
+    /// (README §JSON output, error kinds), classified where the error is made.
     #[error("{}: {msg}", escape(url))]
-    Http { url: String, msg: String },
+    Http {
+        url: String,
+        msg: String,
+        kind: NetKind,
+    },
 
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -108,6 +114,77 @@ pub enum Error {
     Other(String),
 }
 
+/// What kind of network failure an [`Error::Http`] is: its `kind` in `--json` (README §JSON
+/// output). All exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetKind {
+    /// The server says the thing asked for does not exist: a 404, a registry's
+    /// `MANIFEST_UNKNOWN`/`NAME_UNKNOWN`/`BLOB_UNKNOWN`, the Hub's `RepoNotFound`/... .
+    NotFound,
+    /// No connection could be made: refused, a name that does not resolve, a connect timeout.
+    Unreachable,
+    /// Credentials missing or refused: 401/403, a registry's `UNAUTHORIZED`/`DENIED`.
+    Auth,
+    /// The TLS handshake failed: an untrusted or invalid certificate, a protocol mismatch.
+    Tls,
+    /// The server failed: a 5xx answer.
+    Server,
+    /// Anything else: a connection reset or stalled mid-transfer, an answer that makes no sense.
+    Network,
+}
+
+impl NetKind {
+    /// The kind of an unexpected HTTP answer: its status and the registry's `errors[].code`s.
+    pub fn of_status(status: u16, codes: &[&str]) -> NetKind {
+        let has = |c: &[&str]| codes.iter().any(|x| c.contains(x));
+        if status == 401 || status == 403 || has(&["UNAUTHORIZED", "DENIED"]) {
+            NetKind::Auth
+        } else if status == 404 || has(&["MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"]) {
+            NetKind::NotFound
+        } else if (500..600).contains(&status) {
+            NetKind::Server
+        } else {
+            NetKind::Network
+        }
+    }
+
+    /// The kind of a failed request (no answer): a TLS failure anywhere in its causes, a
+    /// connection that could not be made (refused, unresolvable, connect timeout), or else
+    /// `network`.
+    pub fn of_transport(e: &reqwest::Error) -> NetKind {
+        // Every error in the chain, and inside nested io::Errors (whose `source` skips the
+        // error they wrap).
+        let mut todo: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+        while let Some(c) = todo.pop() {
+            if c.is::<rustls::Error>() {
+                return NetKind::Tls;
+            }
+            if let Some(inner) = c.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+                todo.push(inner);
+            }
+            if let Some(next) = c.source() {
+                todo.push(next);
+            }
+        }
+        if e.is_connect() {
+            NetKind::Unreachable
+        } else {
+            NetKind::Network
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetKind::NotFound => "not-found",
+            NetKind::Unreachable => "unreachable",
+            NetKind::Auth => "auth",
+            NetKind::Tls => "tls",
+            NetKind::Server => "server",
+            NetKind::Network => "network",
+        }
+    }
+}
+
 fn summary(problems: &[Problem]) -> String {
     match problems.len() {
         1 => "1 problem".to_string(),
@@ -156,21 +233,150 @@ impl Error {
 
     /// A short machine-readable class for `--json` output.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// [`Error::kind`] as its type (the `kind` of `schemas/error.schema.json`).
+    pub fn error_kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } => "io",
-            Error::Usage(_) => "usage",
-            Error::Key(_) => "key",
-            Error::Http { .. } => "network",
-            Error::DigestMismatch { .. } => "digest-mismatch",
-            Error::HashMismatch { .. } => "digest-mismatch",
-            Error::SizeMismatch { .. } => "size-mismatch",
-            Error::Rejected { .. } => "rejected",
-            Error::Conflict(_) => "conflict",
-            Error::AuditBroken(_) => "audit-broken",
-            Error::Corrupt(_) => "corrupt",
-            Error::Refused(_) => "refused",
-            Error::Interrupted { .. } => "interrupted",
-            Error::Other(_) => "other",
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Key(_) => ErrorKind::Key,
+            Error::Http { kind, .. } => match kind {
+                NetKind::NotFound => ErrorKind::NotFound,
+                NetKind::Unreachable => ErrorKind::Unreachable,
+                NetKind::Auth => ErrorKind::Auth,
+                NetKind::Tls => ErrorKind::Tls,
+                NetKind::Server => ErrorKind::Server,
+                NetKind::Network => ErrorKind::Network,
+            },
+            Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::HashMismatch { .. } => ErrorKind::DigestMismatch,
+            Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
+            Error::Rejected { .. } => ErrorKind::Rejected,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::AuditBroken(_) => ErrorKind::AuditBroken,
+            Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Refused(_) => ErrorKind::Refused,
+            Error::Interrupted { .. } => ErrorKind::Interrupted,
+            Error::Other(_) => ErrorKind::Other,
         }
+    }
+}
+
+/// Every `kind` an error can have in `--json` (README §JSON output, error kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// A file or directory could not be read or written (exit 1).
+    Io,
+    /// A bad command line, spec or path (exit 2).
+    Usage,
+    /// A key could not be loaded or used (exit 1).
+    Key,
+    /// The registry, hub or server says what was asked for does not exist (exit 1).
+    NotFound,
+    /// No connection could be made: refused, unresolvable name, connect timeout (exit 1).
+    Unreachable,
+    /// Credentials missing or refused (exit 1).
+    Auth,
+    /// The TLS handshake or the server's certificate failed (exit 1).
+    Tls,
+    /// The server answered with a 5xx error (exit 1).
+    Server,
+    /// Any other network failure: reset or stalled mid-transfer, a nonsensical answer (exit 1).
+    Network,
+    /// Bytes that do not hash to their pinned or declared digest (exit 3).
+    DigestMismatch,
+    /// A blob of another size than declared (exit 3).
+    SizeMismatch,
+    /// The bundle failed verification or trust checks; `problems` says why (exit 3).
+    Rejected,
+    /// A target already holds something else under the name (exit 1).
+    Conflict,
+    /// The audit log's hash chain is broken (exit 3).
+    AuditBroken,
+    /// Bundle content that does not decode to what the manifest declares (exit 3).
+    Corrupt,
+    /// Content a target refuses to write (exit 3).
+    Refused,
+    /// Stopped by SIGINT or SIGTERM (exit 130 or 143).
+    Interrupted,
+    /// Anything else (exit 1).
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Key => "key",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Server => "server",
+            ErrorKind::Network => "network",
+            ErrorKind::DigestMismatch => "digest-mismatch",
+            ErrorKind::SizeMismatch => "size-mismatch",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::AuditBroken => "audit-broken",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_their_json_names() {
+        use ErrorKind::*;
+        for k in [
+            Io,
+            Usage,
+            Key,
+            NotFound,
+            Unreachable,
+            Auth,
+            Tls,
+            Server,
+            Network,
+            DigestMismatch,
+            SizeMismatch,
+            Rejected,
+            Conflict,
+            AuditBroken,
+            Corrupt,
+            Refused,
+            Interrupted,
+            Other,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
+
+    #[test]
+    fn http_answers_are_classified() {
+        assert_eq!(NetKind::of_status(404, &[]), NetKind::NotFound);
+        assert_eq!(
+            NetKind::of_status(400, &["NAME_UNKNOWN"]),
+            NetKind::NotFound
+        );
+        assert_eq!(NetKind::of_status(401, &[]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(403, &["DENIED"]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(400, &["UNAUTHORIZED"]), NetKind::Auth);
+        assert_eq!(NetKind::of_status(500, &[]), NetKind::Server);
+        assert_eq!(NetKind::of_status(503, &[]), NetKind::Server);
+        assert_eq!(
+            NetKind::of_status(400, &["DIGEST_INVALID"]),
+            NetKind::Network
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The `airlock` binary: parse, run, map the outcome to an exit code.
 
-use clap::Parser;
+use clap::Parser as _;
 
 use airlock::cli::Cli;
 use airlock::error::{exit, Error};
@@ -14,7 +14,21 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: their text on stdout, exit 0, as clap does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // Parsing failed, so whether --json was given is read from the arguments as they
+            // are (before a `--`): with it, the JSON error object goes to stdout too.
+            let json = std::env::args_os()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            let printer = Printer { json, quiet: false };
+            std::process::exit(printer.usage_error(&e));
+        }
+    };
     let printer = Printer {
         json: cli.json,
         quiet: cli.quiet,

@@ -14,12 +14,104 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 pub use crate::format::text::escape;
 use crate::format::text::{is_unsafe_char, sanitize_lines};
+use crate::problem::Problem;
 use crate::progress::Progress;
+
+/// The version of the `--json` contract (README §JSON output): every document printed carries
+/// it as `schema_version`. Fields are added without a bump; a field renamed, removed or changed
+/// in meaning bumps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `schema_version`: always [`SCHEMA_VERSION`] (the schema says so with `const`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Version;
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(SCHEMA_VERSION)
+    }
+}
+
+impl JsonSchema for Version {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SchemaVersion".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "The version of the --json contract: fields are added without a bump; a field renamed, removed or changed in meaning bumps it.",
+            "type": "integer",
+            "const": SCHEMA_VERSION
+        })
+    }
+}
+
+/// `ok`: `true` on a success document, `false` on the failure document.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flag<const B: bool>;
+
+impl<const B: bool> Serialize for Flag<B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(B)
+    }
+}
+
+impl<const B: bool> JsonSchema for Flag<B> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        if B {
+            "True".into()
+        } else {
+            "False".into()
+        }
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "boolean", "const": B })
+    }
+}
+
+/// Every success document of `--json`: the version, `ok: true`, and the command's report
+/// flattened in. The printer prints exactly this type and `schemas/report-*.schema.json` are
+/// generated from it, so the two cannot disagree.
+#[derive(Serialize, JsonSchema)]
+pub struct Success<T> {
+    pub schema_version: Version,
+    pub ok: Flag<true>,
+    #[serde(flatten)]
+    pub report: T,
+}
+
+/// The failure document of `--json` (`schemas/error.schema.json`), printed on stdout for every
+/// error, usage errors from the command line included.
+#[derive(Serialize, JsonSchema)]
+pub struct Failure<'a> {
+    pub schema_version: Version,
+    pub ok: Flag<false>,
+    pub error: ErrorReport<'a>,
+}
+
+/// What failed.
+#[derive(Serialize, JsonSchema)]
+pub struct ErrorReport<'a> {
+    pub kind: ErrorKind,
+    /// The message shown on stderr (there escaped to one line).
+    pub message: String,
+    /// The process's exit code (README §Exit codes).
+    pub exit_code: i32,
+    /// For `kind: rejected`: every problem found, each with its stable `code`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<&'a [Problem]>,
+}
 
 pub struct Printer {
     pub json: bool,
@@ -27,14 +119,17 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// Prints a command's report: JSON (`{"ok": true, ...}`) or the text rendering.
+    /// Prints a command's report: JSON ([`Success`]: `{"schema_version": 1, "ok": true, ...}`)
+    /// or the text rendering.
     pub fn report<T: Serialize>(&self, report: &T, text: impl FnOnce() -> String) {
         let mut out = io::stdout().lock();
         if self.json {
-            let mut v = serde_json::to_value(report).expect("reports serialise");
-            if let serde_json::Value::Object(m) = &mut v {
-                m.insert("ok".into(), true.into());
-            }
+            let doc = Success {
+                schema_version: Version,
+                ok: Flag,
+                report,
+            };
+            let v = serde_json::to_value(&doc).expect("reports serialise");
             let _ = writeln!(out, "{}", json_text(&v));
         } else if !self.quiet {
             let _ = write!(out, "{}", sanitize_lines(&text()));
@@ -52,13 +147,44 @@ impl Printer {
             }
         }
         if self.json {
-            let mut detail = serde_json::json!({ "kind": e.kind(), "message": e.to_string(), "exit_code": e.exit_code() });
-            if let Error::Rejected { problems, .. } = e {
-                detail["problems"] = serde_json::to_value(problems).expect("json");
-            }
-            let v = serde_json::json!({ "ok": false, "error": detail });
-            let _ = writeln!(io::stdout().lock(), "{}", json_text(&v));
+            self.failure(ErrorReport {
+                kind: e.error_kind(),
+                message: e.to_string(),
+                exit_code: e.exit_code(),
+                problems: match e {
+                    Error::Rejected { problems, .. } => Some(problems),
+                    _ => None,
+                },
+            });
         }
+    }
+
+    /// Prints a command-line error from clap as clap does (on stderr), and with `--json` the
+    /// [`Failure`] document (`kind: usage`) on stdout too. Returns the exit code.
+    pub fn usage_error(&self, e: &clap::Error) -> i32 {
+        let _ = e.print();
+        if self.json {
+            let text = e.render().to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            self.failure(ErrorReport {
+                kind: ErrorKind::Usage,
+                message,
+                exit_code: e.exit_code(),
+                problems: None,
+            });
+        }
+        e.exit_code()
+    }
+
+    fn failure(&self, error: ErrorReport<'_>) {
+        let doc = Failure {
+            schema_version: Version,
+            ok: Flag,
+            error,
+        };
+        let v = serde_json::to_value(&doc).expect("errors serialise");
+        let _ = writeln!(io::stdout().lock(), "{}", json_text(&v));
     }
 
     /// A message for the operator on stderr (suppressed by `--quiet`).

@@ -10,7 +10,7 @@ use crate::format::text::escape;
 use crate::format::{MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE, SUMS_FILE};
 
 /// One thing wrong with a bundle. `code()` is stable for `--json` consumers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "code", rename_all = "kebab-case")]
 pub enum Problem {
     MissingManifest,
@@ -159,7 +159,7 @@ pub enum Problem {
 }
 
 /// A policy key, by name and key id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct KeyRef {
     pub name: String,
     pub key_id: String,

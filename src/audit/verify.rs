@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 
 /// How a line is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BadKind {
     /// Not a record (strict JSON beginning with its `{"seq":N,"prev":"…"` head, valid for its
@@ -33,7 +33,7 @@ pub enum BadKind {
 }
 
 /// The first bad line of a log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BadLine {
     /// 1-based line number (for [`BadKind::Anchor`]: the line after the last one read).
     pub line: u64,
@@ -70,7 +70,7 @@ impl Anchor {
 }
 
 /// Where the anchor was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AnchorMatch {
     /// The anchored record's `seq`.
     pub record: u64,
@@ -80,7 +80,7 @@ pub struct AnchorMatch {
 
 /// An import whose `started` record no later record completes: interrupted (a crash, or a
 /// failure to append its outcome), or still running.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Interrupted {
     pub line: u64,
     pub seq: u64,
@@ -90,8 +90,10 @@ pub struct Interrupted {
 }
 
 /// What [`verify`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditReport {
+    /// The audit log checked (`audit_log` in `--json`, as verify and import name it).
+    #[serde(rename = "audit_log")]
     pub path: PathBuf,
     /// Intact, chained records before the first bad line (all of them when `bad` is `None`).
     pub records: u64,
@@ -105,7 +107,7 @@ pub struct AuditReport {
     pub interrupted: Vec<Interrupted>,
     /// Records of a version later than this airlock writes ([`RECORD_VERSION`]): their chain
     /// was checked, their other fields were not read.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub newer_records: u64,
     /// The anchor checked, when one was given and held.
     #[serde(skip_serializing_if = "Option::is_none")]

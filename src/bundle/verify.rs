@@ -35,7 +35,7 @@ pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A signature found on a bundle, and what became of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SignerInfo {
     pub file: String,
     pub key_id: String,

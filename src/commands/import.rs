@@ -1,6 +1,9 @@
-use serde_json::{Map, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
 
 use super::pack::BundleSummary;
+use crate::bundle::SignerInfo;
 use crate::cli::ImportArgs;
 use crate::error::Result;
 use crate::import::{self, Settings};
@@ -60,33 +63,55 @@ fn choose(args: &ImportArgs) -> Result<Vec<Box<dyn Target>>> {
 }
 
 /// The `--json` report: the bundle, its signers, and each target's fields.
-struct Report<'a> {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Report<'a> {
     dry_run: bool,
-    dir: &'a std::path::Path,
-    done: &'a import::Outcome,
+    #[serde(flatten)]
+    bundle: BundleSummary,
+    signers: &'a [SignerInfo],
+    #[serde(flatten)]
+    targets: TargetReports<'a>,
 }
 
-impl serde::Serialize for Report<'_> {
+/// Each target's fields ([`Target::report`]), serialised only when printed (a plan of a million
+/// files is large).
+struct TargetReports<'a>(&'a [Box<dyn Target>]);
+
+impl Serialize for TargetReports<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut report = Map::new();
-        report.insert("dry_run".into(), self.dry_run.into());
-        let summary = BundleSummary::new(self.dir, self.done.bundle.manifest());
-        if let Value::Object(m) =
-            serde_json::to_value(&summary).map_err(serde::ser::Error::custom)?
-        {
-            report.extend(m);
-        }
-        report.insert(
-            "signers".into(),
-            serde_json::to_value(self.done.bundle.bundle().signers())
-                .map_err(serde::ser::Error::custom)?,
-        );
-        for t in &self.done.targets {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for t in self.0 {
             for (k, v) in t.report() {
-                report.insert(k.into(), v);
+                m.serialize_entry(k, &v)?;
             }
         }
-        Value::Object(report).serialize(s)
+        m.end()
+    }
+}
+
+impl JsonSchema for TargetReports<'_> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TargetReports".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let plan = |d: &str| json!({ "type": "object", "description": d });
+        let count = |d: &str| json!({ "type": "integer", "minimum": 0, "description": d });
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Each target given adds its fields (absent for a target not given).",
+            "properties": {
+                "plan": plan("--files: the plan (dest, steps)"),
+                "written": count("--files: files written (to write, in a dry run)"),
+                "kept": count("--files: files already present"),
+                "directories_created": count("--files: directories created"),
+                "oci_layout": plan("--oci-layout: the plan"),
+                "hf_cache": plan("--hf-cache: the plan"),
+                "ollama": plan("--ollama-models: the plan"),
+                "models_dir": plan("--models-dir: the plan"),
+                "registry": plan("--registry: host, prefix, naming, images, pushed")
+            }
+        })
     }
 }
 
@@ -115,11 +140,13 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     });
     let progress = printer.progress();
     let done = crate::interrupt::classify(import::run(&settings, targets, &progress))?;
-    // Built only when it is printed (--json): a plan of a million files is large.
+    // The targets' fields are serialised only when printed (--json): a plan of a million files
+    // is large.
     let report = Report {
         dry_run: args.dry_run,
-        dir: &args.dir,
-        done: &done,
+        bundle: BundleSummary::new(&args.dir, done.bundle.manifest()),
+        signers: done.bundle.bundle().signers(),
+        targets: TargetReports(&done.targets),
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {

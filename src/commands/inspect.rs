@@ -15,8 +15,8 @@ use crate::output::Printer;
 use crate::policy;
 use crate::sign::Signature;
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
     /// Whether signatures were checked (only with --trust or a policy) and at least one trusted,
     /// unrevoked, unexpired key signed.
     signature_verified: bool,

@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::output::{escape, Printer};
 use crate::sign;
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
     secret_key: String,
     public_key: String,
     key_id: String,

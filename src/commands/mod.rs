@@ -1,14 +1,15 @@
 //! One file per subcommand: glue from parsed arguments to library calls and a report. No
 //! business logic lives here.
 
-mod audit;
+// `pub(crate)`: `schema::all` names each command's report type.
+pub(crate) mod audit;
 mod completions;
-mod import;
-mod inspect;
-mod keygen;
-mod pack;
-mod sign;
-mod verify;
+pub(crate) mod import;
+pub(crate) mod inspect;
+pub(crate) mod keygen;
+pub(crate) mod pack;
+pub(crate) mod sign;
+pub(crate) mod verify;
 
 use crate::oci::client::ConnectOptions;
 use std::time::SystemTime;

@@ -92,7 +92,7 @@ pub fn parse_expiry(s: &str, created: SystemTime) -> Result<Option<SystemTime>> 
         .ok_or_else(|| Error::Usage(format!("expiry {s:?} is too far in the future")))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ArtifactSummary {
     name: String,
     kind: ArtifactKind,
@@ -101,7 +101,7 @@ struct ArtifactSummary {
     bytes: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct BundleSummary {
     dir: String,
     bundle_id: String,
@@ -184,11 +184,22 @@ impl BundleSummary {
     }
 }
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
     #[serde(flatten)]
     bundle: BundleSummary,
-    signed_by: Vec<String>,
+    /// The signatures written, one per `--key` (the first is `manifest.json.minisig`): the
+    /// `key_id` and `file` of verify's and inspect's `signers`.
+    signers: Vec<SignatureWritten>,
+}
+
+/// A signature pack or sign wrote: the fields of [`crate::bundle::SignerInfo`] that are known
+/// before any trust is applied.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct SignatureWritten {
+    /// The signature file, relative to the bundle directory.
+    pub(super) file: String,
+    pub(super) key_id: String,
 }
 
 /// Refuses, before a chunk is written, a bundle that would not fit the output filesystem
@@ -364,14 +375,28 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     };
     let report = Report {
         bundle: BundleSummary::new(&args.out, &manifest),
-        signed_by: keys.iter().map(|k| k.public.id.to_string()).collect(),
+        signers: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| SignatureWritten {
+                file: bundle::signature_path(Path::new(""), i == 0, k)
+                    .display()
+                    .to_string(),
+                key_id: k.public.id.to_string(),
+            })
+            .collect(),
     };
     printer.report(&report, || {
         format!(
             "packed {}\n{}signed by {}\n",
             output::escape_path(&args.out),
             report.bundle.text(),
-            report.signed_by.join(", ")
+            report
+                .signers
+                .iter()
+                .map(|s| s.key_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     });
     Ok(())

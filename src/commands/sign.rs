@@ -1,5 +1,8 @@
 use serde::Serialize;
 
+use std::path::Path;
+
+use super::pack::SignatureWritten;
 use crate::bundle::{self, signature_path};
 use crate::cli::SignArgs;
 use crate::error::{Error, Result};
@@ -8,11 +11,13 @@ use crate::fsutil;
 use crate::output::{self, escape, Printer};
 use crate::sign::SigningKey;
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
+    /// The bundle directory.
+    dir: String,
     bundle_id: String,
-    key_id: String,
-    signature: String,
+    /// The signature written (as pack's `signers`: `file` relative to `dir`, and `key_id`).
+    signers: Vec<SignatureWritten>,
 }
 
 pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
@@ -53,16 +58,21 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
     fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
     fsutil::sync_dir(&args.dir)?;
     let report = Report {
+        dir: args.dir.display().to_string(),
         bundle_id: vb.manifest().bundle_id.clone(),
-        key_id: id,
-        signature: out.display().to_string(),
+        signers: vec![SignatureWritten {
+            file: signature_path(Path::new(""), false, &key)
+                .display()
+                .to_string(),
+            key_id: id.clone(),
+        }],
     };
     printer.report(&report, || {
         format!(
             "countersigned bundle {} with key {}: {}\n",
             escape(&report.bundle_id),
-            escape(&report.key_id),
-            escape(&report.signature)
+            escape(&id),
+            output::escape_path(&out)
         )
     });
     Ok(())

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::output::{self, escape, Printer};
 use crate::state::State;
 
-#[derive(Serialize)]
-struct Report {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Report {
     verified: bool,
     #[serde(flatten)]
     bundle: BundleSummary,

@@ -146,6 +146,7 @@ impl HubClient {
     /// A GET (or HEAD) carrying the token if, and only if, `url` is on the endpoint's origin.
     fn request(&self, method: reqwest::Method, url: &str) -> Result<RequestBuilder> {
         let parsed = Url::parse(url).map_err(|e| Error::Http {
+            kind: crate::error::NetKind::Network,
             url: url.to_string(),
             msg: format!("not a URL: {e}"),
         })?;
@@ -181,12 +182,14 @@ impl HubClient {
         let sha = info.sha.unwrap_or_default();
         if !is_hex(&sha, 40) {
             return Err(Error::Http {
+                kind: crate::error::NetKind::Network,
                 url,
                 msg: format!("the Hub gave no usable commit for revision {rev:?} (sha {sha:?})"),
             });
         }
         if is_hex(rev, 40) && sha != rev {
             return Err(Error::Http {
+                kind: crate::error::NetKind::Network,
                 url,
                 msg: format!("asked for commit {rev}, the Hub answered with {sha}"),
             });
@@ -214,6 +217,7 @@ impl HubClient {
             pages += 1;
             if pages > MAX_PAGES {
                 return Err(Error::Http {
+                    kind: crate::error::NetKind::Network,
                     url,
                     msg: format!("more than {MAX_PAGES} pages of tree listing"),
                 });
@@ -229,6 +233,7 @@ impl HubClient {
             if let Some(l) = link {
                 let base = Url::parse(&url).expect("requested URLs parse");
                 let joined = base.join(&l).map_err(|e| Error::Http {
+                    kind: crate::error::NetKind::Network,
                     url: url.clone(),
                     msg: format!("bad Link header {l:?}: {e}"),
                 })?;
@@ -240,6 +245,7 @@ impl HubClient {
                     continue;
                 }
                 let bad = |m: String| Error::Http {
+                    kind: crate::error::NetKind::Network,
                     url: url.clone(),
                     msg: format!("tree entry {:?}: {m}", e.path),
                 };
@@ -313,6 +319,7 @@ impl HubClient {
     fn hub_error(&self, resp: &Response, url: &str, ctx: &Ctx) -> Error {
         if let Some(why) = net::unfollowed_redirect(resp) {
             return Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: url.to_string(),
                 msg: why,
             };
@@ -369,7 +376,15 @@ impl HubClient {
                 s => format!("server answered {s}{server_msg}"),
             },
         };
+        let kind = match code.as_str() {
+            "GatedRepo" => crate::error::NetKind::Auth,
+            "RepoNotFound" | "RevisionNotFound" | "EntryNotFound" => {
+                crate::error::NetKind::NotFound
+            }
+            _ => crate::error::NetKind::of_status(status.as_u16(), &[]),
+        };
         Error::Http {
+            kind,
             url: url.to_string(),
             msg,
         }
@@ -384,10 +399,12 @@ fn read_json<T: serde::de::DeserializeOwned>(resp: Response, url: &str, what: &s
     resp.take(MAX_JSON)
         .read_to_end(&mut body)
         .map_err(|e| Error::Http {
+            kind: crate::error::NetKind::Network,
             url: url.to_string(),
             msg: format!("reading {what} failed: {}", chain(&e)),
         })?;
     json::from_slice(&body, what).map_err(|e| Error::Http {
+        kind: crate::error::NetKind::Network,
         url: url.to_string(),
         msg: format!("the Hub's answer is not {what}: {}", e.detail()),
     })
@@ -404,6 +421,7 @@ fn transport_error(url: &str, e: &reqwest::Error) -> Error {
         chain(e)
     };
     Error::Http {
+        kind: crate::error::NetKind::of_transport(e),
         url: url.to_string(),
         msg,
     }
@@ -437,6 +455,7 @@ pub struct FileReader {
 impl FileReader {
     fn fail(&self, msg: String) -> io::Error {
         io::Error::other(Error::Http {
+            kind: crate::error::NetKind::Network,
             url: self.url.clone(),
             msg,
         })
@@ -569,6 +588,7 @@ pub fn unwrap_io(e: io::Error, url: &str) -> Error {
             .expect("checked above");
     }
     Error::Http {
+        kind: crate::error::NetKind::Network,
         url: url.to_string(),
         msg: chain(&e),
     }

@@ -144,6 +144,7 @@ pub(crate) fn redact(url: &str) -> &str {
 pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
     if let Some(why) = net::unfollowed_redirect(&resp) {
         return Error::Http {
+            kind: crate::error::NetKind::Network,
             url: redact(url).to_string(),
             msg: why,
         };
@@ -152,12 +153,14 @@ pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
     let mut body = Vec::new();
     let _ = resp.take(8 << 10).read_to_end(&mut body);
     let mut detail = String::new();
+    let mut codes: Vec<String> = Vec::new();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
         if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
             let parts: Vec<String> = errs
                 .iter()
                 .map(|e| {
                     let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("?");
+                    codes.push(code.to_string());
                     let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
                     format!("{code}: {msg}")
                 })
@@ -180,7 +183,9 @@ pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
     } else {
         format!("{what}: ")
     };
+    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
     Error::Http {
+        kind: crate::error::NetKind::of_status(status.as_u16(), &codes),
         url: redact(url).to_string(),
         msg: format!("{what}registry answered {status}{detail}"),
     }
@@ -303,12 +308,14 @@ impl Registry {
     /// query verbatim.
     pub(crate) fn resolve(&self, location: &str) -> Result<String> {
         let base = reqwest::Url::parse(&self.base).map_err(|e| Error::Http {
+            kind: crate::error::NetKind::Network,
             url: self.base.clone(),
             msg: format!("bad base URL: {e}"),
         })?;
         base.join(location)
             .map(|u| u.to_string())
             .map_err(|e| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: self.base.clone(),
                 msg: format!("registry sent an unusable Location {location:?}: {e}"),
             })
@@ -349,6 +356,7 @@ impl Registry {
                         String::new()
                     };
                     return Err(Error::Http {
+                        kind: crate::error::NetKind::of_transport(&e),
                         url: redact(url).to_string(),
                         msg: format!("{}{tries}", describe(e)),
                     });
@@ -358,6 +366,7 @@ impl Registry {
                     if status == StatusCode::UNAUTHORIZED {
                         if reauthed || matches!(auth, Apply::Basic) {
                             return Err(Error::Http {
+                                kind: crate::error::NetKind::Auth,
                                 url: redact(url).to_string(),
                                 msg: "authentication failed (401)".into(),
                             });

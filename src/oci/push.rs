@@ -294,6 +294,7 @@ pub fn put_manifest(
     let claimed = header(&resp, "docker-content-digest");
     if !claimed.is_empty() && claimed != desc.digest.to_string() {
         return Err(Error::Http {
+            kind: crate::error::NetKind::Network,
             url,
             msg: format!("{what}: the registry stored it as {claimed}"),
         });
@@ -304,7 +305,8 @@ pub fn put_manifest(
 /// Adds what was being pushed to an error's message.
 fn context(e: Error, what: &str) -> Error {
     match e {
-        Error::Http { url, msg } if !msg.starts_with(what) => Error::Http {
+        Error::Http { url, msg, kind } if !msg.starts_with(what) => Error::Http {
+            kind,
             url,
             msg: format!("{what}: {msg}"),
         },

@@ -132,20 +132,25 @@ pub(super) fn resolve(
     fsutil::create_dir_all(staging)?;
     let room = super::staging_room(staging, staged)?;
     let dest = staging.join("download");
-    let http = |msg: String| Error::Http {
+    let http_kind = |kind: crate::error::NetKind, msg: String| Error::Http {
+        kind,
         url: url.to_string(),
         msg,
     };
+    let http = |msg: String| http_kind(crate::error::NetKind::Network, msg);
     let transfer = opts.connect.transfer;
     let resp = net::client_with_roots(&opts.connect.ca_certs, &transfer)?
         .get(parsed)
         .send()
-        .map_err(|e| http(error_chain(&e)))?;
+        .map_err(|e| http_kind(crate::error::NetKind::of_transport(&e), error_chain(&e)))?;
     if let Some(why) = net::unfollowed_redirect(&resp) {
         return Err(http(why));
     }
     if !resp.status().is_success() {
-        return Err(http(format!("server answered {}", resp.status())));
+        return Err(http_kind(
+            crate::error::NetKind::of_status(resp.status().as_u16(), &[]),
+            format!("server answered {}", resp.status()),
+        ));
     }
     let final_url = resp.url().to_string();
     let announced = resp.content_length();

@@ -396,7 +396,8 @@ fn annotate(e: Error, p: &ImagePush) -> Error {
     match e {
         Error::Other(m) => Error::Other(format!("{ctx}: {m}")),
         Error::Corrupt(m) => Error::Corrupt(format!("{ctx}: {m}")),
-        Error::Http { url, msg } => Error::Http {
+        Error::Http { url, msg, kind } => Error::Http {
+            kind,
             url,
             msg: format!("{msg} ({ctx})"),
         },

@@ -82,11 +82,15 @@ fn countersigning_adds_a_signature_without_touching_chunks() {
         ])
         .ok()
         .json();
-    let sig = out["signature"].as_str().unwrap().to_string();
+    // The signature written, named as pack and verify name signatures (was `signature`: the
+    // path including the bundle directory).
+    let sig = out["signers"][0]["file"].as_str().unwrap().to_string();
     assert!(
-        sig.contains("signatures/") && sig.ends_with(".minisig"),
+        sig.starts_with("signatures/") && sig.ends_with(".minisig"),
         "{sig}"
     );
+    let sig = format!("b/{sig}");
+    assert!(env.path(&sig).is_file(), "{sig}");
     assert_eq!(contents(&env.path("b/chunks")), chunks);
     assert_eq!(env.read("b/manifest.json"), manifest);
     // The officer's key alone now verifies the bundle, with airlock and with stock minisign.

@@ -15,6 +15,7 @@ mod images;
 mod interop;
 mod intr_import;
 mod intr_pack;
+mod json_contract;
 mod keys;
 mod layouts;
 mod million_auth;

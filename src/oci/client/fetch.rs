@@ -43,11 +43,13 @@ impl Registry {
         resp.take(MAX_MANIFEST + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: url.clone(),
                 msg: e.to_string(),
             })?;
         if bytes.len() as u64 > MAX_MANIFEST {
             return Err(Error::Http {
+                kind: crate::error::NetKind::Network,
                 url,
                 msg: format!("manifest larger than {MAX_MANIFEST} bytes"),
             });
@@ -59,6 +61,7 @@ impl Registry {
         ];
         for e in expected.into_iter().flatten() {
             let e: Digest = e.parse().map_err(|_| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: url.clone(),
                 msg: format!("malformed digest {e:?}"),
             })?;
@@ -101,6 +104,7 @@ impl Registry {
             s if s.is_success() => {
                 let d = header(&resp, "docker-content-digest");
                 d.parse().map(Some).map_err(|_| Error::Http {
+                    kind: crate::error::NetKind::Network,
                     url,
                     msg: format!("HEAD answered without a valid Docker-Content-Digest ({d:?})"),
                 })
@@ -138,6 +142,7 @@ impl Registry {
         let (actual, size) =
             fsutil::copy_hashed(&mut reader, out, &Silent).map_err(|e| match e {
                 CopyError::Read { after, source } => Error::Http {
+                    kind: crate::error::NetKind::Network,
                     url: url.clone(),
                     msg: format!("download failed after {after} bytes: {source}"),
                 },
@@ -238,6 +243,7 @@ impl<R: Deref<Target = Registry>> BlobReader<R> {
                     .and_then(|s| s.trim().parse::<u64>().ok());
                 if start != Some(offset) {
                     return Err(Error::Http {
+ kind: crate::error::NetKind::Network,
                         url,
                         msg: format!(
                             "asked to resume at byte {offset}, the registry sent Content-Range {cr:?}"
@@ -253,11 +259,13 @@ impl<R: Deref<Target = Registry>> BlobReader<R> {
                     // No Range support: read again from the start, dropping what we have.
                     let skipped = io::copy(&mut (&mut resp).take(offset), &mut io::sink())
                         .map_err(|e| Error::Http {
+                            kind: crate::error::NetKind::Network,
                             url: url.clone(),
                             msg: format!("restarting the download (no Range support): {e}"),
                         })?;
                     if skipped != offset {
                         return Err(Error::Http {
+                            kind: crate::error::NetKind::Network,
                             url,
                             msg: format!(
                                 "restarting the download: the body ended after {skipped} bytes"

@@ -98,6 +98,7 @@ impl Registry {
             Ok(())
         } else {
             Err(Error::Http {
+                kind: crate::error::NetKind::Auth,
                 url: redact(url).to_string(),
                 msg: format!(
                     "authentication required (401); give --creds USER:PASSWORD or log in with docker/podman login{}",
@@ -112,6 +113,7 @@ impl Registry {
             Error::Other(format!("{}: Bearer challenge without realm", self.base))
         })?;
         let mut token_url = reqwest::Url::parse(realm).map_err(|e| Error::Http {
+            kind: crate::error::NetKind::Network,
             url: realm.to_string(),
             msg: format!("bad token realm: {e}"),
         })?;
@@ -143,6 +145,7 @@ impl Registry {
                 Ok(r) => break r,
                 Err(e) if retries + 1 >= self.retry.attempts || e.is_builder() => {
                     return Err(Error::Http {
+                        kind: crate::error::NetKind::of_transport(&e),
                         url: realm.to_string(),
                         msg: e.to_string(),
                     })
@@ -154,6 +157,7 @@ impl Registry {
         };
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Error::Http {
+                kind: crate::error::NetKind::Auth,
                 url: realm.to_string(),
                 msg: match &self.creds {
                     Some(c) => format!(
@@ -169,6 +173,7 @@ impl Registry {
         }
         if !resp.status().is_success() {
             return Err(Error::Http {
+                kind: crate::error::NetKind::of_status(resp.status().as_u16(), &[]),
                 url: realm.to_string(),
                 msg: format!("token server answered {}", resp.status()),
             });
@@ -177,11 +182,13 @@ impl Registry {
         resp.take(1 << 20)
             .read_to_end(&mut body)
             .map_err(|e| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: realm.to_string(),
                 msg: e.to_string(),
             })?;
         let v: serde_json::Value =
             json::from_slice(&body, "token response").map_err(|e| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: realm.to_string(),
                 msg: format!("token response is not JSON: {}", e.detail()),
             })?;
@@ -190,6 +197,7 @@ impl Registry {
             .and_then(|t| t.as_str())
             .map(str::to_string)
             .ok_or_else(|| Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: realm.to_string(),
                 msg: "token response has no token".into(),
             })

@@ -194,6 +194,7 @@ impl Pusher<'_> {
         let loc = header(resp, "location");
         if loc.is_empty() {
             return Err(Error::Http {
+                kind: crate::error::NetKind::Network,
                 url: redact(url).to_string(),
                 msg: format!(
                     "{}: registry answered {} without a Location",
@@ -216,6 +217,7 @@ impl Pusher<'_> {
             return Ok(());
         }
         Err(Error::Http {
+            kind: crate::error::NetKind::Network,
             url: redact(url).to_string(),
             msg: format!(
                 "{}: the registry stored it as {claimed} (Docker-Content-Digest)",
@@ -337,6 +339,7 @@ impl Pusher<'_> {
                         .and_then(|(_, e)| e.trim().parse::<u64>().ok());
                     if !range.is_empty() && held != Some(end) {
                         return Err(Fail::Retry(Error::Http {
+ kind: crate::error::NetKind::Network,
                             url: redact(&url).to_string(),
                             msg: format!(
                                 "{}: after sending bytes {sent}-{end} the registry holds Range {range:?}",
