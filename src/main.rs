@@ -1,8 +1,5 @@
 //! The `airlock` binary: parse, run, map the outcome to an exit code.
 
-use clap::Parser;
-
-use airlock::cli::Cli;
 use airlock::error::{exit, Error};
 use airlock::output::Printer;
 
@@ -14,7 +11,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::parse();
+    let cli = airlock::cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let printer = Printer {
         json: cli.json,
         quiet: cli.quiet,

@@ -64,6 +64,8 @@ struct Report<'a> {
     dry_run: bool,
     dir: &'a std::path::Path,
     done: &'a import::Outcome,
+    /// The state directory and audit log (null in a dry run: nothing appended).
+    state: super::StateReport,
 }
 
 impl serde::Serialize for Report<'_> {
@@ -86,21 +88,28 @@ impl serde::Serialize for Report<'_> {
                 report.insert(k.into(), v);
             }
         }
+        if let Value::Object(m) =
+            serde_json::to_value(&self.state).map_err(serde::ser::Error::custom)?
+        {
+            report.extend(m);
+        }
         Value::Object(report).serialize(s)
     }
 }
 
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
-    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
+    let policy = super::load_policy(&args.trust)?;
+    // A path that is not a bundle is a usage error, before any state directory is created.
+    crate::bundle::verify::check_bundle_dir(&args.dir)?;
     let targets = choose(&args)?;
-    let (state_dir, audit_log) = super::state_paths(&args.state)?;
+    let paths = super::state_paths(&args.state)?;
     let settings = Settings {
         dir: args.dir.clone(),
         policy,
         verify: super::verify_options(),
-        state_dir,
-        audit_log,
-        create_state_dir: args.state.audit_log.is_none(),
+        state_dir: paths.dir.clone(),
+        audit_log: paths.log.clone(),
+        create_state_dir: paths.log_chosen == super::Chosen::Default,
         dry_run: args.dry_run,
         allow_rollback: args.allow_rollback,
     };
@@ -120,6 +129,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         dry_run: args.dry_run,
         dir: &args.dir,
         done: &done,
+        state: super::StateReport::new(&paths, !args.dry_run),
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {
@@ -133,6 +143,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         for t in &done.targets {
             s += &t.summary(args.dry_run);
         }
+        s += &paths.lines(!args.dry_run, "dry run, nothing recorded");
         s
     });
     Ok(())
