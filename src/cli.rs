@@ -112,7 +112,7 @@ pub enum Command {
 Examples:
   airlock audit verify                       # STATE/audit.jsonl
   airlock audit verify --audit-log /var/log/airlock/audit.jsonl --json
-  airlock audit verify --expect-head HASH --expect-records N   # against a head kept elsewhere
+  airlock audit verify --expect-head 3f1c… --expect-records 42   # a head and count kept elsewhere
 
 Every verify and import decision is one JSON line carrying the SHA-256 of the line before it:
 an edited, deleted, reordered or inserted record is reported with its line number (exit 3).

@@ -124,14 +124,17 @@ impl StatePaths {
     /// The human lines naming the state directory and the audit log; `appended`: whether this
     /// run's decision went to the log (else `not_appended` says why).
     pub fn lines(&self, appended: bool, not_appended: &str) -> String {
-        let dir = output::escape_path(&self.dir);
         let log = output::escape_path(&self.log);
         let audit = if appended {
             format!("audit     {log} ({})\n", self.log_why())
         } else {
             format!("audit     none written: {not_appended} ({log})\n")
         };
-        format!("state     {dir} ({})\n{audit}", self.dir_why())
+        format!(
+            "state     {} ({})\n{audit}",
+            output::escape_path(&self.dir),
+            self.dir_why()
+        )
     }
 }
 

@@ -25,6 +25,7 @@ mod pack_floor;
 mod policy;
 mod props;
 mod push;
+mod readme;
 mod regauth;
 mod registry;
 mod rejections;
