@@ -396,7 +396,7 @@ bench_hf() {
 
     measure "hf: airlock pack hf://" "$airlock" pack hf://bench/model --out "$root/out" --key "$root/k" --chunk-size "$chunk" -q
     measure "hf: hf download (fresh cache)" bash -c 'exec "$venv/bin/hf" download bench/model --cache-dir "$root/out/cache" > /dev/null'
-    measure "hf: airlock import --hf-cache" "$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache "$root/out/cache" -q
+    measure "hf: airlock import --hf-cache" "$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache="$root/out/cache" -q
     measure "hf: cp -a of the hf download cache" cp -a "$root/hf/ref" "$root/out/cache"
     measure "hf: cp -a + sha256sum of every blob + sync" bash -c 'cp -a "$root/hf/ref" "$root/out/cache" && sha256sum "$root"/out/cache/*/blobs/* > /dev/null && sync'
     measure "hf: airlock verify (import's first pass)" "$airlock" verify "$root/hf/bundle" --trust "$pub" -q
@@ -744,7 +744,7 @@ bench_import() {
         find "$root/hf/bundle" "$root/hf/ref" -type f -exec cat {} + > /dev/null
         a="hf: airlock import --hf-cache && sync ($mode)"
         b="hf: cp -a of the hf download cache && sync ($mode)"
-        alternate "$runs" "$a" '"$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache "$root/out/cache" -q && sync' \
+        alternate "$runs" "$a" '"$airlock" import "$root/hf/bundle" --trust "$pub" --hf-cache="$root/out/cache" -q && sync' \
             "$b" 'cp -a "$root/hf/ref" "$root/out/cache" && sync'
         hrows+=("$a" "$b")
         lines+=("- import --hf-cache, $mode: airlock takes **$(ratio "${wall[$a]}" "${wall[$b]}")×** \`cp -a … && sync\`'s time (target ≤ 1.3×): $(met "${wall[$a]}" "${wall[$b]}" 1.3)")

@@ -1,13 +1,71 @@
 //! The command line: clap types only. Commands turn these into library calls; library code
 //! never sees clap.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// The flags whose value is optional. They take it only joined with `=` (`require_equals`), so
+/// that no flag can swallow the next word, such as the bundle directory.
+pub const OPTIONAL_VALUE_FLAGS: [&str; 2] = ["--hf-cache", "--ollama-models"];
+
+/// Parses a command line (`args` with the program name first). An unexpected argument after a
+/// bare optional-value flag and a word is explained: the word was not taken as the flag's value.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    Cli::try_parse_from(&args).map_err(|e| explain(e, &args))
+}
+
+fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
+    use crate::format::text::escape;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let Some(ContextValue::String(bad)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let Some((flag, word)) = args.windows(2).find_map(|w| {
+        let flag = w[0].to_str()?;
+        let word = w[1].to_string_lossy();
+        (OPTIONAL_VALUE_FLAGS.contains(&flag) && !word.starts_with('-'))
+            .then(|| (flag.to_string(), word.into_owned()))
+    }) else {
+        return e;
+    };
+    let mut cmd = Cli::command();
+    cmd.build();
+    let usage = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|sub| cmd.find_subcommand_mut(sub))
+        .map(|c| c.render_usage().to_string())
+        .unwrap_or_default();
+    let (bad, word) = (escape(bad), escape(&word));
+    clap::Error::raw(
+        ErrorKind::UnknownArgument,
+        format!(
+            "unexpected argument '{bad}': {flag} takes a directory only as {flag}=DIR, so \
+             '{word}' after it was not taken as its value (a bare {flag} means the default \
+             directory); for that directory write {flag}={word}\n\n{usage}\n\nFor more \
+             information, try '--help'.\n"
+        ),
+    )
+}
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success, 1 operational error (I/O, network, keys), 2 usage error,
-3 content rejected (bundle failed verification or trust; source bytes did not match their digest).
+3 content rejected (bundle failed verification or trust; source bytes did not match their digest),
+130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+A path that is not a bundle (missing, a file, a directory without manifest.json such as a
+bundle's chunks/) is a usage error (2); a bundle that is damaged (manifest present, signatures
+or chunks wrong; or a bundle's files without its manifest) is a rejection (3); an I/O failure
+reading a bundle is 1.
 
 Docs: README.md (quick start, officer's manual check), docs/FORMAT.md (bundle format).";
 
@@ -54,7 +112,7 @@ pub enum Command {
 Examples:
   airlock audit verify                       # STATE/audit.jsonl
   airlock audit verify --audit-log /var/log/airlock/audit.jsonl --json
-  airlock audit verify --expect-head HASH --expect-records N   # against a head kept elsewhere
+  airlock audit verify --expect-head 3f1c… --expect-records 42   # a head and count kept elsewhere
 
 Every verify and import decision is one JSON line carrying the SHA-256 of the line before it:
 an edited, deleted, reordered or inserted record is reported with its line number (exit 3).
@@ -199,30 +257,46 @@ pub struct PackArgs {
     pub registry: RegistryArgs,
 }
 
+/// The trust a bundle is checked against: declared once, the same in inspect, verify, import
+/// and sign.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrustArgs {
+    /// Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file
+    /// or the RW... key itself)
+    #[arg(id = "trust", long = "trust", value_name = "PUBKEY")]
+    pub keys: Vec<String>,
+
+    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
+    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
+    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
+    pub policy: Option<PathBuf>,
+}
+
 /// Where the enclave keeps its acceptance state and audit log.
 #[derive(Debug, Args)]
 pub struct StateArgs {
     /// State directory: the highest sequence accepted per channel, and the audit log
-    /// [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]
-    #[arg(long, value_name = "DIR", env = "AIRLOCK_STATE")]
+    /// [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root,
+    /// else ~/.local/state/airlock]
+    // The environment variables are read by the command (commands::state_paths), not by clap:
+    // clap would show a value from the environment in the usage line as if it had been typed.
+    #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
 
-    /// Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]
-    #[arg(long, value_name = "FILE", env = "AIRLOCK_AUDIT_LOG")]
+    /// Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]
+    #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
 }
 
 /// How to reach OCI registries (pack: sources; import: the target).
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE,
-    /// $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]
-    #[arg(
-        long,
-        value_name = "USER:PASSWORD",
-        env = "AIRLOCK_CREDS",
-        hide_env_values = true
-    )]
+    /// Registry credentials USER:PASSWORD [env: AIRLOCK_CREDS] [default: from
+    /// $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json,
+    /// ~/.docker/config.json]
+    // AIRLOCK_CREDS is read by the command (commands::connect_options), not by clap, which would
+    // show it in the usage line as if it had been typed.
+    #[arg(long, value_name = "USER:PASSWORD")]
     pub creds: Option<String>,
 
     /// Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)
@@ -239,31 +313,26 @@ pub struct RegistryArgs {
 #[command(after_help = "\
 Examples:
   airlock inspect /media/usb/bundle
-  airlock inspect /media/usb/bundle --trust officer.pub --json
+  airlock inspect /media/usb/bundle --trust officer.key.pub --json
   airlock inspect /media/usb/bundle --policy /etc/airlock/trust.toml   # names who signed
 
 Without --trust or a policy the signatures are listed but not checked: the content shown is
 UNVERIFIED.")]
 pub struct InspectArgs {
-    /// The bundle directory
-    #[arg(value_name = "DIR")]
+    /// The bundle directory (holding manifest.json)
+    #[arg(value_name = "BUNDLE")]
     pub dir: PathBuf,
 
-    /// Public key to check signatures against (repeatable; a .pub file or the RW... key itself)
-    #[arg(long, value_name = "PUBKEY")]
-    pub trust: Vec<String>,
-    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
-    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
-    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Check signatures and every hash of a bundle, writing nothing
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  airlock verify /media/usb/bundle --trust ci.pub
-  airlock verify /media/usb/bundle --trust ci.pub --trust officer.pub --json
+  airlock verify /media/usb/bundle --trust ci.key.pub
+  airlock verify /media/usb/bundle --trust ci.key.pub --trust officer.key.pub --json
   airlock verify /media/usb/bundle --policy trust.toml      # m-of-n signers per channel
 
 Reports every problem found (missing, truncated or corrupt chunks, unexpected files,
@@ -271,19 +340,12 @@ bad or missing signatures, unknown signers, edited manifest, unsupported version
 and which trust policy rule failed (who signed, who was expected, how many were needed).
 Give exactly one of --policy and --trust (or install /etc/airlock/trust.toml).")]
 pub struct VerifyArgs {
-    /// The bundle directory
-    #[arg(value_name = "DIR")]
+    /// The bundle directory (holding manifest.json)
+    #[arg(value_name = "BUNDLE")]
     pub dir: PathBuf,
 
-    /// Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file
-    /// or the RW... key itself)
-    #[arg(long, value_name = "PUBKEY")]
-    pub trust: Vec<String>,
-
-    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
-    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
-    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     #[command(flatten)]
     pub state: StateArgs,
@@ -295,13 +357,17 @@ pub struct VerifyArgs {
     group(clap::ArgGroup::new("target").required(true).multiple(true).args(["files", "registry", "oci_layout", "ollama_models", "models_dir", "hf_cache"])),
     after_help = "\
 Examples:
-  airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --dry-run
-  airlock import /media/usb/bundle --trust ci.pub --files /srv/airlock --json
+  airlock import /media/usb/bundle --trust ci.key.pub --files /srv/airlock --dry-run
+  airlock import /media/usb/bundle --trust ci.key.pub --files /srv/airlock --json
   airlock import /media/usb/bundle --policy /etc/airlock/trust.toml --files /srv/airlock
-  airlock import /media/usb/bundle --trust ci.pub --registry registry.enclave:5000/mirror
-  airlock import /media/usb/bundle --trust ci.pub --oci-layout /srv/images
-  airlock import /media/usb/models --trust ci.pub --ollama-models --models-dir /srv/models
-  airlock import /media/usb/models --trust ci.pub --hf-cache            # ~/.cache/huggingface/hub
+  airlock import /media/usb/bundle --trust ci.key.pub --registry registry.enclave:5000/mirror
+  airlock import /media/usb/bundle --trust ci.key.pub --oci-layout /srv/images
+  airlock import /media/usb/models --trust ci.key.pub --ollama-models --models-dir /srv/models
+  airlock import /media/usb/models --trust ci.key.pub --hf-cache            # ~/.cache/huggingface/hub
+  airlock import /media/usb/models --trust ci.key.pub --hf-cache=/srv/hf    # another cache: with `=`
+
+--hf-cache and --ollama-models take a directory only with `=` (--hf-cache=DIR): a word after
+a space is never their value. The output names the state directory and audit log used.
 
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
@@ -322,19 +388,12 @@ last, exactly as huggingface_hub writes them, so HF_HUB_OFFLINE=1 loads them) an
 --models-dir. Every target is planned before any is written."
 )]
 pub struct ImportArgs {
-    /// The bundle directory
-    #[arg(value_name = "DIR")]
+    /// The bundle directory (holding manifest.json)
+    #[arg(value_name = "BUNDLE")]
     pub dir: PathBuf,
 
-    /// Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file
-    /// or the RW... key itself)
-    #[arg(long, value_name = "PUBKEY")]
-    pub trust: Vec<String>,
-
-    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
-    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
-    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     /// Materialise file and directory artifacts (and images, if no image target is given) under DEST
     #[arg(long, value_name = "DEST")]
@@ -352,9 +411,10 @@ pub struct ImportArgs {
     #[arg(long, value_name = "PATH")]
     pub oci_layout: Option<PathBuf>,
 
-    /// Put Hugging Face repos into this huggingface_hub cache [default: $HF_HUB_CACHE, else
-    /// $HF_HOME/hub, else ~/.cache/huggingface/hub]
-    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    /// Put Hugging Face repos into a huggingface_hub cache: --hf-cache for the default one,
+    /// --hf-cache=DIR for another (with `=`: a word after a space is never taken as DIR)
+    /// [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
     pub hf_cache: Option<Option<PathBuf>>,
 
     /// In the Hugging Face cache, write snapshot files as real files, not symlinks into blobs/
@@ -362,8 +422,10 @@ pub struct ImportArgs {
     #[arg(long, requires = "hf_cache")]
     pub hf_no_symlinks: bool,
 
-    /// Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]
-    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    /// Put Ollama models into an Ollama store: --ollama-models for the default one,
+    /// --ollama-models=DIR for another (with `=`: a word after a space is never taken as DIR)
+    /// [default: $OLLAMA_MODELS, else ~/.ollama/models]
+    #[arg(long, value_name = "DIR", num_args = 0..=1, require_equals = true)]
     pub ollama_models: Option<Option<PathBuf>>,
 
     /// Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos,
@@ -399,31 +461,25 @@ fn registry_target(s: &str) -> Result<String, String> {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  airlock inspect /media/usb/bundle --trust ci.pub           # review first
-  airlock sign /media/usb/bundle --key officer.key --trust ci.pub
+  airlock inspect /media/usb/bundle --trust ci.key.pub           # review first
+  airlock sign /media/usb/bundle --key officer.key --trust ci.key.pub
   airlock sign /media/usb/bundle --key officer.key --policy /etc/airlock/trust.toml
 
 The bundle must verify against the --trust keys (or the policy, where one counted signer
 suffices: the countersignature is how it reaches the channel's threshold) before it is signed. The signature goes to
 signatures/<KEYID>.minisig; chunks and manifest are not touched. Check it with stock tools:
-  minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.pub")]
+  minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.key.pub")]
 pub struct SignArgs {
-    /// The bundle directory
-    #[arg(value_name = "DIR")]
+    /// The bundle directory (holding manifest.json)
+    #[arg(value_name = "BUNDLE")]
     pub dir: PathBuf,
 
     /// Secret key to countersign with
     #[arg(long, value_name = "KEY")]
     pub key: PathBuf,
 
-    /// Public key the bundle must already verify against (repeatable)
-    #[arg(long, value_name = "PUBKEY")]
-    pub trust: Vec<String>,
-
-    /// Trust policy file (TOML: named keys, per-channel signers and thresholds; see
-    /// docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]
-    #[arg(long, value_name = "FILE", conflicts_with = "trust")]
-    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Print shell completions

@@ -1,8 +1,5 @@
 //! The `airlock` binary: parse, run, map the outcome to an exit code.
 
-use clap::Parser as _;
-
-use airlock::cli::Cli;
 use airlock::error::{exit, Error};
 use airlock::output::Printer;
 
@@ -14,7 +11,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match airlock::cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         // --help and --version: their text on stdout, exit 0, as clap does.
         Err(e) if !e.use_stderr() => e.exit(),

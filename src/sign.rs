@@ -239,6 +239,11 @@ impl SigningKey {
         passphrase: impl FnOnce() -> Result<String>,
     ) -> Result<SigningKey> {
         let not_a_key = || Error::Key(format!("{origin}: not a minisign secret key"));
+        // The layout is checked before any passphrase is asked for: the crate's box parses
+        // nothing until it is opened, so a file that is no key would otherwise ask first.
+        if !is_secret_key_layout(text) {
+            return Err(not_a_key());
+        }
         let sk_box = minisign::SecretKeyBox::from_string(text).map_err(|_| not_a_key())?;
         let sk = match sk_box.clone().into_unencrypted_secret_key() {
             Ok(sk) => sk,
@@ -281,6 +286,20 @@ impl SigningKey {
         .map_err(|e| Error::Key(format!("signing with key {}: {e}", self.public.id)))?;
         Ok(sig.into_string())
     }
+}
+
+/// Whether `text` is laid out as a minisign secret key file, as the crate reads one: a comment
+/// line, then the base64 of at least 158 bytes whose KDF is scrypt ("Sc") or none. Nothing is
+/// decrypted.
+fn is_secret_key_layout(text: &str) -> bool {
+    use base64::Engine as _;
+    let Some(line) = text.lines().nth(1) else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(line.trim()) else {
+        return false;
+    };
+    bytes.len() >= 158 && (&bytes[2..4] == b"Sc" || bytes[2..4] == [0, 0])
 }
 
 /// `minisign -G -W` (0.11) leaves the checksum of an unencrypted key zeroed, which the crate

@@ -25,8 +25,8 @@ pub(crate) mod chunks;
 pub use crate::problem::{KeyRef, Problem};
 pub(crate) use authenticate::read_bounded;
 pub use authenticate::{
-    authenticate, read_manifest_bytes, read_manifest_bytes_bounded, signature_files, Authenticated,
-    SignatureFile,
+    authenticate, check_bundle_dir, read_manifest_bytes, read_manifest_bytes_bounded,
+    signature_files, Authenticated, SignatureFile,
 };
 pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
 

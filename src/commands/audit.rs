@@ -6,7 +6,7 @@ use crate::output::{self, escape, Printer};
 pub fn run(args: AuditArgs, printer: &Printer) -> Result<()> {
     match args.action {
         AuditAction::Verify(a) => {
-            let (_, log) = super::state_paths(&a.state)?;
+            let log = super::state_paths(&a.state)?.log;
             let anchor = Anchor {
                 records: a.expect_records,
                 head: a

@@ -71,6 +71,9 @@ pub(crate) struct Report<'a> {
     signers: &'a [SignerInfo],
     #[serde(flatten)]
     targets: TargetReports<'a>,
+    /// The state directory and audit log (null in a dry run: nothing appended).
+    #[serde(flatten)]
+    state: super::StateReport,
 }
 
 /// Each target's fields ([`Target::report`]), serialised only when printed (a plan of a million
@@ -116,16 +119,18 @@ impl JsonSchema for TargetReports<'_> {
 }
 
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
-    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
+    let policy = super::load_policy(&args.trust)?;
+    // A path that is not a bundle is a usage error, before any state directory is created.
+    crate::bundle::verify::check_bundle_dir(&args.dir)?;
     let targets = choose(&args)?;
-    let (state_dir, audit_log) = super::state_paths(&args.state)?;
+    let paths = super::state_paths(&args.state)?;
     let settings = Settings {
         dir: args.dir.clone(),
         policy,
         verify: super::verify_options(),
-        state_dir,
-        audit_log,
-        create_state_dir: args.state.audit_log.is_none(),
+        state_dir: paths.dir.clone(),
+        audit_log: paths.log.clone(),
+        create_state_dir: paths.log_chosen == super::Chosen::Default,
         dry_run: args.dry_run,
         allow_rollback: args.allow_rollback,
     };
@@ -147,6 +152,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         bundle: BundleSummary::new(&args.dir, done.bundle.manifest()),
         signers: done.bundle.bundle().signers(),
         targets: TargetReports(&done.targets),
+        state: super::StateReport::new(&paths, !args.dry_run),
     };
     printer.report(&report, || {
         let mut s = if args.dry_run {
@@ -160,6 +166,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         for t in &done.targets {
             s += &t.summary(args.dry_run);
         }
+        s += &paths.lines(!args.dry_run, "dry run, nothing recorded");
         s
     });
     Ok(())

@@ -1,4 +1,3 @@
-use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -12,7 +11,6 @@ use crate::cli::InspectArgs;
 use crate::error::{Error, Result};
 use crate::format::Manifest;
 use crate::output::Printer;
-use crate::policy;
 use crate::sign::Signature;
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -31,11 +29,8 @@ pub(crate) struct Report {
 }
 
 pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
-    let policy = policy::select(
-        args.policy.as_deref(),
-        &args.trust,
-        Path::new(policy::DEFAULT_POLICY),
-    )?;
+    let policy = super::select_policy(&args.trust)?;
+    crate::bundle::verify::check_bundle_dir(&args.dir)?;
     // With a trust policy, nothing in the manifest is parsed before a trusted signature over its
     // bytes verified (as in verify); a bundle without one is refused, naming why. Without any
     // trust (the packing side, reviewing what it just wrote) the manifest is shown unverified.

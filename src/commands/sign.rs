@@ -21,8 +21,12 @@ pub(crate) struct Report {
 }
 
 pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
+    // Everything that can be checked without the passphrase is checked before it is asked for:
+    // the trust, that the path is a bundle, and the key file (read, its mode, a minisign secret
+    // key: SigningKey::load parses it before it asks).
+    let policy = super::load_policy(&args.trust)?;
+    bundle::verify::check_bundle_dir(&args.dir)?;
     let key = SigningKey::load(&args.key)?;
-    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
     let progress = printer.progress();
     let vb = bundle::verify::verify_for_countersign(
         &args.dir,

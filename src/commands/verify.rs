@@ -1,6 +1,7 @@
 use serde::Serialize;
 
 use super::pack::BundleSummary;
+use super::StateReport;
 use crate::audit::{self, Action, Event};
 use crate::bundle::{self, SignerInfo};
 use crate::cli::VerifyArgs;
@@ -14,6 +15,8 @@ pub(crate) struct Report {
     #[serde(flatten)]
     bundle: BundleSummary,
     signers: Vec<SignerInfo>,
+    #[serde(flatten)]
+    state: StateReport,
 }
 
 /// One line per signature found: who signed and what became of it, then the signature's file
@@ -50,14 +53,18 @@ pub(super) fn signer_lines(signers: &[SignerInfo]) -> String {
 }
 
 pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
-    let policy = super::load_policy(args.policy.as_deref(), &args.trust)?;
-    let (state_dir, log) = super::state_paths(&args.state)?;
+    let policy = super::load_policy(&args.trust)?;
+    // A path that is not a bundle is a usage error, not a decision about a bundle: not audited.
+    bundle::verify::check_bundle_dir(&args.dir)?;
+    let paths = super::state_paths(&args.state)?;
     // verify writes nothing but its audit record, and only where an audit log is kept already
     // (or one was named): on the connected side there is none.
-    let audited = args.state.audit_log.is_some() || log.parent().is_some_and(|d| d.is_dir());
+    let audited = paths.log_chosen != super::Chosen::Default
+        || paths.log.parent().is_some_and(|d| d.is_dir());
+    let log = &paths.log;
     let audit = |e: Event| -> Result<()> {
         if audited {
-            audit::append(&log, &e)?;
+            audit::append(log, &e)?;
         }
         Ok(())
     };
@@ -75,7 +82,7 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         }
     };
     // Freshness against what this enclave accepted (read only: verify takes no lock).
-    let st = State::open_read_only(&state_dir)?;
+    let st = State::open_read_only(&paths.dir)?;
     let decision = st.check(vb.manifest(), &vb.manifest_digest());
     let event = Event::for_bundle(Action::Verify, &vb)
         .signer_names(&super::signer_name(vb.signers()))
@@ -93,15 +100,20 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         verified: true,
         bundle: BundleSummary::new(&args.dir, vb.manifest()),
         signers: vb.signers().to_vec(),
+        state: StateReport::new(&paths, audited),
     };
     printer.report(&report, || {
         format!(
-            "verified {}: signatures, {} chunks and {} blobs check out\n{}{}",
+            "verified {}: signatures, {} chunks and {} blobs check out\n{}{}{}",
             output::escape_path(&args.dir),
             report.bundle.chunks.len(),
             vb.manifest().blobs.len(),
             signer_lines(&report.signers),
-            report.bundle.text()
+            report.bundle.text(),
+            paths.lines(
+                audited,
+                "no audit log is kept here (verify appends only to an existing log's directory, or to --audit-log)"
+            )
         )
     });
     Ok(())

@@ -237,12 +237,12 @@ fn an_hf_cache_import_killed_at_any_point_never_shows_a_ref_to_an_incomplete_sna
     let env = Env::new();
     let repo = hf_repo();
     hfcache::pack(&env, "b", std::slice::from_ref(&repo));
-    let (want, took) = clean_import(&env, &["--hf-cache", "ref"], &env.path("ref"));
+    let (want, took) = clean_import(&env, &["--hf-cache=ref"], &env.path("ref"));
     assert!(want.contains_key("models--org--crashy/refs/main"));
     let dest = env.path("cache");
     kill_loop(
         &env,
-        &["--hf-cache", "cache"],
+        &["--hf-cache=cache"],
         &dest,
         &want,
         took,
@@ -402,12 +402,12 @@ fn an_ollama_import_killed_at_any_point_never_shows_a_manifest_without_its_blobs
     let env = Env::new();
     let tags = ollama_tags();
     ollama_bundle(&env, &tags);
-    let (want, took) = clean_import(&env, &["--ollama-models", "ref"], &env.path("ref"));
+    let (want, took) = clean_import(&env, &["--ollama-models=ref"], &env.path("ref"));
     assert!(want.contains_key("manifests/registry.ollama.ai/library/crashy/latest"));
     let dest = env.path("store");
     kill_loop(
         &env,
-        &["--ollama-models", "store"],
+        &["--ollama-models=store"],
         &dest,
         &want,
         took,
@@ -476,11 +476,11 @@ fn a_full_disk_fails_clearly_and_leaves_every_store_as_it_was() {
 
     let env = Env::new();
     hfcache::pack(&env, "b", &[hf_repo()]);
-    full_disk(&env, &|d| vec!["--hf-cache".into(), d.into()]);
+    full_disk(&env, &|d| vec![format!("--hf-cache={d}")]);
 
     let env = Env::new();
     ollama_bundle(&env, &ollama_tags());
-    full_disk(&env, &|d| vec!["--ollama-models".into(), d.into()]);
+    full_disk(&env, &|d| vec![format!("--ollama-models={d}")]);
 }
 
 /// `sh -c` running the import under `RLIMIT_FSIZE` of 256 KiB, with SIGXFSZ ignored first when

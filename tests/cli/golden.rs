@@ -42,8 +42,7 @@ fn v2_golden_bundle_with_an_image_and_an_hf_repo_verifies_and_imports() {
         "dest",
         "--oci-layout",
         "images",
-        "--hf-cache",
-        "hf",
+        "--hf-cache=hf",
     ])
     .ok();
     assert_eq!(

@@ -2,6 +2,7 @@
 
 mod audit_compat;
 mod audit_reads;
+mod cli_rules;
 mod crash;
 mod crash_targets;
 mod fmt_v3;
@@ -25,6 +26,7 @@ mod pack_floor;
 mod policy;
 mod props;
 mod push;
+mod readme;
 mod regauth;
 mod registry;
 mod rejections;

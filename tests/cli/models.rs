@@ -56,8 +56,7 @@ fn import_hf(env: &Env, bundle: &str, cache: &Path) -> Run {
         bundle,
         "--trust",
         "k.pub",
-        "--hf-cache",
-        cache.to_str().unwrap(),
+        &format!("--hf-cache={}", cache.display()),
         "--json",
     ]);
     cmd.env_remove("HF_HUB_DISABLE_SYMLINKS");

@@ -694,14 +694,7 @@ fn the_binary_imports_ollama_models_into_the_default_store_and_a_models_dir() {
         .is_file());
     // Only an Ollama target, and the bundle has nothing else: fine; re-import writes nothing.
     let before = tree::snapshot(&env.path("store"));
-    env.run(&[
-        "import",
-        "b",
-        "--trust",
-        "k.pub",
-        "--ollama-models",
-        "store",
-    ])
-    .ok();
+    env.run(&["import", "b", "--trust", "k.pub", "--ollama-models=store"])
+        .ok();
     assert_eq!(tree::snapshot(&env.path("store")), before);
 }

@@ -790,12 +790,12 @@ fn bad_bundle_content_is_exit_3_on_every_target_and_combination() {
     for targets in [
         &["--files", "F"][..],
         &["--models-dir", "M"],
-        &["--ollama-models", "S"],
+        &["--ollama-models=S"],
         &["--oci-layout", "L"],
         &["--oci-layout", "L", "--files", "F"],
         &["--files", "F", "--models-dir", "M"],
-        &["--files", "F", "--ollama-models", "S"],
-        &["--files", "F", "--ollama-models", "S", "--models-dir", "M"],
+        &["--files", "F", "--ollama-models=S"],
+        &["--files", "F", "--ollama-models=S", "--models-dir", "M"],
     ] {
         let dir = if targets.contains(&"--files") {
             "b"
@@ -828,9 +828,9 @@ fn bad_bundle_content_is_exit_3_on_every_target_and_combination() {
     poison(&env, "b", Digest::of(&weights));
     for targets in [
         &["--files", "F"][..],
-        &["--hf-cache", "C"],
+        &["--hf-cache=C"],
         &["--models-dir", "M"],
-        &["--hf-cache", "C", "--models-dir", "M"],
+        &["--hf-cache=C", "--models-dir", "M"],
     ] {
         import(&env, "b", targets).code(3);
         assert!(!env.path("M").exists(), "{targets:?} left M");

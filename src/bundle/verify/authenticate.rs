@@ -12,7 +12,7 @@ use crate::format::limits::{
     MAX_DECLARED_MANIFEST_BYTES, MAX_MANIFEST_BYTES, MAX_SIGNATURES, MAX_SIGNATURE_BYTES,
 };
 use crate::format::text::escape;
-use crate::format::{MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE};
+use crate::format::{CHUNKS_DIR, MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE, SUMS_FILE};
 use crate::fsutil;
 use crate::policy::{KeyState, TrustPolicy};
 use crate::sign::{comment_field, repeated_comment_field, Signature, MANIFEST_SIZE_FIELD};
@@ -21,6 +21,80 @@ use crate::sign::{comment_field, repeated_comment_field, Signature, MANIFEST_SIZ
 /// the handle, opened without following links or blocking: `fsutil::open_regular`).
 pub(crate) fn read_bounded(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
     fsutil::read_regular(path, max).map_err(|e| e.to_string())
+}
+
+/// The one rule for a path given as a bundle: what is not a bundle at all is a usage error
+/// (exit 2) naming the path, what was expected and, where it helps, the directory meant; a
+/// bundle that is damaged is left to verification (a rejection, exit 3); an I/O failure reading
+/// a real bundle is an I/O error (exit 1).
+///
+/// Not a bundle: a missing path; a file (a bundle's `manifest.json` or chunk included); a
+/// directory without `manifest.json` that holds none of a bundle's other files (an empty
+/// directory, a bundle's `chunks/` or `signatures/`). A directory holding a bundle's signature,
+/// sums or chunks without its manifest is a damaged bundle (`missing-manifest`: a pack killed
+/// before it wrote the manifest leaves exactly that).
+pub fn check_bundle_dir(dir: &Path) -> Result<()> {
+    let shown = || escape(&dir.display().to_string()).to_string();
+    let expected = "expected a bundle directory (holding manifest.json, as airlock pack writes it)";
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "{}: no such file or directory; {expected}",
+                shown()
+            )))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Err(Error::Usage(format!(
+                "{}: a path through a file, not a directory; {expected}",
+                shown()
+            )))
+        }
+        Err(e) => return Err(Error::io("open bundle", dir, e)),
+    };
+    // The bundle this path lies inside, if any: its parent directory holds a manifest.
+    let parent_hint = || {
+        let parent = match dir.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => return String::new(),
+        };
+        if parent.join(MANIFEST_FILE).symlink_metadata().is_ok() {
+            format!(
+                "; did you mean the bundle directory {}?",
+                escape(&parent.display().to_string())
+            )
+        } else {
+            String::new()
+        }
+    };
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is {}, not a bundle directory; {expected}{}",
+            shown(),
+            fsutil::file_kind(&meta.file_type()),
+            parent_hint()
+        )));
+    }
+    match dir.join(MANIFEST_FILE).symlink_metadata() {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("open bundle", dir.join(MANIFEST_FILE), e))
+        }
+        Err(_) => {}
+    }
+    let looks_like_bundle = [SIGNATURE_FILE, SIGNATURES_DIR, SUMS_FILE, CHUNKS_DIR]
+        .iter()
+        .any(|f| dir.join(f).symlink_metadata().is_ok());
+    if looks_like_bundle {
+        // Damaged: verification names `missing-manifest`.
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{} is not a bundle directory: it holds no {MANIFEST_FILE}; {expected}{}",
+        shown(),
+        parent_hint()
+    )))
 }
 
 /// A signature file's path relative to the bundle root, and its text (or why it is unreadable).
@@ -94,13 +168,7 @@ impl Authenticated {
 /// without a valid signature by a usable trusted key the bundle is rejected
 /// (`missing-signature`, `unknown-signer`, `edited-manifest`, …) unparsed.
 pub fn authenticate(dir: &Path, policy: &TrustPolicy, now: SystemTime) -> Result<Authenticated> {
-    let meta = fs::metadata(dir).map_err(|e| Error::io("open bundle", dir, e))?;
-    if !meta.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a bundle directory",
-            escape(&dir.display().to_string())
-        )));
-    }
+    check_bundle_dir(dir)?;
     let reject = |problems: Vec<Problem>| Error::Rejected {
         dir: dir.to_path_buf(),
         problems,
