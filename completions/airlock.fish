@@ -82,6 +82,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-cache -d 'Put Hugging Face repos into this huggingface_hub cache [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ollama-models -d 'Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l models-dir -d 'Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos, DIR/ollama/HOST/NAMESPACE/MODEL/TAG for Ollama models), for servers that take a path' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l only -d 'Import only the artifacts with this name, as `inspect` shows it (repeatable; globs `*`, `?`, `[...]`); the others\' chunks are not read, and they need no target' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l skip -d 'Leave out the artifacts with this name (repeatable; globs as for --only)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r

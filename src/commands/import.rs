@@ -3,7 +3,8 @@ use serde_json::{Map, Value};
 use super::pack::BundleSummary;
 use crate::cli::ImportArgs;
 use crate::error::Result;
-use crate::import::{self, Settings};
+use crate::format::text::escape;
+use crate::import::{self, Selection, Settings};
 use crate::output::{self, Printer};
 use crate::targets::files::FilesTarget;
 use crate::targets::hf_cache::{self, HfCacheTarget, SnapshotLayout};
@@ -81,6 +82,17 @@ impl serde::Serialize for Report<'_> {
             serde_json::to_value(self.done.bundle.bundle().signers())
                 .map_err(serde::ser::Error::custom)?,
         );
+        // Which artifacts were (or, in a dry run, would be) imported, and which were left out
+        // (`--only`/`--skip`; their chunks not read).
+        let m = self.done.bundle.manifest();
+        let sel = &self.done.selected;
+        report.insert("imported_artifacts".into(), sel.names(m, true).into());
+        report.insert("skipped_artifacts".into(), sel.names(m, false).into());
+        report.insert(
+            "expired_within_skew".into(),
+            serde_json::to_value(self.done.bundle.bundle().expired_within_skew())
+                .map_err(serde::ser::Error::custom)?,
+        );
         for t in &self.done.targets {
             for (k, v) in t.report() {
                 report.insert(k.into(), v);
@@ -103,6 +115,10 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         create_state_dir: args.state.audit_log.is_none(),
         dry_run: args.dry_run,
         allow_rollback: args.allow_rollback,
+        select: Selection {
+            only: args.only.clone(),
+            skip: args.skip.clone(),
+        },
     };
     let (json, quiet) = (printer.json, printer.quiet);
     crate::interrupt::on_forced_stop(move |signal| {
@@ -121,14 +137,37 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         dir: &args.dir,
         done: &done,
     };
+    if let Some(skew) = done.bundle.bundle().expired_within_skew() {
+        printer.note(&skew.note());
+    }
     printer.report(&report, || {
-        let mut s = if args.dry_run {
-            format!(
-                "verified {}; dry run, nothing written. Plan:\n",
-                output::escape_path(&args.dir)
-            )
+        let dir = output::escape_path(&args.dir);
+        let m = done.bundle.manifest();
+        let sel = &done.selected;
+        let part = if sel.is_whole() {
+            String::new()
         } else {
-            format!("imported {}\n", output::escape_path(&args.dir))
+            let names: Vec<String> = sel
+                .names(m, true)
+                .iter()
+                .map(|n| escape(n).to_string())
+                .collect();
+            format!(
+                "{} of {} artifacts ({})",
+                sel.count(),
+                m.artifacts.len(),
+                names.join(", ")
+            )
+        };
+        let mut s = match (args.dry_run, sel.is_whole()) {
+            (true, true) => format!("verified {dir}; dry run, nothing written. Plan:\n"),
+            (true, false) => {
+                format!("verified {dir}; dry run, nothing written. Plan for {part}:\n")
+            }
+            (false, true) => format!("imported {dir}\n"),
+            (false, false) => {
+                format!("imported {dir}: {part}; chunks of the others not read\n")
+            }
         };
         for t in &done.targets {
             s += &t.summary(args.dry_run);

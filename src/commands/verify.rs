@@ -14,6 +14,8 @@ struct Report {
     #[serde(flatten)]
     bundle: BundleSummary,
     signers: Vec<SignerInfo>,
+    /// Set when `expires` had passed, within the clock-skew allowance.
+    expired_within_skew: Option<bundle::ExpiredWithinSkew>,
 }
 
 /// One line per signature found: who signed and what became of it, then the signature's file
@@ -93,7 +95,11 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         verified: true,
         bundle: BundleSummary::new(&args.dir, vb.manifest()),
         signers: vb.signers().to_vec(),
+        expired_within_skew: vb.expired_within_skew().cloned(),
     };
+    if let Some(skew) = &report.expired_within_skew {
+        printer.note(&skew.note());
+    }
     printer.report(&report, || {
         format!(
             "verified {}: signatures, {} chunks and {} blobs check out\n{}{}",
