@@ -7,8 +7,11 @@
 //! 2. **admission**: signatures, trust policy, manifest, `SHA256SUMS` and the bundle's file set
 //!    (`bundle::verify::verify_manifest`, which reads no chunk), then freshness against the
 //!    state (locked until the import is recorded) → [`Admitted`];
-//! 3. **routing and plans**: every artifact to the targets made for its kind (the files target
-//!    takes the rest); each target plans, reading its destination: conflicts abort here;
+//! 3. **selection, routing and plans**: `--only`/`--skip` ([`Selection`]) pick artifacts from
+//!    the verified manifest (a pattern matching none is a usage error); every selected artifact
+//!    goes to the targets made for its kind (the files target takes the rest); each target
+//!    plans, reading its destination: conflicts abort here. Artifacts left out are planned by
+//!    no target, so their blobs are not staged and their chunks not read;
 //! 4. remote targets are **probed** (reachable, authenticated, push permitted);
 //! 5. **preflight**: each target filesystem has room for what will be staged there;
 //! 6. the `started` record (the final record proven to fit);

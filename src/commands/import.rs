@@ -141,7 +141,6 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         printer.note(&skew.note());
     }
     printer.report(&report, || {
-        let dir = output::escape_path(&args.dir);
         let m = done.bundle.manifest();
         let sel = &done.selected;
         let part = if sel.is_whole() {
@@ -160,14 +159,19 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             )
         };
         let mut s = match (args.dry_run, sel.is_whole()) {
-            (true, true) => format!("verified {dir}; dry run, nothing written. Plan:\n"),
-            (true, false) => {
-                format!("verified {dir}; dry run, nothing written. Plan for {part}:\n")
-            }
-            (false, true) => format!("imported {dir}\n"),
-            (false, false) => {
-                format!("imported {dir}: {part}; chunks of the others not read\n")
-            }
+            (true, true) => format!(
+                "verified {}; dry run, nothing written. Plan:\n",
+                output::escape_path(&args.dir)
+            ),
+            (true, false) => format!(
+                "verified {}; dry run, nothing written. Plan for {part}:\n",
+                output::escape_path(&args.dir)
+            ),
+            (false, true) => format!("imported {}\n", output::escape_path(&args.dir)),
+            (false, false) => format!(
+                "imported {}: {part}; chunks of the others not read\n",
+                output::escape_path(&args.dir)
+            ),
         };
         for t in &done.targets {
             s += &t.summary(args.dry_run);
