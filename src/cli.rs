@@ -433,6 +433,15 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
 
+    /// Import only the artifacts with this name, as `inspect` shows it (repeatable; globs `*`,
+    /// `?`, `[...]`); the others' chunks are not read, and they need no target
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+
+    /// Leave out the artifacts with this name (repeatable; globs as for --only)
+    #[arg(long, value_name = "NAME")]
+    pub skip: Vec<String>,
+
     /// Verify and print the plan, write nothing
     #[arg(long)]
     pub dry_run: bool,

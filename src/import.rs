@@ -7,8 +7,11 @@
 //! 2. **admission**: signatures, trust policy, manifest, `SHA256SUMS` and the bundle's file set
 //!    (`bundle::verify::verify_manifest`, which reads no chunk), then freshness against the
 //!    state (locked until the import is recorded) → [`Admitted`];
-//! 3. **routing and plans**: every artifact to the targets made for its kind (the files target
-//!    takes the rest); each target plans, reading its destination: conflicts abort here;
+//! 3. **selection, routing and plans**: `--only`/`--skip` ([`Selection`]) pick artifacts from
+//!    the verified manifest (a pattern matching none is a usage error); every selected artifact
+//!    goes to the targets made for its kind (the files target takes the rest); each target
+//!    plans, reading its destination: conflicts abort here. Artifacts left out are planned by
+//!    no target, so their blobs are not staged and their chunks not read;
 //! 4. remote targets are **probed** (reachable, authenticated, push permitted);
 //! 5. **preflight**: each target filesystem has room for what will be staged there;
 //! 6. the `started` record (the final record proven to fit);
@@ -51,6 +54,81 @@ pub struct Settings {
     pub create_state_dir: bool,
     pub dry_run: bool,
     pub allow_rollback: bool,
+    /// Which artifacts to import (`--only` / `--skip`); empty: all of them.
+    pub select: Selection,
+}
+
+/// `--only NAME` / `--skip NAME` patterns over artifact names (the manifest's `name`, as
+/// `inspect` shows it), with the globs pack's Hugging Face `include` uses (`*`, `?`, `[...]`;
+/// [`crate::hf::glob::Pattern`]). An artifact is selected when no `--only` is given or one
+/// matches it, and no `--skip` matches it. A pattern that matches no artifact of the bundle is
+/// a usage error naming it.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+}
+
+/// Which artifacts an import takes: per artifact of the manifest, whether it is selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub chosen: Vec<bool>,
+}
+
+impl Selected {
+    /// Whether every artifact of the bundle is imported.
+    pub fn is_whole(&self) -> bool {
+        self.chosen.iter().all(|&c| c)
+    }
+    pub fn count(&self) -> usize {
+        self.chosen.iter().filter(|&&c| c).count()
+    }
+    /// The names of the selected (`true`) or left-out (`false`) artifacts, in manifest order.
+    pub fn names<'m>(&self, m: &'m Manifest, selected: bool) -> Vec<&'m str> {
+        m.artifacts
+            .iter()
+            .zip(&self.chosen)
+            .filter(|(_, &c)| c == selected)
+            .map(|(a, _)| a.name.as_str())
+            .collect()
+    }
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.only.is_empty() && self.skip.is_empty()
+    }
+
+    /// Applies the patterns to the artifacts of `m`.
+    pub fn apply(&self, m: &Manifest) -> Result<Selected> {
+        use crate::hf::glob::Pattern;
+        let compile = |ps: &[String]| ps.iter().map(|p| Pattern::new(p)).collect::<Vec<_>>();
+        let (only, skip) = (compile(&self.only), compile(&self.skip));
+        let names: Vec<&str> = m.artifacts.iter().map(|a| a.name.as_str()).collect();
+        for (flag, pats) in [("--only", &only), ("--skip", &skip)] {
+            if let Some(p) = pats.iter().find(|p| !names.iter().any(|n| p.matches(n))) {
+                let known: Vec<String> = names.iter().map(|n| escape(n).to_string()).collect();
+                return Err(Error::Usage(format!(
+                    "{flag} {}: no artifact of this bundle is named so; its artifacts are: {}",
+                    escape(p.as_str()),
+                    known.join(", ")
+                )));
+            }
+        }
+        let chosen: Vec<bool> = names
+            .iter()
+            .map(|n| {
+                (only.is_empty() || only.iter().any(|p| p.matches(n)))
+                    && !skip.iter().any(|p| p.matches(n))
+            })
+            .collect();
+        if !chosen.iter().any(|&c| c) {
+            return Err(Error::Usage(
+                "--only/--skip leave no artifact of this bundle to import".into(),
+            ));
+        }
+        Ok(Selected { chosen })
+    }
 }
 
 /// A finished (or, for a dry run, planned) import: the bundle and the targets with their plans
@@ -58,6 +136,8 @@ pub struct Settings {
 pub struct Outcome {
     pub bundle: Admitted,
     pub targets: Vec<Box<dyn Target>>,
+    /// The artifacts imported (all of them unless `--only`/`--skip` was given).
+    pub selected: Selected,
 }
 
 /// Names of the signers a policy knows, for audit records.
@@ -86,12 +166,25 @@ pub fn freshness_problem(m: &Manifest, d: &Decision) -> Option<Problem> {
     }
 }
 
-/// Which chosen targets take each artifact (indices into `manifest.artifacts`, per target);
-/// an artifact no target takes is a usage error naming it.
-fn route(m: &Manifest, targets: &[Box<dyn Target>]) -> Result<Vec<Vec<usize>>> {
+/// `event`, marked partial when the selection leaves artifacts out.
+fn partial(event: Event, selection: &Result<Selected>, m: &Manifest) -> Event {
+    match selection {
+        Ok(sel) if !sel.is_whole() => event.partial(&sel.names(m, true), &sel.names(m, false)),
+        _ => event,
+    }
+}
+
+/// Which chosen targets take each selected artifact (indices into `manifest.artifacts`, per
+/// target); a selected artifact no target takes is a usage error naming it. Artifacts left out
+/// are routed nowhere: no target plans them, so none of their blobs is staged and their chunks
+/// are not read.
+fn route(m: &Manifest, targets: &[Box<dyn Target>], sel: &Selected) -> Result<Vec<Vec<usize>>> {
     let mut routed = vec![Vec::new(); targets.len()];
     let mut homeless = Vec::new();
     for (i, a) in m.artifacts.iter().enumerate() {
+        if !sel.chosen[i] {
+            continue;
+        }
         let native: Vec<usize> = (0..targets.len())
             .filter(|&t| targets[t].accepts(a.kind))
             .collect();
@@ -186,18 +279,20 @@ pub fn run(
                 dir: s.dir.clone(),
                 problems: vec![problem],
             };
-            audit(
-                &Event::for_bundle(Audited::Import, &vb)
-                    .signer_names(&signer_name(vb.signers()))
-                    .freshness(&decision, s.allow_rollback)
-                    .rejected_by(&err),
-            )?;
+            let event = Event::for_bundle(Audited::Import, &vb)
+                .signer_names(&signer_name(vb.signers()))
+                .freshness(&decision, s.allow_rollback);
+            let selection = s.select.apply(vb.manifest());
+            audit(&partial(event, &selection, vb.manifest()).rejected_by(&err))?;
             return Err(err);
         }
     };
+    // Which artifacts: decided from the verified manifest, before any chunk is read.
+    let selection = s.select.apply(bundle.manifest());
     let event = Event::for_bundle(Audited::Import, bundle.bundle())
         .signer_names(&signer_name(bundle.bundle().signers()))
         .freshness(bundle.decision(), s.allow_rollback);
+    let event = partial(event, &selection, bundle.manifest());
     // Once the `started` record is written, the rejection names it.
     let started: Cell<Option<u64>> = Cell::new(None);
     let fail = |e: Error| -> Error {
@@ -205,13 +300,18 @@ pub fn run(
         e
     };
 
-    // 3. Routing and plans; 4. probes.
-    let routed = route(bundle.manifest(), &targets).map_err(fail)?;
+    // 3. Selection, routing and plans; 4. probes.
+    let selected = selection.map_err(fail)?;
+    let routed = route(bundle.manifest(), &targets, &selected).map_err(fail)?;
     for (t, arts) in targets.iter_mut().zip(&routed) {
         t.plan(&bundle, arts).map_err(fail)?;
     }
     if s.dry_run {
-        return Ok(Outcome { bundle, targets });
+        return Ok(Outcome {
+            bundle,
+            targets,
+            selected,
+        });
     }
     for t in targets.iter_mut() {
         t.probe().map_err(fail)?;
@@ -250,7 +350,11 @@ pub fn run(
             escape(&log.path().display().to_string())
         ))
     })?;
-    Ok(Outcome { bundle, targets })
+    Ok(Outcome {
+        bundle,
+        targets,
+        selected,
+    })
 }
 
 /// Steps 7 and 8 for planned (and probed) targets: stage every blob they need, then commit them

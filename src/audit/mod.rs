@@ -50,8 +50,8 @@ use crate::state::AUDIT_FILE;
 
 pub use log::{append, append_at, AuditLog};
 pub use record::{
-    operator, operator_from, Action, ArtifactRecord, Event, FileDigest, Outcome, Reason, Record,
-    SignerRecord,
+    operator, operator_from, Action, ArtifactRecord, Event, FileDigest, Outcome, Partial, Reason,
+    Record, SignerRecord,
 };
 pub use verify::{
     verify, verify_anchored, Anchor, AnchorMatch, AuditReport, BadKind, BadLine, Interrupted,

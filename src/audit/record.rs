@@ -108,6 +108,17 @@ pub struct Event {
     /// The `seq` of the `started` record whose outcome this record gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completes: Option<u64>,
+    /// A partial import (`--only`/`--skip`): which artifacts it took and which it left out
+    /// (absent for a whole import, and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
+}
+
+/// The artifacts a partial import took (`imported`) and left out (`skipped`), by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    pub imported: Vec<String>,
+    pub skipped: Vec<String>,
 }
 
 fn version_1() -> u32 {
@@ -199,6 +210,7 @@ impl Event {
             target: None,
             reasons: Vec::new(),
             completes: None,
+            partial: None,
         }
     }
 
@@ -367,6 +379,22 @@ impl Event {
             self.outcome = Outcome::Rejected;
             self.push_reason(Reason::new(decision.code(), decision.to_string()));
         }
+        self
+    }
+
+    /// Marks the import partial: it takes the artifacts `imported` and leaves out `skipped`
+    /// (at most [`MAX_ARTIFACTS`] names each are kept).
+    pub fn partial(mut self, imported: &[&str], skipped: &[&str]) -> Event {
+        let names = |v: &[&str]| -> Vec<String> {
+            v.iter()
+                .take(MAX_ARTIFACTS)
+                .map(|n| n.to_string())
+                .collect()
+        };
+        self.partial = Some(Partial {
+            imported: names(imported),
+            skipped: names(skipped),
+        });
         self
     }
 

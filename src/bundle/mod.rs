@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use outdir::{OutDir, MARKER, STAGING_DIR};
-pub use verify::{verify, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
+pub use verify::{verify, ExpiredWithinSkew, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
 pub use writer::{Opener, Origin, PlannedBlob};
 
 use crate::error::{Error, Result};

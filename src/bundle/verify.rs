@@ -34,6 +34,30 @@ pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
 /// machine and the enclave).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// A bundle accepted although its `expires` has passed, because it passed by no more than
+/// [`CLOCK_SKEW`] (the packing machine's clock may be ahead of the enclave's): the reports say so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ExpiredWithinSkew {
+    /// The manifest's `expires` (RFC 3339 UTC).
+    pub expires: String,
+    /// The time of the check (RFC 3339 UTC, seconds).
+    pub now: String,
+    /// The allowance, in seconds ([`CLOCK_SKEW`]).
+    pub skew_seconds: u64,
+}
+
+impl ExpiredWithinSkew {
+    /// The note printed on stderr.
+    pub fn note(&self) -> String {
+        format!(
+            "note: this bundle expired at {} (it is now {}); accepted within the {}-second clock-skew allowance",
+            crate::format::text::escape(&self.expires),
+            self.now,
+            self.skew_seconds
+        )
+    }
+}
+
 /// A signature found on a bundle, and what became of it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SignerInfo {
@@ -69,6 +93,7 @@ pub struct VerifiedBundle {
     manifest_size: u64,
     signers: Vec<SignerInfo>,
     blob_index: std::collections::HashMap<Digest, usize>,
+    expired_within_skew: Option<ExpiredWithinSkew>,
 }
 
 impl VerifiedBundle {
@@ -93,6 +118,10 @@ impl VerifiedBundle {
     }
     pub fn signers(&self) -> &[SignerInfo] {
         &self.signers
+    }
+    /// Set when the bundle's `expires` had passed, by no more than [`CLOCK_SKEW`].
+    pub fn expired_within_skew(&self) -> Option<&ExpiredWithinSkew> {
+        self.expired_within_skew.as_ref()
     }
     /// Whether every chunk was hashed against the manifest (false after [`verify_manifest`]).
     pub fn chunks_checked(&self) -> bool {
@@ -274,11 +303,18 @@ fn verify_inner(
         require_threshold,
         excluded,
     ));
+    let mut expired_within_skew = None;
     if let Some(exp) = &manifest.expires {
         let t = format::parse_time(exp).expect("validated");
         if opts.now > t + CLOCK_SKEW {
             problems.push(Problem::Expired {
                 expires: exp.clone(),
+            });
+        } else if opts.now > t {
+            expired_within_skew = Some(ExpiredWithinSkew {
+                expires: exp.clone(),
+                now: format::format_time(opts.now),
+                skew_seconds: CLOCK_SKEW.as_secs(),
             });
         }
     }
@@ -327,6 +363,7 @@ fn verify_inner(
         signers,
         blob_index,
         chunks_checked: check_chunks,
+        expired_within_skew,
     })
 }
 

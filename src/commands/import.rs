@@ -6,7 +6,8 @@ use super::pack::BundleSummary;
 use crate::bundle::SignerInfo;
 use crate::cli::ImportArgs;
 use crate::error::Result;
-use crate::import::{self, Settings};
+use crate::format::text::escape;
+use crate::import::{self, Selection, Settings};
 use crate::output::{self, Printer};
 use crate::targets::files::FilesTarget;
 use crate::targets::hf_cache::{self, HfCacheTarget, SnapshotLayout};
@@ -69,6 +70,12 @@ pub(crate) struct Report<'a> {
     #[serde(flatten)]
     bundle: BundleSummary,
     signers: &'a [SignerInfo],
+    /// Which artifacts were (or, in a dry run, would be) imported, and which were left out
+    /// (`--only`/`--skip`; their chunks not read).
+    imported_artifacts: Vec<&'a str>,
+    skipped_artifacts: Vec<&'a str>,
+    /// Set when `expires` had passed, within the clock-skew allowance.
+    expired_within_skew: Option<crate::bundle::ExpiredWithinSkew>,
     #[serde(flatten)]
     targets: TargetReports<'a>,
     /// The state directory and audit log (null in a dry run: nothing appended).
@@ -133,6 +140,10 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         create_state_dir: paths.log_chosen == super::Chosen::Default,
         dry_run: args.dry_run,
         allow_rollback: args.allow_rollback,
+        select: Selection {
+            only: args.only.clone(),
+            skip: args.skip.clone(),
+        },
     };
     let (json, quiet) = (printer.json, printer.quiet);
     crate::interrupt::on_forced_stop(move |signal| {
@@ -151,17 +162,47 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         dry_run: args.dry_run,
         bundle: BundleSummary::new(&args.dir, done.bundle.manifest()),
         signers: done.bundle.bundle().signers(),
+        imported_artifacts: done.selected.names(done.bundle.manifest(), true),
+        skipped_artifacts: done.selected.names(done.bundle.manifest(), false),
+        expired_within_skew: done.bundle.bundle().expired_within_skew().cloned(),
         targets: TargetReports(&done.targets),
         state: super::StateReport::new(&paths, !args.dry_run),
     };
+    if let Some(skew) = done.bundle.bundle().expired_within_skew() {
+        printer.note(&skew.note());
+    }
     printer.report(&report, || {
-        let mut s = if args.dry_run {
+        let m = done.bundle.manifest();
+        let sel = &done.selected;
+        let part = if sel.is_whole() {
+            String::new()
+        } else {
+            let names: Vec<String> = sel
+                .names(m, true)
+                .iter()
+                .map(|n| escape(n).to_string())
+                .collect();
             format!(
+                "{} of {} artifacts ({})",
+                sel.count(),
+                m.artifacts.len(),
+                names.join(", ")
+            )
+        };
+        let mut s = match (args.dry_run, sel.is_whole()) {
+            (true, true) => format!(
                 "verified {}; dry run, nothing written. Plan:\n",
                 output::escape_path(&args.dir)
-            )
-        } else {
-            format!("imported {}\n", output::escape_path(&args.dir))
+            ),
+            (true, false) => format!(
+                "verified {}; dry run, nothing written. Plan for {part}:\n",
+                output::escape_path(&args.dir)
+            ),
+            (false, true) => format!("imported {}\n", output::escape_path(&args.dir)),
+            (false, false) => format!(
+                "imported {}: {part}; chunks of the others not read\n",
+                output::escape_path(&args.dir)
+            ),
         };
         for t in &done.targets {
             s += &t.summary(args.dry_run);

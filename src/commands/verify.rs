@@ -15,6 +15,8 @@ pub(crate) struct Report {
     #[serde(flatten)]
     bundle: BundleSummary,
     signers: Vec<SignerInfo>,
+    /// Set when `expires` had passed, within the clock-skew allowance.
+    expired_within_skew: Option<bundle::ExpiredWithinSkew>,
     #[serde(flatten)]
     state: StateReport,
 }
@@ -100,8 +102,12 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         verified: true,
         bundle: BundleSummary::new(&args.dir, vb.manifest()),
         signers: vb.signers().to_vec(),
+        expired_within_skew: vb.expired_within_skew().cloned(),
         state: StateReport::new(&paths, audited),
     };
+    if let Some(skew) = &report.expired_within_skew {
+        printer.note(&skew.note());
+    }
     printer.report(&report, || {
         format!(
             "verified {}: signatures, {} chunks and {} blobs check out\n{}{}{}",

@@ -211,8 +211,8 @@ impl Target for FilesTarget {
     }
     fn summary(&self, dry_run: bool) -> String {
         let p = self.planned();
+        let mut s = String::new();
         if dry_run {
-            let mut s = String::new();
             for step in &p.steps {
                 let what = match step.action {
                     Action::Mkdir => "mkdir",
@@ -225,16 +225,30 @@ impl Target for FilesTarget {
                     .unwrap_or_default();
                 s += &format!("  {what} {}{size}\n", output::escape_path(&step.path));
             }
-            s
-        } else {
-            format!(
-                "  into {}: {} files written ({}), {} already present, {} directories created\n",
-                output::escape_path(&p.dest),
-                p.count(Action::Write),
-                output::bytes(p.bytes_to_write()),
-                p.count(Action::Keep),
-                p.count(Action::Mkdir)
-            )
         }
+        let mut did = Vec::new();
+        let files = p.count(Action::Write);
+        if files > 0 {
+            did.push(format!(
+                "{} ({})",
+                super::counted(files, "file", "files"),
+                output::bytes(p.bytes_to_write())
+            ));
+        }
+        let dirs = p.count(Action::Mkdir);
+        if dirs > 0 {
+            did.push(super::counted(dirs, "directory", "directories"));
+        }
+        s += &super::summary_line(
+            dry_run,
+            &output::escape_path(&p.dest).to_string(),
+            &did,
+            // Files (and single-file artifacts) found in place; directories are not counted.
+            p.steps
+                .iter()
+                .filter(|s| s.action == Action::Keep && s.size.is_some())
+                .count(),
+        );
+        s
     }
 }

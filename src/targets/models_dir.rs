@@ -247,14 +247,23 @@ impl Target for ModelsDirTarget {
             serde_json::to_value(self.planned()).expect("serialisable"),
         )]
     }
-    fn summary(&self, _dry_run: bool) -> String {
+    fn summary(&self, dry_run: bool) -> String {
         let p = self.planned();
-        format!(
-            "  into models dir {}: {} models, {} files to write ({})\n",
-            output::escape_path(&p.dest),
-            p.models.len(),
-            p.writes.count(Action::Write) + p.writes.count(Action::Replace),
-            output::bytes(p.writes.bytes_to_write())
+        let mut did = Vec::new();
+        let files = p.writes.count(Action::Write) + p.writes.count(Action::Replace);
+        if files > 0 {
+            did.push(format!(
+                "{} of {} ({})",
+                super::counted(files, "file", "files"),
+                super::counted(p.models.len(), "model", "models"),
+                output::bytes(p.writes.bytes_to_write())
+            ));
+        }
+        super::summary_line(
+            dry_run,
+            &format!("models dir {}", output::escape_path(&p.dest)),
+            &did,
+            p.writes.count(Action::Keep),
         )
     }
 }

@@ -463,14 +463,31 @@ impl Target for LayoutTarget {
             serde_json::to_value(self.planned()).expect("serialisable"),
         )]
     }
-    fn summary(&self, _dry_run: bool) -> String {
+    fn summary(&self, dry_run: bool) -> String {
         let p = self.planned();
-        format!(
-            "  into OCI layout {}: {} blobs to write ({}), {} image refs\n",
-            output::escape_path(&p.dest),
-            p.blobs_to_write(),
-            output::bytes(p.bytes_to_write()),
-            p.refs.len()
+        let mut did = Vec::new();
+        let blobs = p.blobs_to_write();
+        if blobs > 0 {
+            did.push(format!(
+                "{} ({})",
+                super::counted(blobs, "blob", "blobs"),
+                output::bytes(p.bytes_to_write())
+            ));
+        }
+        let refs = p
+            .refs
+            .iter()
+            .filter(|r| r.action != RefAction::Keep)
+            .count();
+        if refs > 0 {
+            did.push(super::counted(refs, "image ref", "image refs"));
+        }
+        let present = p.blobs.len() - blobs + (p.refs.len() - refs);
+        super::summary_line(
+            dry_run,
+            &format!("OCI layout {}", output::escape_path(&p.dest)),
+            &did,
+            present,
         )
     }
 }

@@ -289,13 +289,26 @@ impl Target for OllamaTarget {
             serde_json::to_value(self.planned()).expect("serialisable"),
         )]
     }
-    fn summary(&self, _dry_run: bool) -> String {
+    fn summary(&self, dry_run: bool) -> String {
         let p = self.planned();
-        format!(
-            "  into Ollama store {}: {} models{}\n",
-            output::escape_path(&p.dest),
-            p.models.len(),
-            if p.is_noop() { ", all present" } else { "" }
+        let mut did = Vec::new();
+        let models = p.models.iter().filter(|m| m.action != Action::Keep).count();
+        if models > 0 {
+            did.push(super::counted(models, "model", "models"));
+        }
+        let files = p.writes.count(Action::Write) + p.writes.count(Action::Replace);
+        if files > 0 {
+            did.push(format!(
+                "{} ({})",
+                super::counted(files, "file", "files"),
+                output::bytes(p.writes.bytes_to_write())
+            ));
+        }
+        super::summary_line(
+            dry_run,
+            &format!("Ollama store {}", output::escape_path(&p.dest)),
+            &did,
+            p.writes.count(Action::Keep),
         )
     }
 }

@@ -29,6 +29,7 @@ use crate::oci::image::{self, BlobSource};
 use crate::oci::model::Descriptor;
 use crate::oci::push::{self, PushOptions, PushReport};
 use crate::oci::reference::Reference;
+use crate::output;
 use crate::progress::Progress;
 use crate::stage::{Admitted, Demand, Journal, Staged, Staging};
 
@@ -371,21 +372,51 @@ impl super::Target for RegistryTarget {
         };
         vec![("registry", serde_json::to_value(r).expect("serialisable"))]
     }
-    fn summary(&self, _dry_run: bool) -> String {
+    fn summary(&self, dry_run: bool) -> String {
+        let verb = if dry_run || self.pushed.is_empty() {
+            "would push"
+        } else {
+            "pushed"
+        };
         let mut s: String = self
             .pushes
             .iter()
-            .map(|p| format!("  push  {} -> {}\n", escape(&p.source), escape(&p.target)))
+            .map(|p| format!("  {verb} {} -> {}\n", escape(&p.source), escape(&p.target)))
             .collect();
         if !self.pushed.is_empty() {
             let sum = |f: fn(&PushReport) -> usize| self.pushed.iter().map(f).sum::<usize>();
+            let bytes: u64 = self.pushed.iter().map(|p| p.bytes_uploaded).sum();
+            let mut did = vec![format!(
+                "uploaded {} ({})",
+                super::counted(sum(|p| p.blobs_uploaded), "blob", "blobs"),
+                output::bytes(bytes)
+            )];
+            let mounted = sum(|p| p.blobs_mounted);
+            if mounted > 0 {
+                did.push(format!(
+                    "mounted {}",
+                    super::counted(mounted, "blob", "blobs")
+                ));
+            }
+            did.push(format!(
+                "pushed {}",
+                super::counted(sum(|p| p.manifests_pushed), "manifest", "manifests")
+            ));
+            let tags = self.pushed.iter().filter(|p| p.tag_updated).count();
+            did.push(format!(
+                "set {}",
+                super::counted(tags, "image tag", "image tags")
+            ));
             s += &format!(
-                "  blobs: {} uploaded, {} mounted, {} already present; {} manifests pushed\n",
-                sum(|p| p.blobs_uploaded),
-                sum(|p| p.blobs_mounted),
-                sum(|p| p.blobs_present),
-                sum(|p| p.manifests_pushed)
+                "  into registry {}: {}",
+                escape(&self.target.host),
+                did.join(", ")
             );
+            let present = sum(|p| p.blobs_present) + sum(|p| p.manifests_present);
+            if present > 0 {
+                s += &format!("; {present} already present");
+            }
+            s.push('\n');
         }
         s
     }

@@ -37,6 +37,7 @@ mod sec_net;
 mod sec_render;
 mod sec_targets;
 mod sec_verify;
+mod select;
 mod signals_support;
 mod staged;
 mod staged_v3;

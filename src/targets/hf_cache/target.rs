@@ -157,16 +157,51 @@ impl Target for HfCacheTarget {
             serde_json::to_value(self.planned()).expect("serialisable"),
         )]
     }
-    fn summary(&self, _dry_run: bool) -> String {
+    fn summary(&self, dry_run: bool) -> String {
         let p = self.planned();
-        format!(
-            "  into Hugging Face cache {}: {} repos, {} blobs ({}), {} snapshot files, {} refs to write\n",
-            output::escape_path(&p.dest),
-            p.repos.len(),
-            p.blobs_to_write(),
-            output::bytes(p.bytes_to_write()),
-            p.files_to_write(),
-            p.refs_to_write()
+        let mut did = Vec::new();
+        let snapshots = p.repos.iter().filter(|r| r.new_snapshot).count();
+        if snapshots > 0 {
+            did.push(crate::targets::counted(
+                snapshots,
+                "HF snapshot",
+                "HF snapshots",
+            ));
+        }
+        let blobs = p.blobs_to_write();
+        let files = p.files_to_write();
+        let bytes = output::bytes(p.bytes_to_write());
+        match p.layout {
+            SnapshotLayout::Symlinks if blobs > 0 => did.push(format!(
+                "{} ({bytes})",
+                crate::targets::counted(blobs, "blob", "blobs")
+            )),
+            SnapshotLayout::Files if files > 0 => did.push(format!(
+                "{} ({bytes})",
+                crate::targets::counted(files, "snapshot file", "snapshot files")
+            )),
+            _ => {}
+        }
+        if p.layout == SnapshotLayout::Symlinks && files > 0 {
+            did.push(crate::targets::counted(
+                files,
+                "snapshot link",
+                "snapshot links",
+            ));
+        }
+        let refs = p.refs_to_write();
+        if refs > 0 {
+            did.push(crate::targets::counted(refs, "ref", "refs"));
+        }
+        let present = match p.layout {
+            SnapshotLayout::Symlinks => p.blobs.len() - blobs,
+            SnapshotLayout::Files => p.files.len() - files,
+        };
+        crate::targets::summary_line(
+            dry_run,
+            &format!("Hugging Face cache {}", output::escape_path(&p.dest)),
+            &did,
+            present,
         )
     }
 }
