@@ -26,6 +26,7 @@ mod props;
 mod push;
 mod regauth;
 mod registry;
+mod repro;
 mod rejections;
 mod roundtrip;
 mod sec_fs;
