@@ -281,6 +281,8 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .or(spec.channel)
         .unwrap_or_else(|| "default".to_string());
     validate_channel(&channel).map_err(Error::Usage)?;
+    // A malformed SOURCE_DATE_EPOCH is refused before a passphrase is asked or a byte fetched.
+    bundle::writer::chunk_mtime()?;
     // Whole seconds: the manifest records times at seconds precision.
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

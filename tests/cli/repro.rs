@@ -59,7 +59,10 @@ fn same_chunks(a: &Path, b: &Path) {
     let names = |c: &[(String, Vec<u8>)]| c.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&ca), names(&cb), "chunk names differ");
     for ((name, x), (_, y)) in ca.iter().zip(&cb) {
-        assert!(x == y, "chunk {name} differs between two packs of the same sources");
+        assert!(
+            x == y,
+            "chunk {name} differs between two packs of the same sources"
+        );
     }
     // And SHA256SUMS, which lists them, is identical too.
     assert_eq!(
@@ -119,10 +122,7 @@ fn files_and_directories_pack_to_identical_chunks_with_no_wall_clock_in_them() {
     same_chunks(&env.path("three"), &env.path("four"));
     headers_carry(&env.path("three"), 1_700_000_000);
     // The manifest still says when the bundle was made (freshness is judged by it).
-    let m = env
-        .run(&["inspect", "three", "--json"])
-        .ok()
-        .json();
+    let m = env.run(&["inspect", "three", "--json"]).ok().json();
     assert_ne!(m["manifest"]["created"], "2023-11-14T22:13:20Z", "{m}");
 }
 
@@ -131,8 +131,8 @@ fn an_image_from_an_oci_layout_packs_to_identical_chunks() {
     let env = Env::new();
     env.keygen("k");
     let set = build_image_set(env.dir.path());
-    let multi = format!("oci:{}:multi", set.layout.display());
-    let single = format!("oci:{}:single", set.layout.display());
+    let multi = format!("oci-layout://{}:multi", set.layout.display());
+    let single = format!("oci-layout://{}:single", set.layout.display());
     let srcs = [multi.as_str(), single.as_str()];
     pack_with(&env, &srcs, "one", None).ok();
     pack_with(&env, &srcs, "two", None).ok();
@@ -179,7 +179,14 @@ fn a_bad_source_date_epoch_is_a_usage_error_naming_it_before_anything_is_written
     let env = Env::new();
     env.keygen("k");
     env.write("f.txt", "x");
-    for bad in ["yesterday", "-1", "1.5", " 12", "99999999999999999999", "8589934592"] {
+    for bad in [
+        "yesterday",
+        "-1",
+        "1.5",
+        " 12",
+        "99999999999999999999",
+        "8589934592",
+    ] {
         let r = pack_with(&env, &["f.txt"], "out", Some(bad));
         r.code(2).stderr_has("SOURCE_DATE_EPOCH");
         assert!(!env.path("out").exists(), "{bad:?}: nothing is written");
