@@ -3,6 +3,7 @@
 
 mod audit;
 mod completions;
+mod identity;
 mod import;
 mod inspect;
 mod keygen;
