@@ -167,6 +167,15 @@ fn json_text(v: &serde_json::Value) -> String {
     out
 }
 
+/// The width of the terminal on stdout, or `None` when stdout is not a terminal (a pipe, a
+/// file): reports for programs are never wrapped (`crate::table::terminal_width`).
+pub fn terminal_width() -> Option<usize> {
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size().map(|(w, _)| w.0 as usize)
+}
+
 /// Bytes for humans: `1.50 GiB`.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

@@ -146,14 +146,9 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 }
 
 /// The width of the terminal on stdout, or `None` when stdout is not a terminal (a pipe, a
-/// file): reports for programs are never wrapped.
-pub fn terminal_width() -> Option<usize> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    terminal_size::terminal_size().map(|(w, _)| w.0 as usize)
-}
+/// file): reports for programs are never wrapped. (In `output`, the one module that touches
+/// stdout.)
+pub use crate::output::terminal_width;
 
 #[cfg(test)]
 mod tests {
