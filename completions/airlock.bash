@@ -434,7 +434,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__inspect)
-            opts="-q -h --trust --policy --quiet --json --help"
+            opts="-q -h --trust --policy --files --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

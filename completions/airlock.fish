@@ -64,6 +64,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print 
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Public key to check signatures against (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l files -d 'Also list every file and blob of every artifact: path, size in bytes and SHA-256'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'

@@ -315,7 +315,10 @@ Examples:
   airlock inspect /media/usb/bundle
   airlock inspect /media/usb/bundle --trust officer.key.pub --json
   airlock inspect /media/usb/bundle --policy /etc/airlock/trust.toml   # names who signed
+  airlock inspect /media/usb/bundle --trust officer.key.pub --files   # every file, size, SHA-256
 
+Each artifact is shown with its resolved identity: a Hugging Face commit, an image's manifest
+digest, media type and platforms, a download's URL and SHA-256, file counts and sizes.
 Without --trust or a policy the signatures are listed but not checked: the content shown is
 UNVERIFIED.")]
 pub struct InspectArgs {
@@ -325,6 +328,10 @@ pub struct InspectArgs {
 
     #[command(flatten)]
     pub trust: TrustArgs,
+
+    /// Also list every file and blob of every artifact: path, size in bytes and SHA-256
+    #[arg(long)]
+    pub files: bool,
 }
 
 /// Check signatures and every hash of a bundle, writing nothing

@@ -137,6 +137,20 @@ impl Printer {
         let _ = out.flush();
     }
 
+    /// As [`Printer::report`], for a text report written piece by piece (`inspect --files` over
+    /// a million files is never one String): `text` hands each piece (whole lines) to the
+    /// writer it is given, and each passes the same [`sanitize_lines`] as report text.
+    pub fn report_stream<T: Serialize>(&self, report: &T, text: impl FnOnce(&mut dyn FnMut(&str))) {
+        if self.json || self.quiet {
+            return self.report(report, String::new);
+        }
+        let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+        text(&mut |piece| {
+            let _ = write!(out, "{}", sanitize_lines(piece));
+        });
+        let _ = out.flush();
+    }
+
     /// Prints an error: always on stderr, and as `{"ok": false, "error": ...}` on stdout with `--json`.
     pub fn error(&self, e: &Error) {
         let mut err = io::stderr().lock();
@@ -277,6 +291,15 @@ fn json_text(v: &serde_json::Value) -> String {
         }
     }
     out
+}
+
+/// The width of the terminal on stdout, or `None` when stdout is not a terminal (a pipe, a
+/// file): reports for programs are never wrapped (`crate::table::terminal_width`).
+pub fn terminal_width() -> Option<usize> {
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    terminal_size::terminal_size().map(|(w, _)| w.0 as usize)
 }
 
 /// Bytes for humans: `1.50 GiB`.

@@ -58,6 +58,14 @@ impl Table {
 
     /// The table as lines, each ending in `\n`. `width` is the terminal's width, if any.
     pub fn render(&self, width: Option<usize>) -> String {
+        let mut out = String::new();
+        self.render_to(width, &mut |line| out.push_str(line));
+        out
+    }
+
+    /// [`Table::render`] one line at a time (each ending in `\n`), for a table too large to
+    /// hold twice (`inspect --files` over a million files).
+    pub fn render_to(&self, width: Option<usize>, out: &mut dyn FnMut(&str)) {
         let n = self.headers.len();
         fn cell(r: &[String], c: usize) -> &str {
             r.get(c).map(String::as_str).unwrap_or("")
@@ -78,7 +86,6 @@ impl Table {
             let room = total.saturating_sub(others).max(MIN_FLEX);
             widths[f] = widths[f].min(room);
         }
-        let mut out = String::new();
         let header: Vec<String> = self.headers.clone();
         for r in std::iter::once(&header).chain(self.rows.iter()) {
             let pieces: Vec<Vec<String>> = (0..n)
@@ -107,11 +114,11 @@ impl Table {
                         line.extend(std::iter::repeat_n(' ', pad));
                     }
                 }
-                out.push_str(line.trim_end());
-                out.push('\n');
+                line.truncate(line.trim_end().len());
+                line.push('\n');
+                out(&line);
             }
         }
-        out
     }
 }
 
@@ -139,14 +146,9 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
 }
 
 /// The width of the terminal on stdout, or `None` when stdout is not a terminal (a pipe, a
-/// file): reports for programs are never wrapped.
-pub fn terminal_width() -> Option<usize> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    terminal_size::terminal_size().map(|(w, _)| w.0 as usize)
-}
+/// file): reports for programs are never wrapped. (In `output`, the one module that touches
+/// stdout.)
+pub use crate::output::terminal_width;
 
 #[cfg(test)]
 mod tests {

@@ -68,14 +68,10 @@ pub fn pack_pending(
             .and_then(|()| format::free_text(&whose, "identity", &a.identity))
             .map_err(|e| Error::Usage(format!("cannot pack {e}")))?;
     }
-    let mtime = opts
-        .created
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    // No wall-clock time in chunk bytes: 0, or SOURCE_DATE_EPOCH (reproducible chunks).
     let wopts = writer::WriterOptions {
         chunk_size: opts.chunk_size,
-        mtime,
+        mtime: writer::chunk_mtime()?,
     };
     let written = writer::write_blobs(
         &out.path().join(CHUNKS_DIR),

@@ -73,8 +73,46 @@ impl PlannedBlob {
 
 pub struct WriterOptions {
     pub chunk_size: u64,
-    /// Modification time recorded in tar headers (the bundle's creation time).
+    /// Modification time recorded in tar headers: [`chunk_mtime`] (never the wall clock, so
+    /// that the same sources packed twice give the same chunk bytes).
     pub mtime: u64,
+}
+
+/// The environment variable that sets the time in chunk headers (reproducible-builds.org).
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// The largest time a ustar header holds (11 octal digits).
+const MAX_USTAR_TIME: u64 = 0o77777777777;
+
+/// The modification time every tar header of every chunk carries: `SOURCE_DATE_EPOCH` when set
+/// (whole seconds since 1970, `0 ..= 8589934591`), else 0. Chunks thus hold no wall-clock time:
+/// the same sources packed with the same options give byte-identical chunks. A malformed value
+/// is a usage error naming the variable (an empty one counts as unset).
+pub fn chunk_mtime() -> Result<u64> {
+    match std::env::var_os(SOURCE_DATE_EPOCH) {
+        None => Ok(0),
+        Some(v) if v.is_empty() => Ok(0),
+        Some(v) => parse_epoch(v.to_str()),
+    }
+}
+
+fn parse_epoch(v: Option<&str>) -> Result<u64> {
+    let bad = |shown: &str| {
+        Error::Usage(format!(
+            "{SOURCE_DATE_EPOCH}={shown} is not usable: give whole seconds since 1970-01-01 UTC, \
+             0 ..= {MAX_USTAR_TIME} (the time chunk headers carry), or unset it"
+        ))
+    };
+    let Some(s) = v else {
+        return Err(bad("(not UTF-8)"));
+    };
+    let shown = format!("\"{}\"", crate::format::text::escape(s));
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(&shown));
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n <= MAX_USTAR_TIME => Ok(n),
+        _ => Err(bad(&shown)),
+    }
 }
 
 /// What [`write_blobs`] wrote: the manifest's blob and chunk lists, and the digest each pending

@@ -2,6 +2,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::identity;
 use super::pack::BundleSummary;
 use crate::bundle::verify::{
     apply_policy, authenticate, parse_manifest, read_manifest_bytes, signature_files,
@@ -87,7 +88,7 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
         policy_problems,
         manifest,
     };
-    printer.report(&report, || {
+    let head = || {
         let banner = if verified {
             "signature verified with a trusted key (chunks not checked: run airlock verify)\n"
                 .to_string()
@@ -105,6 +106,15 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
             super::verify::signer_lines(&report.signers),
             report.bundle.text()
         )
-    });
+    };
+    if args.files {
+        // Every file and blob, streamed: a million-file bundle is never one String.
+        printer.report_stream(&report, |out| {
+            out(&head());
+            identity::write_files(&report.manifest, crate::table::terminal_width(), out);
+        });
+    } else {
+        printer.report(&report, head);
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 // `pub(crate)`: `schema::all` names each command's report type.
 pub(crate) mod audit;
 mod completions;
+mod identity;
 pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod keygen;

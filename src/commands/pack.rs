@@ -93,12 +93,16 @@ pub fn parse_expiry(s: &str, created: SystemTime) -> Result<Option<SystemTime>> 
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
-struct ArtifactSummary {
-    name: String,
-    kind: ArtifactKind,
+pub(super) struct ArtifactSummary {
+    pub(super) name: String,
+    pub(super) kind: ArtifactKind,
     source: String,
-    files: usize,
-    bytes: u64,
+    pub(super) files: usize,
+    pub(super) bytes: u64,
+    /// What the officer signs off on, as text rows ([`super::identity::rows`]); not in the JSON
+    /// (which carries the whole manifest for inspect).
+    #[serde(skip)]
+    pub(super) identity: Vec<String>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -144,6 +148,7 @@ impl BundleSummary {
                         .iter()
                         .filter_map(|e| e.blob.map(|b| sizes[&b]))
                         .sum(),
+                    identity: super::identity::rows(a),
                 })
                 .collect(),
             blobs: m.blobs.len(),
@@ -170,16 +175,13 @@ impl BundleSummary {
             output::bytes(self.chunk_bytes)
         );
         s += "artifacts\n";
-        for a in &self.artifacts {
-            s += &format!(
-                "  {:<9} {:<28} {:>6} files {:>11}  from {}\n",
-                a.kind.as_str(),
-                escape(&a.name).to_string(),
-                a.files,
-                output::bytes(a.bytes),
-                escape(&a.source)
-            );
-        }
+        // The one rendering of what crosses (pack, inspect, verify, import), indented by two.
+        let width = crate::table::terminal_width().map(|w| w.saturating_sub(2));
+        let table = super::identity::artifacts_table(&self.artifacts);
+        table.render_to(width, &mut |line| {
+            s.push_str("  ");
+            s.push_str(line);
+        });
         s
     }
 }
@@ -292,6 +294,8 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .or(spec.channel)
         .unwrap_or_else(|| "default".to_string());
     validate_channel(&channel).map_err(Error::Usage)?;
+    // A malformed SOURCE_DATE_EPOCH is refused before a passphrase is asked or a byte fetched.
+    bundle::writer::chunk_mtime()?;
     // Whole seconds: the manifest records times at seconds precision.
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
