@@ -100,11 +100,12 @@ complete -c airlock -n "__fish_airlock_using_subcommand sign" -l policy -d 'Trus
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print a machine-readable JSON report on stdout'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l expect-head -d 'The head hash printed by an earlier `audit verify` and kept elsewhere: some record (with --expect-records: record N) must still hash to it, so a rewritten tail is caught' -r
@@ -112,7 +113,15 @@ complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_s
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l since -d 'Only decisions made at or after TIME: RFC 3339 (2026-12-01T08:00:00Z) or a duration before now (24h, 7d, 30min)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l channel -d 'Only decisions about bundles of channel NAME (as the verified manifest named it)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -l json -d 'Print a machine-readable JSON report on stdout'
@@ -127,3 +136,4 @@ complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_see
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "completions" -d 'Print shell completions'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'

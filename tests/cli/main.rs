@@ -2,6 +2,7 @@
 
 mod audit_compat;
 mod audit_reads;
+mod audit_show;
 mod crash;
 mod crash_targets;
 mod fmt_v3;
