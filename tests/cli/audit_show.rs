@@ -110,6 +110,28 @@ fn the_table_shows_every_column_whole_and_escaped() {
     install(&env, &sample_log());
     let r = env.run(&["audit", "show"]);
     r.ok().stdout_has("3 records, hash chain unbroken; 3 shown");
+    // A channel no manifest could carry (a log written by hand, or edited and re-chained)
+    // is shown escaped as well.
+    let env2 = Env::new();
+    install(
+        &env2,
+        &chain(&[body(
+            "2020-01-01T00:00:00Z",
+            "accepted",
+            Some("ch\u{1b}]0;owned\u{7}\u{202e}"),
+            "/media/x\ny",
+            None,
+        )]),
+    );
+    let r2 = env2.run(&["audit", "show"]);
+    r2.ok()
+        .stdout_has("ch\\e]0;owned\\u{0007}\\u{202e}")
+        .stdout_has("/media/x\\ny");
+    assert!(
+        !r2.stdout.contains('\u{1b}') && !r2.stdout.contains('\u{7}'),
+        "{}",
+        r2.stdout
+    );
     assert!(
         !r.stdout.contains('\u{1b}') && !r.stdout.contains('\r'),
         "{}",
