@@ -171,13 +171,15 @@ fn show(a: AuditShowArgs, printer: &Printer) -> Result<()> {
                 if !chained.is_empty() {
                     s += &table(&chained);
                 }
-                s += &format!(
-                    "WARNING: the chain does not vouch for the {} record(s) below, from line {} on: \
-                     any of them may have been edited, inserted, reordered or rewritten\n",
-                    unchained.len(),
-                    bad.line
-                );
-                if !unchained.is_empty() {
+                if unchained.is_empty() {
+                    s += &format!("no record selected from line {} on\n", bad.line);
+                } else {
+                    s += &format!(
+                        "WARNING: the chain does not vouch for the {} record(s) below, from line {} on: \
+                         any of them may have been edited, inserted, reordered or rewritten\n",
+                        unchained.len(),
+                        bad.line
+                    );
                     s += &table(&unchained);
                 }
                 if shown.unreadable_after_break > 0 {
