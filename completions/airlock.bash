@@ -46,11 +46,17 @@ _airlock() {
             airlock__subcmd__audit,help)
                 cmd="airlock__subcmd__audit__subcmd__help"
                 ;;
+            airlock__subcmd__audit,show)
+                cmd="airlock__subcmd__audit__subcmd__show"
+                ;;
             airlock__subcmd__audit,verify)
                 cmd="airlock__subcmd__audit__subcmd__verify"
                 ;;
             airlock__subcmd__audit__subcmd__help,help)
                 cmd="airlock__subcmd__audit__subcmd__help__subcmd__help"
+                ;;
+            airlock__subcmd__audit__subcmd__help,show)
+                cmd="airlock__subcmd__audit__subcmd__help__subcmd__show"
                 ;;
             airlock__subcmd__audit__subcmd__help,verify)
                 cmd="airlock__subcmd__audit__subcmd__help__subcmd__verify"
@@ -82,6 +88,9 @@ _airlock() {
             airlock__subcmd__help,verify)
                 cmd="airlock__subcmd__help__subcmd__verify"
                 ;;
+            airlock__subcmd__help__subcmd__audit,show)
+                cmd="airlock__subcmd__help__subcmd__audit__subcmd__show"
+                ;;
             airlock__subcmd__help__subcmd__audit,verify)
                 cmd="airlock__subcmd__help__subcmd__audit__subcmd__verify"
                 ;;
@@ -106,7 +115,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__audit)
-            opts="-q -h --quiet --json --help verify help"
+            opts="-q -h --quiet --json --help verify show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -120,7 +129,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__audit__subcmd__help)
-            opts="verify help"
+            opts="verify show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,6 +156,20 @@ _airlock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__audit__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__audit__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -154,6 +177,36 @@ _airlock() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__audit__subcmd__show)
+            opts="-q -h --state --audit-log --since --channel --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --channel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -220,8 +273,22 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help__subcmd__audit)
-            opts="verify"
+            opts="verify show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__audit__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

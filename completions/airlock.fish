@@ -55,14 +55,14 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l exclude -d 'Hug
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l max-download -d 'Most a URL download without a declared size (#size=N, size = N) may fetch, e.g. 500MiB [default: 16GiB]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed -d 'Abort a download slower than this many bytes per second over --min-speed-time, e.g. 1KiB; 0 turns the check off (as curl\'s --speed-limit) [default: 1KiB]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed-time -d 'The period of --min-speed, in seconds or e.g. 2m (as curl\'s --speed-time) [default: 60]' -r
-complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [env: AIRLOCK_CREDS] [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l all-platforms -d 'Carry every platform of multi-platform images (the default; excludes --platform)'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Public key to check signatures against (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l files -d 'Also list every file and blob of every artifact: path, size in bytes and SHA-256'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
@@ -70,8 +70,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Pri
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
@@ -80,16 +80,16 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l policy -d 'Tr
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l registry -d 'Push images to this registry, under an optional repository prefix' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l oci-layout -d 'Write images into this OCI image layout (created or merged; ref names are the source references)' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-cache -d 'Put Hugging Face repos into this huggingface_hub cache [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l ollama-models -d 'Put Ollama models into this Ollama store [default: $OLLAMA_MODELS, else ~/.ollama/models]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-cache -d 'Put Hugging Face repos into a huggingface_hub cache: --hf-cache for the default one, --hf-cache=DIR for another (with `=`: a word after a space is never taken as DIR) [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l ollama-models -d 'Put Ollama models into an Ollama store: --ollama-models for the default one, --ollama-models=DIR for another (with `=`: a word after a space is never taken as DIR) [default: $OLLAMA_MODELS, else ~/.ollama/models]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l models-dir -d 'Put models as plain directories here (DIR/ORG/NAME for Hugging Face repos, DIR/ollama/HOST/NAMESPACE/MODEL/TAG for Ollama models), for servers that take a path' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l only -d 'Import only the artifacts with this name, as `inspect` shows it (repeatable; globs `*`, `?`, `[...]`); the others\' chunks are not read, and they need no target' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l skip -d 'Leave out the artifacts with this name (repeatable; globs as for --only)' -r
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [env: AIRLOCK_CREDS] [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand import" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l strip-host -d 'Drop the source registry host from target repository names'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l hf-no-symlinks -d 'In the Hugging Face cache, write snapshot files as real files, not symlinks into blobs/ (for filesystems or policies without symlinks) [default: on if HF_HUB_DISABLE_SYMLINKS]'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l dry-run -d 'Verify and print the plan, write nothing'
@@ -98,24 +98,33 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -s q -l quiet -d
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand import" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l key -d 'Secret key to countersign with' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand sign" -l trust -d 'Public key the bundle must already verify against (repeatable)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand sign" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand sign" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print a machine-readable JSON report on stdout'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and not __fish_seen_subcommand_from verify show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l expect-head -d 'The head hash printed by an earlier `audit verify` and kept elsewhere: some record (with --expect-records: record N) must still hash to it, so a rewritten tail is caught' -r
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l expect-records -d 'The record count printed with that head: the log must still hold at least N records, so records cut off its end are caught' -r
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l since -d 'Only decisions made at or after TIME: RFC 3339 (2026-12-01T08:00:00Z) or a duration before now (24h, 7d, 30min)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l channel -d 'Only decisions about bundles of channel NAME (as the verified manifest named it)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -l json -d 'Print a machine-readable JSON report on stdout'
@@ -130,3 +139,4 @@ complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_see
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "completions" -d 'Print shell completions'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'

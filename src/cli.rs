@@ -113,6 +113,7 @@ Examples:
   airlock audit verify                       # STATE/audit.jsonl
   airlock audit verify --audit-log /var/log/airlock/audit.jsonl --json
   airlock audit verify --expect-head 3f1c… --expect-records 42   # a head and count kept elsewhere
+  airlock audit show --since 24h             # the decisions of the last day, as a table
 
 Every verify and import decision is one JSON line carrying the SHA-256 of the line before it:
 an edited, deleted, reordered or inserted record is reported with its line number (exit 3).
@@ -128,6 +129,32 @@ pub struct AuditArgs {
 pub enum AuditAction {
     /// Check that no record was edited, deleted, reordered or inserted
     Verify(AuditVerifyArgs),
+    /// Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason
+    Show(AuditShowArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock audit show                         # every decision in STATE/audit.jsonl
+  airlock audit show --since 24h --channel nightly
+  airlock audit show --since 2026-12-01T00:00:00Z --json
+
+The chain is checked as the records are read. When it is broken, the records from the broken
+line on are shown apart, under a warning that the chain does not vouch for them, and the exit
+code is 3 (as for `audit verify`); with --json a broken chain is the error object alone.")]
+pub struct AuditShowArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Only decisions made at or after TIME: RFC 3339 (2026-12-01T08:00:00Z) or a duration
+    /// before now (24h, 7d, 30min)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only decisions about bundles of channel NAME (as the verified manifest named it)
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,7 @@ pub fn all() -> Vec<(String, String)> {
         report::<commands::import::Report<'static>>("import"),
         report::<commands::sign::Report>("sign"),
         report::<crate::audit::AuditReport>("audit verify"),
+        report::<commands::audit::ShowReport>("audit show"),
         ("error.schema.json".into(), render(error)),
     ];
     let formats = vec![

@@ -35,11 +35,17 @@
 //! count, and check the log against it later ([`verify_anchored`], [`Anchor`]).
 //!
 //! Records never carry secrets: only bundle metadata, key ids, problem codes and messages, and
-//! the operator's user name.
+//! the operator's user name (from the password database, [`operator`]) and `$SUDO_USER`.
+//!
+//! Reading for people: [`show`] streams the log through the same bounded, link- and FIFO-safe
+//! reader and chain check as [`verify`], keeping only the displayed fields of the records a
+//! filter selects, each marked whether the chain vouches for it.
 
 mod line;
 mod log;
+mod operator;
 mod record;
+mod show;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -49,10 +55,11 @@ use std::path::{Path, PathBuf};
 use crate::state::AUDIT_FILE;
 
 pub use log::{append, append_at, AuditLog};
+pub use operator::{absolute_bundle_dir, name_in, operator, operator_from, user_name, Operator};
 pub use record::{
-    operator, operator_from, Action, ArtifactRecord, Event, FileDigest, Outcome, Partial, Reason,
-    Record, SignerRecord,
+    Action, ArtifactRecord, Event, FileDigest, Outcome, Partial, Reason, Record, SignerRecord,
 };
+pub use show::{show, ShowFilter, Shown, ShownRecord};
 pub use verify::{
     verify, verify_anchored, Anchor, AnchorMatch, AuditReport, BadKind, BadLine, Interrupted,
 };

@@ -76,9 +76,14 @@ pub struct Record {
 pub struct Event {
     pub action: Action,
     pub outcome: Outcome,
-    /// Who ran it: `$SUDO_USER`, else `$USER`, else `$LOGNAME`, else `uid:N`.
+    /// Who ran it: the effective uid's name in the password database, else `uid:N` (records
+    /// written before this field's meaning was fixed: `$SUDO_USER`, `$USER` or `$LOGNAME`).
     pub operator: String,
-    /// The bundle directory as given.
+    /// `$SUDO_USER` when set: the user who ran `sudo airlock …` (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
+    /// The bundle directory, absolute: its parent canonicalised, its last component as given
+    /// (older records: as given, possibly relative).
     pub bundle_dir: String,
     /// Whether the bundle fields below come from a manifest a trusted signature verified. When
     /// false, `bundle_id`, `channel`, `sequence` and `artifacts` are absent: nothing is taken
@@ -191,11 +196,15 @@ impl Reason {
 impl Event {
     /// A rejection of `bundle_dir` about which nothing is known yet; fill in with the methods.
     pub fn new(action: Action, bundle_dir: &Path) -> Event {
+        let op = super::operator::operator();
         Event {
             action,
             outcome: Outcome::Rejected,
-            operator: operator(),
-            bundle_dir: bundle_dir.display().to_string(),
+            operator: op.name,
+            sudo_user: op.sudo_user,
+            bundle_dir: super::operator::absolute_bundle_dir(bundle_dir)
+                .display()
+                .to_string(),
             verified: false,
             bundle_id: None,
             channel: None,
@@ -423,21 +432,4 @@ impl Event {
             self.reasons.push(r);
         }
     }
-}
-
-/// The operator's user name from the process environment.
-pub fn operator() -> String {
-    operator_from(&|k| std::env::var(k).ok(), crate::state::effective_uid())
-}
-
-/// [`operator`] with the environment given, for tests.
-pub fn operator_from(env: &dyn Fn(&str) -> Option<String>, uid: Option<u32>) -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .filter_map(|k| env(k))
-        .find(|v| !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control))
-        .unwrap_or_else(|| match uid {
-            Some(u) => format!("uid:{u}"),
-            None => "unknown".into(),
-        })
 }

@@ -304,17 +304,71 @@ fn operator_names() {
                 .map(|(_, v)| v.to_string())
         }
     };
-    assert_eq!(
-        operator_from(&env(&[("SUDO_USER", "bob"), ("USER", "root")]), Some(0)),
-        "bob"
+    let passwd = |uid: u32| (uid == 0).then(|| "root".to_string());
+    // The name comes from the uid; USER and LOGNAME, which anyone can set, are not read.
+    let op = operator_from(
+        &env(&[("SUDO_USER", "bob"), ("USER", "eve")]),
+        Some(0),
+        &passwd,
     );
     assert_eq!(
-        operator_from(&env(&[("USER", "carol"), ("LOGNAME", "x")]), Some(5)),
-        "carol"
+        (op.name.as_str(), op.sudo_user.as_deref()),
+        ("root", Some("bob"))
     );
-    assert_eq!(operator_from(&env(&[("LOGNAME", "dave")]), Some(5)), "dave");
-    assert_eq!(operator_from(&env(&[("USER", "")]), Some(1001)), "uid:1001");
-    assert_eq!(operator_from(&env(&[("USER", "a\nb")]), None), "unknown");
+    let op = operator_from(
+        &env(&[("USER", "carol"), ("LOGNAME", "x")]),
+        Some(5),
+        &passwd,
+    );
+    assert_eq!((op.name.as_str(), op.sudo_user), ("uid:5", None));
+    let op = operator_from(&env(&[("SUDO_USER", "a\nb")]), None, &passwd);
+    assert_eq!((op.name.as_str(), op.sudo_user), ("unknown", None));
+    let op = operator_from(&env(&[("SUDO_USER", "")]), Some(0), &passwd);
+    assert_eq!(op.sudo_user, None);
+}
+
+#[test]
+fn passwd_lines() {
+    let db = b"# comment\n+nis::0:0::/:/bin/sh\nroot:x:0:0:root:/root:/bin/bash\n\
+bad line\nop\x07:x:7:7::/:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\ntwin:x:1000:1000::/:/bin/sh\n";
+    assert_eq!(name_in(&db[..], 0).as_deref(), Some("root"));
+    assert_eq!(name_in(&db[..], 1000).as_deref(), Some("alice"));
+    assert_eq!(name_in(&db[..], 7), None, "a name with a control character");
+    assert_eq!(name_in(&db[..], 42), None);
+    // An over-long line is skipped, not read into memory whole, and what follows still counts.
+    let mut long = b"x:x:5:".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 200 << 10));
+    long.extend_from_slice(b"\nbob:x:5:5::/:/bin/sh\n");
+    assert_eq!(name_in(&long[..], 5).as_deref(), Some("bob"));
+    // A database that is a link is not read.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("passwd");
+    std::fs::write(&real, "me:x:3:3::/:/bin/sh\n").unwrap();
+    assert_eq!(user_name(&real, 3).as_deref(), Some("me"));
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_eq!(user_name(&link, 3), None);
+}
+
+#[test]
+fn bundle_dirs_are_recorded_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir(base.join("real")).unwrap();
+    std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+    // The parent canonicalised, the last component as given: a link is named, not followed.
+    assert_eq!(absolute_bundle_dir(&base.join("link")), base.join("link"));
+    assert_eq!(
+        absolute_bundle_dir(&base.join("link/../real")),
+        base.join("real")
+    );
+    assert_eq!(absolute_bundle_dir(&base.join("real/..")), base);
+    assert_eq!(
+        absolute_bundle_dir(&base.join("none/b")),
+        base.join("none/b")
+    );
+    let rel = absolute_bundle_dir(std::path::Path::new("some/rel"));
+    assert!(rel.is_absolute() && rel.ends_with("some/rel"), "{rel:?}");
 }
 
 #[test]

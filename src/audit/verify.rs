@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::line::{is_torn_record, parse_line, record_head, sha256_hex};
+use super::line::{is_torn_record, parse_line, record_head, sha256_hex, Chained};
 use super::{GENESIS, MAX_LINE, RECORD_VERSION};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -123,7 +123,11 @@ impl AuditReport {
 
 /// Reads at most `max` bytes of the next line into `buf` (without its `\n`); returns
 /// `Some(terminated)`, or `None` at the end. A longer line is cut at `max + 1` bytes.
-fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
+pub(super) fn next_line(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
     buf.clear();
     let n = r.by_ref().take(max as u64 + 1).read_until(b'\n', buf)?;
     if n == 0 {
@@ -149,10 +153,19 @@ pub fn verify_anchored(path: &Path, anchor: &Anchor) -> Result<AuditReport> {
     verify_reader(BufReader::with_capacity(1 << 16, file), path, anchor)
 }
 
-pub(super) fn verify_reader(
+pub(super) fn verify_reader(r: impl BufRead, path: &Path, anchor: &Anchor) -> Result<AuditReport> {
+    verify_visiting(r, path, anchor, &mut |_, _, _| {})
+}
+
+/// [`verify_reader`], calling `visit` with the line number, the bytes and the chain fields of
+/// every line read that is a record, before its place in the chain is checked (so the record
+/// at a break is visited too; [`BadLine::line`] says from which line on the chain does not
+/// vouch for what was visited). Reading stops at the first bad line.
+pub(super) fn verify_visiting(
     mut r: impl BufRead,
     path: &Path,
     anchor: &Anchor,
+    visit: &mut dyn FnMut(u64, &[u8], &Chained),
 ) -> Result<AuditReport> {
     let mut rep = AuditReport {
         path: path.to_path_buf(),
@@ -216,6 +229,7 @@ pub(super) fn verify_reader(
             pending = Some((n, buf.clone()));
             continue;
         };
+        visit(n, &buf, &rec);
         match (pending.take(), rec.torn.as_slice()) {
             (None, []) => {}
             (Some((p, torn)), [h])

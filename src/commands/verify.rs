@@ -84,7 +84,18 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         }
     };
     // Freshness against what this enclave accepted (read only: verify takes no lock).
-    let st = State::open_read_only(&paths.dir)?;
+    let st = match State::open_read_only(&paths.dir) {
+        Ok(st) => st,
+        Err(e) => {
+            let event = Event::for_bundle(Action::Verify, &vb);
+            audit(
+                event
+                    .signer_names(&super::signer_name(vb.signers()))
+                    .outcome_of(&e),
+            )?;
+            return Err(e);
+        }
+    };
     let decision = st.check(vb.manifest(), &vb.manifest_digest());
     let event = Event::for_bundle(Action::Verify, &vb)
         .signer_names(&super::signer_name(vb.signers()))

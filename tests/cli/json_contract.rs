@@ -146,6 +146,9 @@ fn every_command_s_json_matches_its_schema() {
         a["audit_log"].as_str().unwrap().ends_with("audit.jsonl"),
         "{a}"
     );
+    let show = env.run(&["audit", "show", "--json"]);
+    let sh = cases.add("audit show", "report-audit-show.schema.json", show.ok());
+    assert!(!sh["records"].as_array().unwrap().is_empty(), "{sh}");
 
     // Failures: a rejected bundle (a chunk changed), with its problems.
     let chunk = env.path("b/chunks/00000000.tar");

@@ -2,6 +2,7 @@
 
 mod audit_compat;
 mod audit_reads;
+mod audit_show;
 mod cli_rules;
 mod crash;
 mod crash_targets;
