@@ -27,9 +27,13 @@ fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
     if e.kind() != ErrorKind::UnknownArgument {
         return e;
     }
+    // Only a word left over (not an unknown flag) can be one a bare flag did not take.
     let Some(ContextValue::String(bad)) = e.get(ContextKind::InvalidArg) else {
         return e;
     };
+    if bad.starts_with('-') {
+        return e;
+    }
     let Some((flag, word)) = args.windows(2).find_map(|w| {
         let flag = w[0].to_str()?;
         let word = w[1].to_string_lossy();

@@ -110,6 +110,16 @@ fn a_value_after_a_space_is_explained() {
             .stderr_has(&format!("write {flag}=mystore"));
         assert!(!env.path("mystore").exists());
     }
+    // An unknown flag is reported as such, not as a value the bare flag did not take.
+    let r = run_v(
+        &env,
+        &["import", "--hf-cache", "b", "--files", "d", "--bogus"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    );
+    r.code(2).stderr_has("unexpected argument '--bogus'");
+    assert!(!r.stderr.contains("takes a directory only"), "{}", r.stderr);
     // With `=`, the directory is the flag's.
     let args: Vec<String> = [
         "import",
