@@ -27,6 +27,7 @@ mod push;
 mod regauth;
 mod registry;
 mod rejections;
+mod release;
 mod roundtrip;
 mod sec_fs;
 mod sec_json;
