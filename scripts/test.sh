@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- test dependencies (Debian packages) -----------------------------------------------------
-packages=(minisign zstd docker-registry skopeo openssl python3-venv strace)
+# file, man-db: tests/cli/release.rs checks the static binary and shows the packaged man pages.
+packages=(minisign zstd docker-registry skopeo openssl python3-venv strace file man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

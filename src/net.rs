@@ -1,10 +1,14 @@
 //! The HTTP client shared by every network source: rustls with the ring provider, system trust
 //! roots, bounded inactivity timeouts, redirects followed (reqwest drops credentials on
 //! cross-host redirects), and the one transfer policy every download follows ([`Transfer`]:
-//! curl's `--speed-limit`/`--speed-time`, applied by [`Guarded`]).
+//! curl's `--speed-limit`/`--speed-time`, applied by [`Guarded`]). Host names resolve through
+//! [`HostResolver`] (hickory-resolver reading `/etc/hosts` and `/etc/resolv.conf`), never
+//! through glibc's `getaddrinfo`: the release binary is static and must not need NSS modules.
 
 use std::io::{self, Read};
-use std::sync::Once;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -252,9 +256,116 @@ pub fn client_with_roots(
         .connect_timeout(Duration::from_secs(30))
         .timeout(transfer.read_timeout())
         .redirect(redirect_policy())
+        .dns_resolver(Arc::new(HostResolver::default()))
         .tls_certs_merge(certs)
         .build()
         .map_err(|e| Error::Other(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// Name resolution as glibc's `hosts: files dns`, without glibc: `/etc/hosts` first (every name
+/// as written, search domains or not), then the name servers of `/etc/resolv.conf` (with its
+/// `search`, `ndots`, `timeout` and `attempts`). `localhost` always resolves to the loopback
+/// addresses. Both files are read once per client, on its first lookup.
+///
+/// Unlike reqwest's own `hickory-dns` resolver, a missing or server-less `/etc/resolv.conf`
+/// does not fall back to a public resolver (Google's): inside an enclave that would send the
+/// names being looked up towards the outside, so names outside `/etc/hosts` fail, saying why.
+#[derive(Default)]
+pub struct HostResolver {
+    state: Arc<OnceLock<Resolvers>>,
+}
+
+struct Resolvers {
+    hosts: hickory_resolver::Hosts,
+    /// The DNS resolver, or why there is none.
+    dns: std::result::Result<hickory_resolver::TokioResolver, String>,
+}
+
+impl Resolvers {
+    fn load() -> Resolvers {
+        use hickory_resolver::config::{LookupIpStrategy, ResolveHosts};
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let hosts = hickory_resolver::Hosts::from_system().unwrap_or_default();
+        let dns = hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| {
+                format!(
+                    "no name server (/etc/resolv.conf: {})",
+                    e.to_string().trim_start_matches("io error: ")
+                )
+            })
+            .and_then(|(config, mut options)| {
+                // Both families, IPv4 first (the connector tries them in turn).
+                options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+                options.use_hosts_file = ResolveHosts::Never;
+                hickory_resolver::TokioResolver::builder_with_config(
+                    config,
+                    TokioRuntimeProvider::default(),
+                )
+                .with_options(options)
+                .build()
+                .map_err(|e| format!("cannot set up the DNS resolver: {e}"))
+            });
+        Resolvers { hosts, dns }
+    }
+
+    /// The addresses `/etc/hosts` gives `host` (IPv4 first), if any.
+    fn in_hosts(&self, host: &str) -> Vec<IpAddr> {
+        use hickory_resolver::proto::op::Query;
+        use hickory_resolver::proto::rr::{Name, RecordType};
+        let Ok(mut name) = Name::from_str(host) else {
+            return Vec::new();
+        };
+        name.set_fqdn(true);
+        let found: Vec<IpAddr> = [RecordType::A, RecordType::AAAA]
+            .into_iter()
+            .filter_map(|t| {
+                self.hosts
+                    .lookup_static_host(&Query::query(name.clone(), t))
+            })
+            .flat_map(|l| l.answers().to_vec())
+            .filter_map(|r| r.data.ip_addr())
+            .collect();
+        if found.is_empty() && name.is_localhost() {
+            // RFC 6761: localhost and *.localhost are the loopback host, hosts file or not.
+            return vec![
+                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ];
+        }
+        found
+    }
+}
+
+impl reqwest::dns::Resolve for HostResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let r = state.get_or_init(Resolvers::load);
+            let host = name.as_str();
+            let mut found = r.in_hosts(host);
+            if found.is_empty() {
+                let dns = r.dns.as_ref().map_err(|why| {
+                    format!(
+                        "cannot resolve {}: not in /etc/hosts, and {why}",
+                        escape(host)
+                    )
+                })?;
+                let lookup = dns.lookup_ip(host).await.map_err(|e| {
+                    if e.is_no_records_found() {
+                        // NXDOMAIN, or a name without A/AAAA records (the error's own text
+                        // is a debug dump of the query).
+                        format!("cannot resolve {}: no such host (not in /etc/hosts, no address from DNS)", escape(host))
+                    } else {
+                        format!("cannot resolve {}: {e}", escape(host))
+                    }
+                })?;
+                found = lookup.iter().collect();
+            }
+            let addrs: reqwest::dns::Addrs =
+                Box::new(found.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod readme;
 mod regauth;
 mod registry;
 mod rejections;
+mod release;
 mod repro;
 mod roundtrip;
 mod sec_fs;
