@@ -15,6 +15,15 @@
 # it runs on older distributions and in an empty chroot. Only the release build is static: the
 # tests' target/debug build stays as it is.
 set -euo pipefail
+# The build sees the same environment whoever calls it (a shell, CI, a test under cargo test,
+# which sets CARGO_* variables that would make cargo rebuild): only these variables pass.
+if [ -z "${AIRLOCK_RELEASE_CLEAN_ENV:-}" ]; then
+    keep=(AIRLOCK_RELEASE_CLEAN_ENV=1 "PATH=$PATH" "HOME=$HOME")
+    for v in CARGO_HOME RUSTUP_HOME SOURCE_DATE_EPOCH TMPDIR; do
+        if [ -n "${!v:-}" ]; then keep+=("$v=${!v}"); fi
+    done
+    exec env -i "${keep[@]}" "$0" "$@"
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 

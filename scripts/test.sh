@@ -25,4 +25,7 @@ scripts/forbid.sh
 # The real Hugging Face client, in a virtualenv (pip, from PyPI): tests find it through AIRLOCK_PYENV.
 AIRLOCK_PYENV=$(scripts/pyenv.sh)
 export AIRLOCK_PYENV
+# The static release binary (tests/cli/release.rs checks it), built before the tests start so
+# that its build does not run beside them; the test finds it up to date.
+scripts/release.sh --build-only >/dev/null
 cargo test --all-targets --locked
