@@ -19,6 +19,8 @@
 #                                    # only the stop latency of pack under SIGINT (off by default)
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 scripts/bench.sh
 #                                    # only the staged import (issue 10; BENCH_IMPORT=0 skips it), see bench_import
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 BENCH_IMPORT=0 BENCH_STATIC=1 scripts/bench.sh
+#                                    # only the static release binary against the dynamic one (issue 11)
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -898,6 +900,46 @@ $(printf '%s\n' "${lines[@]}")
 MD
 }
 
+# --- issue 11: the static release binary against the dynamic one, and inspect --files --------
+# The same commit built both ways (scripts/release.sh --build-only: +crt-static, own resolver;
+# cargo build --release: dynamic glibc), alternated on the same 2 GiB model directory, warm
+# cache: pack, verify and import --files. Then the peak RSS of `inspect --files` (every file's
+# row) against plain `inspect` on a 100,000-file bundle: the listing streams.
+bench_static() {
+    model_data
+    local st; st=$(scripts/release.sh --build-only)
+    export data root pub st airlock
+    local sb="$root/static-b"
+    rm -rf "$sb"; "$airlock" pack "$data" --out "$sb" --key "$root/k" --chunk-size "$chunk" -q
+    export sb
+    alternate "$runs" "static: pack" '"$st" pack "$data" --out "$root/out/b" --key "$root/k" --chunk-size "$chunk" -q' \
+        "dynamic: pack" '"$airlock" pack "$data" --out "$root/out/b" --key "$root/k" --chunk-size "$chunk" -q'
+    alternate "$runs" "static: verify" '"$st" verify "$sb" --trust "$pub" -q' \
+        "dynamic: verify" '"$airlock" verify "$sb" --trust "$pub" -q'
+    alternate "$runs" "static: import --files" '"$st" import "$sb" --trust "$pub" --files "$root/out/dst" -q' \
+        "dynamic: import --files" '"$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q'
+    small_data 100000
+    local ib="$root/static-small"
+    rm -rf "$ib"; "$airlock" pack "$small" --out "$ib" --key "$root/k" -q
+    export ib
+    alternate 1 "100000 files: inspect" '"$airlock" inspect "$ib" --trust "$pub"' \
+        "100000 files: inspect --files" '"$airlock" inspect "$ib" --trust "$pub" --files'
+    rm -rf "$sb" "$ib"
+    local r=() n
+    for n in pack verify "import --files"; do
+        r+=("- $n: static $(printf %.2f "${wall[static: $n]}") s, dynamic $(printf %.2f "${wall[dynamic: $n]}") s: **$(ratio "${wall[static: $n]}" "${wall[dynamic: $n]}")×**")
+    done
+    cat <<MD
+
+## The static release binary (bench_static, $(date -u +%Y-%m-%d), $(nproc) cores, warm cache, $runs runs alternated, load average $(cut -d' ' -f1-3 /proc/loadavg))
+
+$(table "static: pack" "dynamic: pack" "static: verify" "dynamic: verify" "static: import --files" "dynamic: import --files" "100000 files: inspect" "100000 files: inspect --files")
+
+$(printf '%s\n' "${r[@]}")
+- inspect --files lists 100,000 rows at $(printf %.1f "$(mib "100000 files: inspect --files")") MiB peak against $(printf %.1f "$(mib "100000 files: inspect")") MiB for the summary alone
+MD
+}
+
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
 pack_floor=${BENCH_PACK_FLOOR:-1}
@@ -913,4 +955,5 @@ import=${BENCH_IMPORT:-1}
 [ "$interrupt" = 1 ] && bench_interrupt
 [ "$import" = 1 ] && bench_import
 [ "$million" = 1 ] && bench_million
+[ "${BENCH_STATIC:-0}" = 1 ] && bench_static
 exit 0
