@@ -908,7 +908,7 @@ MD
 bench_static() {
     model_data
     local st; st=$(scripts/release.sh --build-only)
-    export data root pub st airlock
+    export data root pub st airlock chunk
     local sb="$root/static-b"
     rm -rf "$sb"; "$airlock" pack "$data" --out "$sb" --key "$root/k" --chunk-size "$chunk" -q
     export sb
