@@ -541,7 +541,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --volume-size --parity --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -572,6 +572,14 @@ _airlock() {
                     return 0
                     ;;
                 --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --volume-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

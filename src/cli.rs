@@ -252,6 +252,16 @@ pub struct PackArgs {
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
 
+    /// Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...), e.g.
+    /// 64GB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 [default: one directory]
+    #[arg(long, value_name = "SIZE|MEDIUM")]
+    pub volume_size: Option<String>,
+
+    /// Add N parity volumes (Reed-Solomon): any N lost or damaged data volumes can be rebuilt
+    /// (needs --volume-size) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub parity: Option<u32>,
+
     /// Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable)
     /// [default: all platforms, the index byte for byte]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::format::text::escape;
+use crate::format::volumes::LABEL_FILE;
 use crate::format::{MANIFEST_FILE, SIGNATURES_DIR, SIGNATURE_FILE, SUMS_FILE};
 
 /// One thing wrong with a bundle. `code()` is stable for `--json` consumers.
@@ -156,6 +157,44 @@ pub enum Problem {
         channel: String,
         sequence: u64,
     },
+    /// Version 4: the volume's `VOLUME` label is missing or differs from what the signed
+    /// manifest implies for the volume its signatures name.
+    LabelMismatch {
+        volume: u32,
+    },
+    /// Version 4: a chunk file of another volume of the same bundle lies on this volume.
+    MisplacedChunk {
+        chunk: String,
+        /// The volume this directory is.
+        volume: u32,
+        /// The volume the chunk belongs on.
+        belongs_on: u32,
+    },
+    /// Version 4: a directory given as a volume of the bundle belongs to another bundle (or is
+    /// a bundle of one directory): its signed manifest differs.
+    ForeignVolume {
+        dir: String,
+        /// The bundle id of the bundle being checked.
+        expected: String,
+        /// That directory's bundle id (its manifest is signed by a trusted key).
+        found: String,
+    },
+    /// Version 4: two directories given are the same volume.
+    DuplicateVolume {
+        volume: u32,
+        dirs: Vec<String>,
+    },
+    /// Version 4: a volume needed was not given (and parity cannot stand in for it).
+    MissingVolume {
+        volume: u32,
+    },
+    /// Version 4: a chunk that is missing or damaged could not be rebuilt from parity (too many
+    /// volumes of its stripe are missing or damaged).
+    Unrecoverable {
+        chunk: String,
+        volume: u32,
+        reason: String,
+    },
 }
 
 /// A policy key, by name and key id.
@@ -203,6 +242,12 @@ impl Problem {
             Problem::InvalidManifest { .. } => "invalid-manifest",
             Problem::Expired { .. } => "expired",
             Problem::SumsMismatch => "sums-mismatch",
+            Problem::LabelMismatch { .. } => "label-mismatch",
+            Problem::MisplacedChunk { .. } => "misplaced-chunk",
+            Problem::ForeignVolume { .. } => "foreign-volume",
+            Problem::DuplicateVolume { .. } => "duplicate-volume",
+            Problem::MissingVolume { .. } => "missing-volume",
+            Problem::Unrecoverable { .. } => "unrecoverable-chunk",
             Problem::MissingChunk { .. } => "missing-chunk",
             Problem::TruncatedChunk { .. } => "truncated-chunk",
             Problem::OversizedChunk { .. } => "oversized-chunk",
@@ -270,6 +315,12 @@ impl fmt::Display for Problem {
             Problem::InvalidManifest { reason } => write!(f, "invalid manifest: {reason}"),
             Problem::Expired { expires } => write!(f, "expired: the bundle expired at {}", escape(expires)),
             Problem::SumsMismatch => write!(f, "{SUMS_FILE} does not match the chunk list of the signed manifest"),
+            Problem::LabelMismatch { volume } => write!(f, "label mismatch: {LABEL_FILE} is missing or is not the label the signed manifest gives volume {volume}"),
+            Problem::MisplacedChunk { chunk, volume, belongs_on } => write!(f, "misplaced chunk: {} belongs on volume {belongs_on}, not on volume {volume}", escape(chunk)),
+            Problem::ForeignVolume { dir, expected, found } => write!(f, "foreign volume: {} is a volume of bundle {}, not of bundle {}", escape(dir), escape(found), escape(expected)),
+            Problem::DuplicateVolume { volume, dirs } => write!(f, "duplicate volume: volume {volume} was given twice ({})", dirs.iter().map(|d| escape(d).to_string()).collect::<Vec<_>>().join(", ")),
+            Problem::MissingVolume { volume } => write!(f, "missing volume: volume {volume} was not given"),
+            Problem::Unrecoverable { chunk, volume, reason } => write!(f, "unrecoverable chunk: {} (volume {volume}) cannot be rebuilt: {}", escape(chunk), escape(reason)),
             Problem::MissingChunk { chunk } => write!(f, "missing chunk: {} is not there", escape(chunk)),
             Problem::TruncatedChunk { chunk, expected_size, actual_size } => {
                 write!(f, "truncated chunk: {} has {actual_size} bytes, expected {expected_size}", escape(chunk))

@@ -3,6 +3,7 @@
 
 pub(crate) mod hashpipe;
 mod outdir;
+pub mod parity;
 pub mod reader;
 pub mod verify;
 pub mod writer;
@@ -31,6 +32,53 @@ pub struct PackOptions {
     pub created: SystemTime,
     pub expires: Option<SystemTime>,
     pub chunk_size: u64,
+    /// Spread the bundle over volumes (format version 4); `None`: one directory.
+    pub volumes: Option<VolumeOptions>,
+}
+
+/// How pack spreads a bundle over volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeOptions {
+    /// The most bytes one volume may hold (after any preset's filesystem margin): chunks and
+    /// the bundle files every volume carries.
+    pub size: u64,
+    /// Parity volumes to add (Reed–Solomon): any that many lost data volumes can be rebuilt.
+    pub parity: u32,
+}
+
+/// What a volume holds besides its chunks, reserved out of its size before chunks are laid out:
+/// the manifest (estimated from the plan, generously), the signatures, `SHA256SUMS` and
+/// `VOLUME`. Checked against the real sizes once they are known.
+fn volume_reserve(
+    artifacts: &[Artifact],
+    blobs: &[PlannedBlob],
+    v: &VolumeOptions,
+    chunk: u64,
+) -> u64 {
+    let entries: u64 = artifacts.iter().map(|a| a.entries.len() as u64).sum();
+    let text: u64 = artifacts
+        .iter()
+        .map(|a| (a.source.len() + a.identity.len()) as u64 + 4096)
+        .sum();
+    let hf: u64 = artifacts
+        .iter()
+        .filter_map(|a| a.hf.as_ref())
+        .map(|h| h.files.len() as u64 * 256)
+        .sum();
+    let payload: u64 = blobs.iter().map(|b| b.size).sum();
+    // Chunks: every volume may end one early, every blob may end one.
+    let chunks = payload / chunk.max(1) + payload / v.size.max(1) + 2 + blobs.len() as u64 / 64;
+    let pieces = payload / format::pieces::DEFAULT_PIECE_SIZE + chunks;
+    let manifest = 64 * 1024
+        + text
+        + hf
+        + entries * 160
+        + blobs.len() as u64 * 128
+        + chunks * 200
+        + pieces * 80;
+    // Signatures (64 at most, 1 KiB each with their comments), SHA256SUMS, VOLUME, slack for
+    // the parity stream's padding.
+    manifest + 64 * 1024 + chunks * 100 + 8 * 1024
 }
 
 /// Writes chunks, `SHA256SUMS`, the manifest and its signatures, in that order, into `out`.
@@ -69,19 +117,74 @@ pub fn pack_pending(
             .map_err(|e| Error::Usage(format!("cannot pack {e}")))?;
     }
     // No wall-clock time in chunk bytes: 0, or SOURCE_DATE_EPOCH (reproducible chunks).
+    let budget = match &opts.volumes {
+        None => None,
+        Some(v) => {
+            let reserve = volume_reserve(&artifacts, blobs, v, opts.chunk_size);
+            let budget = v.size.saturating_sub(reserve);
+            if budget < format::volumes::MIN_VOLUME_SIZE {
+                return Err(Error::Usage(format!(
+                    "a volume of {} cannot hold this bundle: every volume carries the manifest and \
+                     signatures (about {} here) and needs at least {} for chunks; choose a larger --volume-size",
+                    crate::output::bytes(v.size),
+                    crate::output::bytes(reserve),
+                    crate::output::bytes(format::volumes::MIN_VOLUME_SIZE)
+                )));
+            }
+            Some(budget)
+        }
+    };
     let wopts = writer::WriterOptions {
         chunk_size: opts.chunk_size,
         mtime: writer::chunk_mtime()?,
+        volume_budget: budget,
     };
-    let written = writer::write_blobs(
-        &out.path().join(CHUNKS_DIR),
-        blobs,
-        pending,
-        &wopts,
-        progress,
-    )?;
-    fsutil::sync_dir(&out.path().join(CHUNKS_DIR))?;
-    let (blob_list, chunks) = (written.blobs, written.chunks);
+    let chunks_root = match budget {
+        None => {
+            let dir = out.path().join(CHUNKS_DIR);
+            fsutil::create_dir_all(&dir)?;
+            dir
+        }
+        Some(_) => out.path().to_path_buf(),
+    };
+    let written = writer::write_blobs(&chunks_root, blobs, pending, &wopts, progress)?;
+    match budget {
+        None => fsutil::sync_dir(&chunks_root)?,
+        Some(_) => {
+            // Volumes hold the chunks; the output directory itself holds only the volumes.
+            fs::remove_dir(out.path().join(CHUNKS_DIR))
+                .map_err(|e| Error::io("remove", out.path().join(CHUNKS_DIR), e))?;
+            for n in 1..=written.volumes.len() as u32 {
+                let dir = out.path().join(format::volumes::volume_dir_name(n));
+                fsutil::create_dir_all(&dir.join(CHUNKS_DIR))?;
+                fsutil::sync_dir(&dir.join(CHUNKS_DIR))?;
+            }
+        }
+    }
+    let (blob_list, mut chunks) = (written.blobs, written.chunks);
+    let volumes = match (&opts.volumes, budget) {
+        (Some(v), Some(budget)) => {
+            let mut layout = format::Volumes {
+                size: v.size,
+                data: written.volumes.clone(),
+                parity: None,
+            };
+            if v.parity > 0 && !chunks.is_empty() {
+                let (parity, parity_chunks) = parity::write_parity(
+                    out.path(),
+                    &chunks,
+                    &layout.data,
+                    opts.chunk_size.min(budget),
+                    v.parity,
+                    progress,
+                )?;
+                layout.parity = Some(parity);
+                chunks.extend(parity_chunks);
+            }
+            Some(layout)
+        }
+        _ => None,
+    };
     for entry in artifacts.iter_mut().flat_map(|a| a.entries.iter_mut()) {
         if let Some(d) = entry.blob.and_then(|b| written.learned.get(&b)) {
             entry.blob = Some(*d);
@@ -93,7 +196,7 @@ pub fn pack_pending(
         .map_err(|e| Error::Other(format!("no randomness for the bundle id: {e}")))?;
     let manifest = Manifest {
         format: FORMAT_NAME.to_string(),
-        version: Manifest::required_version(&artifacts),
+        version: Manifest::required_version(&artifacts, volumes.is_some()),
         bundle_id: hex::encode(id),
         channel: opts.channel.clone(),
         sequence: opts.sequence,
@@ -105,6 +208,7 @@ pub fn pack_pending(
         artifacts,
         blobs: blob_list,
         chunks,
+        volumes,
     };
     manifest.validate().map_err(|e| {
         Error::Other(format!(
@@ -116,21 +220,48 @@ pub fn pack_pending(
         .map_err(|e| Error::io("remove staging directory", out.staging(), e))?;
 
     let bytes = manifest.to_bytes();
-    fsutil::write_atomic(
-        &out.path().join(SUMS_FILE),
-        manifest.sha256sums().as_bytes(),
-        0o644,
-    )?;
-    crate::interrupt::check()?;
-    fsutil::write_atomic(&out.path().join(MANIFEST_FILE), &bytes, 0o644)?;
-    for (i, key) in keys.iter().enumerate() {
+    // One directory, or every volume: each carries its SHA256SUMS (and label), the manifest and
+    // the signatures, written in that order on all volumes (the signatures last of all).
+    let dirs: Vec<(u32, PathBuf)> = if manifest.is_multi_volume() {
+        (1..=manifest.volume_count())
+            .map(|n| (n, out.path().join(format::volumes::volume_dir_name(n))))
+            .collect()
+    } else {
+        vec![(1, out.path().to_path_buf())]
+    };
+    if let Some(v) = &manifest.volumes {
+        check_volume_sizes(&manifest, bytes.len() as u64, keys.len() as u64, v.size)?;
+    }
+    for (n, dir) in &dirs {
         crate::interrupt::check()?;
-        let text = sign_manifest(&manifest, &bytes, key)?;
-        let path = signature_path(out.path(), i == 0, key);
-        if let Some(parent) = path.parent() {
-            fsutil::create_dir_all(parent)?;
+        fsutil::write_atomic(
+            &dir.join(SUMS_FILE),
+            manifest.volume_sums(*n).as_bytes(),
+            0o644,
+        )?;
+        if manifest.is_multi_volume() {
+            fsutil::write_atomic(
+                &dir.join(format::volumes::LABEL_FILE),
+                manifest.volume_label(*n).as_bytes(),
+                0o644,
+            )?;
         }
-        fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+    }
+    for (_, dir) in &dirs {
+        crate::interrupt::check()?;
+        fsutil::write_atomic(&dir.join(MANIFEST_FILE), &bytes, 0o644)?;
+    }
+    for (n, dir) in &dirs {
+        for (i, key) in keys.iter().enumerate() {
+            crate::interrupt::check()?;
+            let text = sign_volume(&manifest, &bytes, key, *n)?;
+            let path = signature_path(dir, i == 0, key);
+            if let Some(parent) = path.parent() {
+                fsutil::create_dir_all(parent)?;
+            }
+            fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+        }
+        fsutil::sync_dir(dir)?;
     }
     fsutil::sync_dir(out.path())?;
     crate::interrupt::check()?;
@@ -149,23 +280,56 @@ pub fn signature_path(dir: &Path, primary: bool, key: &SigningKey) -> PathBuf {
 }
 
 /// A minisign signature over the manifest bytes, with airlock's trusted comment.
+/// Every volume's files must fit its size: chunks, manifest, signatures (at most 1 KiB each),
+/// `SHA256SUMS`, `VOLUME`. The layout reserved room for them from an estimate; a manifest
+/// larger than estimated is refused here, before anything is signed.
+fn check_volume_sizes(m: &Manifest, manifest: u64, keys: u64, size: u64) -> Result<()> {
+    for n in 1..=m.volume_count() {
+        let total = m.volume_chunk_bytes(n)
+            + manifest
+            + keys * 1024
+            + m.volume_sums(n).len() as u64
+            + m.volume_label(n).len() as u64;
+        if total > size {
+            return Err(Error::Other(format!(
+                "volume {n} would hold {total} bytes, more than the volume size {size} (its manifest \
+                 is {manifest} bytes, more than pack reserved): choose a larger --volume-size"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn sign_manifest(manifest: &Manifest, bytes: &[u8], key: &SigningKey) -> Result<String> {
+    sign_volume(manifest, bytes, key, 1)
+}
+
+/// The signature of volume `volume` (1-based) of a bundle: its trusted comment's `sha256sums`
+/// is that volume's `SHA256SUMS` (the whole bundle's for a bundle of one directory) and, in
+/// version 4, `volume:<n>` names the volume.
+pub fn sign_volume(
+    manifest: &Manifest,
+    bytes: &[u8],
+    key: &SigningKey,
+    volume: u32,
+) -> Result<String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let sums = Digest::of(manifest.sha256sums().as_bytes());
-    let comment = sign::trusted_comment(
-        now,
-        &[
-            ("bundle", manifest.bundle_id.clone()),
-            ("channel", manifest.channel.clone()),
-            ("sequence", manifest.sequence.to_string()),
-            ("sha256sums", sums.hex()),
-            // Signed so that a reader can bound its read of the manifest by it before reading.
-            (sign::MANIFEST_SIZE_FIELD, bytes.len().to_string()),
-        ],
-    );
+    let sums = Digest::of(manifest.volume_sums(volume).as_bytes());
+    let mut fields = vec![
+        ("bundle", manifest.bundle_id.clone()),
+        ("channel", manifest.channel.clone()),
+        ("sequence", manifest.sequence.to_string()),
+        ("sha256sums", sums.hex()),
+        // Signed so that a reader can bound its read of the manifest by it before reading.
+        (sign::MANIFEST_SIZE_FIELD, bytes.len().to_string()),
+    ];
+    if manifest.is_multi_volume() {
+        fields.push((format::volumes::VOLUME_FIELD, volume.to_string()));
+    }
+    let comment = sign::trusted_comment(now, &fields);
     let untrusted = format!(
         "signature from airlock key {} over bundle {}",
         key.public.id, manifest.bundle_id

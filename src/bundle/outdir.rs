@@ -286,6 +286,9 @@ fn ours(path: &Path) -> Result<Leftover> {
             MARKER | SUMS_FILE | MANIFEST_FILE | SIGNATURE_FILE => {
                 (!t.is_file()).then(|| name.clone())
             }
+            n if is_volume_dir_name(n) && t.is_dir() => {
+                ours_volume(&e.path())?.map(|inner| format!("{name}/{inner}"))
+            }
             n => (!(is_temp(n) && t.is_file())).then(|| name.clone()),
         };
         if let Some(what) = foreign {
@@ -293,6 +296,48 @@ fn ours(path: &Path) -> Result<Leftover> {
         }
     }
     Ok(Leftover::Ours)
+}
+
+/// Within a volume directory pack writes (`vol-NNN`): its chunks (data and parity), bundle
+/// files, label and signatures, and write_atomic's temp files; the first other entry.
+fn ours_volume(dir: &Path) -> Result<Option<String>> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io("read", dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let t = e
+            .file_type()
+            .map_err(|err| Error::io("stat", e.path(), err))?;
+        let foreign = match name.as_str() {
+            CHUNKS_DIR if t.is_dir() => {
+                only(&e.path(), |n| is_chunk_name(n) || is_parity_chunk_name(n))?
+                    .map(|n| format!("{name}/{n}"))
+            }
+            SIGNATURES_DIR if t.is_dir() => {
+                only(&e.path(), |n| n.ends_with(".minisig") || is_temp(n))?
+                    .map(|n| format!("{name}/{n}"))
+            }
+            SUMS_FILE | MANIFEST_FILE | SIGNATURE_FILE | format::volumes::LABEL_FILE => {
+                (!t.is_file()).then(|| name.clone())
+            }
+            n => (!(is_temp(n) && t.is_file())).then(|| name.clone()),
+        };
+        if foreign.is_some() {
+            return Ok(foreign);
+        }
+    }
+    Ok(None)
+}
+
+/// `vol-001` and the like, as `format::volumes::volume_dir_name` makes them.
+fn is_volume_dir_name(n: &str) -> bool {
+    n.strip_prefix("vol-")
+        .is_some_and(|d| d.len() >= 3 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_parity_chunk_name(n: &str) -> bool {
+    n.strip_suffix(".par")
+        .is_some_and(|d| d.len() >= 8 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The first entry of `dir` that is not a regular file whose name passes `allowed`.

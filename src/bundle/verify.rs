@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::format::volumes::{LABEL_FILE, VOLUME_FIELD};
 use crate::format::{self, Digest, Manifest, ParseError, CHUNKS_DIR, SUMS_FILE};
 use crate::policy::TrustPolicy;
 use crate::progress::Progress;
@@ -94,6 +95,8 @@ pub struct VerifiedBundle {
     signers: Vec<SignerInfo>,
     blob_index: std::collections::HashMap<Digest, usize>,
     expired_within_skew: Option<ExpiredWithinSkew>,
+    /// Version 4: the volume this directory is (its comments' `volume`); `None` below.
+    volume: Option<u32>,
 }
 
 impl VerifiedBundle {
@@ -126,6 +129,11 @@ impl VerifiedBundle {
     /// Whether every chunk was hashed against the manifest (false after [`verify_manifest`]).
     pub fn chunks_checked(&self) -> bool {
         self.chunks_checked
+    }
+    /// Version 4: the volume [`VerifiedBundle::dir`] is (1-based); `None` for a bundle of one
+    /// directory.
+    pub fn volume(&self) -> Option<u32> {
+        self.volume
     }
     pub fn chunk_path(&self, index: u32) -> PathBuf {
         self.dir
@@ -249,7 +257,15 @@ fn verify_inner(
             return Err(reject(problems));
         }
     };
-    let sums = manifest.sha256sums();
+    // Version 4: this directory is one volume, the one its trusted comments name.
+    let volume = match volume_of_comments(&manifest, &valid) {
+        Ok(v) => v,
+        Err(p) => {
+            problems.extend(p);
+            return Err(reject(problems));
+        }
+    };
+    let sums = manifest.volume_sums(volume.unwrap_or(1));
     let sums_digest = Digest::of(sums.as_bytes());
     for (file, sig, _) in &valid {
         let comment = sig.trusted_comment();
@@ -327,20 +343,44 @@ fn verify_inner(
         Ok(_) => problems.push(Problem::SumsMismatch),
         Err(_) => problems.push(Problem::SumsMismatch),
     }
-    let chunk_names: HashSet<&str> = manifest.chunks.iter().map(|c| c.name.as_str()).collect();
-    problems.extend(chunks::unexpected_files(dir, &chunk_names));
+    let mine = manifest.volume_chunks(volume.unwrap_or(1));
+    let chunk_names: HashSet<&str> = manifest.chunks[mine.clone()]
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for p in chunks::unexpected_files(dir, &chunk_names, volume.is_some()) {
+        // A chunk of another volume of this bundle is named as such.
+        let other = match (&p, volume) {
+            (Problem::UnexpectedFile { path }, Some(n)) => path
+                .strip_prefix(&format!("{CHUNKS_DIR}/"))
+                .and_then(|name| manifest.chunks.iter().position(|c| c.name == name))
+                .map(|i| Problem::MisplacedChunk {
+                    chunk: manifest.chunks[i].name.clone(),
+                    volume: n,
+                    belongs_on: manifest.volume_of(i),
+                }),
+            _ => None,
+        };
+        problems.push(other.unwrap_or(p));
+    }
+    if let Some(n) = volume {
+        let label = manifest.volume_label(n);
+        match read_bounded(&dir.join(LABEL_FILE), label.len() as u64) {
+            Ok(b) if b == label.as_bytes() => {}
+            _ => problems.push(Problem::LabelMismatch { volume: n }),
+        }
+    }
 
     // 5. Every chunk: present, exact size, exact bytes (in parallel; zstd frames checked too,
     // so that verify refuses every frame import would). Admission for a staged import only
     // checks that every chunk is present as a regular file of its size (a stat, nothing read:
     // the import reads and hashes the chunks it needs once).
     if check_chunks {
-        problems.extend(chunks::check_chunks(dir, &manifest, progress));
+        problems.extend(chunks::check_chunks(dir, &manifest, mine, progress));
     } else {
         let chunks_dir = dir.join(CHUNKS_DIR);
         problems.extend(
-            manifest
-                .chunks
+            manifest.chunks[mine]
                 .iter()
                 .filter_map(|c| chunks::stat_chunk(&chunks_dir.join(&c.name), c)),
         );
@@ -364,7 +404,51 @@ fn verify_inner(
         blob_index,
         chunks_checked: check_chunks,
         expired_within_skew,
+        volume,
     })
+}
+
+/// Version 4: the volume a directory is, as every valid trusted signature's comment names it
+/// (`volume:<n>`, 1 to the bundle's volume count, the same in all). `None` below version 4.
+#[allow(clippy::result_large_err)]
+fn volume_of_comments(
+    manifest: &Manifest,
+    valid: &[(String, crate::sign::Signature, usize)],
+) -> std::result::Result<Option<u32>, Vec<Problem>> {
+    if !manifest.is_multi_volume() {
+        return Ok(None);
+    }
+    let count = manifest.volume_count();
+    let expected = format!("1 to {count}");
+    let mut problems = Vec::new();
+    let mut seen: Option<u32> = None;
+    for (file, sig, _) in valid {
+        let comment = sig.trusted_comment();
+        let found = comment_field(&comment, VOLUME_FIELD).unwrap_or("");
+        let n = found
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=count).contains(n) && n.to_string() == found);
+        match (n, seen) {
+            (None, _) => problems.push(Problem::CommentMismatch {
+                file: file.clone(),
+                field: VOLUME_FIELD.into(),
+                expected: expected.clone(),
+                found: found.to_string(),
+            }),
+            (Some(n), Some(first)) if n != first => problems.push(Problem::CommentMismatch {
+                file: file.clone(),
+                field: VOLUME_FIELD.into(),
+                expected: first.to_string(),
+                found: found.to_string(),
+            }),
+            (Some(n), _) => seen = Some(n),
+        }
+    }
+    match seen {
+        Some(n) if problems.is_empty() => Ok(Some(n)),
+        _ => Err(problems),
+    }
 }
 
 /// The channel's rule against the valid signatures by usable keys (`valid_keys`: their indices in

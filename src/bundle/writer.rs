@@ -76,6 +76,9 @@ pub struct WriterOptions {
     /// Modification time recorded in tar headers: [`chunk_mtime`] (never the wall clock, so
     /// that the same sources packed twice give the same chunk bytes).
     pub mtime: u64,
+    /// Version 4: the chunk bytes one volume may hold; chunks then go to `ROOT/vol-NNN/chunks/`
+    /// and none straddles two volumes. `None`: one directory.
+    pub volume_budget: Option<u64>,
 }
 
 /// The environment variable that sets the time in chunk headers (reproducible-builds.org).
@@ -121,6 +124,8 @@ fn parse_epoch(v: Option<&str>) -> Result<u64> {
 pub struct Written {
     pub blobs: Vec<Blob>,
     pub chunks: Vec<Chunk>,
+    /// Spread over volumes: the number of chunks on each data volume (empty otherwise).
+    pub volumes: Vec<u32>,
     pub learned: HashMap<Digest, Digest>,
 }
 
@@ -136,6 +141,8 @@ const PROBE: usize = BUF_SIZE;
 /// A blob whose digest is in `pending` is a local file whose digest is not known yet: its
 /// `digest` is a placeholder, and [`Written::learned`] maps it to the digest it had. Blobs are
 /// written once per distinct digest.
+/// Writes the blobs into chunks under `chunks_dir` (with [`WriterOptions::volume_budget`]: under
+/// the bundle root `chunks_dir`'s `vol-NNN/chunks/`).
 pub fn write_blobs(
     chunks_dir: &Path,
     blobs: &[PlannedBlob],
@@ -253,11 +260,12 @@ pub fn write_blobs(
             segments,
         });
     }
-    let chunks = w.finish()?;
+    let (chunks, volumes) = w.finish()?;
     progress.finish();
     Ok(Written {
         blobs: out,
         chunks,
+        volumes,
         learned,
     })
 }
@@ -328,7 +336,7 @@ fn write_compressed(
     progress: &dyn Progress,
 ) -> Result<Vec<Segment>> {
     let window = WINDOW
-        .min(tarframe::room_at(0, w.opts.chunk_size) / 2)
+        .min(tarframe::room_at(0, w.max_chunk()) / 2)
         .max(BLOCK);
     let batch = rayon::current_num_threads().max(1) * 2;
     let mut segments = Vec::new();
@@ -371,10 +379,7 @@ fn write_compressed(
                 (raw, Encoding::None)
             };
             let len = data.len() as u64;
-            if w.room()? < len {
-                w.close()?;
-                w.room()?;
-            }
+            w.room_for(len)?;
             let (chunk, offset) = w.begin_entry(name, segments.len(), encoding, len)?;
             w.write_shared(data)?;
             w.end_entry(len)?;

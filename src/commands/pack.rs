@@ -34,6 +34,25 @@ pub fn parse_chunk_size(s: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// `--volume-size`: a size (e.g. `64GB`), at least [`crate::format::volumes::MIN_VOLUME_SIZE`].
+pub fn parse_volume_size(s: &str) -> Result<u64> {
+    let n = parse_size::parse_size(s).map_err(|e| {
+        Error::Usage(format!(
+            "volume size {s:?}: {e} (use e.g. 64GB, 4GiB, or bd25)"
+        ))
+    })?;
+    if !(crate::format::volumes::MIN_VOLUME_SIZE..=crate::format::volumes::MAX_VOLUME_SIZE)
+        .contains(&n)
+    {
+        return Err(Error::Usage(format!(
+            "volume size {s:?} is outside {} ..= {}",
+            output::bytes(crate::format::volumes::MIN_VOLUME_SIZE),
+            output::bytes(crate::format::volumes::MAX_VOLUME_SIZE)
+        )));
+    }
+    Ok(n)
+}
+
 /// `--max-download` / `max_download`: a size, more than zero.
 pub fn parse_max_download(s: &str) -> Result<u64> {
     let n = parse_size::parse_size(s)
@@ -314,6 +333,18 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         Some(s) => parse_chunk_size(s)?,
         None => DEFAULT_CHUNK_SIZE,
     };
+    let volumes = match (args.volume_size.as_deref(), args.parity.unwrap_or(0)) {
+        (Some(v), parity) => Some(bundle::VolumeOptions {
+            size: parse_volume_size(v)?,
+            parity,
+        }),
+        (None, 0) => None,
+        (None, _) => {
+            return Err(Error::Usage(
+                "--parity needs --volume-size: parity volumes protect the volumes of a bundle spread over several".into(),
+            ))
+        }
+    };
     // Keys first: a wrong passphrase should fail before any download.
     let keys: Vec<SigningKey> = args
         .key
@@ -350,6 +381,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         created,
         expires,
         chunk_size,
+        volumes,
     };
     let packed = interrupt::classify(
         sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(

@@ -49,8 +49,13 @@ pub struct Manifest {
     pub artifacts: Vec<Artifact>,
     /// Every distinct payload, once, with where its bytes live.
     pub blobs: Vec<Blob>,
-    /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar`.
+    /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar` (a parity chunk of
+    /// version 4: `.par`).
     pub chunks: Vec<Chunk>,
+    /// Version 4: how the chunks are spread over volumes (`format::volumes`); `None` below
+    /// version 4. Not a field of the v1/v2 form.
+    #[serde(skip)]
+    pub volumes: Option<super::Volumes>,
 }
 
 /// One thing carried across: a file, a directory tree, ...
@@ -378,9 +383,14 @@ impl Manifest {
     }
 
     /// The version pack writes: [`FORMAT_VERSION`] (3: piece digests and the compact file
-    /// table), whatever the artifacts. (Versions 1 and 2 are still read.)
-    pub fn required_version(_artifacts: &[Artifact]) -> u32 {
-        FORMAT_VERSION
+    /// table), whatever the artifacts; 4 for a bundle spread over volumes. (Versions 1 and 2
+    /// are still read.)
+    pub fn required_version(_artifacts: &[Artifact], volumes: bool) -> u32 {
+        if volumes {
+            4
+        } else {
+            FORMAT_VERSION
+        }
     }
 
     /// Total decoded payload bytes (each blob once).

@@ -12,10 +12,12 @@ pub mod paths;
 pub mod pieces;
 pub mod tarframe;
 pub mod text;
+pub mod volumes;
 pub mod zstdframe;
 
 pub use digest::{CheckingReader, Digest, DigestParseError, Hasher, HashingReader, HashingWriter};
 pub use manifest::*;
+pub use volumes::{Parity, VolumeKind, Volumes};
 
 use std::ops::RangeInclusive;
 
@@ -24,8 +26,8 @@ pub const FORMAT_NAME: &str = "airlock-bundle";
 /// The version this airlock writes (3: piece digests and the compact file table; see
 /// [`Manifest::required_version`]).
 pub const FORMAT_VERSION: u32 = 3;
-/// The versions this airlock reads.
-pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=3;
+/// The versions this airlock reads (4: version 3 spread over volumes, `volumes`).
+pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=4;
 
 /// File names inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

@@ -351,6 +351,7 @@ pub(crate) fn ollama_bundle(env: &Env, tags: &[OllamaTag]) {
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 128 * 1024,
+        volumes: None,
     };
     let key = SigningKey::load(&env.path("k")).unwrap();
     let out = OutDir::prepare(&env.path("b")).unwrap();

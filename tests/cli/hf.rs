@@ -55,6 +55,7 @@ fn pack(env: &Env, spec: &HfSpec, o: &HfOptions) -> airlock::Result<Manifest> {
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: CHUNK,
+        volumes: None,
     };
     let m = bundle::pack(out, vec![artifact], &blobs, &[key], &popts, &Silent)?;
     env.run(&["verify", "out", "--trust", "k.pub"]).ok();

@@ -232,6 +232,7 @@ pub fn pack(env: &Env, out: &str, repos: &[Repo]) -> Admitted {
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 64 * 1024,
+        volumes: None,
     };
     let dir = OutDir::prepare(&env.path(out)).unwrap();
     bundle::pack(dir, artifacts, &blobs, &[key], &opts, &Silent).unwrap();

@@ -922,6 +922,7 @@ fn an_image_missing_a_blob_in_a_signed_bundle_is_refused_before_any_push() {
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 1 << 20,
+        volumes: None,
     };
     let key = SigningKey::load(&env.path("k")).unwrap();
     let out = OutDir::prepare(&env.path("b")).unwrap();

@@ -40,6 +40,7 @@ fn import(dest: &Path, images: &[(&str, &CollectedImage)]) -> airlock::Result<La
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 1 << 20,
+        volumes: None,
     };
     let out = env.path("b");
     bundle::pack(

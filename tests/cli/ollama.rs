@@ -284,6 +284,7 @@ fn pack_artifacts(
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 128 * 1024,
+        volumes: None,
     };
     bundle::pack(
         OutDir::prepare(&env.path(out)).unwrap(),

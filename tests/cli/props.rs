@@ -179,7 +179,8 @@ proptest! {
         }
         let artifact = Artifact { name: "a".into(), kind: ArtifactKind::Directory, source: "in".into(), identity: "in".into(), entries, image: None, hf: None };
         let out = OutDir::prepare(&env.path("b")).unwrap();
-        let opts = PackOptions { channel: "p".into(), sequence: 1, created: std::time::SystemTime::now(), expires: None, chunk_size: chunk_kib * 1024 };
+        let opts = PackOptions { channel: "p".into(), sequence: 1, created: std::time::SystemTime::now(), expires: None, chunk_size: chunk_kib * 1024 ,    volumes: None,
+    };
         let m = bundle::pack(out, vec![artifact], &blobs, &[key], &opts, &Silent).unwrap();
         for c in &m.chunks {
             prop_assert!(c.size <= chunk_kib * 1024);
@@ -237,6 +238,7 @@ fn a_file_that_changed_since_it_was_hashed_aborts_the_pack() {
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 1 << 20,
+        volumes: None,
     };
     let err = bundle::pack(out, vec![artifact], &blobs, &[key], &opts, &Silent).unwrap_err();
     assert!(

@@ -54,6 +54,7 @@ fn pack_planned(env: &Env, out: &str, artifacts: Vec<Artifact>, planned: &[Plann
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 1 << 20,
+        volumes: None,
     };
     let key = SigningKey::load(&env.path("k")).unwrap();
     let dir = OutDir::prepare(&env.path(out)).unwrap();

@@ -33,11 +33,15 @@ const READ_SIZE: usize = 1 << 20;
 pub(super) fn check_chunks(
     dir: &Path,
     manifest: &Manifest,
+    which: std::ops::Range<usize>,
     progress: &dyn Progress,
 ) -> Vec<Problem> {
-    progress.start("verifying chunks", manifest.chunk_bytes());
+    progress.start(
+        "verifying chunks",
+        manifest.chunks[which.clone()].iter().map(|c| c.size).sum(),
+    );
     let problems = if manifest.version >= 3 {
-        let all: Vec<u32> = (0..manifest.chunks.len() as u32).collect();
+        let all: Vec<u32> = (which.start as u32..which.end as u32).collect();
         check_chunks_v3(dir, manifest, &all, progress)
     } else {
         check_chunks_sequential(dir, manifest, progress)
@@ -462,7 +466,12 @@ fn check_chunk(
 }
 
 /// Everything under `dir` that a bundle does not contain.
-pub(super) fn unexpected_files(dir: &Path, chunk_names: &HashSet<&str>) -> Vec<Problem> {
+/// (`label`: a volume of a version 4 bundle, which carries its `VOLUME` label.)
+pub(super) fn unexpected_files(
+    dir: &Path,
+    chunk_names: &HashSet<&str>,
+    label: bool,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return problems;
@@ -475,6 +484,7 @@ pub(super) fn unexpected_files(dir: &Path, chunk_names: &HashSet<&str>) -> Vec<P
         let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
         match name.as_str() {
             MANIFEST_FILE | SIGNATURE_FILE | SUMS_FILE => {}
+            crate::format::volumes::LABEL_FILE if label => {}
             SIGNATURES_DIR if is_dir => {} // checked by signature_files
             CHUNKS_DIR if is_dir => {
                 let mut inner: Vec<String> = fs::read_dir(&path)

@@ -19,6 +19,8 @@ struct OpenChunk {
     index: u32,
     path: PathBuf,
     file: File,
+    /// The most bytes this chunk may have: the chunk size, or what is left on its volume.
+    limit: u64,
     pos: u64,
     /// Bytes of this chunk handed to the hash thread so far.
     sent: u64,
@@ -44,9 +46,28 @@ struct Patch {
     len: u64,
 }
 
-/// Appends tar entries to a sequence of chunk files no larger than the limit.
+/// Version 4: the data volume being filled (`ROOT/vol-NNN/chunks/`).
+struct VolumeCursor {
+    root: PathBuf,
+    /// Chunk bytes a volume may hold.
+    budget: u64,
+    /// Chunk bytes on the current volume so far (closed chunks).
+    used: u64,
+    /// Chunks per volume so far (the last is the current volume).
+    counts: Vec<u32>,
+    /// The current volume's `chunks/`.
+    dir: PathBuf,
+}
+
+/// A volume is not begun with less room than this left for a chunk's data: the next volume
+/// takes the chunk (at most this much of a volume stays empty).
+pub(super) const MIN_VOLUME_ROOM: u64 = 64 << 10;
+
+/// Appends tar entries to a sequence of chunk files no larger than the limit (and, spread over
+/// volumes, none straddling two).
 pub(super) struct ChunkWriter<'a> {
     dir: &'a Path,
+    vol: Option<VolumeCursor>,
     pub(super) opts: &'a WriterOptions,
     open: Option<OpenChunk>,
     /// Closed chunks whose digests wait for the pending blob being written (by path: a blob may
@@ -64,9 +85,18 @@ pub(super) struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
+    /// `dir`: where chunks go, or with `opts.volume_budget` the bundle root whose `vol-NNN/chunks/`
+    /// they go to.
     pub(super) fn new(dir: &'a Path, opts: &'a WriterOptions) -> Self {
         ChunkWriter {
             dir,
+            vol: opts.volume_budget.map(|budget| VolumeCursor {
+                root: dir.to_path_buf(),
+                budget,
+                used: 0,
+                counts: Vec::new(),
+                dir: dir.to_path_buf(),
+            }),
             opts,
             open: None,
             held: Vec::new(),
@@ -80,18 +110,64 @@ impl<'a> ChunkWriter<'a> {
         }
     }
 
+    /// The largest chunk this writer makes: the chunk size, or a volume's budget if smaller.
+    pub(super) fn max_chunk(&self) -> u64 {
+        self.opts
+            .chunk_size
+            .min(self.opts.volume_budget.unwrap_or(u64::MAX))
+    }
+
     /// Data bytes a new entry can hold here, opening a new chunk if the current one is full.
     pub(super) fn room(&mut self) -> Result<u64> {
         if let Some(c) = &self.open {
-            let r = tarframe::room_at(c.pos, self.opts.chunk_size);
+            let r = tarframe::room_at(c.pos, c.limit);
             if r > 0 {
                 return Ok(r);
             }
             self.close()?;
         }
+        self.open_chunk(0)
+    }
+
+    /// Makes sure an entry of `len` data bytes fits here whole (a zstd frame is never split):
+    /// in the current chunk, else a new one, on the next volume if this one has too little left.
+    pub(super) fn room_for(&mut self, len: u64) -> Result<()> {
+        if self.room()? >= len {
+            return Ok(());
+        }
+        self.close()?;
+        let room = self.open_chunk(len)?;
+        if room < len {
+            return Err(Error::Other(format!(
+                "internal error: an entry of {len} bytes does not fit a new chunk ({room} bytes of room)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens the next chunk (on the next volume when the current one has less than `need`, or
+    /// [`MIN_VOLUME_ROOM`], of data room left); returns its data room.
+    fn open_chunk(&mut self, need: u64) -> Result<u64> {
         let index = self.next;
+        let mut limit = self.opts.chunk_size;
+        if let Some(v) = &mut self.vol {
+            let left = v.budget - v.used;
+            if v.counts.is_empty() || tarframe::room_at(0, left) < need.max(MIN_VOLUME_ROOM) {
+                v.counts.push(0);
+                v.used = 0;
+                let n = v.counts.len() as u32;
+                v.dir = v
+                    .root
+                    .join(crate::format::volumes::volume_dir_name(n))
+                    .join(crate::format::CHUNKS_DIR);
+                fsutil::create_dir_all(&v.dir)?;
+            }
+            limit = limit.min(v.budget - v.used);
+            *v.counts.last_mut().expect("pushed above") += 1;
+        }
         self.next += 1;
-        let path = self.dir.join(chunk_name(index as usize));
+        let dir = self.vol.as_ref().map_or(self.dir, |v| v.dir.as_path());
+        let path = dir.join(chunk_name(index as usize));
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -101,11 +177,12 @@ impl<'a> ChunkWriter<'a> {
             index,
             path,
             file,
+            limit,
             pos: 0,
             sent: 0,
             kicked: 0,
         });
-        Ok(tarframe::room_at(0, self.opts.chunk_size))
+        Ok(tarframe::room_at(0, limit))
     }
 
     fn cur(&mut self) -> &mut OpenChunk {
@@ -174,6 +251,9 @@ impl<'a> ChunkWriter<'a> {
         }
         self.write_bytes(&[0u8; TRAILER as usize])?;
         let mut c = self.open.take().expect("checked above");
+        if let Some(v) = &mut self.vol {
+            v.used += c.pos;
+        }
         kick(&mut c);
         let closed = Closed {
             index: c.index,
@@ -253,10 +333,16 @@ impl<'a> ChunkWriter<'a> {
         Ok(())
     }
 
-    /// Closes the last chunk.
-    pub(super) fn finish(mut self) -> Result<Vec<Chunk>> {
+    /// Closes the last chunk; returns the chunks and (spread over volumes) the number of chunks
+    /// on each data volume.
+    pub(super) fn finish(mut self) -> Result<(Vec<Chunk>, Vec<u32>)> {
         self.close()?;
-        Ok(std::mem::take(&mut self.done))
+        let mut counts = self.vol.take().map(|v| v.counts).unwrap_or_default();
+        if self.opts.volume_budget.is_some() && counts.is_empty() {
+            // A bundle without chunks still has its one (empty) volume.
+            counts.push(0);
+        }
+        Ok((std::mem::take(&mut self.done), counts))
     }
 }
 

@@ -58,8 +58,12 @@ pub struct ManifestV3 {
     pub artifacts: Vec<ArtifactV3>,
     /// Every distinct payload, once: `[digest, size, [segment, …]]`.
     pub blobs: Vec<BlobV3>,
-    /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar`.
+    /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar` (version 4: a parity
+    /// chunk is `.par`).
     pub chunks: Vec<ChunkV3>,
+    /// Version 4 (required there, absent in version 3): the volumes the chunks are spread over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<crate::format::Volumes>,
 }
 
 /// An artifact, its entries in the compact form.

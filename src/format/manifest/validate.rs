@@ -294,11 +294,11 @@ impl Manifest {
 
         // Chunks: canonical names, sizes within the declared limit.
         for (i, c) in self.chunks.iter().enumerate() {
-            if c.name != chunk_name(i) {
+            if c.name != self.expected_chunk_name(i) {
                 return Err(invalid(format!(
                     "chunk {i} is named {:?}, expected {:?}",
                     c.name,
-                    chunk_name(i)
+                    self.expected_chunk_name(i)
                 )));
             }
             if c.size > self.chunk_size {
@@ -308,6 +308,8 @@ impl Manifest {
                 )));
             }
         }
+
+        self.validate_volumes().map_err(invalid)?;
 
         // Piece digests: exactly version 3, one per piece of the declared size.
         if self.version >= 3 {
@@ -364,6 +366,12 @@ impl Manifest {
                         b.digest, s.chunk
                     ))
                 })?;
+                if self.is_parity_chunk(s.chunk as usize) {
+                    return Err(invalid(format!(
+                        "blob {} segment {si} names parity chunk {}",
+                        b.digest, chunk.name
+                    )));
+                }
                 if s.size == 0 || s.length == 0 {
                     return Err(invalid(format!("blob {} segment {si} is empty", b.digest)));
                 }

@@ -9,6 +9,7 @@ use crate::format::manifest::validate::invalid;
 use crate::format::manifest::{
     chunk_name, Artifact, Blob, Chunk, Encoding, Entry, EntryType, Manifest, ParseError, Segment,
 };
+use crate::format::volumes::parity_chunk_name;
 use crate::format::Digest;
 
 fn bad(msg: String) -> ParseError {
@@ -104,12 +105,21 @@ pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
             hf: a.hf,
         });
     }
+    // Parity chunks (version 4) follow the data chunks: `.par`, not tar archives.
+    let data_chunks: Option<usize> = w
+        .volumes
+        .as_ref()
+        .filter(|v| v.parity.is_some())
+        .map(|v| v.data.iter().map(|&c| c as usize).sum());
     let chunks = w
         .chunks
         .into_iter()
         .enumerate()
         .map(|(i, c)| Chunk {
-            name: chunk_name(i),
+            name: match data_chunks {
+                Some(d) if i >= d => parity_chunk_name(i),
+                _ => chunk_name(i),
+            },
             size: c.size,
             sha256: c.sha256,
             pieces: c.pieces,
@@ -129,6 +139,7 @@ pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
         artifacts,
         blobs,
         chunks,
+        volumes: w.volumes,
     })
 }
 
@@ -225,5 +236,6 @@ pub fn to_wire(m: &Manifest) -> ManifestV3 {
         artifacts,
         blobs,
         chunks,
+        volumes: m.volumes.clone(),
     }
 }
