@@ -22,6 +22,7 @@ use crate::sign::{comment_field, repeated_comment_field, PublicKey, MANIFEST_SIZ
 
 mod authenticate;
 pub(crate) mod chunks;
+mod volumes;
 
 pub use crate::problem::{KeyRef, Problem};
 pub(crate) use authenticate::read_bounded;
@@ -30,6 +31,7 @@ pub use authenticate::{
     signature_files, Authenticated, SignatureFile,
 };
 pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
+pub use volumes::{verify_volumes, VolumeOutcome, VolumeSet};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
 /// machine and the enclave).
@@ -97,6 +99,8 @@ pub struct VerifiedBundle {
     expired_within_skew: Option<ExpiredWithinSkew>,
     /// Version 4: the volume this directory is (its comments' `volume`); `None` below.
     volume: Option<u32>,
+    /// Version 4: where each volume (index n - 1) was found, once located (`volumes.rs`).
+    volume_dirs: Vec<Option<PathBuf>>,
 }
 
 impl VerifiedBundle {
@@ -135,8 +139,13 @@ impl VerifiedBundle {
     pub fn volume(&self) -> Option<u32> {
         self.volume
     }
+    /// Where chunk `index` is: in the directory of its volume once that was located (a
+    /// volume not located: under [`VerifiedBundle::dir`], where it is not, so it reads as
+    /// missing).
     pub fn chunk_path(&self, index: u32) -> PathBuf {
-        self.dir
+        let n = self.manifest.volume_of(index as usize);
+        self.volume_dir(n)
+            .unwrap_or(&self.dir)
             .join(CHUNKS_DIR)
             .join(&self.manifest.chunks[index as usize].name)
     }
@@ -405,6 +414,7 @@ fn verify_inner(
         chunks_checked: check_chunks,
         expired_within_skew,
         volume,
+        volume_dirs: Vec::new(),
     })
 }
 
