@@ -200,6 +200,17 @@ impl VerifiedBundle {
         }
     }
 
+    /// Locates volume `n` in `dir` without verifying it there: for chunks rebuilt from parity
+    /// (each already checked against its signed digests by the rebuild).
+    pub fn relocate(&mut self, n: u32, dir: PathBuf) {
+        if self.volume_dirs.is_empty() {
+            self.locate_self();
+        }
+        if let Some(d) = self.volume_dirs.get_mut((n.max(1) - 1) as usize) {
+            *d = Some(dir);
+        }
+    }
+
     /// Forgets where volume `n` was found (its medium was taken out).
     pub fn unlocate(&mut self, n: u32) {
         if let Some(d) = self.volume_dirs.get_mut((n.max(1) - 1) as usize) {
