@@ -428,7 +428,8 @@ mod tests {
 
     #[test]
     fn invalid_layouts_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("requires `volumes`", Box::new(|m| m.volumes = None)),
             ("needs format version 4", Box::new(|m| m.version = 3)),
             (
