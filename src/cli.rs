@@ -413,6 +413,14 @@ Examples:
   airlock import /media/usb/models --trust ci.key.pub --ollama-models --models-dir /srv/models
   airlock import /media/usb/models --trust ci.key.pub --hf-cache            # ~/.cache/huggingface/hub
   airlock import /media/usb/models --trust ci.key.pub --hf-cache=/srv/hf    # another cache: with `=`
+  airlock import /mnt/vol-003 /mnt/vol-001 /mnt/vol-002 --trust ci.key.pub --files /srv/airlock
+  airlock import --media /media/usb --trust ci.key.pub --files /srv/airlock  # one drive: prompts
+
+A bundle over several volumes: give its volume directories in any order (or the directory
+holding them); only the volumes holding what the import needs (after --only/--skip) must be
+there. With --media on a terminal, each further volume is asked for by number and label and
+read once; an import stopped at the prompt (or killed) resumes without reading again the
+volumes whose blobs it staged.
 
 --hf-cache and --ollama-models take a directory only with `=` (--hf-cache=DIR): a word after
 a space is never their value. The output names the state directory and audit log used.
@@ -436,9 +444,17 @@ last, exactly as huggingface_hub writes them, so HF_HUB_OFFLINE=1 loads them) an
 --models-dir. Every target is planned before any is written."
 )]
 pub struct ImportArgs {
-    /// The bundle directory (holding manifest.json)
-    #[arg(value_name = "BUNDLE")]
-    pub dir: PathBuf,
+    /// The bundle directory (holding manifest.json); for a bundle over several volumes, its
+    /// volume directories in any order, or the directory holding them (`OUT/`)
+    #[arg(value_name = "BUNDLE", required_unless_present = "media", num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Import a bundle over several volumes from one drive: the volume at MOUNTPOINT first
+    /// (any of them), then, on a terminal, a prompt for each further volume needed, inserted
+    /// at the same MOUNTPOINT. Without a terminal (or with --json) it never prompts: the
+    /// volumes needed must all be given
+    #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "dirs")]
+    pub media: Option<PathBuf>,
 
     #[command(flatten)]
     pub trust: TrustArgs,

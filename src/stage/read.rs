@@ -66,6 +66,7 @@ pub(super) fn read_chunks(
     let mut broken = None;
     for (c, mut segs) in by_chunk {
         segs.sort_by_key(|p| p.offset);
+        bundle.before_chunk(c)?;
         match read_chunk(bundle, c, &segs, sinks, progress) {
             Ok(found) if found.is_empty() => {}
             Ok(found) => {
