@@ -18,11 +18,31 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    Cli::try_parse_from(&args).map_err(|e| explain(e, &args))
+    let cli = Cli::try_parse_from(&args).map_err(|e| explain(e, &args))?;
+    // `import` takes several BUNDLE directories (the volumes), so the word after a bare
+    // optional-value flag is taken as one more: explained as when it was left over.
+    if let Command::Import(a) = &cli.command {
+        if let (Some((flag, word)), [.., last]) = (bare_flag_word(&args), a.dirs.as_slice()) {
+            if a.dirs.len() > 1 && a.dirs.iter().any(|d| d.as_os_str() == word.as_str()) {
+                let bad = last.to_string_lossy().into_owned();
+                return Err(explained(&bad, &flag, &word, &args));
+            }
+        }
+    }
+    Ok(cli)
+}
+
+/// A bare optional-value flag followed by a word (not a flag).
+fn bare_flag_word(args: &[OsString]) -> Option<(String, String)> {
+    args.windows(2).find_map(|w| {
+        let flag = w[0].to_str()?;
+        let word = w[1].to_string_lossy();
+        (OPTIONAL_VALUE_FLAGS.contains(&flag) && !word.starts_with('-'))
+            .then(|| (flag.to_string(), word.into_owned()))
+    })
 }
 
 fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
-    use crate::format::text::escape;
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if e.kind() != ErrorKind::UnknownArgument {
         return e;
@@ -34,14 +54,15 @@ fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
     if bad.starts_with('-') {
         return e;
     }
-    let Some((flag, word)) = args.windows(2).find_map(|w| {
-        let flag = w[0].to_str()?;
-        let word = w[1].to_string_lossy();
-        (OPTIONAL_VALUE_FLAGS.contains(&flag) && !word.starts_with('-'))
-            .then(|| (flag.to_string(), word.into_owned()))
-    }) else {
+    let Some((flag, word)) = bare_flag_word(args) else {
         return e;
     };
+    explained(bad, &flag, &word, args)
+}
+
+fn explained(bad: &str, flag: &str, word: &str, args: &[OsString]) -> clap::Error {
+    use crate::format::text::escape;
+    use clap::error::ErrorKind;
     let mut cmd = Cli::command();
     cmd.build();
     let usage = args
@@ -50,7 +71,7 @@ fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
         .and_then(|sub| cmd.find_subcommand_mut(sub))
         .map(|c| c.render_usage().to_string())
         .unwrap_or_default();
-    let (bad, word) = (escape(bad), escape(&word));
+    let (bad, word) = (escape(bad), escape(word));
     clap::Error::raw(
         ErrorKind::UnknownArgument,
         format!(

@@ -31,6 +31,11 @@ pub trait ChunkAccess: Send + Sync {
     /// Makes chunk `index` of `bundle` readable where [`VerifiedBundle::chunk_path`] looks for
     /// it (e.g. asks for its volume to be inserted, and verifies it).
     fn before_chunk(&self, bundle: &VerifiedBundle, index: u32) -> Result<()>;
+    /// Whether chunk `index` can be opened now, without waiting for the operator (a progress
+    /// bar is put away before a prompt).
+    fn ready(&self, _bundle: &VerifiedBundle, _index: u32) -> bool {
+        true
+    }
     /// A line for the operator (stderr, through the printer).
     fn note(&self, text: &str);
     /// Whether the run was stopped (SIGINT/SIGTERM) while it waited for a volume: then what it
@@ -89,8 +94,10 @@ impl Media {
     /// Whether this process may prompt: stdin and stderr are terminals and the output is not
     /// JSON.
     pub fn can_prompt(printer: &Printer) -> bool {
+        // SAFETY: isatty only inspects the descriptor.
+        let stderr_tty = unsafe { libc::isatty(2) } == 1;
         use std::io::IsTerminal;
-        !printer.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+        !printer.json && std::io::stdin().is_terminal() && stderr_tty
     }
 
     pub fn interactive(&self) -> bool {
@@ -162,6 +169,11 @@ impl Media {
 }
 
 impl ChunkAccess for Media {
+    fn ready(&self, bundle: &VerifiedBundle, index: u32) -> bool {
+        let m = bundle.manifest();
+        !m.is_multi_volume()
+            || self.state.lock().expect("not poisoned").current == Some(m.volume_of(index as usize))
+    }
     fn before_chunk(&self, bundle: &VerifiedBundle, index: u32) -> Result<()> {
         let m = bundle.manifest();
         if !m.is_multi_volume() {
@@ -236,6 +248,9 @@ fn wait_for_enter() -> Result<()> {
 }
 
 impl<T: ChunkAccess> ChunkAccess for std::sync::Arc<T> {
+    fn ready(&self, bundle: &VerifiedBundle, index: u32) -> bool {
+        (**self).ready(bundle, index)
+    }
     fn before_chunk(&self, bundle: &VerifiedBundle, index: u32) -> Result<()> {
         (**self).before_chunk(bundle, index)
     }

@@ -98,6 +98,13 @@ impl Admitted {
         self.access.as_deref()
     }
 
+    /// Whether chunk `index` can be opened without waiting for the operator.
+    pub fn chunk_ready(&self, index: u32) -> bool {
+        self.access
+            .as_ref()
+            .is_none_or(|a| a.ready(&self.bundle, index))
+    }
+
     /// Makes chunk `index` readable (asks for its volume, on one drive) before it is opened.
     pub fn before_chunk(&self, index: u32) -> Result<()> {
         match &self.access {

@@ -1,5 +1,6 @@
 //! Import from a bundle over several volumes (issue 12): volumes given in any order (or their
-//! parent) give the same stores as a bundle of one directory; a needed volume missing is named
+//! parent) give the same stores (files, Hugging Face cache, registry) as a bundle of one
+//! directory of the same sources; a needed volume missing is named
 //! (number and label), nothing written; `--only` needs only the volumes of what it selects;
 //! `--media` on one drive, driven through a pseudo-terminal (volumes appearing at the mount
 //! point one by one, a wrong one and another bundle's inserted); the non-interactive failure
@@ -9,7 +10,11 @@
 use std::fs;
 use std::path::Path;
 
+use airlock::oci::client::{ConnectOptions, Registry};
+
+use crate::support::hub::{Hub, RepoDef};
 use crate::support::pty::Pty;
+use crate::support::registry::TestRegistry;
 use crate::support::tree;
 use crate::support::*;
 
@@ -83,40 +88,96 @@ fn reference(sources_in: &Env, srcs: &[&str]) -> tree::Snapshot {
     tree::snapshot(&env.path("d"))
 }
 
+/// `pack SOURCES --out OUT --key k EXTRA…` in `env`, with the Hugging Face Hub emulator.
+fn pack_hub(env: &Env, hub: &Hub, srcs: &[&str], out: &Path, extra: &[&str]) {
+    let mut c = env.command(&["pack"]);
+    c.args(srcs)
+        .args(["--out", &out.display().to_string(), "--key", "k"])
+        .args(["--chunk-size", "64KiB"])
+        .args(extra)
+        .env("HF_ENDPOINT", hub.url())
+        .env("HF_HOME", env.path("hf-home"))
+        .env_remove("HF_TOKEN");
+    run_cmd(c).ok();
+}
+
+/// The image `--registry` pushed, as the JSON report names it: its manifest bytes.
+fn pushed(reg: &TestRegistry, report: &serde_json::Value) -> Vec<u8> {
+    let target = report["registry"]["images"][0]["target"].as_str().unwrap();
+    // HOST/PREFIX/REPO:TAG, perhaps with @DIGEST.
+    let name = target.split('@').next().unwrap();
+    let (repo, tag) = name.split_once('/').unwrap().1.rsplit_once(':').unwrap();
+    let client = Registry::new(&reg.addr, &ConnectOptions::default()).unwrap();
+    client.manifest(repo, tag).unwrap().bytes
+}
+
 #[test]
 fn volumes_in_any_order_give_the_same_stores_as_one_directory() {
+    let reg = TestRegistry::start();
+    let hub = Hub::start(vec![RepoDef::model("acme/tiny")
+        .file("config.json", br#"{"a": 1}"#.to_vec())
+        .lfs("model.safetensors", pseudo_random(400_000, 4))]);
     let env = Env::new();
     env.keygen("k");
     sources(&env);
-    let (layout, _, _) = crate::support::registry::build_layout(&env.path("img"));
+    let (layout, manifest, _) = crate::support::registry::build_layout(&env.path("img"));
     let img = format!("oci-layout://{}:t", layout.display());
-    let small = env.path("small").display().to_string();
-    let big = env.path("big").display().to_string();
-    pack_volumes(&env, &[&small, &big, &img], "vb");
-    assert!(volume_count(&env, "vb") >= 3, "at least 3 data volumes");
-    let want = reference(&env, &[&small, &big, &img]);
-    // Order 3, 1, 2, then the rest.
+    let srcs = ["small", "big", "hf://acme/tiny", img.as_str()];
+    pack_hub(
+        &env,
+        &hub,
+        &srcs,
+        &env.path("vb"),
+        &["--volume-size", VOLUME],
+    );
+    pack_hub(&env, &hub, &srcs, &env.path("one"), &[]);
     let n = volume_count(&env, "vb");
-    let mut order: Vec<String> = vec![3, 1, 2]
+    assert!(n >= 3, "at least 3 data volumes");
+    let import = |ws: &Env, dirs: &[String], tag: &str| -> serde_json::Value {
+        let mut c = ws.command(&["import"]);
+        c.args(dirs)
+            .args(["--trust", &env.path("k.pub").display().to_string()])
+            .args([
+                "--files",
+                &ws.path(&format!("d-{tag}")).display().to_string(),
+            ])
+            .arg(format!(
+                "--hf-cache={}",
+                ws.path(&format!("h-{tag}")).display()
+            ))
+            .args(["--registry", &format!("{}/{tag}", reg.addr), "--json"]);
+        run_cmd(c).ok().json()
+    };
+    // The bundle of one directory, imported in a workspace of its own (its own state).
+    let other = Env::new();
+    let one = import(&other, &[env.path("one").display().to_string()], "one");
+    // Order 3, 1, 2, then the rest.
+    let order: Vec<String> = [3, 1, 2]
         .into_iter()
         .chain(4..=n)
-        .map(|k| format!("vb/vol-{k:03}"))
+        .map(|k| env.path(&format!("vb/vol-{k:03}")).display().to_string())
         .collect();
-    let mut args = vec!["import".to_string()];
-    args.append(&mut order);
-    args.extend(["--trust", "k.pub", "--files", "d"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.run(&args).ok();
-    let got = tree::snapshot(&env.path("d"));
+    let vols = import(&env, &order, "vol");
+    let snap = |ws: &Env, p: &str| tree::snapshot(&ws.path(p));
+    assert_eq!(snap(&env, "d-vol"), snap(&other, "d-one"), "the same files");
+    assert!(snap(&env, "d-vol").contains_key("big/f39.bin"));
     assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>()
+        snap(&env, "h-vol"),
+        snap(&other, "h-one"),
+        "the same HF cache"
     );
-    assert_eq!(got, want, "the same files as from one directory");
-    // The parent directory stands for its volumes (a re-import: a no-op that verifies).
-    env.run(&["import", "vb", "--trust", "k.pub", "--files", "d2"])
-        .ok();
-    assert_eq!(tree::snapshot(&env.path("d2")), want);
+    assert!(!snap(&env, "h-vol").is_empty());
+    assert_eq!(pushed(&reg, &vols), pushed(&reg, &one), "the same image");
+    assert_eq!(pushed(&reg, &vols), manifest);
+    // The parent directory stands for its volumes.
+    env.run(&[
+        "import", "vb", "--trust", "k.pub", "--files", "d2", "--only", "big",
+    ])
+    .ok();
+    assert_eq!(
+        tree::snapshot(&env.path("d2/big")),
+        tree::snapshot(&other.path("d-one/big"))
+    );
     assert_eq!(
         outcomes(&env),
         ["started", "accepted", "started", "accepted"]
