@@ -162,6 +162,10 @@ impl Media {
                     return Ok(());
                 }
                 Err(Error::Interrupted { signal }) => return Err(Error::Interrupted { signal }),
+                Err(Error::Rejected { problems, .. }) => {
+                    let named: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                    format!("{at} does not verify ({}); ", named.join("; "))
+                }
                 Err(e) => format!("{e}; "),
             };
         }
