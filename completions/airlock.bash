@@ -427,12 +427,16 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --only --skip --dry-run --creds --ca-cert --insecure-registry --allow-rollback --state --audit-log --quiet --json --help"
+            opts="-q -h --media --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --only --skip --dry-run --creds --ca-cert --insecure-registry --allow-rollback --state --audit-log --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --media)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --trust)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

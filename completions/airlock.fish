@@ -77,6 +77,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand verify" -l audit-log -d 
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l media -d 'Import a bundle over several volumes from one drive: the volume at MOUNTPOINT first (any of them), then, on a terminal, a prompt for each further volume needed, inserted at the same MOUNTPOINT. Without a terminal (or with --json) it never prompts: the volumes needed must all be given' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l files -d 'Materialise file and directory artifacts (and images, if no image target is given) under DEST' -r -F

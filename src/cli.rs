@@ -18,11 +18,31 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    Cli::try_parse_from(&args).map_err(|e| explain(e, &args))
+    let cli = Cli::try_parse_from(&args).map_err(|e| explain(e, &args))?;
+    // `import` takes several BUNDLE directories (the volumes), so the word after a bare
+    // optional-value flag is taken as one more: explained as when it was left over.
+    if let Command::Import(a) = &cli.command {
+        if let (Some((flag, word)), [.., last]) = (bare_flag_word(&args), a.dirs.as_slice()) {
+            if a.dirs.len() > 1 && a.dirs.iter().any(|d| d.as_os_str() == word.as_str()) {
+                let bad = last.to_string_lossy().into_owned();
+                return Err(explained(&bad, &flag, &word, &args));
+            }
+        }
+    }
+    Ok(cli)
+}
+
+/// A bare optional-value flag followed by a word (not a flag).
+fn bare_flag_word(args: &[OsString]) -> Option<(String, String)> {
+    args.windows(2).find_map(|w| {
+        let flag = w[0].to_str()?;
+        let word = w[1].to_string_lossy();
+        (OPTIONAL_VALUE_FLAGS.contains(&flag) && !word.starts_with('-'))
+            .then(|| (flag.to_string(), word.into_owned()))
+    })
 }
 
 fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
-    use crate::format::text::escape;
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if e.kind() != ErrorKind::UnknownArgument {
         return e;
@@ -34,14 +54,15 @@ fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
     if bad.starts_with('-') {
         return e;
     }
-    let Some((flag, word)) = args.windows(2).find_map(|w| {
-        let flag = w[0].to_str()?;
-        let word = w[1].to_string_lossy();
-        (OPTIONAL_VALUE_FLAGS.contains(&flag) && !word.starts_with('-'))
-            .then(|| (flag.to_string(), word.into_owned()))
-    }) else {
+    let Some((flag, word)) = bare_flag_word(args) else {
         return e;
     };
+    explained(bad, &flag, &word, args)
+}
+
+fn explained(bad: &str, flag: &str, word: &str, args: &[OsString]) -> clap::Error {
+    use crate::format::text::escape;
+    use clap::error::ErrorKind;
     let mut cmd = Cli::command();
     cmd.build();
     let usage = args
@@ -50,7 +71,7 @@ fn explain(e: clap::Error, args: &[OsString]) -> clap::Error {
         .and_then(|sub| cmd.find_subcommand_mut(sub))
         .map(|c| c.render_usage().to_string())
         .unwrap_or_default();
-    let (bad, word) = (escape(bad), escape(&word));
+    let (bad, word) = (escape(bad), escape(word));
     clap::Error::raw(
         ErrorKind::UnknownArgument,
         format!(
@@ -413,6 +434,14 @@ Examples:
   airlock import /media/usb/models --trust ci.key.pub --ollama-models --models-dir /srv/models
   airlock import /media/usb/models --trust ci.key.pub --hf-cache            # ~/.cache/huggingface/hub
   airlock import /media/usb/models --trust ci.key.pub --hf-cache=/srv/hf    # another cache: with `=`
+  airlock import /mnt/vol-003 /mnt/vol-001 /mnt/vol-002 --trust ci.key.pub --files /srv/airlock
+  airlock import --media /media/usb --trust ci.key.pub --files /srv/airlock  # one drive: prompts
+
+A bundle over several volumes: give its volume directories in any order (or the directory
+holding them); only the volumes holding what the import needs (after --only/--skip) must be
+there. With --media on a terminal, each further volume is asked for by number and label and
+read once; an import stopped at the prompt (or killed) resumes without reading again the
+volumes whose blobs it staged.
 
 --hf-cache and --ollama-models take a directory only with `=` (--hf-cache=DIR): a word after
 a space is never their value. The output names the state directory and audit log used.
@@ -436,9 +465,17 @@ last, exactly as huggingface_hub writes them, so HF_HUB_OFFLINE=1 loads them) an
 --models-dir. Every target is planned before any is written."
 )]
 pub struct ImportArgs {
-    /// The bundle directory (holding manifest.json)
-    #[arg(value_name = "BUNDLE")]
-    pub dir: PathBuf,
+    /// The bundle directory (holding manifest.json); for a bundle over several volumes, its
+    /// volume directories in any order, or the directory holding them (`OUT/`)
+    #[arg(value_name = "BUNDLE", required_unless_present = "media", num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Import a bundle over several volumes from one drive: the volume at MOUNTPOINT first
+    /// (any of them), then, on a terminal, a prompt for each further volume needed, inserted
+    /// at the same MOUNTPOINT. Without a terminal (or with --json) it never prompts: the
+    /// volumes needed must all be given
+    #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "dirs")]
+    pub media: Option<PathBuf>,
 
     #[command(flatten)]
     pub trust: TrustArgs,

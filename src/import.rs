@@ -27,7 +27,9 @@
 //! disk, network) — the audit module decides from the error.
 
 use std::cell::Cell;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::audit::{Action as Audited, AuditLog, Event};
 use crate::bundle::{self, Problem, SignerInfo, VerifyOptions};
@@ -36,6 +38,7 @@ use crate::format::text::escape;
 use crate::format::{Artifact, Manifest};
 use crate::fsutil;
 use crate::interrupt;
+use crate::media::{self, Media};
 use crate::policy::TrustPolicy;
 use crate::progress::Progress;
 use crate::stage::{self, Admitted, Journal, Staging};
@@ -44,8 +47,15 @@ use crate::targets::Target;
 
 /// What an import needs besides its targets.
 pub struct Settings {
-    /// The bundle directory.
+    /// The bundle directory (as reports name it: the directory given, the first of several
+    /// volume directories, or the mount point).
     pub dir: PathBuf,
+    /// Version 4: the volume directories given (any order; empty: `dir` alone).
+    pub volumes: Vec<PathBuf>,
+    /// `--media MOUNTPOINT`: the volumes inserted one after another at `dir`.
+    pub media: Option<Arc<Media>>,
+    /// Where notes to the operator go (resumed volumes); `None`: nowhere (library use).
+    pub notes: Option<crate::output::Printer>,
     pub policy: TrustPolicy,
     pub verify: VerifyOptions,
     pub state_dir: PathBuf,
@@ -239,13 +249,25 @@ pub fn run(
         }
         Ok(())
     };
-    // 2. Admission.
+    // 2. Admission: every directory given (each volume of a bundle over several) verified.
     // A dry run reads every chunk, so that "verified" in its report means what it says.
-    let verified = if s.dry_run {
+    let verified = if s.volumes.len() > 1 {
+        verify_given(&s.volumes, s, progress)
+    } else if s.dry_run {
         bundle::verify::verify_policy(&s.dir, &s.policy, &s.verify, progress)
     } else {
         bundle::verify::verify_manifest(&s.dir, &s.policy, &s.verify, progress)
-    };
+    }
+    .map(|mut vb| {
+        // A single volume locates itself, so that its chunks are found and the others are
+        // known to be missing.
+        if vb.manifest().is_multi_volume() && vb.volume_dir(vb.volume().unwrap_or(1)).is_none() {
+            let n = vb.volume().unwrap_or(1);
+            let dir = vb.dir().to_path_buf();
+            vb.relocate(n, dir);
+        }
+        vb
+    });
     let vb = match verified {
         Ok(vb) => vb,
         Err(e) => {
@@ -269,7 +291,7 @@ pub fn run(
             return Err(e);
         }
     };
-    let bundle = match stage::admit(vb, &st, s.allow_rollback) {
+    let mut bundle = match stage::admit(vb, &st, s.allow_rollback) {
         Ok(a) => a,
         Err(refused) => {
             let (vb, decision) = *refused;
@@ -302,6 +324,26 @@ pub fn run(
 
     // 3. Selection, routing and plans; 4. probes.
     let selected = selection.map_err(fail)?;
+    // Version 4: the data volumes holding chunks this import needs must all be there before
+    // any chunk is read (planning reads some), unless one drive is prompted for them.
+    let missing = missing_needed(bundle.bundle(), &selected);
+    if let Some(m) = &s.media {
+        m.admitted(bundle.bundle().volume().unwrap_or(1));
+        bundle.set_access(Box::new(Arc::clone(m)));
+    } else if let Some(p) = &s.notes {
+        bundle.set_access(Box::new(media::Given(crate::output::Printer {
+            json: p.json,
+            quiet: p.quiet,
+        })));
+    }
+    let interactive = s.media.as_ref().is_some_and(|m| m.interactive());
+    if !missing.is_empty() && !interactive {
+        return Err(fail(missing_error(
+            bundle.bundle(),
+            &missing,
+            s.media.as_deref(),
+        )));
+    }
     let routed = route(bundle.manifest(), &targets, &selected).map_err(fail)?;
     for (t, arts) in targets.iter_mut().zip(&routed) {
         t.plan(&bundle, arts).map_err(fail)?;
@@ -317,7 +359,30 @@ pub fn run(
         t.probe().map_err(fail)?;
     }
     let log = log.as_ref().expect("a real import has a log");
-    let demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
+    let mut demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
+    // From one drive, a target that reads blobs rather than staging them (the registry) would
+    // read its volumes again after the staging pass: its blobs are staged too, under the
+    // state directory.
+    if s.media.is_some() && targets.iter().any(|t| t.demand().is_none()) {
+        let have: HashSet<crate::format::Digest> = demands
+            .iter()
+            .flat_map(|d| d.needs.iter().map(|n| n.digest))
+            .collect();
+        let needs: Vec<stage::Need> = needed_blobs(bundle.manifest(), &selected)
+            .into_iter()
+            .filter(|d| !have.contains(d))
+            .map(|digest| stage::Need {
+                digest,
+                git_sha1: None,
+            })
+            .collect();
+        if !needs.is_empty() {
+            demands.push(stage::Demand {
+                root: s.state_dir.clone(),
+                needs,
+            });
+        }
+    }
     // 5. Preflight: staging takes the space the final files take.
     preflight(&bundle, &demands).map_err(fail)?;
 
@@ -376,6 +441,12 @@ fn commit(
             e = Error::Interrupted { signal };
         }
         let unrolled = journal.rollback();
+        // Stopped while waiting for a volume (nothing committed): what was staged stays,
+        // invisible, for the next run to adopt (re-hashed) instead of reading its volumes again.
+        if bundle.access().is_some_and(|a| a.stopped_waiting()) && unrolled.is_empty() {
+            staging.keep();
+            return Err(e);
+        }
         staging.remove();
         if unrolled.is_empty() {
             return Err(e);
@@ -489,4 +560,102 @@ fn device(p: &Path) -> u64 {
         let _ = p;
         0
     }
+}
+
+/// Verifies the volume directories given and puts them together: any problem of any of them
+/// (a volume of another bundle, one given twice, a damaged or misplaced file) rejects the
+/// bundle; a directory that cannot be checked at all is an error naming it.
+fn verify_given(
+    dirs: &[PathBuf],
+    s: &Settings,
+    progress: &dyn Progress,
+) -> Result<bundle::VerifiedBundle> {
+    let set = bundle::verify::verify_volumes(dirs, &s.policy, &s.verify, s.dry_run, progress)?;
+    let problems = set.problems();
+    if !problems.is_empty() {
+        let dir = set
+            .outcomes
+            .iter()
+            .find(|o| !o.problems.is_empty())
+            .map_or_else(|| s.dir.clone(), |o| o.dir.clone());
+        return Err(Error::Rejected { dir, problems });
+    }
+    if let Some(o) = set.outcomes.iter().find(|o| o.error.is_some()) {
+        return Err(Error::Other(format!(
+            "{}: {}",
+            escape(&o.dir.display().to_string()),
+            o.error.as_deref().unwrap_or_default()
+        )));
+    }
+    set.bundle
+        .ok_or_else(|| Error::Other("no volume given verified".into()))
+}
+
+/// The blobs the selected artifacts' files are made of.
+pub fn needed_blobs(m: &Manifest, selected: &Selected) -> BTreeSet<crate::format::Digest> {
+    m.artifacts
+        .iter()
+        .zip(&selected.chosen)
+        .filter(|(_, &c)| c)
+        .flat_map(|(a, _)| a.entries.iter().filter_map(|e| e.blob))
+        .collect()
+}
+
+/// The data volumes (1-based, in order) holding a chunk of a blob the selected artifacts need
+/// that no directory given holds: what must still be inserted, or rebuilt from parity. Empty
+/// for a bundle of one directory.
+pub fn missing_needed(b: &bundle::VerifiedBundle, selected: &Selected) -> Vec<u32> {
+    let m = b.manifest();
+    if !m.is_multi_volume() {
+        return Vec::new();
+    }
+    let mut volumes = BTreeSet::new();
+    for d in needed_blobs(m, selected) {
+        if let Some(blob) = b.blob(&d) {
+            volumes.extend(blob.segments.iter().map(|s| m.volume_of(s.chunk as usize)));
+        }
+    }
+    volumes
+        .into_iter()
+        .filter(|&n| b.volume_dir(n).is_none())
+        .collect()
+}
+
+/// The error for needed volumes not given: each by number and label.
+fn missing_error(b: &bundle::VerifiedBundle, missing: &[u32], media: Option<&Media>) -> Error {
+    let m = b.manifest();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|&n| {
+            let r = m.volume_chunks(n);
+            let chunks = match (m.chunks.get(r.start), r.end.checked_sub(1)) {
+                (Some(f), Some(l)) if !r.is_empty() => {
+                    format!(
+                        "chunks {} to {}",
+                        escape(&f.name),
+                        escape(&m.chunks[l].name)
+                    )
+                }
+                _ => "no chunks".to_string(),
+            };
+            format!("{} [{chunks}]", media::describe(m, n))
+        })
+        .collect();
+    let how = match media {
+        Some(md) => format!(
+            "{} holds volume {}, and this run cannot prompt for the others (no terminal, or --json): run it on a terminal, or give every volume needed as a directory",
+            escape(&md.mount().display().to_string()),
+            b.volume().unwrap_or(1)
+        ),
+        None => "give their directories too (in any order), or import from one drive with --media MOUNTPOINT on a terminal".to_string(),
+    };
+    Error::Refused(format!(
+        "this import needs {} not given: {}; {how}; nothing was written",
+        if missing.len() == 1 {
+            "a volume"
+        } else {
+            "volumes"
+        },
+        list.join("; ")
+    ))
 }

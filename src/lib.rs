@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod hf;
 pub mod import;
 pub mod interrupt;
+pub mod media;
 pub mod net;
 pub mod oci;
 pub mod output;

@@ -8,6 +8,7 @@ use crate::cli::ImportArgs;
 use crate::error::Result;
 use crate::format::text::escape;
 use crate::import::{self, Selection, Settings};
+use crate::media::Media;
 use crate::output::{self, Printer};
 use crate::targets::files::FilesTarget;
 use crate::targets::hf_cache::{self, HfCacheTarget, SnapshotLayout};
@@ -16,6 +17,7 @@ use crate::targets::oci_layout::LayoutTarget;
 use crate::targets::ollama::{self, OllamaTarget};
 use crate::targets::registry::{Naming, RegistryTarget, Target as RegistryName};
 use crate::targets::Target;
+use std::sync::Arc;
 
 /// The targets named on the command line, in commit order (the registry, whose tags cannot be
 /// taken back, last). Adding a target: one line here.
@@ -128,11 +130,43 @@ impl JsonSchema for TargetReports<'_> {
 pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     let policy = super::load_policy(&args.trust)?;
     // A path that is not a bundle is a usage error, before any state directory is created.
-    crate::bundle::verify::check_bundle_dir(&args.dir)?;
+    let (shown, volumes, media) = match &args.media {
+        Some(mount) => {
+            crate::bundle::verify::check_bundle_dir(mount)?;
+            let media = Media::new(
+                mount,
+                policy.clone(),
+                &super::verify_options(),
+                Printer {
+                    json: printer.json,
+                    quiet: printer.quiet,
+                },
+                Media::can_prompt(printer),
+            );
+            (mount.clone(), Vec::new(), Some(Arc::new(media)))
+        }
+        None => {
+            let dirs = super::bundle_dirs(&args.dirs)?;
+            // Reports name the directory given (the parent `OUT/` of the volumes), else the
+            // first volume given.
+            let shown = match args.dirs.as_slice() {
+                [one] if dirs.len() > 1 => one.clone(),
+                _ => dirs[0].clone(),
+            };
+            let volumes = if dirs.len() > 1 { dirs } else { Vec::new() };
+            (shown, volumes, None)
+        }
+    };
     let targets = choose(&args)?;
     let paths = super::state_paths(&args.state)?;
     let settings = Settings {
-        dir: args.dir.clone(),
+        dir: shown.clone(),
+        volumes,
+        media,
+        notes: Some(Printer {
+            json: printer.json,
+            quiet: printer.quiet,
+        }),
         policy,
         verify: super::verify_options(),
         state_dir: paths.dir.clone(),
@@ -160,7 +194,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
     // is large.
     let report = Report {
         dry_run: args.dry_run,
-        bundle: BundleSummary::new(&args.dir, done.bundle.manifest()),
+        bundle: BundleSummary::new(&shown, done.bundle.manifest()),
         signers: done.bundle.bundle().signers(),
         imported_artifacts: done.selected.names(done.bundle.manifest(), true),
         skipped_artifacts: done.selected.names(done.bundle.manifest(), false),
@@ -192,16 +226,16 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
         let mut s = match (args.dry_run, sel.is_whole()) {
             (true, true) => format!(
                 "verified {}; dry run, nothing written. Plan:\n",
-                output::escape_path(&args.dir)
+                output::escape_path(&shown)
             ),
             (true, false) => format!(
                 "verified {}; dry run, nothing written. Plan for {part}:\n",
-                output::escape_path(&args.dir)
+                output::escape_path(&shown)
             ),
-            (false, true) => format!("imported {}\n", output::escape_path(&args.dir)),
+            (false, true) => format!("imported {}\n", output::escape_path(&shown)),
             (false, false) => format!(
                 "imported {}: {part}; chunks of the others not read\n",
-                output::escape_path(&args.dir)
+                output::escape_path(&shown)
             ),
         };
         for t in &done.targets {

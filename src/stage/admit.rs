@@ -10,6 +10,7 @@ use crate::bundle::reader::BlobReader;
 use crate::bundle::VerifiedBundle;
 use crate::error::{Error, Result};
 use crate::format::{Blob, Digest, Manifest};
+use crate::media::ChunkAccess;
 use crate::oci::image::{BlobSource, MAX_MANIFEST};
 use crate::state::{Decision, State};
 
@@ -25,6 +26,8 @@ pub struct Admitted {
     decision: Decision,
     small: Mutex<HashMap<Digest, Arc<Vec<u8>>>>,
     small_bytes: AtomicU64,
+    /// Consulted before a chunk is opened (an import from one drive asks for its volume).
+    access: Option<Box<dyn ChunkAccess>>,
 }
 
 /// Admits `bundle` if the state's decision permits it; otherwise hands both back (to be audited
@@ -43,6 +46,7 @@ pub fn admit(
         decision,
         small: Mutex::new(HashMap::new()),
         small_bytes: AtomicU64::new(0),
+        access: None,
     })
 }
 
@@ -56,6 +60,7 @@ impl Admitted {
             decision: Decision::Fresh { last: None },
             small: Mutex::new(HashMap::new()),
             small_bytes: AtomicU64::new(0),
+            access: None,
         }
     }
 
@@ -66,6 +71,10 @@ impl Admitted {
 
     pub fn bundle(&self) -> &VerifiedBundle {
         &self.bundle
+    }
+    /// The bundle, to locate volumes rebuilt from parity after admission.
+    pub fn bundle_mut(&mut self) -> &mut VerifiedBundle {
+        &mut self.bundle
     }
     pub fn manifest(&self) -> &Manifest {
         self.bundle.manifest()
@@ -78,6 +87,30 @@ impl Admitted {
     }
     pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
         self.bundle.blob(digest)
+    }
+
+    /// Sets what is consulted before each chunk is opened ([`crate::media`]).
+    pub fn set_access(&mut self, access: Box<dyn ChunkAccess>) {
+        self.access = Some(access);
+    }
+
+    pub fn access(&self) -> Option<&dyn ChunkAccess> {
+        self.access.as_deref()
+    }
+
+    /// Whether chunk `index` can be opened without waiting for the operator.
+    pub fn chunk_ready(&self, index: u32) -> bool {
+        self.access
+            .as_ref()
+            .is_none_or(|a| a.ready(&self.bundle, index))
+    }
+
+    /// Makes chunk `index` readable (asks for its volume, on one drive) before it is opened.
+    pub fn before_chunk(&self, index: u32) -> Result<()> {
+        match &self.access {
+            Some(a) => a.before_chunk(&self.bundle, index),
+            None => Ok(()),
+        }
     }
 
     /// The whole of a blob of at most `max` bytes, verified; kept for staging (so its chunk bytes
@@ -94,6 +127,13 @@ impl Admitted {
                 "blob {digest}: {} bytes, more than the {max} expected here",
                 blob.size
             )));
+        }
+        let mut seen = None;
+        for seg in &blob.segments {
+            if seen != Some(seg.chunk) {
+                self.before_chunk(seg.chunk)?;
+                seen = Some(seg.chunk);
+            }
         }
         let mut v = Vec::with_capacity(blob.size as usize);
         BlobReader::new(&self.bundle, blob)

@@ -158,6 +158,7 @@ impl Staging {
     /// caller removes the staging.
     pub fn stage(&mut self, bundle: &Admitted, progress: &dyn Progress) -> Result<()> {
         // Adopted blobs first: re-hash them; those that match need no read of the media.
+        let mut reused: HashSet<Digest> = HashSet::new();
         for a in &mut self.areas {
             let adopted = std::mem::take(&mut a.adopted);
             for (d, path) in adopted {
@@ -168,10 +169,14 @@ impl Staging {
                 let dest = a.dir.join(d.hex());
                 if ok && fs::rename(&path, &dest).is_ok() {
                     a.staged.insert(d);
+                    reused.insert(d);
                 } else {
                     let _ = fs::remove_file(&path);
                 }
             }
+        }
+        if !reused.is_empty() {
+            self.say_resumed(bundle, &reused);
         }
         // Which areas still need each blob (a bit per area).
         if self.areas.len() > 64 {
@@ -247,6 +252,70 @@ impl Staging {
         Ok(())
     }
 
+    /// Version 4: names each volume none of whose needed blobs is left to read because an
+    /// interrupted run staged them (`reused`, re-hashed) — the volumes not read again.
+    fn say_resumed(&self, bundle: &Admitted, reused: &HashSet<Digest>) {
+        let m = bundle.manifest();
+        let Some(access) = bundle.access() else {
+            return;
+        };
+        if !m.is_multi_volume() {
+            return;
+        }
+        let needed: HashSet<Digest> = self
+            .areas
+            .iter()
+            .flat_map(|a| {
+                let uses = a.uses.lock().expect("not poisoned");
+                uses.keys().copied().collect::<Vec<_>>()
+            })
+            .collect();
+        // Per data volume: the needed blobs with a segment on it still to read, and those reused.
+        let count = m.data_volume_count() as usize;
+        let (mut left, mut again) = (vec![0usize; count], vec![0usize; count]);
+        for d in &needed {
+            let Some(blob) = bundle.blob(d) else { continue };
+            let mut on: Vec<u32> = blob
+                .segments
+                .iter()
+                .map(|s| m.volume_of(s.chunk as usize))
+                .collect();
+            on.dedup();
+            for n in on {
+                let k = (n.max(1) - 1) as usize;
+                if k >= count {
+                    continue;
+                }
+                if reused.contains(d) {
+                    again[k] += 1;
+                } else if bundle.cached(d).is_none() {
+                    left[k] += 1;
+                }
+            }
+        }
+        for k in 0..count {
+            if again[k] == 0 {
+                continue;
+            }
+            let n = k + 1;
+            let blobs = if again[k] == 1 {
+                "its 1 blob was".to_string()
+            } else {
+                format!("its {} blobs were", again[k])
+            };
+            if left[k] == 0 {
+                access.note(&format!(
+                    "volume {n}: {blobs} staged by an interrupted run and re-checked; not read again"
+                ));
+            } else {
+                access.note(&format!(
+                    "volume {n}: {} of its blobs staged by an interrupted run and re-checked; {} still to read from it",
+                    again[k], left[k]
+                ));
+            }
+        }
+    }
+
     /// Makes everything written under each area's root so far durable: one `syncfs` per
     /// filesystem (instead of an fsync per file and per directory).
     pub fn sync(&self) -> Result<()> {
@@ -269,6 +338,13 @@ impl Staging {
                 let _ = fs::remove_dir(d);
             }
         }
+    }
+
+    /// Leaves the staging areas as they are (an import stopped while waiting for a volume):
+    /// their locks are released with this process, and the next run on the same roots adopts
+    /// their complete blobs (re-hashed) and removes the rest. Nothing in them is visible.
+    pub fn keep(self) {
+        drop(self.areas);
     }
 
     /// Removes the staging areas but keeps the roots (after a successful commit).

@@ -58,6 +58,7 @@ pub(super) fn read_chunks(
     let total = by_chunk.keys().map(|&c| m.chunks[c as usize].size).sum();
     progress.start("reading the bundle", total);
     let mut problems = Vec::new();
+    let mut done = 0u64;
     // Version 3 chunks with a damaged piece, re-checked below as verify checks them.
     let mut suspects = std::collections::BTreeSet::new();
     let mut in_stream = Vec::new();
@@ -66,6 +67,14 @@ pub(super) fn read_chunks(
     let mut broken = None;
     for (c, mut segs) in by_chunk {
         segs.sort_by_key(|p| p.offset);
+        if !bundle.chunk_ready(c) {
+            // A prompt for the next volume: the bar is put away, and comes back after it.
+            progress.finish();
+            bundle.before_chunk(c)?;
+            progress.start("reading the bundle", total);
+            progress.inc(done);
+        }
+        done += m.chunks[c as usize].size;
         match read_chunk(bundle, c, &segs, sinks, progress) {
             Ok(found) if found.is_empty() => {}
             Ok(found) => {

@@ -47,6 +47,7 @@ mod staged;
 mod staged_v3;
 mod state;
 mod support;
+mod volumes_import;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
 use support::hub as hub_emulator;
 mod urls;

@@ -9,6 +9,7 @@
 
 pub mod blob;
 pub mod hub;
+pub mod pty;
 pub mod registry;
 pub mod tree;
 pub use blob::layer_tar;
