@@ -237,14 +237,15 @@ fn chunk_from_another_bundle() {
 fn unsupported_version() {
     let env = Env::new();
     env.sample_bundle();
-    // Version 3 is the current one (piece digests, compact file table); 4 is from the future.
-    resign(&env, |m| m.version = 4);
+    // Version 3 is the current one (piece digests, compact file table), 4 the one spread over
+    // volumes; 5 is from the future.
+    resign(&env, |m| m.version = 5);
     rejected(
         &env,
         "k.pub",
         &[
             "unsupported version",
-            "unsupported bundle format version 4; this airlock reads versions 1..=3",
+            "unsupported bundle format version 5; this airlock reads versions 1..=4",
         ],
     );
 }
