@@ -115,8 +115,21 @@ pub(super) fn read_chunks(
             }
         }
         if !suspects.is_empty() {
-            let which: Vec<u32> = suspects.into_iter().collect();
-            let again = check_chunks_v3(bundle.dir(), m, &which, &crate::progress::Silent);
+            // Each chunk is checked in its own volume's directory (one directory below v4).
+            let mut by_dir: BTreeMap<std::path::PathBuf, Vec<u32>> = BTreeMap::new();
+            for c in suspects {
+                let path = bundle.chunk_path(c);
+                let dir = path
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(bundle.dir())
+                    .to_path_buf();
+                by_dir.entry(dir).or_default().push(c);
+            }
+            let again: Vec<crate::bundle::Problem> = by_dir
+                .iter()
+                .flat_map(|(dir, which)| check_chunks_v3(dir, m, which, &crate::progress::Silent))
+                .collect();
             // What the stream found stands if the media changed since (a flaky device).
             problems.extend(if again.is_empty() { in_stream } else { again });
         }
