@@ -212,11 +212,14 @@ pub struct DirProblems {
 impl DirProblems {
     /// How a problem of this directory is introduced: `DIR (volume N)`, escaped.
     pub fn label(&self) -> String {
-        let dir = escape(&self.dir.display().to_string()).to_string();
-        match self.volume {
-            Some(n) => format!("{dir} (volume {n})"),
-            None => format!("{dir} (volume unknown)"),
-        }
+        let volume = match self.volume {
+            Some(n) => n.to_string(),
+            None => "unknown".to_string(),
+        };
+        format!(
+            "{} (volume {volume})",
+            escape(&self.dir.display().to_string())
+        )
     }
 }
 

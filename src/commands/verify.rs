@@ -230,7 +230,7 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
     let incomplete = (!complete).then(|| {
         Error::Incomplete(format!(
             "intact but incomplete (exit 4): still to check: {}",
-            volume_list(m, &missing)
+            volume_list(m.data_volume_count(), &missing)
         ))
     });
     audit(match &incomplete {
@@ -284,7 +284,9 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
                 report.bundle.chunks.len(),
                 m.blobs.len(),
             ),
-            (Some(_), false) => incomplete_headline(m, &intact, &missing),
+            (Some(_), false) => {
+                incomplete_headline(m.data_volume_count(), m.volume_count(), &intact, &missing)
+            }
         };
         let table = report.volumes.as_deref().map_or(String::new(), volume_table);
         format!(
@@ -303,24 +305,17 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
     }
 }
 
-/// `volume 2 (data)`, `volumes 1, 3 (data) and 4 (parity)`.
-pub(super) fn volume_list(m: &Manifest, ns: &[u32]) -> String {
-    let join = |v: Vec<String>| v.join(", ");
-    let (data, parity): (Vec<u32>, Vec<u32>) = ns
-        .iter()
-        .partition(|&&n| m.volume_kind(n) == VolumeKind::Data);
+/// `volume 2 (data)`, `volumes 1, 3 (data) and 4 (parity)`: volumes `ns` of a bundle whose
+/// first `data` volumes are data volumes.
+pub(super) fn volume_list(data: u32, ns: &[u32]) -> String {
+    let join = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let (d, p): (Vec<u32>, Vec<u32>) = ns.iter().partition(|&&n| n <= data);
     let mut parts = Vec::new();
-    if !data.is_empty() {
-        parts.push(format!(
-            "{} (data)",
-            join(data.iter().map(u32::to_string).collect())
-        ));
+    if !d.is_empty() {
+        parts.push(format!("{} (data)", join(&d)));
     }
-    if !parity.is_empty() {
-        parts.push(format!(
-            "{} (parity)",
-            join(parity.iter().map(u32::to_string).collect())
-        ));
+    if !p.is_empty() {
+        parts.push(format!("{} (parity)", join(&p)));
     }
     let noun = if ns.len() == 1 { "volume" } else { "volumes" };
     format!("{noun} {}", parts.join(" and "))
@@ -328,16 +323,14 @@ pub(super) fn volume_list(m: &Manifest, ns: &[u32]) -> String {
 
 /// The first line of an intact but incomplete verify: which volumes are intact, which are still
 /// to check, and whether the data volumes are all there (the bundle can be imported then).
-fn incomplete_headline(m: &Manifest, intact: &[u32], missing: &[u32]) -> String {
-    let list = volume_list(m, intact);
+fn incomplete_headline(data: u32, total: u32, intact: &[u32], missing: &[u32]) -> String {
+    let list = volume_list(data, intact);
     let (noun, rest) = list.split_once(' ').unwrap_or((&list, ""));
-    let data_complete = missing
-        .iter()
-        .all(|&n| m.volume_kind(n) == VolumeKind::Parity);
+    let data_complete = missing.iter().all(|&n| n > data);
     format!(
         "{noun} {} intact; still to check: {}{}\n",
-        rest.replacen(" (", &format!(" of {} (", m.volume_count()), 1),
-        volume_list(m, missing),
+        rest.replacen(" (", &format!(" of {total} ("), 1),
+        volume_list(data, missing),
         if data_complete {
             "\nthe data volumes are complete: the bundle can be imported without the parity volumes"
         } else {
@@ -429,4 +422,30 @@ fn damaged_table(m: &Manifest, dirs: &[DirProblems]) -> String {
         escape(&m.bundle_id),
         t.render(crate::table::terminal_width()).trim_end()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_names_the_volumes_still_to_check_and_their_kinds() {
+        assert_eq!(
+            incomplete_headline(3, 4, &[2], &[1, 3, 4]),
+            "volume 2 of 4 (data) intact; still to check: volumes 1, 3 (data) and 4 (parity)\n"
+        );
+        assert_eq!(
+            incomplete_headline(3, 3, &[1, 3], &[2]),
+            "volumes 1, 3 of 3 (data) intact; still to check: volume 2 (data)\n"
+        );
+        assert_eq!(
+            incomplete_headline(3, 5, &[1, 2, 3, 5], &[4]),
+            "volumes 1, 2, 3 of 5 (data) and 5 (parity) intact; still to check: volume 4 (parity)\n\
+             the data volumes are complete: the bundle can be imported without the parity volumes\n"
+        );
+        assert_eq!(
+            incomplete_headline(2, 3, &[3], &[1, 2]),
+            "volume 3 of 3 (parity) intact; still to check: volumes 1, 2 (data)\n"
+        );
+    }
 }
