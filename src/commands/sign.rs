@@ -102,7 +102,7 @@ pub fn run(args: SignArgs, printer: &Printer) -> Result<()> {
         // Several directories: volumes of one bundle, each once.
         let mut problem = None;
         if let Some(first) = checked.first() {
-            if first.vb.manifest_digest() != vb.manifest_digest() || volume.is_none() {
+            if first.vb.manifest_digest() != vb.manifest_digest() {
                 problem = Some(Problem::ForeignVolume {
                     dir: dir.display().to_string(),
                     expected: first.vb.manifest().bundle_id.clone(),
