@@ -403,15 +403,24 @@ Examples:
   airlock verify /media/usb/bundle --trust ci.key.pub
   airlock verify /media/usb/bundle --trust ci.key.pub --trust officer.key.pub --json
   airlock verify /media/usb/bundle --policy trust.toml      # m-of-n signers per channel
+  airlock verify /media/bd0/vol-002 --trust ci.key.pub      # one volume, on insert: exit 4
+  airlock verify /mnt/a/vol-003 /mnt/b/vol-001 /mnt/c/vol-002 --trust ci.key.pub
+  airlock verify out --trust ci.key.pub                     # out/vol-001 ... out/vol-NNN
 
 Reports every problem found (missing, truncated or corrupt chunks, unexpected files,
 bad or missing signatures, unknown signers, edited manifest, unsupported version, expiry),
 and which trust policy rule failed (who signed, who was expected, how many were needed).
-Give exactly one of --policy and --trust (or install /etc/airlock/trust.toml).")]
+Give exactly one of --policy and --trust (or install /etc/airlock/trust.toml).
+
+A bundle over several volumes: give any of its volume directories, in any order, or the
+directory holding them. Every volume given intact and every volume there: exit 0. Every
+volume given intact but some not given: exit 4 (intact but incomplete), naming the volumes
+still to check. A volume damaged, of another bundle, or given twice: exit 3.")]
 pub struct VerifyArgs {
-    /// The bundle directory (holding manifest.json)
-    #[arg(value_name = "BUNDLE")]
-    pub dir: PathBuf,
+    /// The bundle directory (holding manifest.json), or volume directories of one bundle
+    /// (in any order), or a directory holding them (vol-001/, vol-002/, ...)
+    #[arg(value_name = "BUNDLE", required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
 
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -562,11 +571,16 @@ Examples:
 The bundle must verify against the --trust keys (or the policy, where one counted signer
 suffices: the countersignature is how it reaches the channel's threshold) before it is signed. The signature goes to
 signatures/<KEYID>.minisig; chunks and manifest are not touched. Check it with stock tools:
-  minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.key.pub")]
+  minisign -Vm manifest.json -x signatures/<KEYID>.minisig -p officer.key.pub
+
+A bundle over several volumes: give volume directories, or the directory holding them.
+Each volume given is checked, then gets its own countersignature (its trusted comment names
+that volume and its SHA256SUMS): sign every volume, on every medium.")]
 pub struct SignArgs {
-    /// The bundle directory (holding manifest.json)
-    #[arg(value_name = "BUNDLE")]
-    pub dir: PathBuf,
+    /// The bundle directory (holding manifest.json), or volume directories of one bundle, or
+    /// a directory holding them (vol-001/, vol-002/, ...)
+    #[arg(value_name = "BUNDLE", required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
 
     /// Secret key to countersign with
     #[arg(long, value_name = "KEY")]

@@ -24,6 +24,9 @@ pub mod exit {
     /// Content refused: a bundle failed verification or trust checks, or a source's bytes did not
     /// match their pinned or upstream digest.
     pub const REJECTED: i32 = 3;
+    /// Intact but incomplete: every volume of a multi-volume bundle given to `verify` checked
+    /// out, but some volumes of the bundle were not given (README §Exit codes).
+    pub const INCOMPLETE: i32 = 4;
     /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
     pub const SIGINT: i32 = 130;
     /// Stopped by SIGTERM: 128 + 15.
@@ -83,6 +86,16 @@ pub enum Error {
         dir: PathBuf,
         problems: Vec<Problem>,
     },
+
+    /// Version 4: volumes given to `verify` (or `sign`) that did not all check out: each
+    /// directory with its volume (when its signatures told it) and its problems.
+    #[error("bundle rejected: {}", volumes_summary(dirs))]
+    VolumesRejected { dirs: Vec<DirProblems> },
+
+    /// Version 4: every volume given checked out, but some volumes of the bundle were not
+    /// given; the message says which (exit 4, `verify` only: its report is printed too).
+    #[error("{0}")]
+    Incomplete(String),
 
     #[error("{0}")]
     Conflict(String),
@@ -185,6 +198,54 @@ impl NetKind {
     }
 }
 
+/// One directory given as a volume, and what is wrong with it ([`Error::VolumesRejected`]).
+#[derive(Debug, Clone)]
+pub struct DirProblems {
+    pub dir: PathBuf,
+    /// The volume it is, when its signatures verified (its trusted comments name it).
+    pub volume: Option<u32>,
+    pub problems: Vec<Problem>,
+    /// It could not be checked for another reason than its content (an I/O error).
+    pub error: Option<String>,
+}
+
+impl DirProblems {
+    /// How a problem of this directory is introduced: `DIR (volume N)`, escaped.
+    pub fn label(&self) -> String {
+        let volume = match self.volume {
+            Some(n) => n.to_string(),
+            None => "unknown".to_string(),
+        };
+        format!(
+            "{} (volume {volume})",
+            escape(&self.dir.display().to_string())
+        )
+    }
+}
+
+/// Every problem of every directory, in order.
+pub fn all_problems(dirs: &[DirProblems]) -> Vec<Problem> {
+    dirs.iter()
+        .flat_map(|d| d.problems.iter().cloned())
+        .collect()
+}
+
+/// `2 problems in 1 of the 3 volume directories given` (`in out/vol-002` for one).
+fn volumes_summary(dirs: &[DirProblems]) -> String {
+    let bad: Vec<&DirProblems> = dirs
+        .iter()
+        .filter(|d| !d.problems.is_empty() || d.error.is_some())
+        .collect();
+    let problems = summary(&all_problems(dirs));
+    match (dirs.len(), bad.as_slice()) {
+        (1, [one]) => format!("{problems} in {}", one.label()),
+        (n, bad) => format!(
+            "{problems} in {} of the {n} volume directories given",
+            bad.len()
+        ),
+    }
+}
+
 fn summary(problems: &[Problem]) -> String {
     match problems.len() {
         1 => "1 problem".to_string(),
@@ -225,7 +286,9 @@ impl Error {
             | Error::AuditBroken(_)
             | Error::Corrupt(_)
             | Error::Refused(_)
-            | Error::Rejected { .. } => exit::REJECTED,
+            | Error::Rejected { .. }
+            | Error::VolumesRejected { .. } => exit::REJECTED,
+            Error::Incomplete(_) => exit::INCOMPLETE,
             Error::Interrupted { signal } => 128 + signal,
             _ => exit::OPERATIONAL,
         }
@@ -253,7 +316,8 @@ impl Error {
             Error::DigestMismatch { .. } => ErrorKind::DigestMismatch,
             Error::HashMismatch { .. } => ErrorKind::DigestMismatch,
             Error::SizeMismatch { .. } => ErrorKind::SizeMismatch,
-            Error::Rejected { .. } => ErrorKind::Rejected,
+            Error::Rejected { .. } | Error::VolumesRejected { .. } => ErrorKind::Rejected,
+            Error::Incomplete(_) => ErrorKind::Incomplete,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::AuditBroken(_) => ErrorKind::AuditBroken,
             Error::Corrupt(_) => ErrorKind::Corrupt,
@@ -292,6 +356,9 @@ pub enum ErrorKind {
     SizeMismatch,
     /// The bundle failed verification or trust checks; `problems` says why (exit 3).
     Rejected,
+    /// Every volume given is intact but some volumes of the bundle were not given (exit 4;
+    /// `verify` prints its report, `complete: false`, not an error document).
+    Incomplete,
     /// A target already holds something else under the name (exit 1).
     Conflict,
     /// The audit log's hash chain is broken (exit 3).
@@ -321,6 +388,7 @@ impl ErrorKind {
             ErrorKind::DigestMismatch => "digest-mismatch",
             ErrorKind::SizeMismatch => "size-mismatch",
             ErrorKind::Rejected => "rejected",
+            ErrorKind::Incomplete => "incomplete",
             ErrorKind::Conflict => "conflict",
             ErrorKind::AuditBroken => "audit-broken",
             ErrorKind::Corrupt => "corrupt",
@@ -351,6 +419,7 @@ mod tests {
             DigestMismatch,
             SizeMismatch,
             Rejected,
+            Incomplete,
             Conflict,
             AuditBroken,
             Corrupt,

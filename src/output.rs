@@ -111,6 +111,24 @@ pub struct ErrorReport<'a> {
     /// For `kind: rejected`: every problem found, each with its stable `code`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<&'a [Problem]>,
+    /// For `kind: rejected` from `verify` or `sign` of several volumes: every directory given,
+    /// in the order given, with the volume it is and its own problems (`problems` has them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<DirReport>>,
+}
+
+/// One directory given as a volume, in a rejection.
+#[derive(Serialize, JsonSchema)]
+pub struct DirReport {
+    /// The directory, as given (or found under the parent given).
+    pub dir: String,
+    /// The volume it is (1-based), when its signatures verified; else null.
+    pub volume: Option<u32>,
+    /// What is wrong with it (empty: it checked out).
+    pub problems: Vec<Problem>,
+    /// It could not be checked for another reason than its content (an I/O error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub struct Printer {
@@ -152,13 +170,45 @@ impl Printer {
     }
 
     /// Prints an error: always on stderr, and as `{"ok": false, "error": ...}` on stdout with `--json`.
+    ///
+    /// [`Error::Incomplete`] is not a failure document: `verify` printed its report (with
+    /// `complete: false`) already, so the message goes to stderr alone, as a note.
     pub fn error(&self, e: &Error) {
         let mut err = io::stderr().lock();
+        if let Error::Incomplete(msg) = e {
+            if !self.quiet {
+                let _ = writeln!(err, "{}", one_line(msg));
+            }
+            return;
+        }
         let _ = writeln!(err, "error: {}", one_line(&e.to_string()));
         if let Error::Rejected { problems, .. } = e {
             for p in problems {
                 let _ = writeln!(err, "  - {}", one_line(&p.to_string()));
             }
+        }
+        let mut flat = None;
+        let mut volumes = None;
+        if let Error::VolumesRejected { dirs } = e {
+            for d in dirs {
+                for p in &d.problems {
+                    let _ = writeln!(err, "  - {}: {}", d.label(), one_line(&p.to_string()));
+                }
+                if let Some(why) = &d.error {
+                    let _ = writeln!(err, "  - {}: {}", d.label(), one_line(why));
+                }
+            }
+            flat = Some(crate::error::all_problems(dirs));
+            volumes = Some(
+                dirs.iter()
+                    .map(|d| DirReport {
+                        dir: d.dir.display().to_string(),
+                        volume: d.volume,
+                        problems: d.problems.clone(),
+                        error: d.error.clone(),
+                    })
+                    .collect(),
+            );
         }
         if self.json {
             self.failure(ErrorReport {
@@ -167,8 +217,9 @@ impl Printer {
                 exit_code: e.exit_code(),
                 problems: match e {
                     Error::Rejected { problems, .. } => Some(problems),
-                    _ => None,
+                    _ => flat.as_deref(),
                 },
+                volumes,
             });
         }
     }
@@ -186,6 +237,7 @@ impl Printer {
                 message,
                 exit_code: e.exit_code(),
                 problems: None,
+                volumes: None,
             });
         }
         e.exit_code()

@@ -31,7 +31,7 @@ pub use authenticate::{
     signature_files, Authenticated, SignatureFile,
 };
 pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
-pub use volumes::{verify_volumes, VolumeOutcome, VolumeSet};
+pub use volumes::{expand_volume_dirs, verify_volumes, VolumeOutcome, VolumeSet};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
 /// machine and the enclave).
@@ -221,6 +221,11 @@ impl Countersignable {
     pub fn manifest_size(&self) -> u64 {
         self.0.manifest_size()
     }
+    /// Version 4: the volume this directory is (1-based); `None` for a bundle of one
+    /// directory.
+    pub fn volume(&self) -> Option<u32> {
+        self.0.volume()
+    }
 }
 
 /// Step 3: parses and validates manifest bytes (authenticated ones, or, for `inspect` without
@@ -244,6 +249,29 @@ fn verify_inner(
     require_threshold: bool,
     check_chunks: bool,
     progress: &dyn Progress,
+) -> Result<VerifiedBundle> {
+    let noted = std::cell::Cell::new(None);
+    verify_noting(
+        dir,
+        policy,
+        opts,
+        require_threshold,
+        check_chunks,
+        progress,
+        &noted,
+    )
+}
+
+/// [`verify_inner`], noting in `volume` the volume the directory is as soon as its trusted
+/// comments named it: a volume rejected for its content is still named by its number.
+fn verify_noting(
+    dir: &Path,
+    policy: &TrustPolicy,
+    opts: &VerifyOptions,
+    require_threshold: bool,
+    check_chunks: bool,
+    progress: &dyn Progress,
+    noted: &std::cell::Cell<Option<u32>>,
 ) -> Result<VerifiedBundle> {
     let reject = |problems: Vec<Problem>| Error::Rejected {
         dir: dir.to_path_buf(),
@@ -274,6 +302,7 @@ fn verify_inner(
             return Err(reject(problems));
         }
     };
+    noted.set(volume);
     let sums = manifest.volume_sums(volume.unwrap_or(1));
     let sums_digest = Digest::of(sums.as_bytes());
     for (file, sig, _) in &valid {

@@ -5,17 +5,60 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{verify_inner, Problem, VerifiedBundle, VerifyOptions};
+use super::{
+    check_bundle_dir, verify_inner, verify_noting, Problem, VerifiedBundle, VerifyOptions,
+};
 use crate::error::{Error, Result};
 use crate::format::Digest;
 use crate::policy::TrustPolicy;
 use crate::progress::Progress;
 
+/// The directories `verify` and `sign` check, from the paths given: a bundle or volume
+/// directory is itself; a directory that is not one (no `manifest.json`, nothing of a
+/// bundle) but whose subdirectories are (`OUT/` holding `vol-001/`, `vol-002/`, ...) stands
+/// for those subdirectories, sorted by name (links are not followed). Anything else is the
+/// usual "not a bundle" usage error ([`check_bundle_dir`]). Returns the directories and
+/// whether a parent was expanded. Reads nothing but directory listings and file types.
+pub fn expand_volume_dirs(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, bool)> {
+    let mut out = Vec::new();
+    let mut expanded = false;
+    for path in paths {
+        let not_a_bundle = match check_bundle_dir(path) {
+            Ok(()) => {
+                out.push(path.clone());
+                continue;
+            }
+            Err(e @ Error::Usage(_)) => e,
+            Err(e) => return Err(e),
+        };
+        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        let mut subs = Vec::new();
+        if is_dir {
+            let entries = std::fs::read_dir(path).map_err(|e| Error::io("read", path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("read", path, e))?;
+                let is_subdir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_subdir && check_bundle_dir(&entry.path()).is_ok() {
+                    subs.push(entry.path());
+                }
+            }
+        }
+        if subs.is_empty() {
+            return Err(not_a_bundle);
+        }
+        subs.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        expanded = true;
+        out.extend(subs);
+    }
+    Ok((out, expanded))
+}
+
 /// What one directory given turned out to be.
 #[derive(Debug)]
 pub struct VolumeOutcome {
     pub dir: PathBuf,
-    /// The volume it is (from its trusted comments), once its signatures verified.
+    /// The volume it is (from its trusted comments), once its signatures verified (also when
+    /// its content was then rejected).
     pub volume: Option<u32>,
     /// What is wrong with it (empty: this volume is intact, as far as it was checked).
     pub problems: Vec<Problem>,
@@ -84,7 +127,8 @@ pub fn verify_volumes(
             problems: Vec::new(),
             error: None,
         };
-        match verify_inner(dir, policy, opts, true, check_chunks, progress) {
+        let noted = std::cell::Cell::new(None);
+        match verify_noting(dir, policy, opts, true, check_chunks, progress, &noted) {
             Ok(vb) => {
                 out.volume = Some(vb.volume().unwrap_or(1));
                 match &mut bundle {
@@ -100,7 +144,11 @@ pub fn verify_volumes(
                     }
                 }
             }
-            Err(Error::Rejected { problems, .. }) => out.problems = problems,
+            Err(Error::Rejected { problems, .. }) => {
+                // Its signatures verified and named its volume; its content did not.
+                out.volume = noted.get();
+                out.problems = problems;
+            }
             Err(e) => {
                 out.error = Some(e.to_string());
                 first_error.get_or_insert(e);
@@ -155,6 +203,16 @@ impl VerifiedBundle {
     /// (else `foreign-volume`) and be a volume not located yet (else `duplicate-volume`).
     /// Returns the problem, or `None` when it was added.
     pub fn add_verified(&mut self, other: VerifiedBundle) -> Option<Problem> {
+        if other.manifest_digest == self.manifest_digest && self.volume.is_none() {
+            // A bundle of one directory, given twice.
+            return Some(Problem::DuplicateVolume {
+                volume: 1,
+                dirs: vec![
+                    self.dir.display().to_string(),
+                    other.dir.display().to_string(),
+                ],
+            });
+        }
         if other.manifest_digest != self.manifest_digest || self.volume.is_none() {
             return Some(Problem::ForeignVolume {
                 dir: other.dir.display().to_string(),
