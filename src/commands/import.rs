@@ -146,7 +146,7 @@ pub fn run(args: ImportArgs, printer: &Printer) -> Result<()> {
             (mount.clone(), Vec::new(), Some(Arc::new(media)))
         }
         None => {
-            let dirs = super::bundle_dirs(&args.dirs)?;
+            let (dirs, _) = crate::bundle::verify::expand_volume_dirs(&args.dirs)?;
             // Reports name the directory given (the parent `OUT/` of the volumes), else the
             // first volume given.
             let shown = match args.dirs.as_slice() {

@@ -188,35 +188,3 @@ pub(crate) fn state_paths(args: &crate::cli::StateArgs) -> Result<StatePaths> {
 }
 
 pub(crate) use crate::import::{freshness_problem, signer_name};
-
-/// The bundle directories named on the command line: each one holding a `manifest.json` as
-/// given; a directory holding none whose subdirectories hold one (the parent `OUT/` of a
-/// bundle over several volumes) stands for those subdirectories, sorted by name. Anything else
-/// is the usage error [`crate::bundle::verify::check_bundle_dir`] gives (before any state
-/// directory is created).
-pub(crate) fn bundle_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for d in given {
-        let holds = |p: &Path| {
-            std::fs::symlink_metadata(p.join(crate::format::MANIFEST_FILE))
-                .is_ok_and(|m| m.is_file())
-        };
-        if !holds(d) && std::fs::metadata(d).is_ok_and(|m| m.is_dir()) {
-            let mut subs: Vec<PathBuf> = std::fs::read_dir(d)
-                .map_err(|e| Error::io("read directory", d, e))?
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .filter(|p| holds(p))
-                .collect();
-            if !subs.is_empty() {
-                subs.sort();
-                dirs.extend(subs);
-                continue;
-            }
-        }
-        crate::bundle::verify::check_bundle_dir(d)?;
-        dirs.push(d.clone());
-    }
-    Ok(dirs)
-}

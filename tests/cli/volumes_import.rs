@@ -59,6 +59,34 @@ fn outcomes(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// The manifest of a bundle over volumes (any volume's copy).
+fn manifest_of(env: &Env, volume_dir: &str) -> airlock::format::Manifest {
+    let bytes = fs::read(env.path(volume_dir).join("manifest.json")).unwrap();
+    airlock::format::Manifest::decode_unvalidated(&bytes).unwrap()
+}
+
+/// `"chunks A to B"` as the label of volume `n` names them.
+fn chunk_range(m: &airlock::format::Manifest, n: u32) -> String {
+    let r = m.volume_chunks(n);
+    format!(
+        "chunks {} to {}",
+        m.chunks[r.start].name,
+        m.chunks[r.end - 1].name
+    )
+}
+
+/// The blobs with a segment on volume `n`.
+fn blobs_on(m: &airlock::format::Manifest, n: u32) -> usize {
+    m.blobs
+        .iter()
+        .filter(|b| {
+            b.segments
+                .iter()
+                .any(|s| m.volume_of(s.chunk as usize) == n)
+        })
+        .count()
+}
+
 fn volume_count(env: &Env, out: &str) -> usize {
     fs::read_dir(env.path(out))
         .unwrap()
@@ -203,9 +231,10 @@ fn a_needed_volume_missing_is_named_and_nothing_is_written_but_only_needs_its_vo
         "--files",
         "d",
     ]);
+    let range = chunk_range(&manifest_of(&env, "vb/vol-001"), 2);
     r.code(3)
         .stderr_has("volume 2 of 3 (bundle ")
-        .stderr_has("chunks 00000016.tar to 00000031.tar")
+        .stderr_has(&range)
         .stderr_has("nothing was written");
     assert!(!r.stderr.contains("volume 3 of 3"), "{}", r.stderr);
     assert_eq!(tree::snapshot(&env.path("d")), before, "nothing written");
@@ -393,10 +422,11 @@ fn an_import_killed_at_the_prompt_resumes_without_reading_volume_1_again() {
         "import", "--media", "usb", "--trust", "k.pub", "--files", "d",
     ]));
     let out = pty.wait_for("and press Enter", 1);
+    let on_1 = blobs_on(&manifest_of(&env, "usb"), 1);
     assert!(
-        out.contains(
-            "volume 1: its 16 blobs were staged by an interrupted run and re-checked; not read again"
-        ),
+        out.contains(&format!(
+            "volume 1: its {on_1} blobs were staged by an interrupted run and re-checked; not read again"
+        )),
         "{out}"
     );
     assert_eq!(asked(&out), 3, "{out}");
@@ -439,7 +469,11 @@ fn ctrl_c_at_the_prompt_stops_and_keeps_what_was_staged() {
         "import", "--media", "usb", "--trust", "k.pub", "--files", "d",
     ]));
     let out = pty.wait_for("and press Enter", 1);
-    assert!(out.contains("volume 1: its 16 blobs were staged"), "{out}");
+    let on_1 = blobs_on(&manifest_of(&env, "usb"), 1);
+    assert!(
+        out.contains(&format!("volume 1: its {on_1} blobs were staged")),
+        "{out}"
+    );
     insert(&env, &mount, &mut current, "vb/vol-003");
     pty.send(b"\n");
     let (code, out) = pty.wait();
