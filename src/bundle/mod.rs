@@ -49,7 +49,7 @@ pub struct VolumeOptions {
 /// What a volume holds besides its chunks, reserved out of its size before chunks are laid out:
 /// the manifest (estimated from the plan, generously), the signatures, `SHA256SUMS` and
 /// `VOLUME`. Checked against the real sizes once they are known.
-fn volume_reserve(
+pub fn volume_reserve(
     artifacts: &[Artifact],
     blobs: &[PlannedBlob],
     v: &VolumeOptions,
@@ -79,6 +79,22 @@ fn volume_reserve(
     // Signatures (64 at most, 1 KiB each with their comments), SHA256SUMS, VOLUME, slack for
     // the parity stream's padding.
     manifest + 64 * 1024 + chunks * 100 + 8 * 1024
+}
+
+/// Refuses `data` data volumes and the parity volumes asked for when they are more than a bundle
+/// may have (`vol-001` to `vol-999`).
+fn check_volume_count(data: u64, v: &VolumeOptions) -> Result<()> {
+    let all = data.saturating_add(u64::from(v.parity));
+    if all > format::volumes::MAX_VOLUMES as u64 {
+        return Err(Error::Usage(format!(
+            "this bundle needs {data} data volumes of {} and {} parity volumes, {all} in all: \
+             at most {} volumes; choose a larger --volume-size or fewer --parity volumes",
+            crate::output::bytes(v.size),
+            v.parity,
+            format::volumes::MAX_VOLUMES
+        )));
+    }
+    Ok(())
 }
 
 /// Writes chunks, `SHA256SUMS`, the manifest and its signatures, in that order, into `out`.
@@ -131,6 +147,10 @@ pub fn pack_pending(
                     crate::output::bytes(format::volumes::MIN_VOLUME_SIZE)
                 )));
             }
+            // Every volume holds at most `budget` bytes of chunks: fewer volumes than this the
+            // bundle cannot take (refused before a byte is written; the layout is checked again).
+            let payload: u64 = blobs.iter().map(|b| b.size).sum();
+            check_volume_count(payload.div_ceil(budget).max(1), v)?;
             Some(budget)
         }
     };
@@ -160,6 +180,9 @@ pub fn pack_pending(
                 fsutil::sync_dir(&dir.join(CHUNKS_DIR))?;
             }
         }
+    }
+    if let Some(v) = &opts.volumes {
+        check_volume_count(written.volumes.len() as u64, v)?;
     }
     let (blob_list, mut chunks) = (written.blobs, written.chunks);
     let volumes = match (&opts.volumes, budget) {
