@@ -485,8 +485,9 @@ impl VolumeSizeReport {
         let p = m.volume_count() - d;
         let size = match (&self.medium, self.capacity) {
             (Some(name), Some(cap)) => format!(
-                "{} each ({name}: {} ({cap} bytes) less {}% for the filesystem = {} bytes)",
+                "{} each ({}: {} ({cap} bytes) less {}% for the filesystem = {} bytes)",
                 output::bytes(self.bytes),
+                escape(name),
                 output::bytes(cap),
                 MEDIUM_MARGIN_PERCENT,
                 self.bytes

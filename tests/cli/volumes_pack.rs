@@ -561,3 +561,30 @@ fn what_a_killed_pack_into_volumes_leaves_is_replaced() {
     assert!(!env.path("b/vol-001/.airlock-tmp-Ab12Cd").exists());
     every_volume_checks_alone(&env, "b");
 }
+
+/// pack's disk preflight counts every volume's copy of the manifest, signatures and sums: a
+/// source that fits the output filesystem as one directory is refused spread over 14 volumes,
+/// before a chunk is written.
+#[test]
+fn the_disk_preflight_counts_every_volume_s_copies() {
+    let env = Env::new();
+    env.keygen("k");
+    // 64 MiB stay free (the reserve): the 80 MiB tmpfs has about 16 MiB for the bundle.
+    env.write("src/weights.bin", pseudo_random(14_500 << 10, 28));
+    let disk = env.path("disk");
+    let _fs = crate::crash::Tmpfs::mount(&disk, "80m");
+    let r = env.run(&[
+        "pack",
+        "src",
+        "--out",
+        "disk/out",
+        "--key",
+        "k",
+        "--volume-size",
+        "1258291",
+    ]);
+    r.code(1).stderr_has("disk/out").stderr_has("needs up to");
+    assert!(!disk.join("out").exists(), "a refused pack left its output");
+    env.run(&["pack", "src", "--out", "disk/out", "--key", "k"])
+        .ok();
+}
