@@ -301,10 +301,11 @@ fn preflight(
     resolved: &sources::Resolved,
     chunk_size: u64,
     volumes: Option<&bundle::VolumeOptions>,
+    keys: usize,
 ) -> Result<()> {
     let needed = match volumes {
         None => resolved.bytes_to_write(chunk_size),
-        Some(v) => volumes_to_write(resolved, chunk_size, v),
+        Some(v) => volumes_to_write(resolved, chunk_size, v, keys),
     };
     let room = sources::output_room(out)?;
     if needed > room {
@@ -331,9 +332,10 @@ fn volumes_to_write(
     resolved: &sources::Resolved,
     chunk_size: u64,
     v: &bundle::VolumeOptions,
+    keys: usize,
 ) -> u64 {
     let chunks = resolved.bytes_to_write(chunk_size.min(v.size));
-    let reserve = bundle::volume_reserve(&resolved.artifacts, &resolved.blobs, v, chunk_size);
+    let reserve = bundle::volume_reserve(&resolved.artifacts, &resolved.blobs, v, chunk_size, keys);
     let budget = v.size.saturating_sub(reserve).max(1);
     let data = chunks.div_ceil(budget).max(1);
     let parity = u64::from(v.parity);
@@ -648,10 +650,21 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let packed = interrupt::classify(
         sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
             |resolved| {
-                preflight(out.path(), &resolved, chunk_size, opts.volumes.as_ref())?;
+                preflight(
+                    out.path(),
+                    &resolved,
+                    chunk_size,
+                    opts.volumes.as_ref(),
+                    keys.len(),
+                )?;
                 if let Some(v) = &opts.volumes {
-                    let reserve =
-                        bundle::volume_reserve(&resolved.artifacts, &resolved.blobs, v, chunk_size);
+                    let reserve = bundle::volume_reserve(
+                        &resolved.artifacts,
+                        &resolved.blobs,
+                        v,
+                        chunk_size,
+                        keys.len(),
+                    );
                     chunk_budget.set(v.size.saturating_sub(reserve));
                 }
                 bundle::pack_pending(
@@ -759,6 +772,7 @@ mod tests {
             ("4GiB", 4 << 30),
             ("1500000", 1_500_000),
             ("1MiB", 1 << 20),
+            ("256KiB", 256 << 10),
         ] {
             assert_eq!(
                 parse_volume_size(s).unwrap(),
@@ -769,7 +783,7 @@ mod tests {
                 "{s}"
             );
         }
-        for bad in ["1048575", "0", "bd26", "2PiB", ""] {
+        for bad in ["262143", "0", "bd26", "2PiB", ""] {
             assert!(
                 matches!(parse_volume_size(bad), Err(Error::Usage(_))),
                 "{bad:?}"

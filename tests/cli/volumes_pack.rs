@@ -385,12 +385,20 @@ fn chunk_size_smaller_and_larger_than_a_volume() {
 fn a_volume_too_small_for_the_reserve_is_a_usage_error() {
     let env = Env::new();
     env.keygen("k");
-    env.write("src/a.bin", pseudo_random(100_000, 24));
-    let run = env.pack(&["src"], "k", "out", &["--volume-size", "1MiB"]);
+    // 600 distinct files: every volume's manifest copy is large.
+    for i in 0..600 {
+        env.write(&format!("src/f{i:04}.txt"), format!("file {i}\n"));
+    }
+    let run = env.pack(&["src"], "k", "out", &["--volume-size", "256KiB"]);
     run.code(2)
-        .stderr_has("a volume of 1.00 MiB cannot hold this bundle")
-        .stderr_has("needs at least 1.00 MiB for chunks");
+        .stderr_has("a volume of 256.00 KiB cannot hold this bundle")
+        .stderr_has("needs at least 128.00 KiB for chunks");
     assert!(!env.path("out").exists(), "a refused pack left its output");
+    // Below the smallest volume size at all.
+    env.pack(&["src"], "k", "out", &["--volume-size", "200KiB"])
+        .code(2)
+        .stderr_has("outside 256.00 KiB");
+    assert!(!env.path("out").exists());
 }
 
 #[test]
@@ -563,7 +571,7 @@ fn what_a_killed_pack_into_volumes_leaves_is_replaced() {
 }
 
 /// pack's disk preflight counts every volume's copy of the manifest, signatures and sums: a
-/// source that fits the output filesystem as one directory is refused spread over 14 volumes,
+/// source that fits the output filesystem as one directory is refused spread over 300 KiB volumes,
 /// before a chunk is written.
 #[test]
 fn the_disk_preflight_counts_every_volume_s_copies() {
@@ -581,7 +589,7 @@ fn the_disk_preflight_counts_every_volume_s_copies() {
         "--key",
         "k",
         "--volume-size",
-        "1258291",
+        "300KiB",
     ]);
     r.code(1).stderr_has("disk/out").stderr_has("needs up to");
     assert!(!disk.join("out").exists(), "a refused pack left its output");
