@@ -49,8 +49,8 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l channel -d 'Rel
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Sequence number within the channel [default: current Unix time in seconds]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l expires -d 'Validity, e.g. 30d, 12h, or `never` [default: 30d]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d 'Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]' -r
-complete -c airlock -n "__fish_airlock_using_subcommand pack" -l volume-size -d 'Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...), e.g. 64GB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 [default: one directory]' -r
-complete -c airlock -n "__fish_airlock_using_subcommand pack" -l parity -d 'Add N parity volumes (Reed-Solomon): any N lost or damaged data volumes can be rebuilt (needs --volume-size) [default: 0]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l volume-size -d 'Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...): a size used exactly, e.g. 64GB, 4GiB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 (its exact capacity less 1% for the filesystem) [default: one directory]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l parity -d 'Add N parity volumes (Reed-Solomon): any N lost or damaged data volumes can be rebuilt (needs --volume-size; at most 998) [default: 0]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l platform -d 'Carry only this platform of multi-platform images, e.g. linux/amd64 (repeatable) [default: all platforms, the index byte for byte]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l include -d 'Hugging Face sources: carry only files matching this glob (repeatable; as huggingface_hub\'s allow_patterns, e.g. \'*.safetensors\', \'tokenizer/\')' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l exclude -d 'Hugging Face sources: leave out files matching this glob (repeatable)' -r
@@ -66,7 +66,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print 
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
-complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l files -d 'Also list every file and blob of every artifact: path, size in bytes and SHA-256'
+complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l files -d 'Also list every file and blob of every artifact: path, size in bytes and SHA-256 (and, spread over volumes, the volume(s) its bytes lie on)'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand inspect" -s h -l help -d 'Print help'

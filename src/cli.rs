@@ -273,13 +273,14 @@ pub struct PackArgs {
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
 
-    /// Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...), e.g.
-    /// 64GB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 [default: one directory]
+    /// Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...): a size
+    /// used exactly, e.g. 64GB, 4GiB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 (its
+    /// exact capacity less 1% for the filesystem) [default: one directory]
     #[arg(long, value_name = "SIZE|MEDIUM")]
     pub volume_size: Option<String>,
 
     /// Add N parity volumes (Reed-Solomon): any N lost or damaged data volumes can be rebuilt
-    /// (needs --volume-size) [default: 0]
+    /// (needs --volume-size; at most 998) [default: 0]
     #[arg(long, value_name = "N")]
     pub parity: Option<u32>,
 
@@ -384,14 +385,16 @@ digest, media type and platforms, a download's URL and SHA-256, file counts and 
 Without --trust or a policy the signatures are listed but not checked: the content shown is
 UNVERIFIED.")]
 pub struct InspectArgs {
-    /// The bundle directory (holding manifest.json)
+    /// The bundle directory (holding manifest.json): one volume of a bundle spread over several,
+    /// or the OUT/ holding its vol-NNN/ (the first volume found is read)
     #[arg(value_name = "BUNDLE")]
     pub dir: PathBuf,
 
     #[command(flatten)]
     pub trust: TrustArgs,
 
-    /// Also list every file and blob of every artifact: path, size in bytes and SHA-256
+    /// Also list every file and blob of every artifact: path, size in bytes and SHA-256 (and,
+    /// spread over volumes, the volume(s) its bytes lie on)
     #[arg(long)]
     pub files: bool,
 }

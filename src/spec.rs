@@ -6,6 +6,8 @@
 //! sequence = 42
 //! expires = "30d"
 //! chunk_size = "2GiB"
+//! volume_size = "bd25"     # spread over volumes: a size or a medium (overridden by `--volume-size`)
+//! parity = 1               # parity volumes (needs volume_size; overridden by `--parity`)
 //!
 //! max_download = "16GiB"   # URLs without a declared size (overridden by `--max-download`)
 //!
@@ -52,6 +54,15 @@ pub struct PackSpec {
     /// Largest chunk file, e.g. `700MiB`, `4GiB`, `25GB` (overridden by `--chunk-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<String>,
+    /// Spread the bundle over volumes of at most this size each (`OUT/vol-001/`, …): a size used
+    /// exactly, e.g. `64GB`, `4GiB`, or a medium, `cd700`, `dvd`, `dvd-dl`, `bd25`, `bd50`,
+    /// `bd100` (its exact capacity less 1 % for the filesystem) (overridden by `--volume-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<String>,
+    /// Parity volumes to add (Reed–Solomon): any that many lost or damaged data volumes can be
+    /// rebuilt; needs `volume_size` (overridden by `--parity`; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<u32>,
     /// Most a URL download without a declared `size` may fetch, e.g. `500MiB` (overridden by
     /// `--max-download`; default 16GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]

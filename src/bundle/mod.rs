@@ -50,7 +50,7 @@ pub struct VolumeOptions {
 /// the manifest (estimated from the plan, generously), the signatures (pack's keys' and room
 /// for [`COUNTERSIGNATURE_ROOM`] more), `SHA256SUMS` and `VOLUME`. Checked against the real
 /// sizes once they are known ([`check_volume_sizes`]).
-fn volume_reserve(
+pub fn volume_reserve(
     artifacts: &[Artifact],
     blobs: &[PlannedBlob],
     v: &VolumeOptions,
@@ -83,6 +83,21 @@ fn volume_reserve(
     manifest + signatures + chunks * 100 + 1024
 }
 
+/// Refuses `data` data volumes and the parity volumes asked for when they are more than a bundle
+/// may have (`vol-001` to `vol-999`).
+fn check_volume_count(data: u64, v: &VolumeOptions) -> Result<()> {
+    let all = data.saturating_add(u64::from(v.parity));
+    if all > format::volumes::MAX_VOLUMES as u64 {
+        return Err(Error::Usage(format!(
+            "this bundle needs {data} data volumes of {} and {} parity volumes, {all} in all: \
+             at most {} volumes; choose a larger --volume-size or fewer --parity volumes",
+            crate::output::bytes(v.size),
+            v.parity,
+            format::volumes::MAX_VOLUMES
+        )));
+    }
+    Ok(())
+}
 /// Signatures a volume has room for beyond pack's own (added later with `airlock sign`).
 pub const COUNTERSIGNATURE_ROOM: u64 = 8;
 /// Room reserved per signature file (airlock's are about 400 bytes).
@@ -138,6 +153,10 @@ pub fn pack_pending(
                     crate::output::bytes(format::volumes::MIN_VOLUME_CHUNK_ROOM)
                 )));
             }
+            // Every volume holds at most `budget` bytes of chunks: fewer volumes than this the
+            // bundle cannot take (refused before a byte is written; the layout is checked again).
+            let payload: u64 = blobs.iter().map(|b| b.size).sum();
+            check_volume_count(payload.div_ceil(budget).max(1), v)?;
             Some(budget)
         }
     };
@@ -167,6 +186,9 @@ pub fn pack_pending(
                 fsutil::sync_dir(&dir.join(CHUNKS_DIR))?;
             }
         }
+    }
+    if let Some(v) = &opts.volumes {
+        check_volume_count(written.volumes.len() as u64, v)?;
     }
     let (blob_list, mut chunks) = (written.blobs, written.chunks);
     let volumes = match (&opts.volumes, budget) {

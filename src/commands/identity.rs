@@ -116,6 +116,8 @@ pub(super) fn artifacts_table(artifacts: &[ArtifactSummary]) -> Table {
 /// a directory as `path/`), written line by line through `out` so that a bundle of a million
 /// files is never one String. At most one artifact's rows are held at a time.
 pub(super) fn write_files(m: &Manifest, width: Option<usize>, out: &mut dyn FnMut(&str)) {
+    // Spread over volumes: a VOLUME column names the volume(s) each file's blob lies on.
+    let spans = m.is_multi_volume().then(|| super::pack::blob_volumes(m));
     for a in &m.artifacts {
         out(&format!(
             "\nfiles of {} ({}, {} entries)\n",
@@ -123,16 +125,26 @@ pub(super) fn write_files(m: &Manifest, width: Option<usize>, out: &mut dyn FnMu
             a.kind.as_str(),
             a.entries.len()
         ));
-        let mut t = Table::new(&["PATH", "BYTES", "SHA256"])
-            .right(1)
-            .flexible(0);
+        let mut head = vec!["PATH", "BYTES", "SHA256"];
+        if spans.is_some() {
+            head.push("VOLUME");
+        }
+        let mut t = Table::new(&head).right(1).flexible(0);
         for e in &a.entries {
             match e.kind {
-                EntryType::File => t.row(vec![
-                    escape(&e.path).to_string(),
-                    e.size.map(|s| s.to_string()).unwrap_or_default(),
-                    e.blob.map(|d| d.hex()).unwrap_or_default(),
-                ]),
+                EntryType::File => {
+                    let mut row = vec![
+                        escape(&e.path).to_string(),
+                        e.size.map(|s| s.to_string()).unwrap_or_default(),
+                        e.blob.map(|d| d.hex()).unwrap_or_default(),
+                    ];
+                    if let Some(spans) = &spans {
+                        row.push(super::pack::volume_span(
+                            e.blob.as_ref().and_then(|b| spans.get(b)),
+                        ));
+                    }
+                    t.row(row)
+                }
                 EntryType::Dir => t.row(vec![format!("{}/", escape(&e.path))]),
             }
         }

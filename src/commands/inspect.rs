@@ -1,3 +1,4 @@
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -10,7 +11,7 @@ use crate::bundle::verify::{
 use crate::bundle::{Problem, SignerInfo};
 use crate::cli::InspectArgs;
 use crate::error::{Error, Result};
-use crate::format::Manifest;
+use crate::format::{Manifest, MANIFEST_FILE};
 use crate::output::Printer;
 use crate::sign::Signature;
 
@@ -26,11 +27,48 @@ pub(crate) struct Report {
     /// absent without trust). Chunks are not checked: run airlock verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_problems: Option<Vec<Problem>>,
+    /// A bundle spread over volumes: every volume, what it holds and which artifacts have bytes
+    /// on it (absent for a bundle of one directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<super::pack::VolumeSummary>,
     manifest: Manifest,
 }
 
-pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
+/// The directory inspect reads: `dir` itself when it holds a manifest, else (the parent `OUT/`
+/// of a bundle spread over volumes) its first `vol-*` subdirectory, by name, that holds one.
+fn bundle_dir(dir: &Path) -> PathBuf {
+    if dir.join(MANIFEST_FILE).symlink_metadata().is_ok() {
+        return dir.to_path_buf();
+    }
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return dir.to_path_buf();
+    };
+    let mut vols: Vec<PathBuf> = read
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("vol-"))
+                && e.file_type().is_ok_and(|t| t.is_dir())
+                && e.path().join(MANIFEST_FILE).symlink_metadata().is_ok()
+        })
+        .map(|e| e.path())
+        .collect();
+    vols.sort();
+    vols.into_iter().next().unwrap_or_else(|| dir.to_path_buf())
+}
+
+pub fn run(mut args: InspectArgs, printer: &Printer) -> Result<()> {
     let policy = super::select_policy(&args.trust)?;
+    let dir = bundle_dir(&args.dir);
+    if dir != args.dir {
+        printer.note(&format!(
+            "{} holds volumes: reading the manifest of {}",
+            crate::output::escape_path(&args.dir),
+            crate::output::escape_path(&dir)
+        ));
+        args.dir = dir;
+    }
     crate::bundle::verify::check_bundle_dir(&args.dir)?;
     // With a trust policy, nothing in the manifest is parsed before a trusted signature over its
     // bytes verified (as in verify); a bundle without one is refused, naming why. Without any
@@ -86,6 +124,14 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
         bundle: BundleSummary::new(&args.dir, &manifest),
         signers,
         policy_problems,
+        volumes: super::pack::volume_summaries(&manifest, &|n| {
+            // The volume read is named by where it is; the others by the name pack gives them.
+            let name = crate::format::volumes::volume_dir_name(n);
+            match args.dir.file_name() {
+                Some(f) if f.to_str() == Some(name.as_str()) => args.dir.display().to_string(),
+                _ => name,
+            }
+        }),
         manifest,
     };
     let head = || {
@@ -101,8 +147,19 @@ pub fn run(args: InspectArgs, printer: &Printer) -> Result<()> {
             (Some(p), true) => p.iter().map(|p| format!("policy    {p}\n")).collect(),
             _ => String::new(),
         };
+        let volumes = if report.volumes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "volumes   {} data + {} parity, at most {} each\n{}",
+                report.manifest.data_volume_count(),
+                report.manifest.volume_count() - report.manifest.data_volume_count(),
+                crate::output::bytes(report.manifest.volumes.as_ref().map_or(0, |v| v.size)),
+                super::pack::volumes_text(&report.volumes, false)
+            )
+        };
         format!(
-            "{banner}{}{policy_lines}{}",
+            "{banner}{}{policy_lines}{}{volumes}",
             super::verify::signer_lines(&report.signers),
             report.bundle.text()
         )

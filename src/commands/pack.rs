@@ -34,11 +34,57 @@ pub fn parse_chunk_size(s: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// `--volume-size`: a size (e.g. `64GB`), at least [`crate::format::volumes::MIN_VOLUME_SIZE`].
-pub fn parse_volume_size(s: &str) -> Result<u64> {
+/// Media `--volume-size` (and the spec's `volume_size`) may name, case-insensitively: name,
+/// exact usable capacity in bytes (whole 2048-byte sectors), what it is.
+pub const MEDIA: &[(&str, u64, &str)] = &[
+    ("cd700", 737_280_000, "CD-R 700 MB, 360,000 sectors"),
+    (
+        "dvd",
+        4_700_372_992,
+        "DVD+R single layer, the smaller of DVD±R",
+    ),
+    (
+        "dvd-dl",
+        8_543_666_176,
+        "DVD-R dual layer, the smaller of DVD±R DL",
+    ),
+    ("bd25", 25_025_314_816, "BD-R single layer"),
+    ("bd50", 50_050_629_632, "BD-R dual layer"),
+    ("bd100", 100_103_356_416, "BDXL triple layer"),
+];
+
+/// The share of a named medium's capacity left for its filesystem (UDF / ISO 9660 metadata,
+/// directories, each file's last partial sector): 1 %, rounded up to a byte.
+pub const MEDIUM_MARGIN_PERCENT: u64 = 1;
+
+/// A named medium's volume budget: its capacity less [`MEDIUM_MARGIN_PERCENT`].
+pub fn medium_budget(capacity: u64) -> u64 {
+    capacity - (capacity * MEDIUM_MARGIN_PERCENT).div_ceil(100)
+}
+
+/// What `--volume-size` said: the volume size pack uses, and the medium it was derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSize {
+    /// The most bytes one volume holds.
+    pub bytes: u64,
+    /// A named medium: its name and exact capacity (`bytes` is that less the margin).
+    pub medium: Option<(&'static str, u64)>,
+}
+
+/// `--volume-size`: a medium ([`MEDIA`], less [`MEDIUM_MARGIN_PERCENT`]) or a size used exactly
+/// (e.g. `64GB`, `4GiB`, bytes), within [`crate::format::volumes::MIN_VOLUME_SIZE`] ..=
+/// [`crate::format::volumes::MAX_VOLUME_SIZE`].
+pub fn parse_volume_size(s: &str) -> Result<VolumeSize> {
+    if let Some(&(name, capacity, _)) = MEDIA.iter().find(|m| m.0.eq_ignore_ascii_case(s.trim())) {
+        return Ok(VolumeSize {
+            bytes: medium_budget(capacity),
+            medium: Some((name, capacity)),
+        });
+    }
+    let names = MEDIA.iter().map(|m| m.0).collect::<Vec<_>>().join(", ");
     let n = parse_size::parse_size(s).map_err(|e| {
         Error::Usage(format!(
-            "volume size {s:?}: {e} (use e.g. 64GB, 4GiB, or bd25)"
+            "volume size {s:?}: {e} (use e.g. 64GB, 4GiB, or a medium: {names})"
         ))
     })?;
     if !(crate::format::volumes::MIN_VOLUME_SIZE..=crate::format::volumes::MAX_VOLUME_SIZE)
@@ -48,6 +94,22 @@ pub fn parse_volume_size(s: &str) -> Result<u64> {
             "volume size {s:?} is outside {} ..= {}",
             output::bytes(crate::format::volumes::MIN_VOLUME_SIZE),
             output::bytes(crate::format::volumes::MAX_VOLUME_SIZE)
+        )));
+    }
+    Ok(VolumeSize {
+        bytes: n,
+        medium: None,
+    })
+}
+
+/// `--parity N`: 0 (none) up to one less than the most volumes a bundle may have (at least one
+/// is a data volume).
+pub fn check_parity(n: u32) -> Result<u32> {
+    let max = crate::format::volumes::MAX_VOLUMES as u32 - 1;
+    if n > max {
+        return Err(Error::Usage(format!(
+            "--parity {n}: at most {max} parity volumes (a bundle has at most {} volumes, one of them data)",
+            crate::format::volumes::MAX_VOLUMES
         )));
     }
     Ok(n)
@@ -212,6 +274,13 @@ pub(crate) struct Report {
     /// The signatures written, one per `--key` (the first is `manifest.json.minisig`): the
     /// `key_id` and `file` of verify's and inspect's `signers`.
     signers: Vec<SignatureWritten>,
+    /// With `--volume-size`: the volume size used (and the medium it came from).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_size: Option<VolumeSizeReport>,
+    /// With `--volume-size`: every volume written, data volumes first (absent for a bundle of
+    /// one directory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<VolumeSummary>,
 }
 
 /// A signature pack or sign wrote: the fields of [`crate::bundle::SignerInfo`] that are known
@@ -225,8 +294,19 @@ pub(super) struct SignatureWritten {
 
 /// Refuses, before a chunk is written, a bundle that would not fit the output filesystem
 /// (an operational error naming the filesystem, the bytes needed and the bytes available).
-fn preflight(out: &Path, resolved: &sources::Resolved, chunk_size: u64) -> Result<()> {
-    let needed = resolved.bytes_to_write(chunk_size);
+/// Spread over volumes, every volume carries its copy of the manifest, signatures and sums, and
+/// every parity volume is as large as the longest data volume.
+fn preflight(
+    out: &Path,
+    resolved: &sources::Resolved,
+    chunk_size: u64,
+    volumes: Option<&bundle::VolumeOptions>,
+    keys: usize,
+) -> Result<()> {
+    let needed = match volumes {
+        None => resolved.bytes_to_write(chunk_size),
+        Some(v) => volumes_to_write(resolved, chunk_size, v, keys),
+    };
     let room = sources::output_room(out)?;
     if needed > room {
         return Err(Error::io(
@@ -243,6 +323,184 @@ fn preflight(out: &Path, resolved: &sources::Resolved, chunk_size: u64) -> Resul
         ));
     }
     Ok(())
+}
+
+/// The most bytes pack writes spread over volumes: the chunks (each at most what a volume
+/// holds), one copy of the manifest, signatures, `SHA256SUMS` and `VOLUME` per volume (as
+/// [`bundle::volume_reserve`] estimates them), and the parity volumes' chunks.
+fn volumes_to_write(
+    resolved: &sources::Resolved,
+    chunk_size: u64,
+    v: &bundle::VolumeOptions,
+    keys: usize,
+) -> u64 {
+    let chunks = resolved.bytes_to_write(chunk_size.min(v.size));
+    let reserve = bundle::volume_reserve(&resolved.artifacts, &resolved.blobs, v, chunk_size, keys);
+    let budget = v.size.saturating_sub(reserve).max(1);
+    let data = chunks.div_ceil(budget).max(1);
+    let parity = u64::from(v.parity);
+    chunks
+        .saturating_add(parity.saturating_mul(chunks.min(budget)))
+        .saturating_add(data.saturating_add(parity).saturating_mul(reserve))
+}
+
+/// One volume of a bundle spread over several, as pack's and inspect's reports list it.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct VolumeSummary {
+    /// 1-based.
+    pub(super) volume: u32,
+    pub(super) kind: format::volumes::VolumeKind,
+    /// Where pack wrote it (`OUT/vol-NNN`); inspect: the standard name `vol-NNN` unless it is the
+    /// directory read.
+    pub(super) dir: String,
+    /// Chunk files on it.
+    pub(super) chunks: usize,
+    /// Bytes of its chunk files (the manifest, signatures, `SHA256SUMS` and `VOLUME` come on
+    /// top: see `volume_size`).
+    pub(super) bytes: u64,
+    /// The artifacts with bytes on it (data volumes; a parity volume protects them all).
+    pub(super) artifacts: Vec<String>,
+}
+
+/// The volumes (data volumes first) each blob's segments lie on: first and last.
+pub(super) fn blob_volumes(m: &Manifest) -> std::collections::HashMap<format::Digest, (u32, u32)> {
+    m.blobs
+        .iter()
+        .filter_map(|b| {
+            let vols = b.segments.iter().map(|s| m.volume_of(s.chunk as usize));
+            Some((b.digest, (vols.clone().min()?, vols.max()?)))
+        })
+        .collect()
+}
+
+/// `2`, or `2-3` for a blob over several volumes.
+pub(super) fn volume_span(span: Option<&(u32, u32)>) -> String {
+    match span {
+        None => String::new(),
+        Some((a, b)) if a == b => a.to_string(),
+        Some((a, b)) => format!("{a}-{b}"),
+    }
+}
+
+/// The volumes of a bundle spread over several (empty for one directory); `dir(n)` names where
+/// volume `n` is.
+pub(super) fn volume_summaries(m: &Manifest, dir: &dyn Fn(u32) -> String) -> Vec<VolumeSummary> {
+    if !m.is_multi_volume() {
+        return Vec::new();
+    }
+    let spans = blob_volumes(m);
+    (1..=m.volume_count())
+        .map(|n| VolumeSummary {
+            volume: n,
+            kind: m.volume_kind(n),
+            dir: dir(n),
+            chunks: m.volume_chunks(n).len(),
+            bytes: m.volume_chunk_bytes(n),
+            artifacts: m
+                .artifacts
+                .iter()
+                .filter(|a| {
+                    a.entries.iter().any(|e| {
+                        e.blob
+                            .and_then(|b| spans.get(&b))
+                            .is_some_and(|&(lo, hi)| (lo..=hi).contains(&n))
+                    })
+                })
+                .map(|a| a.name.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The VOLUMES table (with the DIR column when `dirs`), indented by two, after a `volumes` line.
+pub(super) fn volumes_text(volumes: &[VolumeSummary], dirs: bool) -> String {
+    let mut head = vec!["VOLUME", "KIND"];
+    if dirs {
+        head.push("DIR");
+    }
+    head.extend(["CHUNKS", "BYTES", "ARTIFACTS"]);
+    let c = if dirs { 3 } else { 2 };
+    let mut t = crate::table::Table::new(&head)
+        .right(0)
+        .right(c)
+        .right(c + 1)
+        .flexible(c + 2);
+    for v in volumes {
+        let mut row = vec![v.volume.to_string(), v.kind.as_str().to_string()];
+        if dirs {
+            row.push(escape(&v.dir).to_string());
+        }
+        row.push(v.chunks.to_string());
+        row.push(output::bytes(v.bytes));
+        row.push(match v.kind {
+            format::volumes::VolumeKind::Parity => "(parity of every data volume)".to_string(),
+            format::volumes::VolumeKind::Data => v
+                .artifacts
+                .iter()
+                .map(|a| escape(a).to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+        t.row(row);
+    }
+    let mut s = String::new();
+    let width = crate::table::terminal_width().map(|w| w.saturating_sub(2));
+    t.render_to(width, &mut |line| {
+        s.push_str("  ");
+        s.push_str(line);
+    });
+    s
+}
+
+/// What `--volume-size` came to, in pack's report.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct VolumeSizeReport {
+    /// The most bytes one volume holds (chunks, manifest, signatures, `SHA256SUMS`, `VOLUME`).
+    bytes: u64,
+    /// The medium named (`bd25`, …), if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    medium: Option<String>,
+    /// The medium's exact capacity in bytes; `bytes` is that less `margin_percent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<u64>,
+    /// The share of a medium's capacity left for its filesystem (UDF / ISO 9660 metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    margin_percent: Option<u64>,
+    /// The chunk bytes one volume may hold: `bytes` less the room reserved on every volume for
+    /// the manifest, signatures, `SHA256SUMS` and `VOLUME`.
+    chunk_budget: u64,
+}
+
+impl VolumeSizeReport {
+    fn new(v: &VolumeSize, chunk_budget: u64) -> VolumeSizeReport {
+        VolumeSizeReport {
+            chunk_budget,
+            bytes: v.bytes,
+            medium: v.medium.map(|m| m.0.to_string()),
+            capacity: v.medium.map(|m| m.1),
+            margin_percent: v.medium.map(|_| MEDIUM_MARGIN_PERCENT),
+        }
+    }
+
+    fn text(&self, m: &Manifest) -> String {
+        let d = m.data_volume_count();
+        let p = m.volume_count() - d;
+        let size = match (&self.medium, self.capacity) {
+            (Some(name), Some(cap)) => format!(
+                "{} each ({}: {} ({cap} bytes) less {}% for the filesystem = {} bytes)",
+                output::bytes(self.bytes),
+                escape(name),
+                output::bytes(cap),
+                MEDIUM_MARGIN_PERCENT,
+                self.bytes
+            ),
+            _ => format!("{} ({} bytes) each", output::bytes(self.bytes), self.bytes),
+        };
+        format!(
+            "volumes   {d} data + {p} parity of at most {size}, {} of chunks\n",
+            output::bytes(self.chunk_budget)
+        )
+    }
 }
 
 /// What an interrupted pack left, said once its cleanup has run.
@@ -333,9 +591,13 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         Some(s) => parse_chunk_size(s)?,
         None => DEFAULT_CHUNK_SIZE,
     };
-    let volumes = match (args.volume_size.as_deref(), args.parity.unwrap_or(0)) {
+    let volume_size = match args.volume_size.as_deref().or(spec.volume_size.as_deref()) {
+        Some(v) => Some(parse_volume_size(v)?),
+        None => None,
+    };
+    let volumes = match (volume_size, check_parity(args.parity.or(spec.parity).unwrap_or(0))?) {
         (Some(v), parity) => Some(bundle::VolumeOptions {
-            size: parse_volume_size(v)?,
+            size: v.bytes,
             parity,
         }),
         (None, 0) => None,
@@ -383,10 +645,28 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         chunk_size,
         volumes,
     };
+    // What pack_pending lays chunks out with (from the same plan), for the report.
+    let chunk_budget = std::cell::Cell::new(0u64);
     let packed = interrupt::classify(
         sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
             |resolved| {
-                preflight(out.path(), &resolved, chunk_size)?;
+                preflight(
+                    out.path(),
+                    &resolved,
+                    chunk_size,
+                    opts.volumes.as_ref(),
+                    keys.len(),
+                )?;
+                if let Some(v) = &opts.volumes {
+                    let reserve = bundle::volume_reserve(
+                        &resolved.artifacts,
+                        &resolved.blobs,
+                        v,
+                        chunk_size,
+                        keys.len(),
+                    );
+                    chunk_budget.set(v.size.saturating_sub(reserve));
+                }
                 bundle::pack_pending(
                     out,
                     resolved.artifacts,
@@ -421,10 +701,25 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
                 key_id: k.public.id.to_string(),
             })
             .collect(),
+        volume_size: volume_size
+            .as_ref()
+            .map(|v| VolumeSizeReport::new(v, chunk_budget.get())),
+        volumes: volume_summaries(&manifest, &|n| {
+            args.out
+                .join(format::volumes::volume_dir_name(n))
+                .display()
+                .to_string()
+        }),
     };
     printer.report(&report, || {
+        let volumes = match &report.volume_size {
+            Some(v) if !report.volumes.is_empty() => {
+                v.text(&manifest) + &volumes_text(&report.volumes, true)
+            }
+            _ => String::new(),
+        };
         format!(
-            "packed {}\n{}signed by {}\n",
+            "packed {}\n{}{volumes}signed by {}\n",
             output::escape_path(&args.out),
             report.bundle.text(),
             report
@@ -436,4 +731,79 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         )
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_are_their_exact_capacities_less_one_percent() {
+        let v = parse_volume_size("bd25").unwrap();
+        assert_eq!(v.medium, Some(("bd25", 25_025_314_816)));
+        // 1 % of 25,025,314,816 is 250,253,148.16: the margin rounds up to 250,253,149.
+        assert_eq!(v.bytes, 25_025_314_816 - 250_253_149);
+        assert_eq!(v.bytes, 24_775_061_667);
+        for (name, capacity, sectors) in [
+            ("cd700", 737_280_000u64, 360_000u64),
+            ("dvd", 4_700_372_992, 2_295_104),
+            ("dvd-dl", 8_543_666_176, 4_171_712),
+            ("bd25", 25_025_314_816, 12_219_392),
+            ("bd50", 50_050_629_632, 24_438_784),
+            ("bd100", 100_103_356_416, 48_878_592),
+        ] {
+            assert_eq!(capacity, sectors * 2048, "{name}");
+            for given in [name.to_string(), name.to_uppercase()] {
+                let v = parse_volume_size(&given).unwrap();
+                assert_eq!(v.medium, Some((name, capacity)), "{given}");
+                assert_eq!(v.bytes, capacity - capacity.div_ceil(100), "{given}");
+                assert!(v.bytes * 100 <= capacity * 99, "{given}: margin under 1 %");
+            }
+        }
+        assert_eq!(parse_volume_size("cd700").unwrap().bytes, 729_907_200);
+        // An exact multiple of 100: the margin is exactly 1 %.
+        assert_eq!(medium_budget(100 << 20), (100 << 20) - (1 << 20));
+    }
+
+    #[test]
+    fn explicit_sizes_are_used_exactly() {
+        for (s, n) in [
+            ("64GB", 64_000_000_000u64),
+            ("4GiB", 4 << 30),
+            ("1500000", 1_500_000),
+            ("1MiB", 1 << 20),
+            ("256KiB", 256 << 10),
+        ] {
+            assert_eq!(
+                parse_volume_size(s).unwrap(),
+                VolumeSize {
+                    bytes: n,
+                    medium: None
+                },
+                "{s}"
+            );
+        }
+        for bad in ["262143", "0", "bd26", "2PiB", ""] {
+            assert!(
+                matches!(parse_volume_size(bad), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parity_is_bounded_by_the_volumes_a_bundle_may_have() {
+        assert_eq!(check_parity(0).unwrap(), 0);
+        assert_eq!(check_parity(1).unwrap(), 1);
+        assert_eq!(check_parity(998).unwrap(), 998);
+        assert!(matches!(check_parity(999), Err(Error::Usage(_))));
+        assert!(matches!(check_parity(u32::MAX), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn volume_spans() {
+        assert_eq!(volume_span(None), "");
+        assert_eq!(volume_span(Some(&(2, 2))), "2");
+        assert_eq!(volume_span(Some(&(2, 3))), "2-3");
+    }
 }

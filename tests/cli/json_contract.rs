@@ -89,6 +89,49 @@ fn every_command_s_json_matches_its_schema() {
         json!([{ "file": "manifest.json.minisig", "key_id": key_id }])
     );
     assert!(p.get("signed_by").is_none(), "{p}");
+    assert!(
+        p.get("volumes").is_none(),
+        "one directory lists no volumes: {p}"
+    );
+
+    // Spread over volumes: the report lists them (and inspect of a volume too).
+    env.write("big/a.bin", pseudo_random(2_500_000, 3));
+    let packv = env.pack(
+        &["big"],
+        "k",
+        "bv",
+        &[
+            "--volume-size",
+            "1500000",
+            "--chunk-size",
+            "64KiB",
+            "--json",
+        ],
+    );
+    let pv = cases.add("pack --volume-size", "report-pack.schema.json", packv.ok());
+    assert!(pv["volumes"].as_array().unwrap().len() >= 2, "{pv}");
+    assert_eq!(pv["volume_size"]["bytes"], 1_500_000, "{pv}");
+    let inspectv = env.run(&["inspect", "bv", "--json"]);
+    let iv = cases.add(
+        "inspect of volumes",
+        "report-inspect.schema.json",
+        inspectv.ok(),
+    );
+    // The same volumes; inspect names the one it read by its path, the others by pack's names.
+    let strip = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let mut x = x.clone();
+                x.as_object_mut().unwrap().remove("dir");
+                x
+            })
+            .collect()
+    };
+    assert_eq!(strip(&iv["volumes"]), strip(&pv["volumes"]), "{iv}");
+    assert_eq!(iv["volumes"][0]["dir"], "bv/vol-001", "{iv}");
+    assert_eq!(iv["volumes"][1]["dir"], "vol-002", "{iv}");
 
     let inspect = env.run(&["inspect", "b", "--json"]);
     cases.add("inspect", "report-inspect.schema.json", inspect.ok());

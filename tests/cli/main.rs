@@ -51,4 +51,5 @@ mod volumes_import;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
 use support::hub as hub_emulator;
 mod urls;
+mod volumes_pack;
 mod volumes_verify;

@@ -152,7 +152,10 @@ impl<'a> ChunkWriter<'a> {
         let mut limit = self.opts.chunk_size;
         if let Some(v) = &mut self.vol {
             let left = v.budget - v.used;
-            if v.counts.is_empty() || tarframe::room_at(0, left) < need.max(MIN_VOLUME_ROOM) {
+            // A volume with room for a whole chunk (of a chunk size smaller than the minimum
+            // room) takes it: its chunks may end exactly at its budget.
+            let least = MIN_VOLUME_ROOM.min(tarframe::room_at(0, self.opts.chunk_size));
+            if v.counts.is_empty() || tarframe::room_at(0, left) < need.max(least) {
                 v.counts.push(0);
                 v.used = 0;
                 let n = v.counts.len() as u32;
