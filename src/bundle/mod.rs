@@ -47,18 +47,20 @@ pub struct VolumeOptions {
 }
 
 /// What a volume holds besides its chunks, reserved out of its size before chunks are laid out:
-/// the manifest (estimated from the plan, generously), the signatures, `SHA256SUMS` and
-/// `VOLUME`. Checked against the real sizes once they are known.
+/// the manifest (estimated from the plan, generously), the signatures (pack's keys' and room
+/// for [`COUNTERSIGNATURE_ROOM`] more), `SHA256SUMS` and `VOLUME`. Checked against the real
+/// sizes once they are known ([`check_volume_sizes`]).
 fn volume_reserve(
     artifacts: &[Artifact],
     blobs: &[PlannedBlob],
     v: &VolumeOptions,
     chunk: u64,
+    keys: usize,
 ) -> u64 {
     let entries: u64 = artifacts.iter().map(|a| a.entries.len() as u64).sum();
     let text: u64 = artifacts
         .iter()
-        .map(|a| (a.source.len() + a.identity.len()) as u64 + 4096)
+        .map(|a| (a.source.len() + a.identity.len()) as u64 + 1024)
         .sum();
     let hf: u64 = artifacts
         .iter()
@@ -69,17 +71,22 @@ fn volume_reserve(
     // Chunks: every volume may end one early, every blob may end one.
     let chunks = payload / chunk.max(1) + payload / v.size.max(1) + 2 + blobs.len() as u64 / 64;
     let pieces = payload / format::pieces::DEFAULT_PIECE_SIZE + chunks;
-    let manifest = 64 * 1024
+    let manifest = 16 * 1024
         + text
         + hf
         + entries * 160
         + blobs.len() as u64 * 128
         + chunks * 200
         + pieces * 80;
-    // Signatures (64 at most, 1 KiB each with their comments), SHA256SUMS, VOLUME, slack for
-    // the parity stream's padding.
-    manifest + 64 * 1024 + chunks * 100 + 8 * 1024
+    let signatures = (keys as u64 + COUNTERSIGNATURE_ROOM) * SIGNATURE_ROOM;
+    // SHA256SUMS, VOLUME, and the parity stream's padding (64 bytes).
+    manifest + signatures + chunks * 100 + 1024
 }
+
+/// Signatures a volume has room for beyond pack's own (added later with `airlock sign`).
+pub const COUNTERSIGNATURE_ROOM: u64 = 8;
+/// Room reserved per signature file (airlock's are about 400 bytes).
+const SIGNATURE_ROOM: u64 = 1024;
 
 /// Writes chunks, `SHA256SUMS`, the manifest and its signatures, in that order, into `out`.
 pub fn pack(
@@ -120,15 +127,15 @@ pub fn pack_pending(
     let budget = match &opts.volumes {
         None => None,
         Some(v) => {
-            let reserve = volume_reserve(&artifacts, blobs, v, opts.chunk_size);
+            let reserve = volume_reserve(&artifacts, blobs, v, opts.chunk_size, keys.len());
             let budget = v.size.saturating_sub(reserve);
-            if budget < format::volumes::MIN_VOLUME_SIZE {
+            if budget < format::volumes::MIN_VOLUME_CHUNK_ROOM {
                 return Err(Error::Usage(format!(
                     "a volume of {} cannot hold this bundle: every volume carries the manifest and \
                      signatures (about {} here) and needs at least {} for chunks; choose a larger --volume-size",
                     crate::output::bytes(v.size),
                     crate::output::bytes(reserve),
-                    crate::output::bytes(format::volumes::MIN_VOLUME_SIZE)
+                    crate::output::bytes(format::volumes::MIN_VOLUME_CHUNK_ROOM)
                 )));
             }
             Some(budget)
@@ -287,7 +294,7 @@ fn check_volume_sizes(m: &Manifest, manifest: u64, keys: u64, size: u64) -> Resu
     for n in 1..=m.volume_count() {
         let total = m.volume_chunk_bytes(n)
             + manifest
-            + keys * 1024
+            + keys * SIGNATURE_ROOM
             + m.volume_sums(n).len() as u64
             + m.volume_label(n).len() as u64;
         if total > size {

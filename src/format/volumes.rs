@@ -19,8 +19,11 @@ pub const PARITY_SCHEME: &str = "reed-solomon-gf16";
 pub const VOLUME_FIELD: &str = "volume";
 /// Most volumes (data and parity) of one bundle: `vol-001` to `vol-999`.
 pub const MAX_VOLUMES: usize = 999;
-/// Smallest volume size a bundle may declare (1 MiB).
-pub const MIN_VOLUME_SIZE: u64 = 1 << 20;
+/// Smallest volume size a bundle may declare (256 KiB; real media are far larger, small
+/// volumes keep test fixtures small).
+pub const MIN_VOLUME_SIZE: u64 = 256 << 10;
+/// Smallest room for chunks pack leaves on a volume after its reserve for the bundle files.
+pub const MIN_VOLUME_CHUNK_ROOM: u64 = 128 << 10;
 /// Largest volume size a bundle may declare (1 PiB).
 pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
 /// Parity stripes: `block` is a power of two in this range...
@@ -340,5 +343,168 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Chunk, Digest, FORMAT_NAME};
+
+    fn chunk(i: usize, size: u64, parity: bool) -> Chunk {
+        let d = Digest::of(&i.to_le_bytes());
+        Chunk {
+            name: if parity {
+                parity_chunk_name(i)
+            } else {
+                crate::format::chunk_name(i)
+            },
+            size,
+            sha256: d,
+            pieces: vec![d],
+        }
+    }
+
+    /// Three data volumes (2, 1 and 2 chunks) and one parity volume of two chunks.
+    fn manifest() -> Manifest {
+        let data = [
+            (0, 150_000),
+            (1, 120_000),
+            (2, 100_000),
+            (3, 65_536),
+            (4, 30_000),
+        ];
+        let mut chunks: Vec<Chunk> = data.iter().map(|&(i, s)| chunk(i, s, false)).collect();
+        // Longest data volume: 1 (270,000 bytes) → the parity stream is 270,016 bytes.
+        chunks.push(chunk(5, 200_000, true));
+        chunks.push(chunk(6, 70_016, true));
+        Manifest {
+            format: FORMAT_NAME.into(),
+            version: 4,
+            bundle_id: "0123456789abcdef0123456789abcdef".into(),
+            channel: "c".into(),
+            sequence: 7,
+            created: "2026-12-01T00:00:00Z".into(),
+            expires: None,
+            generator: "test".into(),
+            chunk_size: 200_000,
+            piece_size: crate::format::pieces::DEFAULT_PIECE_SIZE,
+            artifacts: Vec::new(),
+            blobs: Vec::new(),
+            chunks,
+            volumes: Some(Volumes {
+                size: 300_000,
+                data: vec![2, 1, 2],
+                parity: Some(Parity {
+                    scheme: PARITY_SCHEME.into(),
+                    volumes: 1,
+                    block: 1 << 20,
+                    chunks: 2,
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn layout_arithmetic() {
+        let m = manifest();
+        m.validate().unwrap();
+        assert_eq!((m.volume_count(), m.data_volume_count()), (4, 3));
+        assert_eq!(m.volume_chunks(1), 0..2);
+        assert_eq!(m.volume_chunks(2), 2..3);
+        assert_eq!(m.volume_chunks(3), 3..5);
+        assert_eq!(m.volume_chunks(4), 5..7);
+        let on: Vec<u32> = (0..7).map(|i| m.volume_of(i)).collect();
+        assert_eq!(on, [1, 1, 2, 3, 3, 4, 4]);
+        assert!(!m.is_parity_chunk(4) && m.is_parity_chunk(5));
+        assert_eq!(m.volume_kind(4), VolumeKind::Parity);
+        assert_eq!(m.parity_stream_len(), 270_016);
+        assert_eq!(m.volume_sums(2).lines().count(), 1);
+        assert!(m.volume_sums(4).contains("chunks/00000006.par"));
+        let label = m.volume_label(2);
+        assert!(label.contains("volume: 2 of 4\nkind: data\nlayout: 3 data, 1 parity\nchunks: 00000002.tar to 00000002.tar\nbytes: 100000\n"), "{label}");
+        assert_eq!(volume_dir_name(12), "vol-012");
+    }
+
+    #[test]
+    fn invalid_layouts_are_refused() {
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("requires `volumes`", Box::new(|m| m.volumes = None)),
+            ("needs format version 4", Box::new(|m| m.version = 3)),
+            (
+                "hold 4 data and 2 parity",
+                Box::new(|m| {
+                    m.volumes.as_mut().unwrap().data = vec![2, 1, 1];
+                }),
+            ),
+            (
+                "holds no chunk",
+                Box::new(|m| {
+                    m.volumes.as_mut().unwrap().data = vec![2, 0, 3];
+                }),
+            ),
+            (
+                "more than volumes.size",
+                Box::new(|m| m.volumes.as_mut().unwrap().size = 262_144),
+            ),
+            (
+                "outside",
+                Box::new(|m| m.volumes.as_mut().unwrap().size = 1000),
+            ),
+            (
+                "parity scheme",
+                Box::new(|m| {
+                    m.volumes.as_mut().unwrap().parity.as_mut().unwrap().scheme = "xor".into();
+                }),
+            ),
+            (
+                "not a power of two",
+                Box::new(|m| {
+                    m.volumes.as_mut().unwrap().parity.as_mut().unwrap().block = 100_000;
+                }),
+            ),
+            (
+                "the parity stream is 270016",
+                Box::new(|m| m.chunks[6].size = 70_000),
+            ),
+            (
+                "expected \"00000005.par\"",
+                Box::new(|m| m.chunks[5].name = "00000005.tar".into()),
+            ),
+        ];
+        for (want, edit) in cases {
+            let mut m = manifest();
+            edit(&mut m);
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_segment_in_a_parity_chunk_is_refused() {
+        let mut m = manifest();
+        m.blobs.push(crate::format::Blob {
+            digest: Digest::of(b"x"),
+            size: 1,
+            segments: vec![crate::format::Segment {
+                chunk: 5,
+                offset: 512,
+                length: 1,
+                encoding: crate::format::Encoding::None,
+                size: 1,
+            }],
+        });
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("names parity chunk 00000005.par"), "{e}");
+    }
+
+    #[test]
+    fn the_wire_form_round_trips() {
+        let m = manifest();
+        let bytes = m.to_bytes();
+        let back = Manifest::parse(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert!(String::from_utf8_lossy(&bytes).contains("\"volumes\""));
     }
 }

@@ -61,7 +61,7 @@ struct VolumeCursor {
 
 /// A volume is not begun with less room than this left for a chunk's data: the next volume
 /// takes the chunk (at most this much of a volume stays empty).
-pub(super) const MIN_VOLUME_ROOM: u64 = 64 << 10;
+pub(super) const MIN_VOLUME_ROOM: u64 = 16 << 10;
 
 /// Appends tar entries to a sequence of chunk files no larger than the limit (and, spread over
 /// volumes, none straddling two).

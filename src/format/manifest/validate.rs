@@ -292,6 +292,9 @@ impl Manifest {
             )));
         }
 
+        // Version 4 volumes first: chunk names depend on them (parity chunks are `.par`).
+        self.validate_volumes().map_err(invalid)?;
+
         // Chunks: canonical names, sizes within the declared limit.
         for (i, c) in self.chunks.iter().enumerate() {
             if c.name != self.expected_chunk_name(i) {
@@ -308,8 +311,6 @@ impl Manifest {
                 )));
             }
         }
-
-        self.validate_volumes().map_err(invalid)?;
 
         // Piece digests: exactly version 3, one per piece of the declared size.
         if self.version >= 3 {
