@@ -50,3 +50,4 @@ mod support;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
 use support::hub as hub_emulator;
 mod urls;
+mod volumes_parity;
