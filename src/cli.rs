@@ -117,7 +117,7 @@ pub enum Command {
 Examples:
   airlock repair /media/bundle --out fixed --trust ci.key.pub            # pack's OUT/ (every volume)
   airlock repair vol-001 vol-003 vol-004 --out fixed --trust ci.key.pub  # volume 2 lost
-  airlock verify vol-001 fixed/vol-002 vol-003 vol-004 --trust ci.key.pub
+  airlock repair vol-001 fixed/vol-002 vol-003 vol-004 --out again --trust ci.key.pub  # nothing to repair
 
 Verifies every volume given (signatures and every chunk), then rebuilds every missing volume
 and every missing or damaged chunk from the parity volumes (pack --parity N: any N lost or
