@@ -229,11 +229,11 @@ pub fn run(args: RepairArgs, printer: &Printer) -> Result<()> {
         return Ok(());
     }
 
-    let name = args
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "repaired".into());
+    // `.FIXED.airlock-repair-PID` beside FIXED (an OS string: FIXED's name as given).
+    let mut name = std::ffi::OsString::from(".");
+    name.push(args.out.file_name().unwrap_or("repaired".as_ref()));
+    name.push(".airlock-repair-");
+    name.push(std::process::id().to_string());
     let parent = args
         .out
         .parent()
@@ -241,7 +241,7 @@ pub fn run(args: RepairArgs, printer: &Printer) -> Result<()> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let mut temp = Temp {
-        path: parent.join(format!(".{name}.airlock-repair-{}", std::process::id())),
+        path: parent.join(name),
         keep: false,
     };
     if temp.path.symlink_metadata().is_ok() {
