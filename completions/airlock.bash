@@ -37,6 +37,9 @@ _airlock() {
             airlock,pack)
                 cmd="airlock__subcmd__pack"
                 ;;
+            airlock,repair)
+                cmd="airlock__subcmd__repair"
+                ;;
             airlock,sign)
                 cmd="airlock__subcmd__sign"
                 ;;
@@ -82,6 +85,9 @@ _airlock() {
             airlock__subcmd__help,pack)
                 cmd="airlock__subcmd__help__subcmd__pack"
                 ;;
+            airlock__subcmd__help,repair)
+                cmd="airlock__subcmd__help__subcmd__repair"
+                ;;
             airlock__subcmd__help,sign)
                 cmd="airlock__subcmd__help__subcmd__sign"
                 ;;
@@ -101,7 +107,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign audit completions help"
+            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign repair audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,7 +265,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="keygen pack inspect verify import sign audit completions help"
+            opts="keygen pack inspect verify import sign repair audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,6 +391,20 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help__subcmd__pack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__help__subcmd__repair)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -620,6 +640,32 @@ _airlock() {
                     return 0
                     ;;
                 --insecure-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__repair)
+            opts="-q -h --out --trust --policy --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

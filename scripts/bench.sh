@@ -21,6 +21,8 @@
 #                                    # only the staged import (issue 10; BENCH_IMPORT=0 skips it), see bench_import
 #   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 BENCH_IMPORT=0 BENCH_STATIC=1 scripts/bench.sh
 #                                    # only the static release binary against the dynamic one (issue 11)
+#   BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 BENCH_PIECES=0 BENCH_IMPORT=0 BENCH_VOLUMES=1 scripts/bench.sh
+#                                    # only volumes and parity (issue 12), see bench_volumes
 #
 # The image part builds an 8-layer OCI image (scripts/bench-image.py), serves it from a local
 # docker-registry and times `airlock pack oci://…` against `skopeo copy docker://… oci:…` (and
@@ -940,6 +942,76 @@ $(printf '%s\n' "${r[@]}")
 MD
 }
 
+# --- volumes and parity (issue 12): a ~4 GiB payload over 3 data volumes + 1 parity volume ---
+# against the same payload in one directory, same run, alternated: pack and import time ratios
+# (target ≤ 1.2×), then `airlock repair` of one missing data volume in MB/s of rebuilt data
+# (target ≥ 500 MB/s; repair first verifies every volume given, signatures and every chunk, so
+# its verify time is shown on its own too), peak RSS of each.
+#   BENCH_VOLUMES=1 BENCH_MODELS=0 BENCH_IMAGES=0 BENCH_HF=0 BENCH_HOSTILE=0 BENCH_PACK_FLOOR=0 \
+#     BENCH_PIECES=0 BENCH_IMPORT=0 scripts/bench.sh
+#   BENCH_VOLUMES_SIZE=4Gi (numfmt syntax) sets the payload; the volume size is a third of it
+#   plus 2 %, so that it makes 3 data volumes.
+bench_volumes() {
+    local size; size=$(numfmt --from=auto "${BENCH_VOLUMES_SIZE:-4Gi}")
+    local vd="$root/vol-src" vsize=$(( size / 3 + size / 50 ))
+    if [ ! -f "$vd/.complete-$size" ]; then
+        rm -rf "$vd"; mkdir -p "$vd"
+        head -c $(( size / 2 )) /dev/urandom > "$vd/model-00001-of-00002.safetensors"
+        head -c $(( size - size / 2 )) /dev/urandom > "$vd/model-00002-of-00002.safetensors"
+        echo '{"architectures": ["LlamaForCausalLM"]}' > "$vd/config.json"
+        touch "$vd/.complete-$size"
+    fi
+    export vd vsize root pub airlock chunk
+    alternate "$runs" "volumes: pack, one directory" \
+        '"$airlock" pack "$vd" --out "$root/out/b" --key "$root/k" --chunk-size "$chunk" -q' \
+        "volumes: pack, 3 data + 1 parity" \
+        '"$airlock" pack "$vd" --out "$root/out/b" --key "$root/k" --chunk-size "$chunk" --volume-size "$vsize" --parity 1 -q'
+    # Inputs for import and repair, made outside the timed region.
+    local sb="$root/vol-single" vb="$root/vol-multi"
+    rm -rf "$sb" "$vb"
+    "$airlock" pack "$vd" --out "$sb" --key "$root/k" --chunk-size "$chunk" -q
+    "$airlock" pack "$vd" --out "$vb" --key "$root/k" --chunk-size "$chunk" --volume-size "$vsize" --parity 1 -q
+    local nvol; nvol=$(find "$vb" -mindepth 1 -maxdepth 1 -type d -name 'vol-*' | wc -l)
+    export sb vb
+    local import_rows="" import_note=""
+    # Import of several volumes (`airlock import VOL…`) needs the volume import; without it the
+    # import ratio is not measured (said so below).
+    if "$airlock" import "$vb"/vol-* --trust "$pub" --files "$root/out/probe" -q >/dev/null 2>&1; then
+        rm -rf "$root/out/probe"
+        alternate "$runs" "volumes: import, one directory" \
+            '"$airlock" import "$sb" --trust "$pub" --files "$root/out/dst" -q && sync' \
+            "volumes: import, 3 data + 1 parity" \
+            '"$airlock" import "$vb"/vol-* --trust "$pub" --files "$root/out/dst" -q && sync'
+        import_rows="- import: $(printf %.2f "${wall[volumes: import, 3 data + 1 parity]}") s against $(printf %.2f "${wall[volumes: import, one directory]}") s: **$(ratio "${wall[volumes: import, 3 data + 1 parity]}" "${wall[volumes: import, one directory]}")×** (target ≤ 1.2×: $(met "${wall[volumes: import, 3 data + 1 parity]}" "${wall[volumes: import, one directory]}" 1.2))"
+    else
+        rm -rf "$root/out/probe"
+        import_note="- import of several volumes: not measured (this airlock does not import several volumes yet)"
+    fi
+    # Repair of data volume 2 (missing), from volumes 1, 3 and 4; and verify of those three alone.
+    local rebuilt; rebuilt=$(find "$vb/vol-002/chunks" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
+    mv "$vb/vol-002" "$root/vol-002.kept"
+    alternate "$runs" "volumes: repair of volume 2 (missing)" \
+        '"$airlock" repair "$vb" --out "$root/out/fixed" --trust "$pub" -q && sync' \
+        "volumes: verify of volumes 1, 3, 4" \
+        'for v in "$vb"/vol-*; do "$airlock" verify "$v" --trust "$pub" -q || exit 1; done'
+    rm -rf "$vb" "$sb" "$root/vol-002.kept"
+    local rw=${wall[volumes: repair of volume 2 (missing)]} vw=${wall[volumes: verify of volumes 1, 3, 4]}
+    local mbs rbs; mbs=$(echo "$rebuilt / $rw / 1000000" | bc -l)
+    rbs=$(echo "$rebuilt / ($rw - $vw) / 1000000" | bc -l)
+    cat <<MD
+
+## Volumes and parity (bench_volumes, $(date -u +%Y-%m-%d), $(nproc) cores, warm cache, $runs runs alternated, load average $(cut -d' ' -f1-3 /proc/loadavg))
+
+$(numfmt --to=iec "$size") of incompressible model shards, \`--chunk-size $chunk\`, \`--volume-size $vsize\` ($nvol volumes: 3 data + 1 parity) against one directory.
+
+$(table "volumes: pack, one directory" "volumes: pack, 3 data + 1 parity" ${import_rows:+"volumes: import, one directory" "volumes: import, 3 data + 1 parity"} "volumes: repair of volume 2 (missing)" "volumes: verify of volumes 1, 3, 4")
+
+- pack: $(printf %.2f "${wall[volumes: pack, 3 data + 1 parity]}") s against $(printf %.2f "${wall[volumes: pack, one directory]}") s: **$(ratio "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}")×** (target ≤ 1.2×: $(met "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}" 1.2))
+${import_rows}${import_note}
+- repair of one missing data volume ($(numfmt --to=si "$rebuilt")B rebuilt): $(printf %.0f "$mbs") MB/s of rebuilt data end to end (target ≥ 500 MB/s: $(if [ "$(echo "$mbs >= 500" | bc -l)" = 1 ]; then echo '**met**'; else echo '**missed**'; fi)); repair first verifies the three volumes given ($(printf %.2f "$vw") s alone), the rebuild itself runs at about $(printf %.0f "$rbs") MB/s
+MD
+}
+
 hf=${BENCH_HF:-1}
 hostile=${BENCH_HOSTILE:-1}
 pack_floor=${BENCH_PACK_FLOOR:-1}
@@ -956,4 +1028,5 @@ import=${BENCH_IMPORT:-1}
 [ "$import" = 1 ] && bench_import
 [ "$million" = 1 ] && bench_million
 [ "${BENCH_STATIC:-0}" = 1 ] && bench_static
+[ "${BENCH_VOLUMES:-0}" = 1 ] && bench_volumes
 exit 0

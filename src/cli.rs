@@ -127,8 +127,37 @@ pub enum Command {
     Verify(VerifyArgs),
     Import(ImportArgs),
     Sign(SignArgs),
+    Repair(RepairArgs),
     Audit(AuditArgs),
     Completions(CompletionsArgs),
+}
+
+/// Rebuild a bundle's missing or damaged volumes from its parity volumes
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock repair /media/bundle --out fixed --trust ci.key.pub            # pack's OUT/ (every volume)
+  airlock repair vol-001 vol-003 vol-004 --out fixed --trust ci.key.pub  # volume 2 lost
+  airlock repair vol-001 fixed/vol-002 vol-003 vol-004 --out again --trust ci.key.pub  # nothing to repair
+
+Verifies every volume given (signatures and every chunk), then rebuilds every missing volume
+and every missing or damaged chunk from the parity volumes (pack --parity N: any N lost or
+damaged volumes of a stripe), checks each rebuilt chunk against its signed digests, and writes
+each volume that needed repair, complete, under --out/vol-NNN/. A repaired volume carries no
+signature of its own (a volume's signatures name it and cannot be remade without the key): it
+verifies beside a signed volume of its bundle. A chunk that cannot be rebuilt is named (exit 3)
+and nothing is written. Nothing to repair: exit 0, nothing written.")]
+pub struct RepairArgs {
+    /// The bundle's volumes (directories, any order), or the directory holding them (pack's OUT)
+    #[arg(value_name = "VOLUME", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Where to write the repaired volumes (a new or empty directory)
+    #[arg(long, value_name = "FIXED")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Check the audit log's hash chain

@@ -314,7 +314,42 @@ pub fn run(
     let event = Event::for_bundle(Audited::Import, bundle.bundle())
         .signer_names(&signer_name(bundle.bundle().signers()))
         .freshness(bundle.decision(), s.allow_rollback);
-    let event = partial(event, &selection, bundle.manifest());
+    let mut event = partial(event, &selection, bundle.manifest());
+    // Version 4 with parity volumes: needed data volumes not given are rebuilt from the others
+    // into a scratch directory under the state directory (every rebuilt chunk checked against
+    // its signed digests; removed when the import ends, whatever its outcome). From one drive
+    // the volumes are not all at hand: they are asked for instead.
+    let mut _scratch = None;
+    if let (Ok(sel), None) = (&selection, &s.media) {
+        let missing = missing_needed(bundle.bundle(), sel);
+        let parity = bundle
+            .manifest()
+            .volumes
+            .as_ref()
+            .is_some_and(|v| v.parity.is_some());
+        if !missing.is_empty() && parity {
+            match bundle::parity::rebuild_for_import(
+                bundle.bundle_mut(),
+                &missing,
+                &s.state_dir,
+                progress,
+            ) {
+                Ok(Some((rebuilt, scratch))) => {
+                    if let Some(p) = &s.notes {
+                        p.note(&rebuilt_note(&rebuilt));
+                    }
+                    event = event.rebuilt(&rebuilt);
+                    _scratch = Some(scratch);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    audit(&event.clone().rejected_by(&e))?;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let event = event;
     // Once the `started` record is written, the rejection names it.
     let started: Cell<Option<u64>> = Cell::new(None);
     let fail = |e: Error| -> Error {
@@ -604,6 +639,19 @@ pub fn needed_blobs(m: &Manifest, selected: &Selected) -> BTreeSet<crate::format
 /// The data volumes (1-based, in order) holding a chunk of a blob the selected artifacts need
 /// that no directory given holds: what must still be inserted, or rebuilt from parity. Empty
 /// for a bundle of one directory.
+/// What a rebuild from parity did, said before the import goes on.
+fn rebuilt_note(r: &bundle::parity::Rebuilt) -> String {
+    let vols: Vec<String> = r.volumes.iter().map(|v| v.to_string()).collect();
+    format!(
+        "rebuilt volume{} {} from parity: {} chunk{} ({}), each checked against its signed digests",
+        if vols.len() == 1 { "" } else { "s" },
+        vols.join(", "),
+        r.chunks.len(),
+        if r.chunks.len() == 1 { "" } else { "s" },
+        crate::output::bytes(r.bytes)
+    )
+}
+
 pub fn missing_needed(b: &bundle::VerifiedBundle, selected: &Selected) -> Vec<u32> {
     let m = b.manifest();
     if !m.is_multi_volume() {

@@ -117,6 +117,18 @@ pub struct Event {
     /// (absent for a whole import, and in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<Partial>,
+    /// Version 4: what the import rebuilt from parity volumes (absent when nothing was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<RebuiltRecord>,
+}
+
+/// Data volumes an import rebuilt from parity, the chunks rebuilt (each checked against its
+/// signed digests) and their bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebuiltRecord {
+    pub volumes: Vec<u32>,
+    pub chunks: u64,
+    pub bytes: u64,
 }
 
 /// The artifacts a partial import took (`imported`) and left out (`skipped`), by name.
@@ -220,6 +232,7 @@ impl Event {
             reasons: Vec::new(),
             completes: None,
             partial: None,
+            rebuilt: None,
         }
     }
 
@@ -388,6 +401,16 @@ impl Event {
             self.outcome = Outcome::Rejected;
             self.push_reason(Reason::new(decision.code(), decision.to_string()));
         }
+        self
+    }
+
+    /// Records what was rebuilt from parity volumes before the import read the bundle.
+    pub fn rebuilt(mut self, rebuilt: &crate::bundle::parity::Rebuilt) -> Event {
+        self.rebuilt = Some(RebuiltRecord {
+            volumes: rebuilt.volumes.clone(),
+            chunks: rebuilt.chunks.len() as u64,
+            bytes: rebuilt.bytes,
+        });
         self
     }
 

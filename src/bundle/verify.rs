@@ -31,7 +31,9 @@ pub use authenticate::{
     signature_files, Authenticated, SignatureFile,
 };
 pub use chunks::{check_chunks_v3, check_pieces, open_chunk};
-pub use volumes::{expand_volume_dirs, verify_volumes, VolumeOutcome, VolumeSet};
+pub use volumes::{
+    damaged_chunk, expand_volume_dirs, verify_volumes, Sibling, VolumeOutcome, VolumeSet,
+};
 
 /// How far a bundle may be past its expiry before it is refused (clock skew between the packing
 /// machine and the enclave).

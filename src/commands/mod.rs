@@ -9,6 +9,7 @@ pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod keygen;
 pub(crate) mod pack;
+pub(crate) mod repair;
 pub(crate) mod sign;
 pub(crate) mod verify;
 
@@ -31,6 +32,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Verify(a) => verify::run(a, printer),
         Command::Import(a) => import::run(a, printer),
         Command::Sign(a) => sign::run(a, printer),
+        Command::Repair(a) => repair::run(a, printer),
         Command::Audit(a) => audit::run(a, printer),
         Command::Completions(a) => completions::run(a),
     }

@@ -52,4 +52,5 @@ mod volumes_import;
 use support::hub as hub_emulator;
 mod urls;
 mod volumes_pack;
+mod volumes_parity;
 mod volumes_verify;

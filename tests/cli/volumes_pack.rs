@@ -63,7 +63,8 @@ fn every_volume_checks_alone(env: &Env, out: &str) {
         let dir = env.path(&format!("{out}/{v}"));
         assert_eq!(*v, format!("vol-{:03}", i + 1));
         env.run(&["verify", &format!("{out}/{v}"), "--trust", "k.pub"])
-            .code_in(&[0, 4, 5, 6]);
+            // Alone: the whole bundle if it has one volume, else intact but incomplete (4).
+            .code(if vols.len() == 1 { 0 } else { 4 });
         let k = env.path("k.pub");
         let mut c = Command::new("minisign");
         c.args(["-Vm", "manifest.json", "-p"])
@@ -245,7 +246,7 @@ fn a_blob_larger_than_a_volume_spans_three_volumes_and_reads_back() {
         .ok()
         .stdout_has("volumes   3 data + 0 parity");
     // Import of the three volumes, where import takes several (the import side of issue 12).
-    let imp = env.run(&[
+    env.run(&[
         "import",
         "out/vol-003",
         "out/vol-001",
@@ -254,10 +255,9 @@ fn a_blob_larger_than_a_volume_spans_three_volumes_and_reads_back() {
         "k.pub",
         "--files",
         "got",
-    ]);
-    if imp.code == 0 {
-        assert!(fs::read(env.path("got/src/big.bin")).unwrap() == data);
-    }
+    ])
+    .ok();
+    assert!(fs::read(env.path("got/src/big.bin")).unwrap() == data);
 }
 
 /// Sizes chosen so that the chunks of volume 1 end exactly at its chunk budget: the volume size

@@ -3,6 +3,7 @@
 //! policy, manifest, its `SHA256SUMS` and `VOLUME` label, its files, and — when asked — its
 //! chunks), then put together: the same signed manifest on every one, each volume once.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -64,6 +65,10 @@ pub struct VolumeOutcome {
     pub problems: Vec<Problem>,
     /// Its verification failed for another reason than its content (I/O, not a bundle).
     pub error: Option<String>,
+    /// Whether its own signatures verified; false for a volume accepted as a sibling (a volume
+    /// rebuilt from parity by `airlock repair`, which carries no signature: see
+    /// [`VerifiedBundle::check_sibling`]).
+    pub signed: bool,
 }
 
 /// The volumes of one bundle found in the directories given.
@@ -126,11 +131,13 @@ pub fn verify_volumes(
             volume: None,
             problems: Vec::new(),
             error: None,
+            signed: false,
         };
         let noted = std::cell::Cell::new(None);
         match verify_noting(dir, policy, opts, true, check_chunks, progress, &noted) {
             Ok(vb) => {
                 out.volume = Some(vb.volume().unwrap_or(1));
+                out.signed = true;
                 match &mut bundle {
                     None => {
                         let mut vb = vb;
@@ -155,6 +162,27 @@ pub fn verify_volumes(
             }
         }
         outcomes.push(out);
+    }
+    // Directories without any signature file: a volume rebuilt from parity, accepted when it
+    // carries the authenticated manifest's exact bytes (then checked like any volume).
+    if let Some(b) = &mut bundle {
+        for out in outcomes.iter_mut().filter(|o| o.volume.is_none()) {
+            let (sigs, sig_problems) = super::signature_files(&out.dir);
+            if !sigs.is_empty() || !sig_problems.is_empty() {
+                continue;
+            }
+            let Some(sib) = b.check_sibling(&out.dir, check_chunks, progress) else {
+                continue;
+            };
+            out.error = None;
+            out.problems = sib.problems;
+            if out.problems.is_empty() {
+                out.volume = Some(sib.volume);
+                if let Some(p) = b.add_sibling(sib.volume, &out.dir) {
+                    out.problems.push(p);
+                }
+            }
+        }
     }
     let Some(b) = bundle else {
         if let (Some(e), true) = (first_error, outcomes.iter().all(|o| o.problems.is_empty())) {
@@ -247,7 +275,32 @@ impl VerifiedBundle {
         check_chunks: bool,
         progress: &dyn Progress,
     ) -> Result<u32> {
-        let other = verify_inner(dir, policy, opts, true, check_chunks, progress)?;
+        let other = match verify_inner(dir, policy, opts, true, check_chunks, progress) {
+            Ok(other) => other,
+            Err(e) => {
+                // A volume rebuilt from parity (no signature file at all): a sibling.
+                let (sigs, sig_problems) = super::signature_files(dir);
+                if !sigs.is_empty() || !sig_problems.is_empty() {
+                    return Err(e);
+                }
+                let Some(sib) = self.check_sibling(dir, check_chunks, progress) else {
+                    return Err(e);
+                };
+                if !sib.problems.is_empty() {
+                    return Err(Error::Rejected {
+                        dir: dir.to_path_buf(),
+                        problems: sib.problems,
+                    });
+                }
+                return match self.add_sibling(sib.volume, dir) {
+                    None => Ok(sib.volume),
+                    Some(p) => Err(Error::Rejected {
+                        dir: dir.to_path_buf(),
+                        problems: vec![p],
+                    }),
+                };
+            }
+        };
         let n = other.volume().unwrap_or(1);
         match self.add_verified(other) {
             None => Ok(n),
@@ -279,5 +332,133 @@ impl VerifiedBundle {
     /// The SHA-256 of the verified `manifest.json` bytes every volume carries.
     pub fn bundle_digest(&self) -> Digest {
         self.manifest_digest
+    }
+}
+
+/// A directory checked against an authenticated bundle as one of its volumes without relying on
+/// its own signatures ([`VerifiedBundle::check_sibling`]).
+#[derive(Debug)]
+pub struct Sibling {
+    /// The volume its `VOLUME` label names.
+    pub volume: u32,
+    /// What is wrong with it (empty: intact).
+    pub problems: Vec<Problem>,
+    /// The chunks of that volume that are missing or damaged there (indices).
+    pub damaged: BTreeSet<usize>,
+}
+
+/// The chunk a chunk-content problem names (missing, truncated, oversized, corrupt, unreadable,
+/// a corrupt piece): what a rebuild from parity can replace.
+pub fn damaged_chunk(p: &Problem) -> Option<&str> {
+    match p {
+        Problem::MissingChunk { chunk }
+        | Problem::TruncatedChunk { chunk, .. }
+        | Problem::OversizedChunk { chunk, .. }
+        | Problem::CorruptChunk { chunk, .. }
+        | Problem::UnreadableChunk { chunk, .. }
+        | Problem::CorruptPiece { chunk, .. } => Some(chunk),
+        _ => None,
+    }
+}
+
+impl VerifiedBundle {
+    /// Checks `dir` as a volume of this (authenticated) bundle without its own signatures: its
+    /// `manifest.json` must be byte for byte the authenticated one (same size, same SHA-256,
+    /// read bounded by that size), and its `VOLUME` label the label of exactly one volume n of
+    /// the bundle; then its `SHA256SUMS`, its files and (with `check_chunks`) its chunks are
+    /// checked as any volume's. `None` when `dir` does not carry this bundle's manifest or a
+    /// label of it: it is not a sibling. A volume rebuilt from parity carries no signature (a
+    /// volume's signatures name it and its `SHA256SUMS`, and cannot be remade without the key),
+    /// so it verifies only beside a signed volume of its bundle.
+    pub fn check_sibling(
+        &self,
+        dir: &Path,
+        check_chunks: bool,
+        progress: &dyn Progress,
+    ) -> Option<Sibling> {
+        use crate::format::volumes::LABEL_FILE;
+        use crate::format::{CHUNKS_DIR, SUMS_FILE};
+        let m = &self.manifest;
+        if !m.is_multi_volume() {
+            return None;
+        }
+        let bytes = super::read_manifest_bytes_bounded(dir, self.manifest_size).ok()?;
+        if bytes.len() as u64 != self.manifest_size || Digest::of(&bytes) != self.manifest_digest {
+            return None;
+        }
+        let longest = (1..=m.volume_count())
+            .map(|n| m.volume_label(n).len())
+            .max()
+            .unwrap_or(0);
+        let label = super::read_bounded(&dir.join(LABEL_FILE), longest as u64).ok()?;
+        let n = (1..=m.volume_count()).find(|&n| m.volume_label(n).as_bytes() == label)?;
+        let mut problems = Vec::new();
+        let sums = m.volume_sums(n);
+        match super::read_bounded(&dir.join(SUMS_FILE), sums.len() as u64) {
+            Ok(b) if b == sums.as_bytes() => {}
+            _ => problems.push(Problem::SumsMismatch),
+        }
+        let mine = m.volume_chunks(n);
+        let names: std::collections::HashSet<&str> = m.chunks[mine.clone()]
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        for p in super::chunks::unexpected_files(dir, &names, true) {
+            let other = match &p {
+                Problem::UnexpectedFile { path } => path
+                    .strip_prefix(&format!("{CHUNKS_DIR}/"))
+                    .and_then(|name| m.chunks.iter().position(|c| c.name == name))
+                    .map(|i| Problem::MisplacedChunk {
+                        chunk: m.chunks[i].name.clone(),
+                        volume: n,
+                        belongs_on: m.volume_of(i),
+                    }),
+                _ => None,
+            };
+            problems.push(other.unwrap_or(p));
+        }
+        if check_chunks {
+            problems.extend(super::chunks::check_chunks(dir, m, mine.clone(), progress));
+        } else {
+            let chunks_dir = dir.join(CHUNKS_DIR);
+            problems.extend(
+                m.chunks[mine.clone()]
+                    .iter()
+                    .filter_map(|c| super::chunks::stat_chunk(&chunks_dir.join(&c.name), c)),
+            );
+        }
+        let index: std::collections::HashMap<&str, usize> = mine
+            .clone()
+            .map(|i| (m.chunks[i].name.as_str(), i))
+            .collect();
+        let damaged = problems
+            .iter()
+            .filter_map(damaged_chunk)
+            .filter_map(|c| index.get(c).copied())
+            .collect();
+        Some(Sibling {
+            volume: n,
+            problems,
+            damaged,
+        })
+    }
+
+    /// Locates volume `n` in `dir` after [`VerifiedBundle::check_sibling`] found it intact
+    /// there; `duplicate-volume` when it is located already.
+    pub fn add_sibling(&mut self, n: u32, dir: &Path) -> Option<Problem> {
+        if self.volume_dirs.is_empty() {
+            self.locate_self();
+        }
+        let slot = self.volume_dirs.get_mut((n.max(1) - 1) as usize)?;
+        match slot {
+            Some(d) => Some(Problem::DuplicateVolume {
+                volume: n,
+                dirs: vec![d.display().to_string(), dir.display().to_string()],
+            }),
+            None => {
+                *slot = Some(dir.to_path_buf());
+                None
+            }
+        }
     }
 }
