@@ -104,26 +104,6 @@ fn every_volume_checks_alone(env: &Env, out: &str) {
     }
 }
 
-trait CodeIn {
-    fn code_in(&self, codes: &[i32]) -> &Self;
-}
-
-impl CodeIn for Run {
-    /// One volume of several verifies as intact; its exit code (0, or the code verify gives "intact
-    /// but incomplete") is verify's to define: not a failure (1, 2, 3).
-    #[track_caller]
-    fn code_in(&self, codes: &[i32]) -> &Self {
-        assert!(
-            codes.contains(&self.code),
-            "exit {}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
 #[test]
 fn a_blob_larger_than_a_volume_spans_three_volumes_and_reads_back() {
     let env = Env::new();
