@@ -19,11 +19,11 @@ pub const PARITY_SCHEME: &str = "reed-solomon-gf16";
 pub const VOLUME_FIELD: &str = "volume";
 /// Most volumes (data and parity) of one bundle: `vol-001` to `vol-999`.
 pub const MAX_VOLUMES: usize = 999;
-/// Smallest volume size a bundle may declare (256 KiB; real media are far larger, small
+/// Smallest volume size a bundle may declare (128 KiB; real media are far larger, small
 /// volumes keep test fixtures small).
-pub const MIN_VOLUME_SIZE: u64 = 256 << 10;
+pub const MIN_VOLUME_SIZE: u64 = 128 << 10;
 /// Smallest room for chunks pack leaves on a volume after its reserve for the bundle files.
-pub const MIN_VOLUME_CHUNK_ROOM: u64 = 128 << 10;
+pub const MIN_VOLUME_CHUNK_ROOM: u64 = 64 << 10;
 /// Largest volume size a bundle may declare (1 PiB).
 pub const MAX_VOLUME_SIZE: u64 = 1 << 50;
 /// Parity stripes: `block` is a power of two in this range...

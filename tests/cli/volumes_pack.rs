@@ -372,12 +372,12 @@ fn a_volume_too_small_for_the_reserve_is_a_usage_error() {
     let run = env.pack(&["src"], "k", "out", &["--volume-size", "256KiB"]);
     run.code(2)
         .stderr_has("a volume of 256.00 KiB cannot hold this bundle")
-        .stderr_has("needs at least 128.00 KiB for chunks");
+        .stderr_has("needs at least 64.00 KiB for chunks");
     assert!(!env.path("out").exists(), "a refused pack left its output");
     // Below the smallest volume size at all.
-    env.pack(&["src"], "k", "out", &["--volume-size", "200KiB"])
+    env.pack(&["src"], "k", "out", &["--volume-size", "100KiB"])
         .code(2)
-        .stderr_has("outside 256.00 KiB");
+        .stderr_has("outside 128.00 KiB");
     assert!(!env.path("out").exists());
 }
 
