@@ -783,7 +783,7 @@ mod tests {
                 "{s}"
             );
         }
-        for bad in ["262143", "0", "bd26", "2PiB", ""] {
+        for bad in ["131071", "0", "bd26", "2PiB", ""] {
             assert!(
                 matches!(parse_volume_size(bad), Err(Error::Usage(_))),
                 "{bad:?}"

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,44 +119,7 @@ impl Running {
                 what,
             };
         }
-        let (mut master, mut slave) = (-1, -1);
-        // SAFETY: openpty writes two new descriptors into the out-parameters; the name, termios
-        // and window-size arguments may be null (Linux defaults: ISIG on, VINTR = ^C).
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
-        cmd.stdin(stdio(&slave))
-            .stdout(stdio(&slave))
-            .stderr(stdio(&slave));
-        use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // stdin is the slave by now: make it the controlling terminal of the new session.
-                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start the command on a pseudo-terminal");
-        drop(cmd); // closes the parent's copies of the slave
-        drop(slave);
-        let master = File::from(master);
+        let (child, master) = crate::support::pty::spawn_on_pty(cmd);
         let out = reader(master.try_clone().expect("dup the pty master"));
         Running {
             child: Some(child),

@@ -25,43 +25,8 @@ pub struct Pty {
 
 impl Pty {
     /// Starts `cmd` on a new pseudo-terminal.
-    pub fn start(mut cmd: Command) -> Pty {
-        let (mut master, mut slave) = (-1, -1);
-        // SAFETY: openpty writes two new descriptors; the other arguments may be null.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
-        cmd.stdin(stdio(&slave))
-            .stdout(stdio(&slave))
-            .stderr(stdio(&slave));
-        use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start the command on a pseudo-terminal");
-        drop(cmd);
-        drop(slave);
-        let master = File::from(master);
+    pub fn start(cmd: Command) -> Pty {
+        let (child, master) = spawn_on_pty(cmd);
         let out = Arc::new(Mutex::new(Vec::new()));
         let (mut r, o) = (master.try_clone().unwrap(), Arc::clone(&out));
         let reader = thread::spawn(move || {
@@ -147,4 +112,47 @@ impl Pty {
         let _ = self.child.kill();
         self.wait()
     }
+}
+
+/// Starts `cmd` in a session of its own whose controlling terminal, stdin, stdout and stderr is
+/// a new pseudo-terminal (Linux defaults: ISIG on, VINTR = ^C); returns the child and the
+/// terminal's master side. The one pty set-up of the test suite.
+pub fn spawn_on_pty(mut cmd: Command) -> (Child, File) {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two new descriptors into the out-parameters; the name, termios and
+    // window-size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just returned by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
+    cmd.stdin(stdio(&slave))
+        .stdout(stdio(&slave))
+        .stderr(stdio(&slave));
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // stdin is the slave by now: make it the controlling terminal of the new session.
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("start the command on a pseudo-terminal");
+    drop(cmd); // closes the parent's copies of the slave
+    drop(slave);
+    (child, File::from(master))
 }
