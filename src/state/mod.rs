@@ -22,6 +22,7 @@
 
 mod decision;
 mod file;
+pub mod holdings;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ use crate::fsutil;
 pub use decision::Decision;
 use file::validate_bundle_id;
 pub use file::{Accepted, ChannelState, StateFile};
+pub use holdings::{HeldBundle, HoldingsFile, Location, StoreKind};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -104,6 +106,8 @@ pub fn effective_uid() -> Option<u32> {
 pub struct State {
     dir: PathBuf,
     file: StateFile,
+    /// `holdings.json`, loaded on first use.
+    holdings: Option<HoldingsFile>,
     /// Held (exclusive) from `open` until drop; `None` for a read-only view.
     lock: Option<File>,
 }
@@ -140,6 +144,7 @@ impl State {
         Ok(State {
             dir: dir.to_path_buf(),
             file,
+            holdings: None,
             lock: Some(lock),
         })
     }
@@ -155,6 +160,7 @@ impl State {
         Ok(State {
             dir: dir.to_path_buf(),
             file,
+            holdings: None,
             lock: None,
         })
     }
@@ -171,6 +177,41 @@ impl State {
     /// What was loaded.
     pub fn file(&self) -> &StateFile {
         &self.file
+    }
+
+    /// What the enclave holds as airlock put it there (`holdings.json`; absent: nothing),
+    /// loaded on first use. A damaged file is an error, never an empty holding.
+    pub fn holdings(&mut self) -> Result<&HoldingsFile> {
+        if self.holdings.is_none() {
+            self.holdings = Some(holdings::load(&self.dir)?);
+        }
+        Ok(self.holdings.as_ref().expect("loaded"))
+    }
+
+    /// Records, durably, a completed import's bundle and the locations it wrote its blobs to
+    /// (or found them at). Call after [`State::record_accepted`], once the import completed.
+    pub fn record_holdings(
+        &mut self,
+        bundle: HeldBundle,
+        locations: Vec<(Digest, Location)>,
+    ) -> Result<()> {
+        self.write_holdings(|h| h.record(bundle, locations))
+    }
+
+    /// Changes the holdings under the lock and replaces the file atomically (e.g. forgetting a
+    /// place airlock removed).
+    pub fn write_holdings(&mut self, change: impl FnOnce(&mut HoldingsFile)) -> Result<()> {
+        if self.lock.is_none() {
+            return Err(Error::Other(format!(
+                "internal: the state in {} was opened read-only",
+                self.dir.display()
+            )));
+        }
+        let mut next = self.holdings()?.clone();
+        change(&mut next);
+        holdings::store(&self.dir, &next)?;
+        self.holdings = Some(next);
+        Ok(())
     }
 
     /// The channel's state, if it accepted anything.
