@@ -22,11 +22,12 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
 use super::hashpipe::{ChunkHashers, Sink};
 use crate::error::{Error, Result};
+use crate::format::pieces::PieceHasher;
 use crate::format::volumes::{
     parity_chunk_name, volume_dir_name, MAX_PARITY_BLOCK, MIN_PARITY_BLOCK, PARITY_ALIGN,
     PARITY_SCHEME,
 };
-use crate::format::{Chunk, Manifest, Parity, CHUNKS_DIR};
+use crate::format::{Chunk, Digest, Manifest, Parity, CHUNKS_DIR};
 use crate::fsutil;
 use crate::problem::Problem;
 use crate::progress::Progress;
@@ -82,15 +83,18 @@ fn stream_of(sizes: impl Iterator<Item = (usize, u64)>) -> Vec<Piece> {
 struct StreamReader<'a> {
     dir: PathBuf,
     pieces: &'a [Piece],
-    names: &'a dyn Fn(usize) -> String,
+    names: &'a (dyn Fn(usize) -> String + Sync),
     open: Option<(usize, File, PathBuf)>,
 }
 
 impl StreamReader<'_> {
     /// Fills `buf` with stream bytes from `at` (zeros past the stream's end).
     fn read(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
-        buf.fill(0);
         let end = at + buf.len() as u64;
+        // The pieces are contiguous from 0: only bytes past the stream's end are not read.
+        let stream_end = self.pieces.last().map_or(0, Piece::end);
+        let covered = stream_end.clamp(at, end) - at;
+        buf[covered as usize..].fill(0);
         let first = self.pieces.partition_point(|p| p.end() <= at);
         for p in &self.pieces[first..] {
             if p.start >= end {
@@ -118,18 +122,168 @@ fn coding_error(e: reed_solomon_simd::Error) -> Error {
     Error::Other(format!("internal error: Reed–Solomon coding: {e}"))
 }
 
+/// A stripe is coded in sub-blocks of this many bytes, each read and coded while it is in the
+/// cache (not smaller: each decode evaluates the erasure locator once, whatever its length) (every 64-byte column of the shards is coded on its own, so coding a stripe in pieces
+/// gives exactly its bytes: `coding_a_stripe_in_pieces_is_coding_it_whole`).
+const SUB_BLOCK: usize = 1 << 20;
+/// A stripe is split between this many threads, each with its own readers and coders.
+const LANES: usize = 2;
+
+/// What a stripe's coding does.
+struct StripeWork<'a> {
+    d: usize,
+    n: usize,
+    /// The stream offset of the stripe.
+    at: u64,
+    /// The volumes read (data, then parity).
+    read: &'a [bool],
+    /// The data volumes to restore (not available) from the recovery volumes `use_rec`.
+    restore: &'a [usize],
+    use_rec: &'a [usize],
+    /// Whether the parity shards are computed from the (read or restored) data shards.
+    parity: bool,
+}
+
+/// One thread's share of the coding: its own stream readers and coders, reused stripe after
+/// stripe.
+struct Lane<'a> {
+    readers: Vec<Option<StreamReader<'a>>>,
+    enc: Option<ReedSolomonEncoder>,
+    dec: Option<ReedSolomonDecoder>,
+}
+
+impl<'a> Lane<'a> {
+    fn new(readers: Vec<Option<StreamReader<'a>>>) -> Lane<'a> {
+        Lane {
+            readers,
+            enc: None,
+            dec: None,
+        }
+    }
+
+    /// Codes `bufs` (one per volume, all of one length; the bytes `at + off..` of each
+    /// stream): sub-block by sub-block, reads the volumes read, restores, computes parity.
+    fn run(&mut self, w: &StripeWork, off: u64, bufs: &mut [&mut [u8]]) -> Result<()> {
+        let len = bufs.iter().map(|b| b.len()).max().unwrap_or(0);
+        let mut x = 0;
+        while x < len {
+            let l = SUB_BLOCK.min(len - x);
+            let at = w.at + off + x as u64;
+            for (v, r) in self.readers.iter_mut().enumerate() {
+                if !w.read[v] {
+                    continue;
+                }
+                match r {
+                    Some(r) => r.read(at, &mut bufs[v][x..x + l])?,
+                    // Not given, but nothing of it in this stripe: zeros.
+                    None => bufs[v][x..x + l].fill(0),
+                }
+            }
+            if !w.restore.is_empty() {
+                let dec = match &mut self.dec {
+                    Some(d) => {
+                        d.reset(w.d, w.n, l).map_err(coding_error)?;
+                        d
+                    }
+                    None => self
+                        .dec
+                        .insert(ReedSolomonDecoder::new(w.d, w.n, l).map_err(coding_error)?),
+                };
+                for v in (0..w.d).filter(|v| !w.restore.contains(v)) {
+                    dec.add_original_shard(v, &bufs[v][x..x + l])
+                        .map_err(coding_error)?;
+                }
+                for &v in w.use_rec {
+                    dec.add_recovery_shard(v - w.d, &bufs[v][x..x + l])
+                        .map_err(coding_error)?;
+                }
+                let res = dec.decode().map_err(coding_error)?;
+                for &v in w.restore {
+                    bufs[v][x..x + l].copy_from_slice(res.restored_original(v).expect("restored"));
+                }
+            }
+            if w.parity {
+                let enc = match &mut self.enc {
+                    Some(e) => {
+                        e.reset(w.d, w.n, l).map_err(coding_error)?;
+                        e
+                    }
+                    None => self
+                        .enc
+                        .insert(ReedSolomonEncoder::new(w.d, w.n, l).map_err(coding_error)?),
+                };
+                for b in &bufs[..w.d] {
+                    enc.add_original_shard(&b[x..x + l]).map_err(coding_error)?;
+                }
+                let res = enc.encode().map_err(coding_error)?;
+                for j in 0..w.n {
+                    bufs[w.d + j][x..x + l]
+                        .copy_from_slice(res.recovery(j).expect("n recovery shards"));
+                }
+            }
+            x += l;
+        }
+        Ok(())
+    }
+}
+
+/// Codes one stripe (`bufs`: one buffer per volume, data then parity, each the stripe's
+/// length) on every lane: the stripe is split at sub-block boundaries, lane k takes its part on
+/// its own thread (reads out of the page cache and the coding both use every core).
+fn code_stripe(lanes: &mut [Lane], w: &StripeWork, bufs: &mut [Vec<u8>], len: usize) -> Result<()> {
+    let per = len.div_ceil(SUB_BLOCK).div_ceil(lanes.len()) * SUB_BLOCK;
+    let mut parts: Vec<Vec<&mut [u8]>> = (0..lanes.len()).map(|_| Vec::new()).collect();
+    for b in bufs.iter_mut() {
+        let mut rest: &mut [u8] = if b.len() >= len {
+            &mut b[..len]
+        } else {
+            &mut []
+        };
+        for part in parts.iter_mut() {
+            let take = per.min(rest.len());
+            let (mine, more) = std::mem::take(&mut rest).split_at_mut(take);
+            part.push(mine);
+            rest = more;
+        }
+    }
+    std::thread::scope(|ts| -> Result<()> {
+        let mut handles = Vec::new();
+        for (k, (lane, mut part)) in lanes.iter_mut().zip(parts).enumerate() {
+            let off = (k * per) as u64;
+            if off >= len as u64 {
+                break;
+            }
+            handles.push(ts.spawn(move || lane.run(w, off, &mut part)));
+        }
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("a coding lane does not panic"))
+    })
+}
+
+/// What an [`OutChunk`] computes over the bytes written to it.
+enum Hashing {
+    /// The chunk's SHA-256 and its piece digests (pack: both go into the manifest).
+    Both(ChunkHashers),
+    /// Only the piece digests (a rebuild: every piece checked against its signed digest proves
+    /// the chunk, so its whole-chunk SHA-256 need not be computed again).
+    Pieces(PieceHasher),
+    /// Only the SHA-256 (a rebuilt chunk without signed pieces).
+    Sha256(crate::format::Hasher),
+}
+
 /// A chunk file being written: created exclusively, hashed as written, writeback started as it
-/// goes, synced when complete.
+/// goes.
 struct OutChunk {
     path: PathBuf,
     file: File,
-    hash: ChunkHashers,
+    hash: Hashing,
     written: u64,
     kicked: u64,
 }
 
 impl OutChunk {
-    fn create(path: PathBuf) -> Result<OutChunk> {
+    fn create(path: PathBuf, hash: Hashing) -> Result<OutChunk> {
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -138,7 +292,7 @@ impl OutChunk {
         Ok(OutChunk {
             path,
             file,
-            hash: ChunkHashers::default(),
+            hash,
             written: 0,
             kicked: 0,
         })
@@ -148,7 +302,11 @@ impl OutChunk {
         self.file
             .write_all(bytes)
             .map_err(|e| Error::io("write chunk", &self.path, e))?;
-        self.hash.update(bytes);
+        match &mut self.hash {
+            Hashing::Both(h) => h.update(bytes),
+            Hashing::Pieces(h) => h.update(bytes),
+            Hashing::Sha256(h) => h.update(bytes),
+        }
         self.written += bytes.len() as u64;
         if self.written - self.kicked >= KICK {
             fsutil::start_writeback(&self.file, self.kicked, self.written - self.kicked);
@@ -157,12 +315,44 @@ impl OutChunk {
         Ok(())
     }
 
-    fn finish(self) -> Result<super::hashpipe::ChunkSums> {
-        self.file
+    /// Syncs the file and returns its digests.
+    fn finish(self) -> Result<Closed> {
+        let c = self.close();
+        c.file
             .sync_all()
-            .map_err(|e| Error::io("sync chunk", &self.path, e))?;
-        Ok(self.hash.finish())
+            .map_err(|e| Error::io("sync chunk", &c.path, e))?;
+        Ok(c)
     }
+
+    /// Returns its digests and the file, not synced (its writeback was started as it went).
+    fn close(self) -> Closed {
+        if self.written > self.kicked {
+            fsutil::start_writeback(&self.file, self.kicked, self.written - self.kicked);
+        }
+        let (sha256, pieces) = match self.hash {
+            Hashing::Both(h) => {
+                let s = h.finish();
+                (Some(s.sha256), s.pieces)
+            }
+            Hashing::Pieces(h) => (None, h.finish()),
+            Hashing::Sha256(h) => (Some(h.finish()), Vec::new()),
+        };
+        Closed {
+            sha256,
+            pieces,
+            path: self.path,
+            file: self.file,
+        }
+    }
+}
+
+/// A chunk file written: the SHA-256 (unless only pieces were hashed), the piece digests
+/// (unless only the SHA-256 was), the file.
+struct Closed {
+    sha256: Option<Digest>,
+    pieces: Vec<Digest>,
+    path: PathBuf,
+    file: File,
 }
 
 /// Writes `parity` parity volumes (`ROOT/vol-NNN/chunks/NNNNNNNN.par`, numbered after the data
@@ -231,7 +421,7 @@ fn write_parity_striped(
     progress.start("writing parity", p * n as u64);
     let result = std::thread::scope(|scope| -> Result<Vec<Chunk>> {
         let (tx, rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(IN_FLIGHT);
-        let (back_tx, back_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(IN_FLIGHT + 2);
+        let (back_tx, back_rx) = mpsc::sync_channel::<Vec<u8>>((IN_FLIGHT + 2) * n);
         let sizes = &sizes;
         let dirs = &dirs;
         let writer = scope.spawn(move || -> Result<Vec<Chunk>> {
@@ -245,66 +435,78 @@ fn write_parity_striped(
                         let c = done[j].len();
                         let index = data_chunks + j * per + c;
                         if open[j].is_none() {
-                            open[j] =
-                                Some(OutChunk::create(dirs[j].join(parity_chunk_name(index)))?);
+                            open[j] = Some(OutChunk::create(
+                                dirs[j].join(parity_chunk_name(index)),
+                                Hashing::Both(ChunkHashers::default()),
+                            )?);
                         }
                         let out = open[j].as_mut().expect("opened above");
                         let take = ((sizes[c] - out.written) as usize).min(rest.len());
                         out.write(&rest[..take])?;
                         rest = &rest[take..];
                         if out.written == sizes[c] {
-                            let sums = open[j].take().expect("open").finish()?;
+                            let closed = open[j].take().expect("open").finish()?;
                             done[j].push(Chunk {
                                 name: parity_chunk_name(index),
                                 size: sizes[c],
-                                sha256: sums.sha256,
-                                pieces: sums.pieces,
+                                sha256: closed.sha256.expect("hashed whole"),
+                                pieces: closed.pieces,
                             });
                         }
                     }
                     progress.inc(bytes.len() as u64);
                 }
-                let _ = back_tx.try_send(stripe);
+                for b in stripe {
+                    let _ = back_tx.try_send(b);
+                }
             }
             Ok(done.into_iter().flatten().collect())
         });
         let code = || -> Result<()> {
-            let mut readers: Vec<StreamReader> = streams
-                .iter()
-                .enumerate()
-                .map(|(k, s)| StreamReader {
-                    dir: root.join(volume_dir_name(k as u32 + 1)),
-                    pieces: s,
-                    names: &names,
-                    open: None,
+            let mut lanes: Vec<Lane> = (0..LANES)
+                .map(|_| {
+                    Lane::new(
+                        streams
+                            .iter()
+                            .enumerate()
+                            .map(|(k, s)| {
+                                Some(StreamReader {
+                                    dir: root.join(volume_dir_name(k as u32 + 1)),
+                                    pieces: s,
+                                    names: &names,
+                                    open: None,
+                                })
+                            })
+                            .chain((0..n).map(|_| None))
+                            .collect(),
+                    )
                 })
                 .collect();
-            let mut encoder: Option<ReedSolomonEncoder> = None;
-            let mut shard = vec![0u8; block.min(p) as usize];
+            let read: Vec<bool> = (0..d + n).map(|v| v < d).collect();
+            let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); d + n];
             let mut at = 0u64;
             while at < p {
                 crate::interrupt::check()?;
                 let len = block.min(p - at) as usize;
-                match &mut encoder {
-                    None => {
-                        encoder = Some(ReedSolomonEncoder::new(d, n, len).map_err(coding_error)?)
+                for (v, b) in bufs.iter_mut().enumerate() {
+                    if v >= d && b.capacity() == 0 {
+                        if let Ok(back) = back_rx.try_recv() {
+                            *b = back;
+                        }
                     }
-                    Some(e) => e.reset(d, n, len).map_err(coding_error)?,
+                    b.resize(len, 0);
                 }
-                let enc = encoder.as_mut().expect("made above");
-                for r in &mut readers {
-                    r.read(at, &mut shard[..len])?;
-                    enc.add_original_shard(&shard[..len])
-                        .map_err(coding_error)?;
-                }
-                let coded = enc.encode().map_err(coding_error)?;
-                let mut out = back_rx.try_recv().unwrap_or_default();
-                out.resize_with(n, Vec::new);
-                for (j, o) in out.iter_mut().enumerate() {
-                    o.clear();
-                    o.extend_from_slice(coded.recovery(j).expect("n recovery shards"));
-                }
-                drop(coded);
+                let work = StripeWork {
+                    d,
+                    n,
+                    at,
+                    read: &read,
+                    restore: &[],
+                    use_rec: &[],
+                    parity: true,
+                };
+                code_stripe(&mut lanes, &work, &mut bufs, len)?;
+                let out: Vec<Vec<u8>> = bufs[d..].iter_mut().map(std::mem::take).collect();
                 if tx.send(out).is_err() {
                     break; // the writer failed: its error is returned
                 }
@@ -356,6 +558,9 @@ pub struct Job<'a> {
     pub targets: BTreeSet<usize>,
     /// The directory each rebuilt chunk of volume n goes to (its `chunks/` is created).
     pub out: &'a (dyn Fn(u32) -> PathBuf + Sync),
+    /// Whether the rebuilt chunks are synced before returning (`repair`: they are its output;
+    /// not an import's scratch copies, read once and removed).
+    pub durable: bool,
 }
 
 /// The layout of every stream of a bundle with parity.
@@ -507,56 +712,101 @@ pub fn rebuild(job: &Job, bundle_dir: &Path, progress: &dyn Progress) -> Result<
     }
     progress.start("rebuilding chunks", total);
     let names = |i: usize| m.chunks[i].name.clone();
-    type Part = (usize, Vec<u8>);
-    let result = std::thread::scope(|scope| -> Result<Vec<Problem>> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<Part>>(IN_FLIGHT);
-        let writer = scope.spawn(move || -> Result<Vec<Problem>> {
+    // A stripe's rebuilt bytes for the writer: one volume's shard buffer (handed over, not
+    // copied, and handed back) and the target chunks' ranges in it.
+    struct Parts {
+        shard: Vec<u8>,
+        ranges: Vec<(usize, usize, usize)>,
+    }
+    /// What the writer returns: the rebuilt chunks that failed their digests, and the files
+    /// written, to sync.
+    type Written = (Vec<Problem>, Vec<(PathBuf, File)>);
+    let result = std::thread::scope(|scope| -> Result<Written> {
+        let (tx, rx) = mpsc::sync_channel::<Parts>(IN_FLIGHT * (st.d + st.n));
+        let (back_tx, back_rx) = mpsc::sync_channel::<Vec<u8>>((IN_FLIGHT + 2) * (st.d + st.n));
+        let writer = scope.spawn(move || -> Result<Written> {
             let mut open: HashMap<usize, OutChunk> = HashMap::new();
             let mut bad = Vec::new();
+            let mut unsynced = Vec::new();
+            let hashing = |i: usize| {
+                if m.chunks[i].pieces.is_empty() {
+                    Hashing::Sha256(crate::format::Hasher::new())
+                } else {
+                    Hashing::Pieces(PieceHasher::new(m.piece_size))
+                }
+            };
+            let mut close = |o: OutChunk, i: usize, bad: &mut Vec<Problem>| -> Result<()> {
+                let c = &m.chunks[i];
+                let Closed {
+                    sha256,
+                    pieces,
+                    path,
+                    file,
+                } = o.close();
+                let wrong = match sha256 {
+                    Some(h) => (h != c.sha256).then(|| format!("hash to {}", h.hex())),
+                    None => pieces
+                        .iter()
+                        .zip(&c.pieces)
+                        .position(|(a, b)| a != b)
+                        .or((pieces.len() != c.pieces.len()).then_some(pieces.len()))
+                        .map(|k| format!("of piece {k} do not match its signed digest")),
+                };
+                if let Some(what) = wrong {
+                    bad.push(Problem::Unrecoverable {
+                        chunk: c.name.clone(),
+                        volume: vol_of[i] as u32 + 1,
+                        reason: format!(
+                            "the rebuilt bytes {what} (the manifest signed chunk {}): a chunk of another volume in its parity stripe is damaged (check every volume with airlock verify)",
+                            c.sha256.hex()
+                        ),
+                    });
+                }
+                if job.durable {
+                    unsynced.push((path, file));
+                }
+                Ok(())
+            };
             for parts in rx {
-                for (i, bytes) in parts {
+                for &(i, from, to) in &parts.ranges {
                     let c = &m.chunks[i];
                     if let std::collections::hash_map::Entry::Vacant(e) = open.entry(i) {
                         let dir = (job.out)(vol_of[i] as u32 + 1).join(CHUNKS_DIR);
-                        e.insert(OutChunk::create(dir.join(&c.name))?);
+                        e.insert(OutChunk::create(dir.join(&c.name), hashing(i))?);
                     }
                     let o = open.get_mut(&i).expect("opened above");
-                    o.write(&bytes)?;
-                    progress.inc(bytes.len() as u64);
+                    o.write(&parts.shard[from..to])?;
+                    progress.inc((to - from) as u64);
                     if o.written == c.size {
-                        let sums = open.remove(&i).expect("open").finish()?;
-                        if sums.sha256 != c.sha256 || (!c.pieces.is_empty() && sums.pieces != c.pieces) {
-                            bad.push(Problem::Unrecoverable {
-                                chunk: c.name.clone(),
-                                volume: vol_of[i] as u32 + 1,
-                                reason: format!(
-                                    "the rebuilt bytes hash to {}, the manifest signed {}: a chunk of another volume in its parity stripe is damaged (check every volume with airlock verify)",
-                                    sums.sha256.hex(),
-                                    c.sha256.hex()
-                                ),
-                            });
-                        }
+                        close(open.remove(&i).expect("open"), i, &mut bad)?;
                     }
                 }
+                let _ = back_tx.try_send(parts.shard);
             }
             // Empty targets (none in practice: chunks are never empty) are made here.
             for &t in &job.targets {
                 if m.chunks[t].size == 0 {
                     let dir = (job.out)(vol_of[t] as u32 + 1).join(CHUNKS_DIR);
-                    OutChunk::create(dir.join(&m.chunks[t].name))?.finish()?;
+                    close(OutChunk::create(dir.join(&m.chunks[t].name), hashing(t))?, t, &mut bad)?;
                 }
             }
-            Ok(bad)
+            Ok((bad, unsynced))
         });
         let code = || -> Result<()> {
-            let mut readers: Vec<Option<StreamReader>> = (0..st.d + st.n)
-                .map(|v| {
-                    job.dirs[v].as_ref().map(|dir| StreamReader {
-                        dir: dir.clone(),
-                        pieces: &st.pieces[v],
-                        names: &names,
-                        open: None,
-                    })
+            let mut lanes: Vec<Lane> = (0..LANES)
+                .map(|_| {
+                    Lane::new(
+                        (0..st.d + st.n)
+                            .map(|v| {
+                                job.dirs[v].as_ref().map(|dir| StreamReader {
+                                    dir: dir.clone(),
+                                    pieces: &st.pieces[v],
+                                    names: &names,
+                                    open: None,
+                                })
+                            })
+                            .collect(),
+                    )
                 })
                 .collect();
             let mut shards: Vec<Vec<u8>> = vec![Vec::new(); st.d + st.n];
@@ -565,7 +815,7 @@ pub fn rebuild(job: &Job, bundle_dir: &Path, progress: &dyn Progress) -> Result<
                 let (a, b) = st.stripe(s);
                 let len = (b - a) as usize;
                 // Which shards to read: every available original, recovery ones to make up D.
-                let missing_orig = (0..st.d).filter(|&v| !avail[v]).count();
+                let restore: Vec<usize> = (0..st.d).filter(|&v| !avail[v]).collect();
                 let parity_wanted = (st.d..st.d + st.n).any(|v| {
                     st.overlapping(v, a, b)
                         .iter()
@@ -573,66 +823,55 @@ pub fn rebuild(job: &Job, bundle_dir: &Path, progress: &dyn Progress) -> Result<
                 });
                 let mut use_rec = Vec::new();
                 for v in st.d..st.d + st.n {
-                    if use_rec.len() < missing_orig && avail[v] {
+                    if use_rec.len() < restore.len() && avail[v] {
                         use_rec.push(v);
                     }
                 }
-                for v in (0..st.d).chain(use_rec.iter().copied()) {
-                    if !avail[v] {
+                let read: Vec<bool> = (0..st.d + st.n)
+                    .map(|v| avail[v] && (v < st.d || use_rec.contains(&v)))
+                    .collect();
+                // Every buffer this stripe fills, sized (a buffer handed to the writer last
+                // stripe comes back, or a new one is made).
+                for (v, sh) in shards.iter_mut().enumerate() {
+                    if sh.capacity() == 0 {
+                        if let Ok(b) = back_rx.try_recv() {
+                            *sh = b;
+                        }
+                    }
+                    if read[v] || !avail[v] || (v >= st.d && parity_wanted) {
+                        sh.resize(len, 0);
+                    }
+                }
+                let work = StripeWork {
+                    d: st.d,
+                    n: st.n,
+                    at: a,
+                    read: &read,
+                    restore: &restore,
+                    use_rec: &use_rec,
+                    parity: parity_wanted,
+                };
+                code_stripe(&mut lanes, &work, &mut shards, len)?;
+                for v in 0..st.d + st.n {
+                    let ranges: Vec<(usize, usize, usize)> = st
+                        .overlapping(v, a, b)
+                        .iter()
+                        .filter(|p| job.targets.contains(&p.index))
+                        .map(|p| {
+                            (
+                                p.index,
+                                (p.start.max(a) - a) as usize,
+                                (p.end().min(b) - a) as usize,
+                            )
+                        })
+                        .collect();
+                    if ranges.is_empty() {
                         continue;
                     }
-                    shards[v].resize(len, 0);
-                    match &mut readers[v] {
-                        Some(r) => r.read(a, &mut shards[v])?,
-                        // Not given, but nothing of it in this stripe: zeros.
-                        None => shards[v].fill(0),
+                    let shard = std::mem::take(&mut shards[v]);
+                    if tx.send(Parts { shard, ranges }).is_err() {
+                        return Ok(()); // the writer failed: its error is returned
                     }
-                }
-                if missing_orig > 0 {
-                    let mut dec = ReedSolomonDecoder::new(st.d, st.n, len).map_err(coding_error)?;
-                    for v in 0..st.d {
-                        if avail[v] {
-                            dec.add_original_shard(v, &shards[v])
-                                .map_err(coding_error)?;
-                        }
-                    }
-                    for &v in &use_rec {
-                        dec.add_recovery_shard(v - st.d, &shards[v])
-                            .map_err(coding_error)?;
-                    }
-                    let res = dec.decode().map_err(coding_error)?;
-                    for v in 0..st.d {
-                        if !avail[v] {
-                            let r = res.restored_original(v).expect("restored");
-                            shards[v].clear();
-                            shards[v].extend_from_slice(r);
-                        }
-                    }
-                }
-                if parity_wanted {
-                    let mut enc = ReedSolomonEncoder::new(st.d, st.n, len).map_err(coding_error)?;
-                    for v in 0..st.d {
-                        enc.add_original_shard(&shards[v]).map_err(coding_error)?;
-                    }
-                    let res = enc.encode().map_err(coding_error)?;
-                    for j in 0..st.n {
-                        let v = st.d + j;
-                        shards[v].clear();
-                        shards[v].extend_from_slice(res.recovery(j).expect("n recovery shards"));
-                    }
-                }
-                let mut parts = Vec::new();
-                for v in 0..st.d + st.n {
-                    for p in st.overlapping(v, a, b) {
-                        if job.targets.contains(&p.index) {
-                            let from = (p.start.max(a) - a) as usize;
-                            let to = (p.end().min(b) - a) as usize;
-                            parts.push((p.index, shards[v][from..to].to_vec()));
-                        }
-                    }
-                }
-                if tx.send(parts).is_err() {
-                    break;
                 }
             }
             Ok(())
@@ -644,7 +883,13 @@ pub fn rebuild(job: &Job, bundle_dir: &Path, progress: &dyn Progress) -> Result<
         written
     });
     progress.finish();
-    let bad = result?;
+    let (bad, unsynced) = result?;
+    // Durable before the caller renames or reports (writeback was started as each chunk was
+    // written, so this mostly waits for the disk to finish).
+    for (path, file) in unsynced {
+        file.sync_all()
+            .map_err(|e| Error::io("sync chunk", &path, e))?;
+    }
     for &v in &out_dirs {
         fsutil::sync_dir(&(job.out)(v).join(CHUNKS_DIR))?;
     }
@@ -698,6 +943,7 @@ pub fn rebuild_volumes(
         damaged: BTreeSet::new(),
         targets,
         out: &out,
+        durable: false,
     };
     let rebuilt = rebuild(&job, bundle.dir(), progress)?;
     for &n in volumes {
@@ -864,6 +1110,7 @@ mod tests {
             damaged: BTreeSet::new(),
             targets: lost.iter().copied().collect(),
             out: &out,
+            durable: true,
         };
         let r = rebuild(&job, root, &NoProgress).unwrap();
         assert_eq!(r.chunks.len(), lost.len());
@@ -927,6 +1174,7 @@ mod tests {
             damaged: BTreeSet::new(),
             targets: [3, 4, 5].into_iter().collect(),
             out: &out,
+            durable: true,
         };
         match rebuild(&job, root, &NoProgress) {
             Err(Error::Rejected { problems, .. }) => {
@@ -993,6 +1241,51 @@ mod tests {
         assert!(par[data.len()..].iter().all(|&b| b == 0));
         lose_and_rebuild(root, &m, &[0, 1], &[1]);
         lose_and_rebuild(root, &m, &[2], &[2]);
+    }
+
+    /// What the sub-block coding relies on: coding a stripe in pieces of any multiple of 64
+    /// bytes gives the bytes that coding it whole gives (each 64-byte column is coded alone).
+    #[test]
+    fn coding_a_stripe_in_pieces_is_coding_it_whole() {
+        let (d, n, len, sub) = (3usize, 2usize, 5 * 64 * 1024 + 192, 64 * 1024);
+        let data: Vec<Vec<u8>> = (0..d).map(|k| bytes(len, k as u64 + 7)).collect();
+        let mut whole = ReedSolomonEncoder::new(d, n, len).unwrap();
+        for sh in &data {
+            whole.add_original_shard(sh).unwrap();
+        }
+        let whole = whole.encode().unwrap();
+        let whole: Vec<Vec<u8>> = (0..n)
+            .map(|j| whole.recovery(j).unwrap().to_vec())
+            .collect();
+        let mut pieced = vec![Vec::new(); n];
+        let mut at = 0;
+        while at < len {
+            let l = sub.min(len - at);
+            let mut e = ReedSolomonEncoder::new(d, n, l).unwrap();
+            for sh in &data {
+                e.add_original_shard(&sh[at..at + l]).unwrap();
+            }
+            let r = e.encode().unwrap();
+            for (j, p) in pieced.iter_mut().enumerate() {
+                p.extend_from_slice(r.recovery(j).unwrap());
+            }
+            at += l;
+        }
+        assert_eq!(pieced, whole);
+        // And decoding in pieces restores what decoding whole restores.
+        let mut restored = Vec::new();
+        let mut at = 0;
+        while at < len {
+            let l = sub.min(len - at);
+            let mut dec = ReedSolomonDecoder::new(d, n, l).unwrap();
+            dec.add_original_shard(0, &data[0][at..at + l]).unwrap();
+            dec.add_recovery_shard(0, &whole[0][at..at + l]).unwrap();
+            dec.add_recovery_shard(1, &whole[1][at..at + l]).unwrap();
+            let r = dec.decode().unwrap();
+            restored.extend_from_slice(r.restored_original(2).unwrap());
+            at += l;
+        }
+        assert_eq!(restored, data[2]);
     }
 
     #[test]
