@@ -6,7 +6,6 @@
 //! The token goes only to the endpoint's origin: it is set on requests to endpoint URLs, and
 //! reqwest drops `Authorization` when a redirect leaves the host (the CDN URLs are pre-signed).
 
-
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -328,9 +327,8 @@ impl HubClient {
             pinned: true,
         };
         let (client, u) = (self.clone(), url.to_string());
-        let connect: net::Connect<'static> = Box::new(move |resume| {
-            client.fetch(reqwest::Method::GET, &u, &ctx, Some(resume))
-        });
+        let connect: net::Connect<'static> =
+            Box::new(move |resume| client.fetch(reqwest::Method::GET, &u, &ctx, Some(resume)));
         RangedReader::open(url, how, connect)
     }
 

@@ -183,9 +183,9 @@ impl<'a> RangedReader<'a> {
             // size only: the caller's digest check then names the content at fault.
             if let (Some(e), Some(l)) = (self.how.expected, announced) {
                 if l < e {
-                    return Err(self.error(format!(
-                        "the server announces {l} bytes, {e} were expected"
-                    )));
+                    return Err(
+                        self.error(format!("the server announces {l} bytes, {e} were expected"))
+                    );
                 }
             }
             self.total = self.total.or(announced);

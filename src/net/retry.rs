@@ -54,6 +54,9 @@ pub enum Replay {
     Once,
 }
 
+/// The re-authentication hook of a [`Call`].
+pub type Reauth<'a> = dyn Fn(&Response) -> Result<bool> + 'a;
+
 /// One request for [`RetryPolicy::send`]: what may be repeated, its URL for messages, the
 /// re-authentication hook and how to word an answer that stayed transient.
 pub struct Call<'a> {
@@ -62,7 +65,7 @@ pub struct Call<'a> {
     pub url: &'a str,
     /// Answers a 401: `Ok(true)` sends the request again (at most once per request), `Ok(false)`
     /// hands the 401 back to the caller.
-    pub reauth: Option<&'a dyn Fn(&Response) -> Result<bool>>,
+    pub reauth: Option<&'a Reauth<'a>>,
     /// The error for an answer still transient after the last try (the try count is added).
     pub status_error: &'a dyn Fn(Response) -> Error,
 }
@@ -119,7 +122,12 @@ impl RetryPolicy {
     /// Announces retry number `retry` (0-based) of `url` and waits for it: the server's
     /// `retry_after` (capped) or the backoff. The wait ends early with
     /// [`Error::Interrupted`] when SIGINT or SIGTERM asks the run to stop.
-    pub fn pause(&self, retry: u32, retry_after: Option<Duration>, what: Retrying<'_>) -> Result<()> {
+    pub fn pause(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        what: Retrying<'_>,
+    ) -> Result<()> {
         let wait = self.wait(retry, retry_after);
         let event = Retrying { wait, ..what };
         RETRIES.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +158,11 @@ impl RetryPolicy {
                 Err(e) => {
                     let why = describe(&e);
                     if more && Self::transient_transport(&e, call.replay) {
-                        policy.pause(retries, None, Retrying::request(call.url, tries + 1, policy.attempts, &why))?;
+                        policy.pause(
+                            retries,
+                            None,
+                            Retrying::request(call.url, tries + 1, policy.attempts, &why),
+                        )?;
                         retries += 1;
                         continue;
                     }
@@ -177,7 +189,11 @@ impl RetryPolicy {
                         let after = retry_after(resp.headers(), SystemTime::now());
                         let why = format!("server answered {}", resp.status());
                         drop(resp);
-                        policy.pause(retries, after, Retrying::request(call.url, tries + 1, policy.attempts, &why))?;
+                        policy.pause(
+                            retries,
+                            after,
+                            Retrying::request(call.url, tries + 1, policy.attempts, &why),
+                        )?;
                         retries += 1;
                         continue;
                     }
@@ -225,7 +241,11 @@ impl RetryPolicy {
             let why = format!("reading {what} failed: {}", error_chain(&e));
             let tries = retries + 1;
             if tries < policy.attempts && !super::is_final(&e) {
-                policy.pause(retries, None, Retrying::request(url, tries + 1, policy.attempts, &why))?;
+                policy.pause(
+                    retries,
+                    None,
+                    Retrying::request(url, tries + 1, policy.attempts, &why),
+                )?;
                 retries += 1;
                 continue;
             }
@@ -382,7 +402,10 @@ fn causes<'a>(
     let mut todo = vec![e];
     while let Some(c) = todo.pop() {
         out.push(c);
-        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             todo.push(inner);
         }
         if let Some(next) = c.source() {
@@ -411,7 +434,11 @@ pub fn is_unresolvable(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The wait a `Retry-After` header asks for: delay-seconds, or an HTTP-date (a date in the past
 /// is no wait). `None` without a usable header.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Duration::from_secs(v.parse().unwrap_or(u64::MAX)));
     }
@@ -422,10 +449,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// An HTTP-date (RFC 9110 §5.6.7): IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, and the
 /// obsolete RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` and asctime `Sun Nov  6 08:49:37 1994`.
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s
-        .split([' ', ',', '-'])
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = s.split([' ', ',', '-']).filter(|p| !p.is_empty()).collect();
     let (day, mon, year, time) = match parts.as_slice() {
         [_, d, m, y, t, "GMT"] => (*d, *m, *y, *t),
         [_, m, d, t, y] => (*d, *m, *y, *t),
@@ -475,9 +499,15 @@ mod tests {
         let d: Vec<u64> = (0..6).map(|i| p.delay(i).as_millis() as u64).collect();
         assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
         // Retry-After wins over the backoff, capped.
-        assert_eq!(p.wait(0, Some(Duration::from_secs(1))), Duration::from_secs(1));
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
         assert_eq!(p.wait(5, Some(Duration::ZERO)), Duration::ZERO);
-        assert_eq!(p.wait(0, Some(Duration::from_secs(3600))), Duration::from_secs(10));
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(10)
+        );
         assert_eq!(p.wait(1, None), Duration::from_secs(1));
     }
 
@@ -501,14 +531,23 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert("retry-after", "Sun, 06 Nov 1994 08:49:40 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Sun, 06 Nov 1994 08:49:40 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(3)));
-        h.insert("retry-after", "Sunday, 06-Nov-94 08:49:47 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Sunday, 06-Nov-94 08:49:47 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
         h.insert("retry-after", "Sun Nov  6 08:50:37 1994".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(60)));
         // In the past: no wait. Garbage: ignored.
-        h.insert("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Thu, 01 Jan 1970 00:00:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
@@ -525,7 +564,12 @@ mod tests {
     fn announcements_name_the_url_the_try_and_why() {
         let r = Retrying {
             wait: Duration::from_millis(1500),
-            ..Retrying::request("http://h/v2/x/blobs/uploads/u?_state=s", 2, 4, "server answered 503")
+            ..Retrying::request(
+                "http://h/v2/x/blobs/uploads/u?_state=s",
+                2,
+                4,
+                "server answered 503",
+            )
         };
         assert_eq!(
             r.to_string(),
@@ -535,6 +579,8 @@ mod tests {
             at_byte: Some((70, Some(200))),
             ..r
         };
-        assert!(r.to_string().starts_with("resuming http://h/v2/x/blobs/uploads/u at byte 70 of 200"));
+        assert!(r
+            .to_string()
+            .starts_with("resuming http://h/v2/x/blobs/uploads/u at byte 70 of 200"));
     }
 }

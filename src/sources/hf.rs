@@ -17,9 +17,9 @@ use crate::bundle::{Origin, PlannedBlob};
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind, Digest, Entry, Hasher, HfFile, HfInfo};
 use crate::hf::client::Ctx;
-use crate::net::unwrap_io;
 use crate::hf::glob::Filter;
 use crate::hf::{GitBlobHasher, HfOptions, HfSpec, HubClient, RepoFile};
+use crate::net::unwrap_io;
 use crate::progress::Progress;
 
 /// Regular files downloaded at once by default.

@@ -31,7 +31,10 @@ fn a_url_source_survives_a_503_and_a_dropped_connection() {
     let src = format!("{}/files/model.bin#sha256={}", server.url(), digest.hex());
     let run = env.pack(&[&src], "k", "b", &[]);
     run.ok()
-        .stderr_has(&format!("retrying {}/files/model.bin in 1.0 s (try 2 of 4)", server.url()))
+        .stderr_has(&format!(
+            "retrying {}/files/model.bin in 1.0 s (try 2 of 4)",
+            server.url()
+        ))
         .stderr_has("503")
         .stderr_has(&format!(
             "resuming {}/files/model.bin at byte 1000000 of {LEN}",
@@ -41,7 +44,11 @@ fn a_url_source_survives_a_503_and_a_dropped_connection() {
     assert_eq!(seen.len(), 3, "{seen:#?}");
     assert_eq!(seen[2].range.as_deref(), Some("bytes=1000000-"));
     let etag = format!("\"{}\"", digest.hex());
-    assert_eq!(seen[2].if_range.as_deref(), Some(etag.as_str()), "{seen:#?}");
+    assert_eq!(
+        seen[2].if_range.as_deref(),
+        Some(etag.as_str()),
+        "{seen:#?}"
+    );
     env.run(&["verify", "b", "--trust", "k.pub"]).ok();
     env.run(&["import", "b", "--trust", "k.pub", "--files", "d"])
         .ok();
@@ -68,7 +75,9 @@ fn a_url_that_keeps_failing_fails_naming_the_url_and_the_tries() {
     let url = format!("{}/x.bin", server.url());
     env.pack(&[&url], "k", "b", &[])
         .code(1)
-        .stderr_has(&format!("{url}: server answered 503 Service Unavailable (after 4 tries)"));
+        .stderr_has(&format!(
+            "{url}: server answered 503 Service Unavailable (after 4 tries)"
+        ));
     nothing_left(&env, "b");
     let url = format!("{}/y.bin", server.url());
     env.pack(&[&url], "k", "b", &[])
@@ -100,7 +109,9 @@ fn the_hub_api_and_an_lfs_file_survive_faults() {
     env.keygen("k");
     let run = hub_pack(&env, &hub, "b");
     run.ok()
-        .stderr_has("/api/models/org/model/revision/main in 1.0 s (try 2 of 4): server answered 503")
+        .stderr_has(
+            "/api/models/org/model/revision/main in 1.0 s (try 2 of 4): server answered 503",
+        )
         .stderr_has("/api/models/org/model/tree/")
         .stderr_has("at byte 70000 of 300000");
     let ranges: Vec<String> = hub
@@ -162,9 +173,8 @@ fn a_registry_blob_survives_faults() {
         .stderr_has(&format!("/v2/net/img/blobs/{layer} at byte 100000"));
     let seen = proxy.requests();
     assert!(
-        seen.iter()
-            .any(|s| s.target.contains(&layer.to_string())
-                && s.range.as_deref() == Some("bytes=100000-")),
+        seen.iter().any(|s| s.target.contains(&layer.to_string())
+            && s.range.as_deref() == Some("bytes=100000-")),
         "{seen:#?}"
     );
     env.run(&["verify", "b", "--trust", "k.pub"]).ok();

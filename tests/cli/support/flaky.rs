@@ -257,7 +257,10 @@ fn file_answer(
     headers: &[String],
 ) -> (String, Box<dyn Read>) {
     let path = target.split('?').next().unwrap_or(target);
-    let Some(data) = files.get(path).filter(|_| method == "GET" || method == "HEAD") else {
+    let Some(data) = files
+        .get(path)
+        .filter(|_| method == "GET" || method == "HEAD")
+    else {
         let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         return (head.into(), Box::new(std::io::empty()));
     };
