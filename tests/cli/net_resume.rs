@@ -65,6 +65,34 @@ fn a_url_source_survives_a_503_and_a_dropped_connection() {
 }
 
 #[test]
+fn a_restart_from_zero_is_taken_only_when_it_cannot_mix_two_versions() {
+    let data = pseudo_random(LEN, 35);
+    let digest = Digest::of(&data);
+    let server = Flaky::files(&[("/m.bin", data.clone())]);
+    let env = Env::new();
+    env.keygen("k");
+    // Range ignored (200, same ETag): read again from the start, the first bytes skipped.
+    server.fault("/m.bin", Fault::Cut(500_000), 1);
+    server.fault("/m.bin", Fault::Whole, 1);
+    let url = format!("{}/m.bin", server.url());
+    env.pack(&[&url], "k", "b", &[])
+        .ok()
+        .stderr_has("at byte 500000");
+    let m = String::from_utf8(env.read("b/manifest.json")).unwrap();
+    assert!(m.contains(&digest.to_string()), "{m}");
+    // The file changed under the download (200 with another ETag): refused, pinned or not.
+    for src in [url.clone(), format!("{url}#sha256={}", digest.hex())] {
+        server.fault("/m.bin", Fault::Cut(500_000), 1);
+        server.fault("/m.bin", Fault::Changed, 1);
+        env.pack(&[&src], "k", "c", &[])
+            .code(1)
+            .stderr_has(&url)
+            .stderr_has("it changed during the download");
+        nothing_left(&env, "c");
+    }
+}
+
+#[test]
 fn a_url_that_keeps_failing_fails_naming_the_url_and_the_tries() {
     let data = pseudo_random(200_000, 32);
     let server = Flaky::files(&[("/x.bin", data.clone()), ("/y.bin", data.clone())]);

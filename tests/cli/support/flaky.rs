@@ -21,6 +21,10 @@ pub enum Fault {
     Cut(u64),
     /// `503 Service Unavailable` with `Retry-After: N` (seconds).
     Unavailable(u64),
+    /// Files: the whole file with `200`, the request's `Range` ignored (same `ETag`).
+    Whole,
+    /// Files: the whole file with `200` and another `ETag`, as if it had changed.
+    Changed,
 }
 
 impl Fault {
@@ -30,7 +34,7 @@ impl Fault {
             Fault::Unavailable(s) => Some(format!(
                 "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {s}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )),
-            Fault::Cut(_) => None,
+            _ => None,
         }
     }
 }
@@ -209,7 +213,7 @@ fn serve(st: &State, mut conn: TcpStream) -> std::io::Result<()> {
         _ => None,
     };
     let (head, mut body): (String, Box<dyn Read>) = match &st.upstream {
-        Upstream::Files(files) => file_answer(files, &method, &target, &headers),
+        Upstream::Files(files) => file_answer(files, &method, &target, &headers, fault),
         Upstream::Proxy(up) => {
             let mut u = TcpStream::connect(up)?;
             let mut req = format!("{line}\r\n");
@@ -255,6 +259,7 @@ fn file_answer(
     method: &str,
     target: &str,
     headers: &[String],
+    fault: Option<Fault>,
 ) -> (String, Box<dyn Read>) {
     let path = target.split('?').next().unwrap_or(target);
     let Some(data) = files
@@ -264,12 +269,16 @@ fn file_answer(
         let head = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         return (head.into(), Box::new(std::io::empty()));
     };
-    let etag = format!("\"{}\"", airlock::format::Digest::of(data).hex());
+    let etag = match fault {
+        Some(Fault::Changed) => "\"changed\"".to_string(),
+        _ => format!("\"{}\"", airlock::format::Digest::of(data).hex()),
+    };
+    let ranges = !matches!(fault, Some(Fault::Whole | Fault::Changed));
     let len = data.len() as u64;
     let start = header(headers, "range")
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.trim_end_matches('-').parse::<u64>().ok())
-        .filter(|s| *s < len)
+        .filter(|s| *s < len && ranges)
         .filter(|_| header(headers, "if-range").is_none_or(|v| v == etag));
     let body = Arc::clone(data);
     match start {
