@@ -120,8 +120,7 @@ impl RetryPolicy {
     }
 
     /// Announces retry number `retry` (0-based) of `url` and waits for it: the server's
-    /// `retry_after` (capped) or the backoff. The wait ends early with
-    /// [`Error::Interrupted`] when SIGINT or SIGTERM asks the run to stop.
+    /// `retry_after` (capped) or the backoff.
     pub fn pause(
         &self,
         retry: u32,
@@ -151,7 +150,7 @@ impl RetryPolicy {
         let mut retries = 0u32;
         let mut reauthed = false;
         loop {
-            crate::interrupt::check()?;
+            // No stop check here: after SIGINT/SIGTERM the rollback still talks to registries.
             let tries = retries + 1;
             let more = tries < policy.attempts;
             match build()?.send() {
@@ -236,7 +235,7 @@ impl RetryPolicy {
                 Err(e) => e,
             };
             if crate::interrupt::is_stop(&e) {
-                crate::interrupt::check()?;
+                return Err(unwrap_stop(e));
             }
             let why = format!("reading {what} failed: {}", error_chain(&e));
             let tries = retries + 1;
@@ -256,6 +255,11 @@ impl RetryPolicy {
             });
         }
     }
+}
+
+/// The [`Error::Interrupted`] inside a stop's I/O error.
+fn unwrap_stop(e: std::io::Error) -> Error {
+    super::unwrap_io(e, "")
 }
 
 /// ` (after N tries)` when there was more than one, else nothing.
@@ -279,17 +283,11 @@ pub fn with_tries(e: Error, tries: u32) -> Error {
     }
 }
 
-/// Sleeps `d`, in slices, returning early with [`Error::Interrupted`] on a stop request.
+/// Sleeps `d`. A stop request does not cut it short: the rollback that follows a stop may be
+/// retrying its own requests, and the interrupt watchdog ends a run still going after its grace.
 fn sleep(d: Duration) -> Result<()> {
-    let step = Duration::from_millis(50);
-    let mut left = d;
-    while !left.is_zero() {
-        crate::interrupt::check()?;
-        let now = left.min(step);
-        std::thread::sleep(now);
-        left -= now;
-    }
-    crate::interrupt::check()
+    std::thread::sleep(d);
+    Ok(())
 }
 
 /// One retry about to happen, as announced to [`on_retry`].
