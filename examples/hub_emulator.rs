@@ -9,6 +9,8 @@
 //! and runs until killed. Then e.g. `HF_ENDPOINT=… airlock pack hf://ORG/NAME …` or
 //! `HF_ENDPOINT=… hf download ORG/NAME`.
 
+#[path = "../tests/cli/support/flaky.rs"]
+mod flaky;
 #[path = "../tests/cli/support/hub.rs"]
 mod hub_emulator;
 

@@ -30,6 +30,9 @@ fn main() {
         json: cli.json,
         quiet: cli.quiet,
     };
+    // Every retry and resume of a network request, as it happens, on stderr.
+    let (json, quiet) = (cli.json, cli.quiet);
+    airlock::net::on_retry(move |line| Printer { json, quiet }.note(line));
     let code = match airlock::commands::run(cli, &printer) {
         Ok(()) => exit::OK,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {

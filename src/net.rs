@@ -4,6 +4,9 @@
 //! curl's `--speed-limit`/`--speed-time`, applied by [`Guarded`]). Host names resolve through
 //! [`HostResolver`] (hickory-resolver reading `/etc/hosts` and `/etc/resolv.conf`), never
 //! through glibc's `getaddrinfo`: the release binary is static and must not need NSS modules.
+//!
+//! Every request that retries goes through the one [`RetryPolicy`] (`retry.rs`), every download
+//! that resumes is a [`RangedReader`] (`ranged.rs`).
 
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +17,34 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::format::text::escape;
 
+mod ranged;
+mod retry;
+
+pub use ranged::{unwrap_io, Connect, Ranged, RangedReader, Resume};
+pub use retry::{
+    describe, error_chain, is_certificate_error, is_unresolvable, on_retry, parse_http_date,
+    retries, retry_after, tries_note, with_tries, Call, Replay, RetryPolicy, Retrying,
+};
+
 static PROVIDER: Once = Once::new();
+
+/// `url` without its query (registry upload URLs carry Distribution's opaque `_state`), for
+/// messages.
+pub fn redact(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(u, _)| u)
+}
+
+/// A name that cannot resolve (no such host, or no name server to ask): not worth a retry.
+#[derive(Debug)]
+pub struct Unresolvable(pub String);
+
+impl std::fmt::Display for Unresolvable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unresolvable {}
 
 /// Inactivity timeout: a request or a body read that makes no progress for this long fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -345,18 +375,19 @@ impl reqwest::dns::Resolve for HostResolver {
             let mut found = r.in_hosts(host);
             if found.is_empty() {
                 let dns = r.dns.as_ref().map_err(|why| {
-                    format!(
+                    Box::new(Unresolvable(format!(
                         "cannot resolve {}: not in /etc/hosts, and {why}",
                         escape(host)
-                    )
+                    ))) as Box<dyn std::error::Error + Send + Sync>
                 })?;
                 let lookup = dns.lookup_ip(host).await.map_err(|e| {
                     if e.is_no_records_found() {
                         // NXDOMAIN, or a name without A/AAAA records (the error's own text
                         // is a debug dump of the query).
-                        format!("cannot resolve {}: no such host (not in /etc/hosts, no address from DNS)", escape(host))
+                        Box::new(Unresolvable(format!("cannot resolve {}: no such host (not in /etc/hosts, no address from DNS)", escape(host))))
+                            as Box<dyn std::error::Error + Send + Sync>
                     } else {
-                        format!("cannot resolve {}: {e}", escape(host))
+                        format!("cannot resolve {}: {e}", escape(host)).into()
                     }
                 })?;
                 found = lookup.iter().collect();

@@ -1,12 +1,10 @@
 //! A small client for the parts of the Hub API `snapshot_download` uses: revision → commit,
 //! the recursive tree listing (with `Link` pagination), and `resolve` downloads that follow the
-//! redirect to the LFS CDN and resume with `Range` after a dropped connection.
+//! redirect to the LFS CDN and resume with `Range` after a dropped connection. Every request
+//! is retried under the one [`RetryPolicy`] and every download is a [`RangedReader`].
 //!
 //! The token goes only to the endpoint's origin: it is set on requests to endpoint URLs, and
 //! reqwest drops `Authorization` when a redirect leaves the host (the CDN URLs are pre-signed).
-
-use std::io::{self, Read};
-use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{StatusCode, Url};
@@ -18,10 +16,8 @@ use crate::error::{Error, Result};
 use crate::format::json;
 use crate::format::paths::validate_rel_path;
 use crate::format::HfRepoType;
-use crate::net;
+use crate::net::{self, RangedReader, RetryPolicy};
 
-/// Reconnections allowed per file download without progress in between.
-const MAX_RETRIES: u32 = 4;
 /// Tree pages followed at most (the Hub pages by 1000 entries or so).
 const MAX_PAGES: usize = 10_000;
 
@@ -87,6 +83,7 @@ pub struct HubClient {
     token: Option<String>,
     http: Client,
     transfer: net::Transfer,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for HubClient {
@@ -99,21 +96,6 @@ fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl HubClient {
@@ -132,6 +114,7 @@ impl HubClient {
             token: opts.token.clone().filter(|t| !t.is_empty()),
             http: net::client_with_roots(&opts.ca_certs, &opts.transfer)?,
             transfer: opts.transfer,
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -159,8 +142,51 @@ impl HubClient {
         Ok(rb)
     }
 
-    fn send(&self, rb: RequestBuilder, url: &str) -> Result<Response> {
-        rb.send().map_err(|e| transport_error(url, &e))
+    /// A GET of an API answer: its headers and its JSON (a body that breaks off is asked for
+    /// again, [`RetryPolicy::read_whole`]).
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        ctx: &Ctx,
+        what: &str,
+    ) -> Result<(reqwest::header::HeaderMap, T)> {
+        let (headers, body) = self.retry.read_whole(url, what, MAX_JSON, || {
+            self.fetch(reqwest::Method::GET, url, ctx, None)
+        })?;
+        Ok((headers, parse_json(&body, url, what)?))
+    }
+
+    /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> HubClient {
+        self.retry = retry.normalized();
+        self
+    }
+
+    /// `method` on `url` under the retry policy (transient failures retried; no re-auth: the
+    /// token is what it is); an answer that is not a success is the error naming it, with the
+    /// Hub's `X-Error-Code` read into a sentence.
+    fn fetch(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        ctx: &Ctx,
+        resume: Option<&net::Resume<'_>>,
+    ) -> Result<Response> {
+        let status_error = |resp: Response| self.hub_error(&resp, url, ctx);
+        let call = net::Call {
+            replay: net::Replay::Safe,
+            url,
+            reauth: None,
+            status_error: &status_error,
+        };
+        let resp = self.retry.send(&call, || {
+            let rb = self.request(method.clone(), url)?;
+            Ok(match resume {
+                Some(r) => r.apply(rb),
+                None => rb,
+            })
+        })?;
+        self.check(resp, url, ctx)
     }
 
     /// `GET /api/{type}s/{id}/revision/{rev}` → the commit (`sha`).
@@ -176,9 +202,7 @@ impl HubClient {
             revision: Some(rev.to_string()),
             path: None,
         };
-        let resp = self.send(self.request(reqwest::Method::GET, &url)?, &url)?;
-        let resp = self.check(resp, &url, &ctx)?;
-        let info: RevisionInfo = read_json(resp, &url, "repo info")?;
+        let info: RevisionInfo = self.get_json(&url, &ctx, "repo info")?.1;
         let sha = info.sha.unwrap_or_default();
         if !is_hex(&sha, 40) {
             return Err(Error::Http {
@@ -222,10 +246,9 @@ impl HubClient {
                     msg: format!("more than {MAX_PAGES} pages of tree listing"),
                 });
             }
-            let resp = self.send(self.request(reqwest::Method::GET, &url)?, &url)?;
-            let resp = self.check(resp, &url, &ctx)?;
-            let link = resp
-                .headers()
+            let (headers, entries): (_, Vec<TreeEntry>) =
+                self.get_json(&url, &ctx, "a tree listing")?;
+            let link = headers
                 .get_all(reqwest::header::LINK)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
@@ -239,7 +262,6 @@ impl HubClient {
                 })?;
                 next = Some(joined.to_string());
             }
-            let entries: Vec<TreeEntry> = read_json(resp, &url, "a tree listing")?;
             for e in entries {
                 if e.kind != "file" {
                     continue;
@@ -290,22 +312,24 @@ impl HubClient {
     /// A HEAD on a file (redirects followed): fails early, before anything is written, on a
     /// gated, private or missing file.
     pub fn probe(&self, url: &str, ctx: &Ctx) -> Result<()> {
-        let resp = self.send(self.request(reqwest::Method::HEAD, url)?, url)?;
-        self.check(resp, url, ctx).map(drop)
+        self.fetch(reqwest::Method::HEAD, url, ctx, None).map(drop)
     }
 
-    /// A reader over a file's bytes that reconnects with `Range` when the connection drops.
-    /// It does not check content: callers hash what it yields.
-    pub fn open_file(&self, url: &str, size: u64, ctx: Ctx) -> FileReader {
-        FileReader {
-            client: self.clone(),
-            url: url.to_string(),
-            size,
-            ctx,
-            pos: 0,
-            resp: None,
-            failures: 0,
-        }
+    /// A reader over a file's `size` bytes that reconnects with `Range` when the connection
+    /// drops ([`RangedReader`]; the first request is made now). It does not check content:
+    /// callers hash what it yields (LFS SHA-256, git blob SHA-1), so a server without Range
+    /// support is read again from the start.
+    pub fn open_file(&self, url: &str, size: u64, ctx: Ctx) -> Result<RangedReader<'static>> {
+        let how = net::Ranged {
+            policy: self.retry,
+            transfer: self.transfer,
+            expected: Some(size),
+            pinned: true,
+        };
+        let (client, u) = (self.clone(), url.to_string());
+        let connect: net::Connect<'static> =
+            Box::new(move |resume| client.fetch(reqwest::Method::GET, &u, &ctx, Some(resume)));
+        RangedReader::open(url, how, connect)
     }
 
     /// Passes a success through; turns anything else into an error naming the problem.
@@ -394,16 +418,8 @@ impl HubClient {
 /// Largest API answer read (a tree page of the Hub is well below this).
 const MAX_JSON: u64 = 256 << 20;
 
-fn read_json<T: serde::de::DeserializeOwned>(resp: Response, url: &str, what: &str) -> Result<T> {
-    let mut body = Vec::new();
-    resp.take(MAX_JSON)
-        .read_to_end(&mut body)
-        .map_err(|e| Error::Http {
-            kind: crate::error::NetKind::Network,
-            url: url.to_string(),
-            msg: format!("reading {what} failed: {}", chain(&e)),
-        })?;
-    json::from_slice(&body, what).map_err(|e| Error::Http {
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], url: &str, what: &str) -> Result<T> {
+    json::from_slice(body, what).map_err(|e| Error::Http {
         kind: crate::error::NetKind::Network,
         url: url.to_string(),
         msg: format!("the Hub's answer is not {what}: {}", e.detail()),
@@ -412,19 +428,6 @@ fn read_json<T: serde::de::DeserializeOwned>(resp: Response, url: &str, what: &s
 
 fn repo_label(t: HfRepoType, id: &str) -> String {
     format!("{}{id}", url_prefix(t))
-}
-
-fn transport_error(url: &str, e: &reqwest::Error) -> Error {
-    let msg = if e.is_redirect() {
-        format!("redirect loop or too many redirects ({})", chain(e))
-    } else {
-        chain(e)
-    };
-    Error::Http {
-        kind: crate::error::NetKind::of_transport(e),
-        url: url.to_string(),
-        msg,
-    }
 }
 
 /// The `rel="next"` URL of one `Link` header value, if any.
@@ -438,160 +441,6 @@ fn next_link(value: &str) -> Option<String> {
         });
         is_next.then(|| target.to_string())
     })
-}
-
-/// A file download that resumes from where it stopped (`Range: bytes=N-`; a server that answers
-/// 200 instead of 206 is read from the start and the first N bytes skipped).
-pub struct FileReader {
-    client: HubClient,
-    url: String,
-    size: u64,
-    ctx: Ctx,
-    pos: u64,
-    resp: Option<net::Guarded<Response>>,
-    failures: u32,
-}
-
-impl FileReader {
-    fn fail(&self, msg: String) -> io::Error {
-        io::Error::other(Error::Http {
-            kind: crate::error::NetKind::Network,
-            url: self.url.clone(),
-            msg,
-        })
-    }
-
-    /// Connects at `pos`; `Ok(None)` for a failure worth retrying.
-    fn connect(&mut self) -> io::Result<Option<Response>> {
-        let mut rb = self
-            .client
-            .request(reqwest::Method::GET, &self.url)
-            .map_err(io::Error::other)?;
-        if self.pos > 0 {
-            rb = rb.header(reqwest::header::RANGE, format!("bytes={}-", self.pos));
-        }
-        let resp = match rb.send() {
-            Ok(r) => r,
-            Err(e) if e.is_redirect() => {
-                return Err(io::Error::other(transport_error(&self.url, &e)))
-            }
-            Err(_) => return Ok(None),
-        };
-        let status = resp.status();
-        if status.is_server_error() {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(io::Error::other(
-                self.client.hub_error(&resp, &self.url, &self.ctx),
-            ));
-        }
-        let announced = resp.content_length();
-        let mut resp = resp;
-        if status == StatusCode::PARTIAL_CONTENT {
-            let range = resp
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let start = range
-                .strip_prefix("bytes ")
-                .and_then(|r| r.split('-').next())
-                .and_then(|s| s.parse::<u64>().ok());
-            if start != Some(self.pos) {
-                return Err(self.fail(format!(
-                    "asked to resume at byte {}, the server sent Content-Range {range:?}",
-                    self.pos
-                )));
-            }
-        } else {
-            if let Some(len) = announced {
-                if len != self.size {
-                    return Err(self.fail(format!(
-                        "the server announces {len} bytes, the tree listing says {}",
-                        self.size
-                    )));
-                }
-            }
-            if self.pos > 0 {
-                // No range support: read again from the start, dropping what we have.
-                let skipped = io::copy(&mut (&mut resp).take(self.pos), &mut io::sink());
-                if !matches!(skipped, Ok(n) if n == self.pos) {
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(resp))
-    }
-
-    fn retry(&mut self, why: String) -> io::Result<()> {
-        self.resp = None;
-        self.failures += 1;
-        if self.failures > MAX_RETRIES {
-            return Err(self.fail(format!(
-                "download failed after {} of {} bytes and {MAX_RETRIES} retries: {why}",
-                self.pos, self.size
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100 << self.failures.min(5)));
-        Ok(())
-    }
-}
-
-impl Read for FileReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.resp.is_none() {
-                if self.pos >= self.size && self.pos > 0 {
-                    return Ok(0);
-                }
-                match self.connect()? {
-                    Some(r) => self.resp = Some(self.client.transfer.guard(r)),
-                    None => {
-                        self.retry("cannot connect".into())?;
-                        continue;
-                    }
-                }
-            }
-            let resp = self.resp.as_mut().expect("connected above");
-            match resp.read(buf) {
-                Ok(0) if self.pos < self.size && !buf.is_empty() => {
-                    let why = format!("connection closed at byte {}", self.pos);
-                    self.retry(why)?;
-                }
-                Ok(n) => {
-                    if n > 0 {
-                        self.failures = 0;
-                    }
-                    self.pos += n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Too slow is final (resuming would let a dripping server go on for ever), and so is a stop.
-                Err(e) if net::is_final(&e) => return Err(self.fail(chain(&e))),
-                Err(e) => {
-                    let why = chain(&e);
-                    self.retry(why)?;
-                }
-            }
-        }
-    }
-}
-
-/// The library error inside an I/O error from a [`FileReader`], or a generic one.
-pub fn unwrap_io(e: io::Error, url: &str) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        return *e
-            .into_inner()
-            .expect("checked above")
-            .downcast::<Error>()
-            .expect("checked above");
-    }
-    Error::Http {
-        kind: crate::error::NetKind::Network,
-        url: url.to_string(),
-        msg: chain(&e),
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
 //! A minimal OCI distribution client: manifests (with the full `Accept` list that Docker
 //! Distribution 2.8 needs) and blobs (streamed, never held in memory), each checked against its
 //! digest; anonymous-token, Bearer and Basic auth from `WWW-Authenticate` challenges, with one
-//! token cached per scope. Transient failures (connect errors, timeouts, 429, 502/503/504, and
-//! 500 on GET/HEAD) are retried with bounded exponential backoff ([`RetryPolicy`]); blob
-//! downloads resume with `Range` after a broken connection ([`BlobReader`]). reqwest drops
+//! token cached per scope. Transient failures are retried under the one policy of
+//! [`net::RetryPolicy`] (a 401 answered once per request through `token`); blob downloads
+//! resume with `Range` after a broken connection ([`net::RangedReader`]). reqwest drops
 //! `Authorization` when a redirect leaves the registry's origin. The push side lives in
 //! [`super::push`].
 //!
-//! This file holds the transport: connecting, the retry policy, [`Registry::request`] and the
-//! error texts; `token` answers auth challenges, `fetch` holds the manifest and blob endpoints.
+//! This file holds the registry's use of the transport: connecting, [`Registry::request`] and
+//! the error texts; `token` answers auth challenges, `fetch` holds the manifest and blob
+//! endpoints.
 
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
@@ -24,7 +24,8 @@ use crate::net;
 mod fetch;
 mod token;
 
-pub use fetch::BlobReader;
+pub(crate) use crate::net::Replay;
+use crate::net::RetryPolicy;
 use token::{Apply, AuthState};
 
 /// Every manifest type airlock accepts, in the order registries should prefer.
@@ -76,52 +77,6 @@ impl ConnectOptions {
     }
 }
 
-/// How often and how patiently transient failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries per request, the first included (at least 1).
-    pub attempts: u32,
-    /// Delay before the first retry, doubled for each further one up to `max_delay`.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// A `Retry-After` (in seconds) up to this long is honoured instead of the backoff delay.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 4 tries, waiting 0.5 s, 1 s, 2 s (at most 4 s); `Retry-After` honoured up to 10 s.
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(4),
-            max_retry_after: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (0-based).
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.base_delay
-            .saturating_mul(1u32 << retry.min(16))
-            .min(self.max_delay)
-    }
-}
-
-/// Whether a request may be repeated after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Replay {
-    /// GET/HEAD: repeated after any transport error, timeout, 429, 500, 502, 503, 504.
-    Safe,
-    /// PUT and upload-starting POSTs (repeating one at worst opens a spare upload session or
-    /// consumes a finished one, which the push notices): repeated after any transport error
-    /// and on 429/502/503/504, not on 500.
-    Idempotent,
-    /// PATCH (the registry appends): repeated only when the connection could not be made.
-    Once,
-}
-
 pub struct Registry {
     http: Client,
     base: String,
@@ -134,10 +89,7 @@ pub struct Registry {
     transfer: net::Transfer,
 }
 
-/// `url` without its query (upload URLs carry Distribution's opaque `_state`), for messages.
-pub(crate) fn redact(url: &str) -> &str {
-    url.split_once('?').map_or(url, |(u, _)| u)
-}
+pub(crate) use crate::net::redact;
 
 /// An error for an unexpected answer: the URL, what was being done, the HTTP status, and the
 /// registry's `errors[]` (`CODE: message`) or a snippet of the body.
@@ -191,55 +143,6 @@ pub(crate) fn status_error(url: &str, what: &str, resp: Response) -> Error {
     }
 }
 
-/// A transport error with its causes (reqwest's own message hides them), without the URL.
-pub(crate) fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg = format!("{msg}: {text}");
-        }
-        cause = c.source();
-    }
-    msg
-}
-
-/// Whether a request failed on the server's certificate (the TLS handshake got that far).
-fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        // The rustls error may sit inside nested io::Errors (whose `source` skips it).
-        let mut inner: &(dyn std::error::Error + 'static) = err;
-        while let Some(next) = inner
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            inner = next;
-        }
-        if matches!(
-            inner.downcast_ref::<rustls::Error>(),
-            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
-        ) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-fn retry_after(resp: &Response) -> Option<Duration> {
-    resp.headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 /// A header value as a string ("" when absent or not ASCII).
 pub(crate) fn header<'a>(resp: &'a Response, name: &str) -> &'a str {
     resp.headers()
@@ -266,7 +169,7 @@ impl Registry {
             let probe = http.get(format!("{base}/v2/")).send();
             // A server that presented a certificate speaks TLS: an untrusted one is an error to
             // report, never a reason to fall back to plain HTTP.
-            if matches!(&probe, Err(e) if (e.is_connect() || e.is_request()) && !is_certificate_error(e))
+            if matches!(&probe, Err(e) if (e.is_connect() || e.is_request()) && !net::is_certificate_error(e))
             {
                 base = format!("http://{host}");
             }
@@ -284,10 +187,7 @@ impl Registry {
 
     /// Replaces the retry policy (the default is [`RetryPolicy::default`]).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Registry {
-        self.retry = RetryPolicy {
-            attempts: retry.attempts.max(1),
-            ..retry
-        };
+        self.retry = retry.normalized();
         self
     }
 
@@ -321,10 +221,12 @@ impl Registry {
             })
     }
 
-    /// Sends a request built by `build` (called again for each try), answering one auth
-    /// challenge and retrying transient failures as `replay` allows (see [`RetryPolicy`]).
-    /// `scope` is a space-separated list of token scopes (`repository:a/b:pull,push`).
-    /// Returns the final response whatever its status, except 401 (an error).
+    /// Sends a request built by `build` (called again for each try) under the retry policy
+    /// ([`RetryPolicy::send`]: transient failures retried as `replay` allows), answering one
+    /// auth challenge per request. `scope` is a space-separated list of token scopes
+    /// (`repository:a/b:pull,push`). Returns the final response whatever its status, except
+    /// 401 (an error) and an answer still transient after the last try (an error naming the
+    /// tries).
     pub(crate) fn request(
         &self,
         replay: Replay,
@@ -332,80 +234,40 @@ impl Registry {
         build: impl Fn(&Client) -> RequestBuilder,
         scope: &str,
     ) -> Result<Response> {
-        let policy = self.retry;
-        let mut retries = 0u32;
-        let mut reauthed = false;
-        loop {
-            let auth = self.auth_for(scope)?;
-            let sent = self.apply(build(&self.http), &auth).send();
-            let can_retry = retries + 1 < policy.attempts;
-            match sent {
-                Err(e) => {
-                    let transient = match replay {
-                        Replay::Safe | Replay::Idempotent => !e.is_builder() && !e.is_redirect(),
-                        Replay::Once => e.is_connect(),
-                    };
-                    if transient && can_retry {
-                        std::thread::sleep(policy.delay(retries));
-                        retries += 1;
-                        continue;
-                    }
-                    let tries = if retries > 0 {
-                        format!(" (after {} tries)", retries + 1)
-                    } else {
-                        String::new()
-                    };
-                    return Err(Error::Http {
-                        kind: crate::error::NetKind::of_transport(&e),
-                        url: redact(url).to_string(),
-                        msg: format!("{}{tries}", describe(e)),
-                    });
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED {
-                        if reauthed || matches!(auth, Apply::Basic) {
-                            return Err(Error::Http {
-                                kind: crate::error::NetKind::Auth,
-                                url: redact(url).to_string(),
-                                msg: "authentication failed (401)".into(),
-                            });
-                        }
-                        reauthed = true;
-                        self.answer_challenge(&resp, url, scope)?;
-                        continue;
-                    }
-                    let transient = match status.as_u16() {
-                        429 | 502 | 503 | 504 => replay != Replay::Once,
-                        500 => replay == Replay::Safe,
-                        _ => false,
-                    };
-                    if transient && can_retry {
-                        let wait = retry_after(&resp)
-                            .filter(|d| *d <= policy.max_retry_after)
-                            .unwrap_or_else(|| policy.delay(retries));
-                        drop(resp);
-                        std::thread::sleep(wait);
-                        retries += 1;
-                        continue;
-                    }
-                    return Ok(resp);
-                }
+        let basic = std::cell::Cell::new(false);
+        let reauth = |resp: &Response| -> Result<bool> {
+            if basic.get() {
+                return Ok(false);
             }
+            self.answer_challenge(resp, url, scope)?;
+            Ok(true)
+        };
+        let status_error = |resp: Response| status_error(url, "", resp);
+        let call = net::Call {
+            replay,
+            url: redact(url),
+            reauth: Some(&reauth),
+            status_error: &status_error,
+        };
+        let resp = self.retry.send(&call, || {
+            let auth = self.auth_for(scope)?;
+            basic.set(matches!(auth, Apply::Basic));
+            Ok(self.apply(build(&self.http), &auth))
+        })?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Error::Http {
+                kind: crate::error::NetKind::Auth,
+                url: redact(url).to_string(),
+                msg: "authentication failed (401)".into(),
+            });
         }
+        Ok(resp)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy::default();
-        let d: Vec<u64> = (0..6).map(|i| p.delay(i).as_millis() as u64).collect();
-        assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
-    }
 
     #[test]
     fn redact_drops_the_upload_state() {

@@ -16,7 +16,7 @@
 //! 1 MiB buffers), so memory stays bounded whatever the chunk and blob sizes.
 //! The registry's `Docker-Content-Digest` must match. A blob upload broken by the network or a
 //! 5xx is started again from a fresh session (after a `HEAD`, since it may have completed), at
-//! most [`RetryPolicy::attempts`](super::client::RetryPolicy) times.
+//! most [`RetryPolicy::attempts`](crate::net::RetryPolicy) times, waiting as that one policy says.
 //!
 //! This file holds the image's order (blobs, child manifests, top manifest, tag), the probe and
 //! the tag; `upload` pushes one blob (mount, monolithic or chunked session, retries), `pipe`

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use crate::bundle::{Origin, PlannedBlob};
 use crate::error::{Error, Result};
 use crate::format::{Artifact, ArtifactKind, Digest, Entry, Hasher, HfFile, HfInfo};
-use crate::hf::client::{unwrap_io, Ctx};
+use crate::hf::client::Ctx;
 use crate::hf::glob::Filter;
 use crate::hf::{GitBlobHasher, HfOptions, HfSpec, HubClient, RepoFile};
+use crate::net::unwrap_io;
 use crate::progress::Progress;
 
 /// Regular files downloaded at once by default.
@@ -115,7 +116,7 @@ pub fn resolve(
                         size,
                         origin: Origin::Stream {
                             open: Arc::new(move || {
-                                Ok(Box::new(c.open_file(&url, size, ctx.clone()))
+                                Ok(Box::new(c.open_file(&url, size, ctx.clone())?)
                                     as Box<dyn Read + Send>)
                             }),
                             what: format!("{label}: {} (LFS)", f.path),
@@ -259,7 +260,7 @@ fn download_one(
         revision: Some(commit.to_string()),
         path: Some(f.path.clone()),
     };
-    let mut reader = client.open_file(&url, f.size, ctx);
+    let mut reader = client.open_file(&url, f.size, ctx)?;
     let mut out = File::create(dest).map_err(|e| Error::io("create", dest, e))?;
     let mut sha256 = Hasher::new();
     let mut sha1 = GitBlobHasher::new(f.size);

@@ -4,7 +4,9 @@
 //! `Content-Length` that disagrees fails at once, the first byte beyond it stops the download),
 //! else by `--max-download`; always by the free space of the output filesystem (the staged file
 //! and its later copy into a chunk must both fit, less [`RESERVE`]); and in time by the shared
-//! transfer policy ([`net::Transfer`]).
+//! transfer policy ([`net::Transfer`]). Requests are retried under the one
+//! [`net::RetryPolicy`]; a broken body resumes ([`net::RangedReader`]; unpinned, only where the
+//! server shows the file unchanged).
 
 use std::fs::File;
 use std::io::Read;
@@ -139,21 +141,34 @@ pub(super) fn resolve(
     };
     let http = |msg: String| http_kind(crate::error::NetKind::Network, msg);
     let transfer = opts.connect.transfer;
-    let resp = net::client_with_roots(&opts.connect.ca_certs, &transfer)?
-        .get(parsed)
-        .send()
-        .map_err(|e| http_kind(crate::error::NetKind::of_transport(&e), error_chain(&e)))?;
-    if let Some(why) = net::unfollowed_redirect(&resp) {
-        return Err(http(why));
-    }
-    if !resp.status().is_success() {
-        return Err(http_kind(
-            crate::error::NetKind::of_status(resp.status().as_u16(), &[]),
-            format!("server answered {}", resp.status()),
-        ));
-    }
-    let final_url = resp.url().to_string();
-    let announced = resp.content_length();
+    let client = net::client_with_roots(&opts.connect.ca_certs, &transfer)?;
+    let how = net::Ranged {
+        policy: net::RetryPolicy::default(),
+        transfer,
+        // The bounds below are this source's own (a declared size is checked as content).
+        expected: None,
+        pinned: d.pin.is_some(),
+    };
+    let connect: net::Connect<'_> = Box::new(|resume| {
+        let answered = |resp: reqwest::blocking::Response| status_error(url, &resp);
+        let call = net::Call {
+            replay: net::Replay::Safe,
+            url,
+            reauth: None,
+            status_error: &answered,
+        };
+        let resp = how
+            .policy
+            .send(&call, || Ok(resume.apply(client.get(parsed.clone()))))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(status_error(url, &resp))
+        }
+    });
+    let reader = net::RangedReader::open(url, how, connect)?;
+    let final_url = reader.final_url().to_string();
+    let announced = reader.content_length();
     let what = format!("download of {url}");
     let bound = bound(d.size, announced, opts.max_download, room).map_err(|r| match r {
         Refusal::LengthMismatch {
@@ -178,12 +193,16 @@ pub(super) fn resolve(
         announced.or(d.size).unwrap_or(0),
     );
     let limit = bound.limit();
-    let body = transfer.guard(resp).take(limit.saturating_add(1));
+    let body = reader.take(limit.saturating_add(1));
     let (digest, size) = fsutil::copy_hashed(body, &mut file, progress).map_err(|e| match e {
-        CopyError::Read { after, source } => http(format!(
-            "download failed after {after} bytes: {}",
-            error_chain(&source)
-        )),
+        CopyError::Read { after, source } => match net::unwrap_io(source, url) {
+            Error::Http { kind, url, msg } => Error::Http {
+                kind,
+                url,
+                msg: format!("download failed after {after} bytes: {msg}"),
+            },
+            e => e,
+        },
         CopyError::Write(e) => Error::io("write", &dest, e),
     })?;
     progress.finish();
@@ -275,19 +294,20 @@ fn no_room(staging: &Path, url: &str, size: u64, room: u64) -> Error {
     ))
 }
 
-/// An error and its causes on one line (reqwest's top-level message alone is often vague).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
+/// The error for an answer that is not a success: a redirect not followed, or the status.
+fn status_error(url: &str, resp: &reqwest::blocking::Response) -> Error {
+    if let Some(why) = net::unfollowed_redirect(resp) {
+        return Error::Http {
+            kind: crate::error::NetKind::Network,
+            url: url.to_string(),
+            msg: why,
+        };
     }
-    s
+    Error::Http {
+        kind: crate::error::NetKind::of_status(resp.status().as_u16(), &[]),
+        url: url.to_string(),
+        msg: format!("server answered {}", resp.status()),
+    }
 }
 
 #[cfg(test)]

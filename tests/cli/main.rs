@@ -23,6 +23,7 @@ mod keys;
 mod layouts;
 mod million_auth;
 mod models;
+mod net_resume;
 mod ollama;
 mod pack_floor;
 mod policy;

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock::format::Digest;
-use airlock::oci::client::{ConnectOptions, Registry, RetryPolicy};
+use airlock::net::RetryPolicy;
+use airlock::oci::client::{ConnectOptions, Registry};
 use airlock::oci::image::{self, LayoutBlobs};
 use airlock::oci::model::{descriptor_of, Descriptor};
 use airlock::oci::push::{push_image, PushOptions, PushReport};

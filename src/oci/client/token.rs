@@ -136,25 +136,18 @@ impl Registry {
             }
             rb
         };
-        let mut retries = 0;
-        let resp = loop {
-            match build(&self.http).send() {
-                Ok(r)
-                    if matches!(r.status().as_u16(), 429 | 500 | 502 | 503 | 504)
-                        && retries + 1 < self.retry.attempts => {}
-                Ok(r) => break r,
-                Err(e) if retries + 1 >= self.retry.attempts || e.is_builder() => {
-                    return Err(Error::Http {
-                        kind: crate::error::NetKind::of_transport(&e),
-                        url: realm.to_string(),
-                        msg: e.to_string(),
-                    })
-                }
-                Err(_) => {}
-            }
-            std::thread::sleep(self.retry.delay(retries));
-            retries += 1;
+        let status_error = |resp: Response| Error::Http {
+            kind: crate::error::NetKind::of_status(resp.status().as_u16(), &[]),
+            url: realm.to_string(),
+            msg: format!("token server answered {}", resp.status()),
         };
+        let call = crate::net::Call {
+            replay: crate::net::Replay::Safe,
+            url: realm,
+            reauth: None,
+            status_error: &status_error,
+        };
+        let resp = self.retry.send(&call, || Ok(build(&self.http)))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Error::Http {
                 kind: crate::error::NetKind::Auth,

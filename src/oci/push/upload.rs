@@ -1,6 +1,8 @@
 //! One blob's way into a registry: `HEAD`, cross-repository mounts, then a monolithic or
 //! chunked upload session (each `PATCH` to the `Location` the previous answer gave, then
-//! `PUT ?digest=`), started again from a fresh session when the network or a 5xx breaks it.
+//! `PUT ?digest=`), started again from a fresh session when the network or a transient answer
+//! breaks it: which answers are transient and how long to wait come from the one
+//! [`RetryPolicy`](crate::net::RetryPolicy); the restart itself is the upload protocol's.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use super::pipe::{feed, Pipe, PipeReader, PipeState};
 use super::{context, put_manifest, PushOptions, PushReport};
 use crate::error::{Error, Result};
 use crate::format::Digest;
+use crate::net::{RetryPolicy, Retrying};
 use crate::oci::client::{header, redact, status_error, Registry, Replay};
 use crate::oci::image::BlobSource;
 use crate::oci::model::Descriptor;
@@ -88,14 +91,16 @@ impl Pusher<'_> {
         format!("pushing blob {digest}")
     }
 
-    /// An unexpected answer to an upload request, classified.
+    /// An unexpected answer to an upload request, classified: transient for the retry policy
+    /// (as a GET would be), any other 5xx, or the upload session lost (404, 416) is worth a
+    /// fresh session.
     fn answer(&self, url: &str, digest: &Digest, resp: reqwest::blocking::Response) -> Fail {
         let status = resp.status();
         let e = status_error(url, &self.what(digest), resp);
-        if status.is_server_error()
+        if RetryPolicy::transient_status(status.as_u16(), Replay::Safe)
+            || status.is_server_error()
             || status == StatusCode::NOT_FOUND
             || status == StatusCode::RANGE_NOT_SATISFIABLE
-            || status == StatusCode::TOO_MANY_REQUESTS
         {
             Fail::Retry(e)
         } else {
@@ -165,9 +170,14 @@ impl Pusher<'_> {
                     report.bytes_uploaded += desc.size;
                     return Ok(());
                 }
-                Err(Fail::Retry(_)) if tries < policy.attempts => {
+                Err(Fail::Retry(e)) if tries < policy.attempts => {
                     report.upload_retries += 1;
-                    std::thread::sleep(policy.delay(tries - 1));
+                    let why = e.to_string();
+                    let url = self.reg.url(&format!("/v2/{}/blobs/{d}", self.repo));
+                    let event = Retrying::request(&url, tries + 1, policy.attempts, &why);
+                    policy
+                        .pause(tries - 1, None, event)
+                        .map_err(|e| context(e, &what))?;
                     // The upload may have completed with only the answer lost.
                     if self
                         .reg
@@ -180,7 +190,18 @@ impl Pusher<'_> {
                         return Ok(());
                     }
                 }
-                Err(Fail::Retry(e)) | Err(Fail::Fatal(e)) => return Err(context(e, &what)),
+                Err(Fail::Retry(e)) => {
+                    let e = match e {
+                        Error::Http { kind, url, msg } if tries > 1 => Error::Http {
+                            kind,
+                            url,
+                            msg: format!("{msg} (upload started {tries} times)"),
+                        },
+                        e => e,
+                    };
+                    return Err(context(e, &what));
+                }
+                Err(Fail::Fatal(e)) => return Err(context(e, &what)),
             }
         }
     }

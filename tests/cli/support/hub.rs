@@ -263,6 +263,8 @@ struct Hooks {
 }
 
 struct State {
+    /// Faults for any request (API or file, either origin) by target: [`Hub::fault`].
+    faults: super::flaky::Faults,
     repos: Vec<RepoDef>,
     page_size: AtomicUsize,
     hooks: Mutex<Hooks>,
@@ -290,6 +292,7 @@ impl Hub {
         let cdn_l = TcpListener::bind(("127.0.0.1", cdn_port)).unwrap();
         let (hub_addr, cdn_addr) = (hub_l.local_addr().unwrap(), cdn_l.local_addr().unwrap());
         let state = Arc::new(State {
+            faults: Default::default(),
             repos,
             page_size: AtomicUsize::new(1000),
             hooks: Mutex::new(Hooks::default()),
@@ -343,6 +346,11 @@ impl Hub {
     /// Cut the next `times` downloads of `path` after `at` bytes (Content-Length stays full).
     pub fn truncate(&self, path: &str, at: u64, times: usize) {
         self.hooks().truncate.insert(path.into(), (at, times));
+    }
+    /// The next `times` requests (either origin) whose target contains `target_contains` get
+    /// `fault`: a 503 with `Retry-After`, or the answer cut after N bytes of its body.
+    pub fn fault(&self, target_contains: &str, fault: super::flaky::Fault, times: usize) {
+        self.state.faults.add(target_contains, fault, times);
     }
     /// Answer `resolve` of `path` with a redirect to itself.
     pub fn redirect_loop(&self, path: &str) {
@@ -510,15 +518,28 @@ fn serve(st: &State, origin: &'static str, mut conn: TcpStream) -> std::io::Resu
         query,
         headers,
     };
+    let fault = st.faults.take(target);
+    if let Some(head) = fault.and_then(|f| f.unavailable_head()) {
+        conn.write_all(head.as_bytes())?;
+        return conn.flush();
+    }
     let resp = if origin == "cdn" {
         cdn(st, &req)
     } else {
         hub(st, &req)
     };
-    write_resp(&mut conn, &req, resp)
+    match fault {
+        Some(super::flaky::Fault::Cut(n)) => write_resp(&mut conn, &req, resp, Some(n)),
+        _ => write_resp(&mut conn, &req, resp, None),
+    }
 }
 
-fn write_resp(conn: &mut TcpStream, req: &Req, resp: Resp) -> std::io::Result<()> {
+fn write_resp(
+    conn: &mut TcpStream,
+    req: &Req,
+    resp: Resp,
+    fault_cut: Option<u64>,
+) -> std::io::Result<()> {
     let len = match &resp.body {
         Body::Bytes(b) => b.len() as u64,
         Body::File { len, .. } => *len,
@@ -535,7 +556,15 @@ fn write_resp(conn: &mut TcpStream, req: &Req, resp: Resp) -> std::io::Result<()
         return conn.flush();
     }
     match resp.body {
-        Body::Bytes(b) => conn.write_all(&b)?,
+        Body::Bytes(b) => match fault_cut {
+            Some(n) => {
+                conn.write_all(&b[..(n as usize).min(b.len())])?;
+                conn.flush()?;
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            None => conn.write_all(&b)?,
+        },
         Body::File {
             file,
             start,
@@ -543,6 +572,10 @@ fn write_resp(conn: &mut TcpStream, req: &Req, resp: Resp) -> std::io::Result<()
             flip,
             cut,
         } => {
+            let cut = match (cut, fault_cut) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let send = cut.map_or(len, |c| c.min(len));
             let mut off = 0;
             while off < send {

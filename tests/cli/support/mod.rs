@@ -8,6 +8,7 @@
 //! [`hub`] are the registry and Hugging Face Hub harnesses.
 
 pub mod blob;
+pub mod flaky;
 pub mod hub;
 pub mod pty;
 pub mod registry;
