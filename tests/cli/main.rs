@@ -50,6 +50,7 @@ mod support;
 mod volumes_import;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
 use support::hub as hub_emulator;
+mod update_files;
 mod urls;
 mod volumes_pack;
 mod volumes_parity;
