@@ -4,7 +4,8 @@
 //! last — after every blob and snapshot file is in place — while the old snapshot still loads
 //! with the real huggingface_hub. Registry: a tag moved to a new digest (skopeo sees the new
 //! digest), the old manifest still pullable by digest. OCI layout: `index.json`'s ref
-//! annotation moved, the old manifest and its blobs still in `blobs/`.
+//! annotation moved, the old manifest and its blobs still in `blobs/`. Ollama store: a tag moved
+//! to a new manifest — the manifest file replaced (renamed over), every old blob still there.
 
 use std::fs;
 use std::process::Command;
@@ -138,7 +139,11 @@ fn a_new_commit_of_an_hf_revision_gets_its_snapshot_and_refs_main_moves_to_it_la
     );
     // The unchanged shards are one blob each, shared by both snapshots.
     let blobs = fs::read_dir(repo.join("blobs")).unwrap().count();
-    assert_eq!(blobs, 5 + 4, "5 LFS blobs, 4 regular files (two configs, two notes)");
+    assert_eq!(
+        blobs,
+        5 + 4,
+        "5 LFS blobs, 4 regular files (two configs, two notes)"
+    );
 }
 
 /// Packs the image of `img/NAME` as tag `t` into `out`, channel `images`, sequence `seq`.
@@ -218,4 +223,56 @@ fn a_moved_tag_names_the_new_digest_and_the_old_image_stays_pullable_by_digest()
     assert!(env
         .path(&format!("layout/blobs/sha256/{}", md1.hex()))
         .exists());
+}
+
+#[test]
+fn an_ollama_tag_moved_to_a_new_manifest_replaces_the_manifest_and_keeps_the_old_blobs() {
+    use crate::ollama::{model, push_model, Front, Tag};
+    let env = Env::new();
+    env.keygen("k");
+    let reg = TestRegistry::start();
+    let front = Front::start(&reg.addr, None);
+    let tags = model();
+    // `latest` names the first manifest, then the second (sharing the weights).
+    let first = Tag::new("latest", tags[0].config.clone(), tags[0].layers.clone());
+    let second = Tag::new("latest", tags[1].config.clone(), tags[1].layers.clone());
+    let src = format!("ollama://{}/library/tiny:latest", front.addr);
+    let manifest = env.path(&format!(
+        "store/manifests/{}/library/tiny/latest",
+        front.addr
+    ));
+    for (i, t) in [&first, &second].into_iter().enumerate() {
+        push_model(
+            &reg,
+            std::slice::from_ref(t),
+            &env.path(&format!("pushed{i}")),
+        );
+        let out = format!("b{i}");
+        env.pack(
+            &[&src],
+            "k",
+            &out,
+            &["--channel", "ollama", "--sequence", &(i + 1).to_string()],
+        )
+        .ok();
+        env.run_for(
+            120,
+            &["import", &out, "--trust", "k.pub", "--ollama-models=store"],
+        )
+        .ok();
+        assert_eq!(fs::read(&manifest).unwrap(), t.manifest, "after {out}");
+    }
+    // Every blob of the first manifest is still there (what names it may come back).
+    for b in first.layers.iter().chain(std::iter::once(&first.config)) {
+        let p = env.path(&format!("store/blobs/sha256-{}", b.digest().hex()));
+        assert!(p.is_file(), "{} is gone", p.display());
+    }
+    // The manifest file was replaced, not edited in place: no temp file is left beside it.
+    let dir = manifest.parent().unwrap();
+    let names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["latest"], "{names:?}");
 }
