@@ -532,7 +532,9 @@ a space is never their value. The output names the state directory and audit log
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
 bundle is a no-op; a file already present with other content stops the import before
-anything is written.
+anything is written, unless airlock wrote it and this is a newer bundle of its channel: the
+artifact is then updated in place, swapped atomically for its new version, the replaced one
+kept under DEST/.airlock/previous/ (--keep; `airlock rollback` swaps it back).
 
 Images go to --registry and/or --oci-layout; with neither, --files writes each image as an
 OCI image layout directory DEST/<artifact>. In a registry, the image mirrored from

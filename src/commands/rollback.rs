@@ -147,6 +147,15 @@ pub fn run(args: RollbackArgs, printer: &Printer) -> Result<()> {
             if report.dry_run { "would be" } else { "is" },
             escape(&report.kept_at)
         );
+        if report.dry_run {
+            for k in &report.kept_versions {
+                s += &format!(
+                    "  kept: bundle {} at {}\n",
+                    escape(&k.bundle_id),
+                    escape(&k.path)
+                );
+            }
+        }
         for c in &report.changed {
             s += &format!(
                 "  changed since airlock wrote it (--force): {}\n",
