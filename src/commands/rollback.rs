@@ -71,6 +71,7 @@ pub fn run(args: RollbackArgs, printer: &Printer) -> Result<()> {
             escape_path(dest)
         )));
     }
+    files::check_meta_dirs(dest, &args.artifact)?;
     let versions = kept_versions(dest, &args.artifact);
     let listed: Vec<KeptVersion> = versions.iter().map(|(n, p)| kept(n, p)).collect();
     if versions.is_empty() {

@@ -340,6 +340,11 @@ fn current_tree(dest: &Path, top: &Path) -> Result<(Vec<(String, PathBuf)>, Dirs
             dirs.push(rel);
         } else if t.is_file() {
             files.push((rel, e.path().to_path_buf()));
+        } else if t.is_symlink() {
+            return Err(Error::Conflict(format!(
+                "{} is a symbolic link; airlock does not write through links",
+                e.path().display()
+            )));
         } else {
             return Err(Error::Conflict(format!(
                 "{} is not a regular file or directory; airlock did not write it, and an update \
@@ -368,6 +373,16 @@ fn plan_update(
         Err(_) => return Ok(None),
         Ok(m) => m,
     };
+    // Nothing of it recorded (a destination airlock did not write, or wrote before its
+    // holdings existed): planned as before, where other content is a conflict.
+    let prefix = format!("{}/", a.name);
+    if !opts
+        .places
+        .keys()
+        .any(|k| *k == a.name || k.starts_with(&prefix))
+    {
+        return Ok(None);
+    }
     // What the bundle has: place → (digest, size); directories.
     let mut new_files: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
     let mut new_dirs: Vec<String> = Vec::new();
@@ -487,6 +502,7 @@ fn plan_update(
     }
     let replaces = replaces.map(|(id, _)| id);
     let meta_dir = dest.join(META_DIR);
+    check_meta_dirs(dest, &a.name)?;
     let incoming = meta_dir.join(INCOMING_DIR).join(run).join(&a.name);
     let previous = meta_dir
         .join(PREVIOUS_DIR)
@@ -612,6 +628,31 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// `DEST/.airlock` and the directories under it that updates write through must be real
+/// directories where they exist: a link planted there would redirect the new and the kept
+/// versions out of `DEST`.
+pub fn check_meta_dirs(dest: &Path, artifact: &str) -> Result<()> {
+    let meta = dest.join(META_DIR);
+    for d in [
+        meta.clone(),
+        meta.join(INCOMING_DIR),
+        meta.join(PREVIOUS_DIR),
+        meta.join(PREVIOUS_DIR).join(artifact),
+    ] {
+        match fs::symlink_metadata(&d) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Conflict(format!(
+                    "{} is not a directory (a link?); airlock keeps previous versions there and \
+                     does not write through links: move it away",
+                    d.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The kept versions of `artifact` in `dest`, oldest first: (name, path).

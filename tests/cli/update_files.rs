@@ -301,7 +301,15 @@ fn a_file_changed_locally_is_a_conflict_naming_it_and_both_digests_with_nothing_
     fs::rename(other.path("night/model"), other.path("dest/model")).unwrap();
     import(&other, 2, &[])
         .code(1)
-        .stderr_has("airlock has no record of writing it");
+        .stderr_has("model/a.txt already exists with other content");
+    // A link planted where the kept versions go would redirect them: a conflict.
+    std::os::unix::fs::symlink(env.path("elsewhere"), env.path("dest/.airlock")).unwrap();
+    fs::create_dir_all(env.path("elsewhere")).unwrap();
+    import(&env, 2, &[])
+        .code(1)
+        .stderr_has(".airlock is not a directory");
+    assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
+    fs::remove_file(env.path("dest/.airlock")).unwrap();
     // The same bundle of another channel, or an older one, does not replace what night 1 wrote.
     import(&env, 2, &[]).ok();
     night(&env, 3);
