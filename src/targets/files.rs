@@ -430,8 +430,9 @@ fn plan_update(
         if let Some((recorded, _)) = &f.recorded {
             if *recorded != f.digest {
                 return Err(Error::Conflict(format!(
-                    "{} was changed since airlock wrote it (recorded {recorded}, found {}); \
-                     move it away (or restore it) and import again",
+                    "{} already exists with other content: it was changed since airlock wrote \
+                     it (recorded {recorded}, found {}); move it away (or restore it) and \
+                     import again",
                     dest.join(rel).display(),
                     f.digest
                 )));

@@ -278,7 +278,9 @@ fn a_file_changed_locally_is_a_conflict_naming_it_and_both_digests_with_nothing_
     let holdings = env.read(".airlock-state/holdings.json");
     import(&env, 2, &[])
         .code(1)
-        .stderr_has("sub/b.txt was changed since airlock wrote it")
+        .stderr_has(
+            "sub/b.txt already exists with other content: it was changed since airlock wrote it",
+        )
         .stderr_has(&format!("recorded {recorded}, found {found}"));
     assert_eq!(tree::snapshot(&env.path("dest")), before);
     assert_eq!(env.read(".airlock-state/holdings.json"), holdings);
