@@ -40,6 +40,9 @@ _airlock() {
             airlock,repair)
                 cmd="airlock__subcmd__repair"
                 ;;
+            airlock,rollback)
+                cmd="airlock__subcmd__rollback"
+                ;;
             airlock,sign)
                 cmd="airlock__subcmd__sign"
                 ;;
@@ -88,6 +91,9 @@ _airlock() {
             airlock__subcmd__help,repair)
                 cmd="airlock__subcmd__help__subcmd__repair"
                 ;;
+            airlock__subcmd__help,rollback)
+                cmd="airlock__subcmd__help__subcmd__rollback"
+                ;;
             airlock__subcmd__help,sign)
                 cmd="airlock__subcmd__help__subcmd__sign"
                 ;;
@@ -107,7 +113,7 @@ _airlock() {
 
     case "${cmd}" in
         airlock)
-            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign repair audit completions help"
+            opts="-q -h -V --quiet --json --help --version keygen pack inspect verify import sign repair audit rollback completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,7 +271,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__help)
-            opts="keygen pack inspect verify import sign repair audit completions help"
+            opts="keygen pack inspect verify import sign repair audit rollback completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -418,6 +424,20 @@ _airlock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        airlock__subcmd__help__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         airlock__subcmd__help__subcmd__sign)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -447,7 +467,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__import)
-            opts="-q -h --media --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --only --skip --dry-run --creds --ca-cert --insecure-registry --allow-rollback --state --audit-log --quiet --json --help"
+            opts="-q -h --media --trust --policy --files --registry --strip-host --oci-layout --hf-cache --hf-no-symlinks --ollama-models --models-dir --only --skip --dry-run --creds --ca-cert --insecure-registry --allow-rollback --keep --state --audit-log --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -506,6 +526,10 @@ _airlock() {
                     return 0
                     ;;
                 --insecure-registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -666,6 +690,36 @@ _airlock() {
                     return 0
                     ;;
                 --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        airlock__subcmd__rollback)
+            opts="-q -h --files --to --force --dry-run --state --audit-log --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --files)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

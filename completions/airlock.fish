@@ -36,6 +36,7 @@ complete -c airlock -n "__fish_airlock_needs_command" -f -a "import" -d 'Verify 
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "repair" -d 'Rebuild a bundle\'s missing or damaged volumes from its parity volumes'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "audit" -d 'Check the audit log\'s hash chain'
+complete -c airlock -n "__fish_airlock_needs_command" -f -a "rollback" -d 'Swap an artifact updated in place back to a version kept by an earlier import'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c airlock -n "__fish_airlock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand keygen" -l out -d 'Path of the secret key to write; the public key goes to PATH.pub' -r -F
@@ -92,6 +93,7 @@ complete -c airlock -n "__fish_airlock_using_subcommand import" -l skip -d 'Leav
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l creds -d 'Registry credentials USER:PASSWORD [env: AIRLOCK_CREDS] [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand import" -l keep -d 'Previous versions to keep per artifact updated in place in --files (DEST/.airlock/previous/ARTIFACT/; 0 keeps none) [default: 1]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand import" -l strip-host -d 'Drop the source registry host from target repository names'
@@ -136,18 +138,28 @@ complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_s
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'
 complete -c airlock -n "__fish_airlock_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l files -d 'The --files destination the artifact was imported into' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l to -d 'The kept version to restore, by the bundle id that wrote it (as `airlock rollback --dry-run` lists them) [default: the version replaced last]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l state -d 'State directory: the highest sequence accepted per channel, and the audit log [env: AIRLOCK_STATE] [default: $XDG_STATE_HOME/airlock, else /var/lib/airlock as root, else ~/.local/state/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l audit-log -d 'Audit log (hash-chained JSON lines) [env: AIRLOCK_AUDIT_LOG] [default: STATE/audit.jsonl]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l force -d 'Swap even if a file of either version was changed since airlock wrote it (the changed file is kept with the version it belongs to)'
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l dry-run -d 'List the kept versions and what would be swapped; change nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -l json -d 'Print a machine-readable JSON report on stdout'
+complete -c airlock -n "__fish_airlock_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "pack" -d 'Pack sources into a new signed bundle'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "import" -d 'Verify a bundle, then import its content'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "repair" -d 'Rebuild a bundle\'s missing or damaged volumes from its parity volumes'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "audit" -d 'Check the audit log\'s hash chain'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "completions" -d 'Print shell completions'
-complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "keygen" -d 'Generate a signing key pair (minisign format)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "pack" -d 'Pack sources into a new signed bundle'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "inspect" -d 'Show what a bundle holds, for review before import'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "verify" -d 'Check signatures and every hash of a bundle, writing nothing'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "import" -d 'Verify a bundle, then import its content'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "sign" -d 'Add a countersignature to a bundle that verifies (the two-person rule)'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "repair" -d 'Rebuild a bundle\'s missing or damaged volumes from its parity volumes'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "audit" -d 'Check the audit log\'s hash chain'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "rollback" -d 'Swap an artifact updated in place back to a version kept by an earlier import'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "completions" -d 'Print shell completions'
+complete -c airlock -n "__fish_airlock_using_subcommand help; and not __fish_seen_subcommand_from keygen pack inspect verify import sign repair audit rollback completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check that no record was edited, deleted, reordered or inserted'
 complete -c airlock -n "__fish_airlock_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "show" -d 'Show the decisions as a table: time, operator, bundle, channel, sequence, outcome, reason'

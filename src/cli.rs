@@ -129,7 +129,49 @@ pub enum Command {
     Sign(SignArgs),
     Repair(RepairArgs),
     Audit(AuditArgs),
+    Rollback(RollbackArgs),
     Completions(CompletionsArgs),
+}
+
+/// Swap an artifact updated in place back to a version kept by an earlier import
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  airlock rollback serving --files /srv/airlock              # the version the last update replaced
+  airlock rollback serving --files /srv/airlock --to 9f2c…   # a kept version, by its bundle id
+  airlock rollback serving --files /srv/airlock --json
+
+An import that updates an artifact in place keeps the replaced version under
+DEST/.airlock/previous/ARTIFACT/ (import --keep N, default 1). Rollback swaps one of them back
+in one atomic exchange (a reader sees the old tree or the new one, never a mix); the version
+it replaces is kept in turn, so a rollback can be rolled back. Both versions are checked
+against the digests airlock recorded first: a file changed locally since is a conflict (exit
+1) unless --force. Audited (action rollback).")]
+pub struct RollbackArgs {
+    /// The artifact's name (DEST/ARTIFACT)
+    #[arg(value_name = "ARTIFACT")]
+    pub artifact: String,
+
+    /// The --files destination the artifact was imported into
+    #[arg(long, value_name = "DEST")]
+    pub files: PathBuf,
+
+    /// The kept version to restore, by the bundle id that wrote it (as `airlock rollback
+    /// --dry-run` lists them) [default: the version replaced last]
+    #[arg(long, value_name = "BUNDLE_ID")]
+    pub to: Option<String>,
+
+    /// Swap even if a file of either version was changed since airlock wrote it (the changed
+    /// file is kept with the version it belongs to)
+    #[arg(long)]
+    pub force: bool,
+
+    /// List the kept versions and what would be swapped; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 /// Rebuild a bundle's missing or damaged volumes from its parity volumes
@@ -490,7 +532,9 @@ a space is never their value. The output names the state directory and audit log
 Nothing is written unless the whole bundle verifies. Files land at DEST/<artifact>/...
 through a temp file that is digest-checked, fsynced and renamed. Re-importing the same
 bundle is a no-op; a file already present with other content stops the import before
-anything is written.
+anything is written, unless airlock wrote it and this is a newer bundle of its channel: the
+artifact is then updated in place, swapped atomically for its new version, the replaced one
+kept under DEST/.airlock/previous/ (--keep; `airlock rollback` swaps it back).
 
 Images go to --registry and/or --oci-layout; with neither, --files writes each image as an
 OCI image layout directory DEST/<artifact>. In a registry, the image mirrored from
@@ -579,6 +623,11 @@ pub struct ImportArgs {
     /// sequence): for recovery only; recorded in the audit log
     #[arg(long)]
     pub allow_rollback: bool,
+
+    /// Previous versions to keep per artifact updated in place in --files
+    /// (DEST/.airlock/previous/ARTIFACT/; 0 keeps none) [default: 1]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
 
     #[command(flatten)]
     pub state: StateArgs,

@@ -380,6 +380,12 @@ pub fn run(
         )));
     }
     let routed = route(bundle.manifest(), &targets, &selected).map_err(fail)?;
+    {
+        let held = st.holdings().map_err(fail)?;
+        for t in targets.iter_mut() {
+            t.recorded(held);
+        }
+    }
     for (t, arts) in targets.iter_mut().zip(&routed) {
         t.plan(&bundle, arts).map_err(fail)?;
     }
@@ -443,6 +449,7 @@ pub fn run(
         &bundle.bundle().manifest_digest(),
     )
     .map_err(fail)?;
+    record_holdings(&mut st, &bundle, &targets).map_err(fail)?;
     log.append(&done.completing(started.get())).map_err(|e| {
         Error::Other(format!(
             "the import completed and the state records it, but its audit record could not be appended ({e}); record {} of {} (`started`) stands without its outcome",
@@ -491,7 +498,35 @@ fn commit(
             unrolled.join("; ")
         )));
     }
-    staging.finish()
+    staging.finish()?;
+    for t in targets.iter_mut() {
+        t.cleanup();
+    }
+    Ok(())
+}
+
+/// After a completed commit: where each target now holds the bundle's blobs, and the places
+/// that hold nothing any more, into the state's holdings.
+fn record_holdings(st: &mut State, bundle: &Admitted, targets: &[Box<dyn Target>]) -> Result<()> {
+    let m = bundle.manifest();
+    let held = crate::state::HeldBundle {
+        channel: m.channel.clone(),
+        sequence: m.sequence,
+        bundle_id: m.bundle_id.clone(),
+        manifest_digest: bundle.bundle().manifest_digest(),
+        time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    let locations: Vec<_> = targets
+        .iter()
+        .flat_map(|t| t.locations(&m.bundle_id))
+        .collect();
+    let forgotten: Vec<_> = targets.iter().flat_map(|t| t.forgotten()).collect();
+    st.write_holdings(|h| {
+        for (store, root, path) in &forgotten {
+            h.forget(*store, root, path);
+        }
+        h.record(held, locations);
+    })
 }
 
 /// Stages and commits targets already planned, without the state or the audit log (library

@@ -55,6 +55,7 @@ pub fn all() -> Vec<(String, String)> {
         report::<commands::import::Report<'static>>("import"),
         report::<commands::sign::Report>("sign"),
         report::<commands::repair::Report>("repair"),
+        report::<commands::rollback::Report>("rollback"),
         report::<crate::audit::AuditReport>("audit verify"),
         report::<commands::audit::ShowReport>("audit show"),
         ("error.schema.json".into(), render(error)),

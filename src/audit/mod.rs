@@ -57,7 +57,8 @@ use crate::state::AUDIT_FILE;
 pub use log::{append, append_at, AuditLog};
 pub use operator::{absolute_bundle_dir, name_in, operator, operator_from, user_name, Operator};
 pub use record::{
-    Action, ArtifactRecord, Event, FileDigest, Outcome, Partial, Reason, Record, SignerRecord,
+    Action, ArtifactRecord, Event, FileDigest, Outcome, Partial, Reason, Record, RollbackRecord,
+    SignerRecord,
 };
 pub use show::{show, ShowFilter, Shown, ShownRecord};
 pub use verify::{
@@ -66,8 +67,8 @@ pub use verify::{
 
 /// The record version this code writes (`v`). A line without `v` is version 1 (the records
 /// written before versions existed); version 2 added `v` itself and the outcomes `failed` and
-/// `interrupted`. Records of later versions are accepted for their chain fields.
-pub const RECORD_VERSION: u32 = 2;
+/// `interrupted`; version 3 the action `rollback` and its `rollback` field. Records of later versions are accepted for their chain fields.
+pub const RECORD_VERSION: u32 = 3;
 /// `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Longest line [`verify`] and [`append`] read (4 MiB); records are kept far below it.

@@ -17,6 +17,8 @@ use crate::state::Decision;
 pub enum Action {
     Verify,
     Import,
+    /// `airlock rollback`: a kept version of an artifact swapped back (record version 3).
+    Rollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +122,23 @@ pub struct Event {
     /// Version 4: what the import rebuilt from parity volumes (absent when nothing was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt: Option<RebuiltRecord>,
+    /// Version 3, `action: rollback`: which artifact, where, and the versions swapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+}
+
+/// What a rollback swapped: the artifact at `path` now holds the version `restored` (the
+/// bundle id that wrote it, as its kept directory names it); the version it replaced
+/// (`replaced`: the bundle that wrote it, when recorded) is kept at `kept`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub artifact: String,
+    pub path: String,
+    pub restored: String,
+    pub replaced: Option<String>,
+    pub kept: String,
+    /// `--force`: a file changed since airlock wrote it was swapped anyway.
+    pub forced: bool,
 }
 
 /// Data volumes an import rebuilt from parity, the chunks rebuilt (each checked against its
@@ -233,6 +252,7 @@ impl Event {
             completes: None,
             partial: None,
             rebuilt: None,
+            rollback: None,
         }
     }
 

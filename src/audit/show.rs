@@ -255,6 +255,7 @@ fn shown(line: u64, bytes: &[u8], c: &Chained, brief: bool) -> Option<ShownRecor
         match f.action {
             super::Action::Verify => "verify",
             super::Action::Import => "import",
+            super::Action::Rollback => "rollback",
         }
         .to_string(),
     );

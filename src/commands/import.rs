@@ -10,7 +10,7 @@ use crate::format::text::escape;
 use crate::import::{self, Selection, Settings};
 use crate::media::Media;
 use crate::output::{self, Printer};
-use crate::targets::files::FilesTarget;
+use crate::targets::files::{FilesOptions, FilesTarget};
 use crate::targets::hf_cache::{self, HfCacheTarget, SnapshotLayout};
 use crate::targets::models_dir::ModelsDirTarget;
 use crate::targets::oci_layout::LayoutTarget;
@@ -25,7 +25,10 @@ fn choose(args: &ImportArgs) -> Result<Vec<Box<dyn Target>>> {
     let env = |k: &str| std::env::var_os(k);
     let mut t: Vec<Box<dyn Target>> = Vec::new();
     if let Some(d) = &args.files {
-        t.push(Box::new(FilesTarget::new(d)));
+        t.push(Box::new(FilesTarget::with(
+            d,
+            FilesOptions::keep(args.keep),
+        )));
     }
     if let Some(d) = &args.oci_layout {
         t.push(Box::new(LayoutTarget::new(d)));
@@ -116,6 +119,8 @@ impl JsonSchema for TargetReports<'_> {
                 "plan": plan("--files: the plan (dest, steps)"),
                 "written": count("--files: files written (to write, in a dry run)"),
                 "kept": count("--files: files already present"),
+                "linked": count("--files: unchanged files of an artifact updated in place, hard-linked into its new version"),
+                "replaced": count("--files: artifacts updated in place (each swapped atomically for its new version; the replaced one kept under DEST/.airlock/previous/)"),
                 "directories_created": count("--files: directories created"),
                 "oci_layout": plan("--oci-layout: the plan"),
                 "hf_cache": plan("--hf-cache: the plan"),

@@ -10,6 +10,7 @@ pub(crate) mod inspect;
 pub(crate) mod keygen;
 pub(crate) mod pack;
 pub(crate) mod repair;
+pub(crate) mod rollback;
 pub(crate) mod sign;
 pub(crate) mod verify;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Sign(a) => sign::run(a, printer),
         Command::Repair(a) => repair::run(a, printer),
         Command::Audit(a) => audit::run(a, printer),
+        Command::Rollback(a) => rollback::run(a, printer),
         Command::Completions(a) => completions::run(a),
     }
 }

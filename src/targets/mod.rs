@@ -182,6 +182,21 @@ pub trait Target {
     fn commit_names(&mut self, _staging: &Staging, _j: &mut Journal) -> Result<()> {
         Ok(())
     }
+    /// What airlock's state records this target's store as holding (`holdings.json`), given
+    /// before [`Target::plan`]: the files target tells a file airlock wrote (which an update may
+    /// replace) from one changed locally (a conflict).
+    fn recorded(&mut self, _holdings: &crate::state::HoldingsFile) {}
+    /// After a completed commit: where this target now holds each blob (recorded in the
+    /// state's holdings), and the places it no longer holds anything at.
+    fn locations(&self, _bundle_id: &str) -> Vec<(crate::format::Digest, crate::state::Location)> {
+        Vec::new()
+    }
+    fn forgotten(&self) -> Vec<(crate::state::StoreKind, String, String)> {
+        Vec::new()
+    }
+    /// Once every target committed (nothing will be rolled back): removes what the commit
+    /// replaced beyond what is kept (the files target's `--keep`). Best effort.
+    fn cleanup(&mut self) {}
     /// Fields of the `--json` report (the plan, and what was done).
     fn report(&self) -> Vec<(&'static str, serde_json::Value)>;
     /// Lines of the human report: the plan in a dry run (`would write …`), else what was done,

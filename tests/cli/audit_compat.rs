@@ -95,7 +95,7 @@ fn the_golden_v1_log_takes_new_records() {
     let outcomes: Vec<_> = new.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["started", "accepted", "accepted"]);
     for r in &new {
-        assert_eq!(r["v"], 2, "{r}");
+        assert_eq!(r["v"], 3, "{r}");
     }
     // The first new record chains from the old log's head.
     assert_eq!(new[0]["prev"], V1_HEAD);

@@ -85,7 +85,7 @@ pub fn commit(n: u8) -> String {
 
 impl Repo {
     /// The offline check's `load` for this snapshot, requested at `revision`.
-    fn load(&self, revision: &str) -> serde_json::Value {
+    pub fn load(&self, revision: &str) -> serde_json::Value {
         let files: BTreeMap<&str, String> = self
             .files
             .iter()
@@ -150,6 +150,11 @@ fn gpt2() -> Repo {
 
 /// Packs `repos` into `env/out` (64 KiB chunks) and verifies it.
 pub fn pack(env: &Env, out: &str, repos: &[Repo]) -> Admitted {
+    pack_seq(env, out, repos, 1)
+}
+
+/// [`pack`] at sequence `sequence` of channel `hf` (an update of the channel).
+pub fn pack_seq(env: &Env, out: &str, repos: &[Repo], sequence: u64) -> Admitted {
     if !env.path("k").exists() {
         env.keygen("k");
     }
@@ -228,7 +233,7 @@ pub fn pack(env: &Env, out: &str, repos: &[Repo]) -> Admitted {
     }
     let opts = PackOptions {
         channel: "hf".into(),
-        sequence: 1,
+        sequence,
         created: std::time::SystemTime::now(),
         expires: None,
         chunk_size: 64 * 1024,

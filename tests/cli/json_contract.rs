@@ -166,6 +166,22 @@ fn every_command_s_json_matches_its_schema() {
     let m = cases.add("import", "report-import.schema.json", import.ok());
     assert_eq!(m["dry_run"], false);
 
+    // An update in place (a newer bundle of the channel into the same destination), and its
+    // rollback.
+    env.write("src/config.json", br#"{"model_type": "tiny2"}"#);
+    env.pack(&["src"], "k", "b-next", &["--sequence", "99999999999"])
+        .ok();
+    let update = env.run(&[
+        "import", "b-next", "--trust", "k.pub", "--files", "out", "--json",
+    ]);
+    let u = cases.add("import (update)", "report-import.schema.json", update.ok());
+    assert_eq!(u["replaced"], 1, "{u}");
+    let rollback = env.run(&["rollback", "src", "--files", "out", "--json"]);
+    let rb = cases.add("rollback", "report-rollback.schema.json", rollback.ok());
+    assert_eq!(rb["dry_run"], false, "{rb}");
+    let none = env.run(&["rollback", "nope", "--files", "out", "--json"]);
+    cases.failure("rollback of an unknown artifact", &none, 1, "other");
+
     env.keygen("officer");
     let sign = env.run(&[
         "sign", "b", "--key", "officer", "--trust", "k.pub", "--json",

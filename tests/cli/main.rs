@@ -51,6 +51,8 @@ mod support;
 mod volumes_import;
 /// The Hub emulator, now `support::hub`, under the name the tests use.
 use support::hub as hub_emulator;
+mod update_files;
+mod update_stores;
 mod urls;
 mod volumes_pack;
 mod volumes_parity;

@@ -32,19 +32,20 @@ use crate::support::*;
 const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 
 /// One blob of the test model.
-struct Blob {
+#[derive(Clone)]
+pub(crate) struct Blob {
     media_type: &'static str,
     bytes: Vec<u8>,
 }
 
 impl Blob {
-    fn new(media_type: &'static str, bytes: impl Into<Vec<u8>>) -> Blob {
+    pub(crate) fn new(media_type: &'static str, bytes: impl Into<Vec<u8>>) -> Blob {
         Blob {
             media_type,
             bytes: bytes.into(),
         }
     }
-    fn digest(&self) -> Digest {
+    pub(crate) fn digest(&self) -> Digest {
         Digest::of(&self.bytes)
     }
     fn descriptor_json(&self) -> String {
@@ -58,15 +59,15 @@ impl Blob {
 }
 
 /// A tag of the test model: its config, layers and manifest bytes.
-struct Tag {
-    tag: &'static str,
-    config: Blob,
-    layers: Vec<Blob>,
-    manifest: Vec<u8>,
+pub(crate) struct Tag {
+    pub(crate) tag: &'static str,
+    pub(crate) config: Blob,
+    pub(crate) layers: Vec<Blob>,
+    pub(crate) manifest: Vec<u8>,
 }
 
 impl Tag {
-    fn new(tag: &'static str, config: Blob, layers: Vec<Blob>) -> Tag {
+    pub(crate) fn new(tag: &'static str, config: Blob, layers: Vec<Blob>) -> Tag {
         // Exactly as ollama writes it: compact JSON, fields in this order, no trailing newline.
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{},"layers":[{}]}}"#,
@@ -111,7 +112,7 @@ fn config(file_type: &str) -> Blob {
 
 /// Two tags sharing the GGUF: `v1` (template, params, license) and `latest` (same plus a
 /// system prompt, other params).
-fn model() -> Vec<Tag> {
+pub(crate) fn model() -> Vec<Tag> {
     let weights = || Blob::new("application/vnd.ollama.image.model", gguf());
     let template = || Blob::new("application/vnd.ollama.image.template", TEMPLATE);
     let license = || Blob::new("application/vnd.ollama.image.license", LICENSE);
@@ -144,7 +145,7 @@ fn model() -> Vec<Tag> {
 }
 
 /// Pushes every tag into `library/tiny` of the registry from an OCI layout's blobs directory.
-fn push_model(reg: &TestRegistry, tags: &[Tag], dir: &Path) {
+pub(crate) fn push_model(reg: &TestRegistry, tags: &[Tag], dir: &Path) {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let client = Registry::new(&reg.addr, &ConnectOptions::default()).unwrap();
@@ -175,14 +176,14 @@ fn push_model(reg: &TestRegistry, tags: &[Tag], dir: &Path) {
 /// An in-process front for the registry on another host name: manifests (and `/v2/`) are
 /// forwarded, blob requests are answered `307` to the registry as `localhost:PORT`, except
 /// that the `poison` digest (if any) is answered `200` with other bytes of the same length.
-struct Front {
-    addr: String,
+pub(crate) struct Front {
+    pub(crate) addr: String,
     /// Request lines seen, with what was answered.
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Front {
-    fn start(registry: &str, poison: Option<(Digest, Vec<u8>)>) -> Front {
+    pub(crate) fn start(registry: &str, poison: Option<(Digest, Vec<u8>)>) -> Front {
         let port = registry.rsplit_once(':').unwrap().1.to_string();
         let upstream = registry.to_string();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
