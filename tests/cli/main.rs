@@ -24,6 +24,7 @@ mod layouts;
 mod million_auth;
 mod models;
 mod ollama;
+mod pack_cache;
 mod pack_floor;
 mod policy;
 mod props;
