@@ -108,6 +108,9 @@ pub struct Cache {
     max: u64,
     lock: File,
     run: Mutex<Run>,
+    /// Bytes kept free on the cache's filesystem beyond [`crate::sources::RESERVE`]: what the
+    /// bundle still needs there when it is the output's ([`Cache::reserve_for`]).
+    reserve: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cache {
@@ -184,6 +187,7 @@ impl Cache {
             max,
             lock,
             run: Mutex::new(Run::default()),
+            reserve: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -193,6 +197,26 @@ impl Cache {
 
     pub fn max(&self) -> u64 {
         self.max
+    }
+
+    /// A pack writing up to `bytes` into `out`: when `out` is on the cache's filesystem, those
+    /// bytes stay free there (a blob is not kept in the cache if keeping it would eat into
+    /// them), so the cache never takes the room the bundle was promised.
+    pub fn reserve_for(&self, out: &Path, bytes: u64) {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        let same = dev(out).is_some() && dev(out) == dev(&self.dir);
+        let r = if same { bytes } else { 0 };
+        self.reserve.store(r, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `size` more bytes may be written into the cache.
+    fn room_for(&self, size: u64) -> bool {
+        let keep = self
+            .reserve
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(crate::sources::RESERVE);
+        fsutil::free_space(&self.dir).is_ok_and(|free| free.saturating_sub(keep) >= size)
     }
 
     fn run(&self) -> std::sync::MutexGuard<'_, Run> {
@@ -265,7 +289,9 @@ impl Cache {
         r.bypass.insert(d);
     }
 
-    /// A planned blob read from the entry `d` (which [`Cache::holds`]); `check` sees its bytes
+    /// A planned blob read from the entry `d` (which [`Cache::holds`]) in place of a file
+    /// downloaded to the staging area (a pinned URL, an HF regular file): compressed or not as
+    /// that file would have been, so the bundle is the same either way. `check` sees its bytes
     /// and may refuse them at their end (an HF regular file's git SHA-1). An entry that cannot
     /// be opened or is refused fails the pack, which [`Cache::retry_after`] then runs again.
     pub fn planned(
@@ -306,7 +332,10 @@ impl Cache {
                 }),
                 what: shown,
             },
-            compress: None,
+            compress: Some(
+                crate::bundle::writer::worth_compressing(&self.blob_path(&d), size)
+                    .unwrap_or(false),
+            ),
         }
     }
 
@@ -371,6 +400,9 @@ impl Cache {
             }
             f
         } else {
+            if !self.room_for(size) {
+                return Err(io::Error::other("no room"));
+            }
             let mut src = fsutil::open_regular(path).map_err(io::Error::other)?;
             let mut out = fs::OpenOptions::new()
                 .write(true)
@@ -614,10 +646,14 @@ struct Tee {
 
 impl Tee {
     fn new(cache: &Arc<Cache>, inner: Box<dyn Read + Send>, digest: Digest, size: u64) -> Tee {
-        let tmp = tempfile::Builder::new()
-            .prefix("fetch-")
-            .tempfile_in(cache.dir.join("tmp"))
-            .ok();
+        let tmp = if cache.room_for(size) {
+            tempfile::Builder::new()
+                .prefix("fetch-")
+                .tempfile_in(cache.dir.join("tmp"))
+                .ok()
+        } else {
+            None
+        };
         Tee {
             inner,
             cache: cache.clone(),

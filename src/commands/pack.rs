@@ -383,7 +383,7 @@ fn preflight(
     chunk_size: u64,
     volumes: Option<&bundle::VolumeOptions>,
     keys: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let needed = match volumes {
         None => resolved.bytes_to_write(chunk_size),
         Some(v) => volumes_to_write(resolved, chunk_size, v, keys),
@@ -403,7 +403,7 @@ fn preflight(
             )),
         ));
     }
-    Ok(())
+    Ok(needed)
 }
 
 /// The most bytes pack writes spread over volumes: the chunks (each at most what a volume
@@ -757,13 +757,16 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         let packed = interrupt::classify(
             sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
                 |resolved| {
-                    preflight(
+                    let needed = preflight(
                         out.path(),
                         &resolved,
                         chunk_size,
                         opts.volumes.as_ref(),
                         keys.len(),
                     )?;
+                    if let Some(c) = &cache {
+                        c.reserve_for(out.path(), needed);
+                    }
                     if let Some(v) = &opts.volumes {
                         let reserve = bundle::volume_reserve(
                             &resolved.artifacts,
