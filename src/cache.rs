@@ -100,6 +100,9 @@ struct Run {
     bad: Vec<Digest>,
     /// Entries found bad: never read again in this pack.
     bypass: HashSet<Digest>,
+    /// Blobs [`Cache::planned`] made: read from the cache already, with their own checks, so
+    /// [`Cache::wrap`] leaves them alone.
+    planned: HashSet<Digest>,
 }
 
 /// An open cache directory, locked shared for as long as it lives.
@@ -301,6 +304,7 @@ impl Cache {
         what: String,
         check: Option<Arc<dyn Fn() -> Box<dyn Check> + Send + Sync>>,
     ) -> PlannedBlob {
+        self.run().planned.insert(d);
         let cache = self.clone();
         let shown = format!(
             "{what} (from the pack cache, {})",
@@ -347,6 +351,9 @@ impl Cache {
         let Origin::Stream { open, what } = &b.origin else {
             return b;
         };
+        if self.run().planned.contains(&b.digest) {
+            return b;
+        }
         let (cache, upstream, d, size) = (self.clone(), open.clone(), b.digest, b.size);
         let shown = if self.holds(&d, size) {
             format!(

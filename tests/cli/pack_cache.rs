@@ -414,3 +414,79 @@ fn cache_max_evicts_the_least_recently_used_but_never_what_the_pack_used() {
         0o600
     );
 }
+
+#[test]
+fn a_forged_record_for_an_hf_regular_file_is_caught_by_the_hubs_git_sha1() {
+    let env = Env::new();
+    env.keygen("k");
+    let config = br#"{"model_type":"tiny","layers":2}"#.to_vec();
+    let hub = Hub::start(vec![
+        RepoDef::model("acme/tiny").file("config.json", config.clone())
+    ]);
+    pack(&env, Some(&hub), "hf://acme/tiny", "b1", &[]);
+    // Someone with write access to the cache points the file's record at other bytes of the
+    // same size, stored under their own (correct) SHA-256.
+    let mut other = config.clone();
+    other[20] = b'X';
+    let od = Digest::of(&other);
+    fs::write(entry(&env, &od), &other).unwrap();
+    let key = airlock::cache::hf_key(
+        &hub.url(),
+        "acme/tiny",
+        &airlock::hf::git_blob_sha1(&config),
+        config.len() as u64,
+    );
+    let record = env
+        .cache_dir()
+        .join("keys")
+        .join(Digest::of(key.as_bytes()).hex());
+    assert!(record.is_file(), "the record is where the cache keeps it");
+    fs::write(
+        &record,
+        format!(r#"{{"digest":"{od}","size":{}}}"#, other.len()),
+    )
+    .unwrap();
+    hub.clear_log();
+    let r = pack(&env, Some(&hub), "hf://acme/tiny", "b2", &[]);
+    assert_eq!(
+        r["cache"]["refetched"],
+        serde_json::json!([od.to_string()]),
+        "{r}"
+    );
+    assert_eq!(hub_payload(&hub), 1, "fetched from the Hub again");
+    assert_eq!(blobs(&env, "b2"), blobs(&env, "b1"));
+    assert!(blobs(&env, "b2").contains(&Digest::of(&config)));
+}
+
+#[test]
+fn two_packs_sharing_one_cache_at_once_both_complete_and_leave_it_intact() {
+    let env = Env::new();
+    env.keygen("k");
+    let (base, _) = serve_files();
+    let srcs: Vec<(String, Digest)> = (0..4).map(|i| url(&base, 150_000 + i)).collect();
+    let args = |out: &'static str| {
+        let mut a = vec!["pack", "--out", out, "--key", "k", "--json"];
+        a.extend(srcs.iter().map(|(s, _)| s.as_str()));
+        env.command(&a)
+    };
+    let (mut one, mut two) = (args("c1"), args("c2"));
+    let (h1, h2) = (
+        one.stdout(std::process::Stdio::null()).spawn().unwrap(),
+        two.stdout(std::process::Stdio::null()).spawn().unwrap(),
+    );
+    for mut h in [h1, h2] {
+        assert!(h.wait().unwrap().success());
+    }
+    assert_eq!(blobs(&env, "c1"), blobs(&env, "c2"));
+    for (_, d) in &srcs {
+        let (digest, _) = airlock::fsutil::hash_file(&entry(&env, d)).unwrap();
+        assert_eq!(&digest, d, "every entry holds its digest's bytes");
+    }
+    assert_eq!(
+        fs::read_dir(env.cache_dir().join("tmp")).unwrap().count(),
+        0
+    );
+    // And a third pack reads them all from the cache.
+    let r = run_cmd(args("c3")).ok().json();
+    assert_eq!(counts(&r), (4, 0));
+}
