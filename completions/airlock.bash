@@ -589,7 +589,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --volume-size --parity --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --volume-size --parity --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --cache --cache-max --no-cache --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -652,6 +652,14 @@ _airlock() {
                     return 0
                     ;;
                 --min-speed-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -59,10 +59,13 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l exclude -d 'Hug
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l max-download -d 'Most a URL download without a declared size (#size=N, size = N) may fetch, e.g. 500MiB [default: 16GiB]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed -d 'Abort a download slower than this many bytes per second over --min-speed-time, e.g. 1KiB; 0 turns the check off (as curl\'s --speed-limit) [default: 1KiB]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l min-speed-time -d 'The period of --min-speed, in seconds or e.g. 2m (as curl\'s --speed-time) [default: 60]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l cache -d 'Keep verified downloads in DIR between packs, so unchanged blobs are not downloaded again (checked against their digests when reused) [default: $XDG_CACHE_HOME/airlock, else ~/.cache/airlock]' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l cache-max -d 'Most the pack cache may hold, e.g. 20GiB; least recently used blobs are evicted after the pack [default: 50GiB]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l creds -d 'Registry credentials USER:PASSWORD [env: AIRLOCK_CREDS] [default: from $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, $DOCKER_CONFIG/config.json, ~/.docker/config.json]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l ca-cert -d 'Trust this CA certificate (PEM) for registries, besides the system roots (repeatable)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l insecure-registry -d 'Allow plain HTTP to this registry HOST[:PORT] (repeatable; loopback hosts always may)' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l all-platforms -d 'Carry every platform of multi-platform images (the default; excludes --platform)'
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l no-cache -d 'Use no pack cache: download every blob'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s q -l quiet -d 'Hide progress bars and summaries (errors are still printed)'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l json -d 'Print a machine-readable JSON report on stdout'
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -s h -l help -d 'Print help'

@@ -387,6 +387,21 @@ pub struct PackArgs {
     #[arg(long, value_name = "SECS")]
     pub min_speed_time: Option<String>,
 
+    /// Keep verified downloads in DIR between packs, so unchanged blobs are not downloaded
+    /// again (checked against their digests when reused) [default: $XDG_CACHE_HOME/airlock,
+    /// else ~/.cache/airlock]
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+
+    /// Most the pack cache may hold, e.g. 20GiB; least recently used blobs are evicted after
+    /// the pack [default: 50GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub cache_max: Option<String>,
+
+    /// Use no pack cache: download every blob
+    #[arg(long)]
+    pub no_cache: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod blob;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -10,6 +10,8 @@
 //! parity = 1               # parity volumes (needs volume_size; overridden by `--parity`)
 //!
 //! max_download = "16GiB"   # URLs without a declared size (overridden by `--max-download`)
+//! cache = "/var/cache/airlock-ci"   # the pack cache (overridden by `--cache`; `no_cache = true`)
+//! cache_max = "50GiB"
 //!
 //! [[files]]
 //! path = "patches/fix-1234.bin"   # relative to this file's directory, and inside it
@@ -75,6 +77,16 @@ pub struct PackSpec {
     /// 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_speed_time: Option<String>,
+    /// The pack cache directory, relative to this file's directory (overridden by `--cache`;
+    /// default `$XDG_CACHE_HOME/airlock`, else `~/.cache/airlock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// Most the pack cache may hold, e.g. `20GiB` (overridden by `--cache-max`; default 50GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max: Option<String>,
+    /// Use no pack cache (as `--no-cache`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_cache: bool,
     /// Allow `[[files]]` paths, `oci-layout://` and `docker-archive://` refs that are absolute
     /// or leave this file's directory with `..` (default: refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -17,6 +17,8 @@ use crate::spec::PackSpec;
 /// Default chunk size: 2 GiB, well under FAT32's 4 GiB - 1 file limit.
 pub const DEFAULT_CHUNK_SIZE: u64 = 2 << 30;
 pub const DEFAULT_EXPIRY: &str = "30d";
+/// The most cache entries one pack removes and fetches again before it gives up.
+const MAX_REFETCH: usize = 8;
 
 pub fn parse_chunk_size(s: &str) -> Result<u64> {
     let n = parse_size::parse_size(s).map_err(|e| {
@@ -125,6 +127,82 @@ pub fn parse_max_download(s: &str) -> Result<u64> {
         )));
     }
     Ok(n)
+}
+
+/// `--cache-max` / `cache_max`: a size (0 keeps only what the last pack used).
+pub fn parse_cache_max(s: &str) -> Result<u64> {
+    parse_size::parse_size(s)
+        .map_err(|e| Error::Usage(format!("cache max {s:?}: {e} (use e.g. 20GiB, 500GB)")))
+}
+
+/// Where the pack cache is: `--no-cache` (or the spec's `no_cache` without `--cache`) none;
+/// `--cache`, the spec's `cache` (relative to its directory), else the default directory.
+/// Whether it was named explicitly (then a cache that cannot be opened fails the pack).
+fn cache_dir(args: &PackArgs, spec: &PackSpec, spec_dir: &Path) -> Option<(PathBuf, bool)> {
+    if let Some(d) = &args.cache {
+        return Some((d.clone(), true));
+    }
+    if args.no_cache || spec.no_cache {
+        return None;
+    }
+    if let Some(d) = &spec.cache {
+        return Some((spec_dir.join(d), true));
+    }
+    crate::cache::default_dir().map(|d| (d, false))
+}
+
+/// What the pack cache did, in pack's report.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct CacheReport {
+    /// The cache directory.
+    dir: String,
+    /// Blobs read from the cache instead of downloaded (each checked against its digest as it
+    /// was packed).
+    from_cache_blobs: u64,
+    /// Their bytes.
+    from_cache_bytes: u64,
+    /// Blobs downloaded from upstream (kept in the cache once their digests checked).
+    downloaded_blobs: u64,
+    /// Their bytes.
+    downloaded_bytes: u64,
+    /// Cache entries that did not match their digest: removed and fetched again.
+    refetched: Vec<format::Digest>,
+    /// Blobs evicted after the pack (least recently used first).
+    evicted_blobs: u64,
+    /// Their bytes.
+    evicted_bytes: u64,
+    /// Bytes of blobs the cache holds after eviction.
+    held_bytes: u64,
+    /// `--cache-max`.
+    max_bytes: u64,
+    /// Another pack was using the cache, so nothing was evicted.
+    eviction_skipped: bool,
+}
+
+impl CacheReport {
+    fn text(&self) -> String {
+        let mut s = format!(
+            "cache     {} blobs ({}) from the cache, {} ({}) downloaded; {} holds {} of at most {}",
+            self.from_cache_blobs,
+            output::bytes(self.from_cache_bytes),
+            self.downloaded_blobs,
+            output::bytes(self.downloaded_bytes),
+            escape(&self.dir),
+            output::bytes(self.held_bytes),
+            output::bytes(self.max_bytes),
+        );
+        if self.evicted_blobs > 0 {
+            s += &format!(
+                ", {} blobs ({}) evicted",
+                self.evicted_blobs,
+                output::bytes(self.evicted_bytes)
+            );
+        }
+        if self.eviction_skipped {
+            s += " (not evicted: another pack is using it)";
+        }
+        s + "\n"
+    }
 }
 
 /// `--min-speed` / `--min-speed-time` (or the spec's `min_speed` / `min_speed_time`): bytes
@@ -281,6 +359,9 @@ pub(crate) struct Report {
     /// one directory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<VolumeSummary>,
+    /// The pack cache, if one was used (absent with `--no-cache`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheReport>,
 }
 
 /// A signature pack or sign wrote: the fields of [`crate::bundle::SignerInfo`] that are known
@@ -302,7 +383,7 @@ fn preflight(
     chunk_size: u64,
     volumes: Option<&bundle::VolumeOptions>,
     keys: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let needed = match volumes {
         None => resolved.bytes_to_write(chunk_size),
         Some(v) => volumes_to_write(resolved, chunk_size, v, keys),
@@ -322,7 +403,7 @@ fn preflight(
             )),
         ));
     }
-    Ok(())
+    Ok(needed)
 }
 
 /// The most bytes pack writes spread over volumes: the chunks (each at most what a volume
@@ -521,14 +602,22 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         Some(p) => PackSpec::load(p)?,
         None => PackSpec::default(),
     };
+    let spec_dir = args
+        .spec
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let mut srcs: Vec<Source> = match &args.spec {
-        Some(p) => spec.sources(
-            p.parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        )?,
+        Some(_) => spec.sources(&spec_dir)?,
         None => Vec::new(),
     };
+    let cache_max = match args.cache_max.as_deref().or(spec.cache_max.as_deref()) {
+        Some(s) => parse_cache_max(s)?,
+        None => crate::cache::DEFAULT_MAX,
+    };
+    let cache_at = cache_dir(&args, &spec, &spec_dir);
     let platforms = sources::PlatformArgs {
         platforms: args.platform.clone(),
         all: args.all_platforms,
@@ -557,9 +646,10 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         Some(s) => parse_max_download(s)?,
         None => sources::DEFAULT_MAX_DOWNLOAD,
     };
-    let resolve_opts = sources::ResolveOptions {
+    let mut resolve_opts = sources::ResolveOptions {
         connect,
         max_download,
+        cache: None,
     };
     if srcs.is_empty() {
         return Err(Error::Usage(
@@ -613,12 +703,25 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .iter()
         .map(|k| SigningKey::load(k))
         .collect::<Result<_>>()?;
+    // A cache named explicitly must open; the default one is skipped, with a note, if not.
+    resolve_opts.cache = match cache_at {
+        None => None,
+        Some((dir, explicit)) => match crate::cache::Cache::open(&dir, cache_max) {
+            Ok(c) => Some(c),
+            Err(e) if !explicit => {
+                printer.note(&format!("packing without the pack cache: {e}"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let cache = resolve_opts.cache.clone();
 
     // From here on pack writes: SIGINT and SIGTERM stop it through its cleanup (before this,
     // their default action ends it with nothing written).
     interrupt::install()
         .map_err(|e| Error::Other(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
-    let out = interrupt::classify(OutDir::prepare(&args.out))?;
+    let mut out = interrupt::classify(OutDir::prepare(&args.out))?;
     let shown = output::escape_path(&args.out);
     if let Some(run) = out.replaced() {
         printer.note(&format!(
@@ -647,46 +750,87 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     };
     // What pack_pending lays chunks out with (from the same plan), for the report.
     let chunk_budget = std::cell::Cell::new(0u64);
-    let packed = interrupt::classify(
-        sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
-            |resolved| {
-                preflight(
-                    out.path(),
-                    &resolved,
-                    chunk_size,
-                    opts.volumes.as_ref(),
-                    keys.len(),
-                )?;
-                if let Some(v) = &opts.volumes {
-                    let reserve = bundle::volume_reserve(
-                        &resolved.artifacts,
-                        &resolved.blobs,
-                        v,
+    // Cache entries that failed their check while packed: each is removed and the pack run
+    // again, fetching that blob (a corrupt entry is never packed and does not fail the pack).
+    let mut refetched = Vec::new();
+    let manifest = loop {
+        let packed = interrupt::classify(
+            sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
+                |resolved| {
+                    let needed = preflight(
+                        out.path(),
+                        &resolved,
                         chunk_size,
+                        opts.volumes.as_ref(),
                         keys.len(),
-                    );
-                    chunk_budget.set(v.size.saturating_sub(reserve));
+                    )?;
+                    if let Some(c) = &cache {
+                        c.reserve_for(out.path(), needed);
+                    }
+                    if let Some(v) = &opts.volumes {
+                        let reserve = bundle::volume_reserve(
+                            &resolved.artifacts,
+                            &resolved.blobs,
+                            v,
+                            chunk_size,
+                            keys.len(),
+                        );
+                        chunk_budget.set(v.size.saturating_sub(reserve));
+                    }
+                    bundle::pack_pending(
+                        out,
+                        resolved.artifacts,
+                        &resolved.blobs,
+                        &resolved.pending,
+                        &keys,
+                        &opts,
+                        &progress,
+                    )
+                },
+            ),
+        );
+        match packed {
+            Ok(m) => break m,
+            Err(e) => {
+                progress.finish();
+                let retry = cache
+                    .as_ref()
+                    .filter(|_| refetched.len() < MAX_REFETCH)
+                    .and_then(|c| c.retry_after(&e));
+                if let Some(d) = retry {
+                    printer.note(&format!(
+                    "the pack cache's copy of {d} did not check out ({e}): removed; packing again with it fetched from upstream"
+                ));
+                    refetched.push(d);
+                    out = interrupt::classify(OutDir::prepare(&args.out))?;
+                    continue;
                 }
-                bundle::pack_pending(
-                    out,
-                    resolved.artifacts,
-                    &resolved.blobs,
-                    &resolved.pending,
-                    &keys,
-                    &opts,
-                    &progress,
-                )
-            },
-        ),
-    );
-    let manifest = match packed {
-        Ok(m) => m,
-        Err(e) => {
-            progress.finish();
-            if let Error::Interrupted { .. } = e {
-                printer.note(&stopped(&args.out, &shown));
+                if let Error::Interrupted { .. } = e {
+                    printer.note(&stopped(&args.out, &shown));
+                }
+                return Err(e);
             }
-            return Err(e);
+        }
+    };
+    let cache = match &cache {
+        None => None,
+        Some(c) => {
+            let keep = manifest.blobs.iter().map(|b| b.digest).collect();
+            let evicted = c.evict(&keep)?;
+            let n = c.counts();
+            Some(CacheReport {
+                dir: c.dir().display().to_string(),
+                from_cache_blobs: n.hit_blobs,
+                from_cache_bytes: n.hit_bytes,
+                downloaded_blobs: n.fetched_blobs,
+                downloaded_bytes: n.fetched_bytes,
+                refetched,
+                evicted_blobs: evicted.blobs,
+                evicted_bytes: evicted.bytes,
+                held_bytes: evicted.held,
+                max_bytes: c.max(),
+                eviction_skipped: evicted.skipped,
+            })
         }
     };
     let report = Report {
@@ -710,6 +854,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
                 .display()
                 .to_string()
         }),
+        cache,
     };
     printer.report(&report, || {
         let volumes = match &report.volume_size {
@@ -718,8 +863,13 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
             }
             _ => String::new(),
         };
+        let cache = report
+            .cache
+            .as_ref()
+            .map(CacheReport::text)
+            .unwrap_or_default();
         format!(
-            "packed {}\n{}{volumes}signed by {}\n",
+            "packed {}\n{}{cache}{volumes}signed by {}\n",
             output::escape_path(&args.out),
             report.bundle.text(),
             report

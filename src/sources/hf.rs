@@ -35,6 +35,21 @@ pub fn resolve(
     staged: u64,
     progress: &dyn Progress,
 ) -> Result<(Artifact, Vec<PlannedBlob>)> {
+    resolve_cached(spec, opts, name, staging, staged, None, progress)
+}
+
+/// [`resolve`] with the pack cache: regular files it holds are read from it, those downloaded
+/// are kept in it (LFS files go through it as every streamed blob does:
+/// [`crate::cache::Cache::wrap`]).
+pub fn resolve_cached(
+    spec: &HfSpec,
+    opts: &HfOptions,
+    name: Option<&str>,
+    staging: &Path,
+    staged: u64,
+    cache: Option<&Arc<crate::cache::Cache>>,
+    progress: &dyn Progress,
+) -> Result<(Artifact, Vec<PlannedBlob>)> {
     let client = HubClient::new(opts)?;
     let t = spec.repo_type;
     let id = spec.repo_id.as_str();
@@ -66,7 +81,23 @@ pub fn resolve(
         client.probe(&client.resolve_url(t, id, &commit, &f.path), &ctx_for(f))?;
     }
 
-    let regular: Vec<&RepoFile> = files.iter().filter(|f| f.lfs_sha256.is_none()).collect();
+    let mut regular: Vec<&RepoFile> = files.iter().filter(|f| f.lfs_sha256.is_none()).collect();
+    // Regular files the pack cache holds (by repo and git blob SHA-1) are not downloaded.
+    let key = |f: &RepoFile| {
+        let repo = format!("{}{id}", spec.url_prefix());
+        crate::cache::hf_key(client.endpoint(), &repo, &f.oid, f.size)
+    };
+    let hits: HashMap<String, Digest> = cache.map_or_else(HashMap::new, |c| {
+        regular
+            .iter()
+            .filter_map(|f| {
+                let r = c.key(&key(f)).filter(|r| r.size == f.size)?;
+                c.holds(&r.digest, f.size)
+                    .then(|| (f.path.clone(), r.digest))
+            })
+            .collect()
+    });
+    regular.retain(|f| !hits.contains_key(&f.path));
     let staged = if regular.is_empty() {
         HashMap::new()
     } else {
@@ -91,7 +122,20 @@ pub fn resolve(
         );
         let r = download_all(&client, spec, &commit, &regular, staging, opts, progress);
         progress.finish();
-        r?
+        let r = r?;
+        if let Some(c) = cache {
+            for f in &regular {
+                let (digest, path) = &r[&f.path];
+                c.adopt(path, digest, f.size);
+                let rec = crate::cache::KeyRecord {
+                    digest: *digest,
+                    size: f.size,
+                    identity: None,
+                };
+                c.set_key(&key(f), &rec);
+            }
+        }
+        r
     };
 
     let mut entries = Vec::new();
@@ -123,6 +167,17 @@ pub fn resolve(
                         },
                         compress: None,
                     });
+                }
+                digest
+            }
+            None if hits.contains_key(&f.path) => {
+                let (digest, c) = (hits[&f.path], cache.expect("a hit is in the cache"));
+                if seen.insert(digest) {
+                    let (oid, size) = (f.oid.clone(), f.size);
+                    let check: Arc<dyn Fn() -> Box<dyn crate::cache::Check> + Send + Sync> =
+                        Arc::new(move || Box::new(GitCheck(GitBlobHasher::new(size), oid.clone())));
+                    let what = format!("{label}: {}", f.path);
+                    blobs.push(c.planned(digest, f.size, what, Some(check)));
                 }
                 digest
             }
@@ -307,4 +362,21 @@ fn download_one(
     }
     out.sync_all().map_err(|e| Error::io("sync", dest, e))?;
     Ok(sha256.finish())
+}
+
+/// A regular file read from the pack cache must still have the Hub's git blob SHA-1.
+struct GitCheck(GitBlobHasher, String);
+
+impl crate::cache::Check for GitCheck {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    fn finish(self: Box<Self>) -> std::result::Result<(), String> {
+        let actual = self.0.finish();
+        if actual == self.1 {
+            Ok(())
+        } else {
+            Err(format!("git blob SHA-1 {actual}, the Hub says {}", self.1))
+        }
+    }
 }

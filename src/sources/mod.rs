@@ -2,6 +2,7 @@
 //! the blobs they need, each with a digest known before anything is written into a chunk
 //! (local files are hashed, downloads are staged and checked against their pins).
 
+mod cached;
 pub mod hf;
 pub mod image;
 mod local;
@@ -325,6 +326,9 @@ pub struct ResolveOptions {
     pub connect: ConnectOptions,
     /// The most a URL source without a declared size may download (`--max-download`).
     pub max_download: u64,
+    /// The pack cache (`--cache`): blobs read from it when it holds them, kept in it when
+    /// fetched.
+    pub cache: Option<std::sync::Arc<crate::cache::Cache>>,
 }
 
 impl Default for ResolveOptions {
@@ -332,6 +336,7 @@ impl Default for ResolveOptions {
         ResolveOptions {
             connect: ConnectOptions::default(),
             max_download: DEFAULT_MAX_DOWNLOAD,
+            cache: None,
         }
     }
 }
@@ -362,6 +367,17 @@ fn planned(files: Vec<Needed>, pending: &mut HashSet<Digest>) -> Vec<PlannedBlob
             PlannedBlob::file(n.digest, n.size, n.path)
         })
         .collect()
+}
+
+/// The blobs streamed from upstream (digest known) go through the pack cache, if there is one.
+fn through_cache(
+    (a, blobs): (Artifact, Vec<PlannedBlob>),
+    opts: &ResolveOptions,
+) -> (Artifact, Vec<PlannedBlob>) {
+    match &opts.cache {
+        None => (a, blobs),
+        Some(c) => (a, blobs.into_iter().map(|b| c.wrap(b)).collect()),
+    }
 }
 
 /// Resolves every source, with every digest real (local files are hashed here). Downloads go
@@ -404,44 +420,59 @@ pub fn resolve_pending(
                 given,
                 name,
             } => {
-                let (a, f) = url::resolve(
-                    &url::Download {
-                        url,
-                        pin: *pin,
-                        size: *size,
-                        given,
-                        name: name.as_deref(),
-                    },
-                    &staging.join(format!("{i}")),
-                    opts,
-                    staged,
-                    progress,
-                )?;
-                staged = f.iter().fold(staged, |t, n| t.saturating_add(n.size));
-                (a, planned(f, &mut pending))
+                let d = url::Download {
+                    url,
+                    pin: *pin,
+                    size: *size,
+                    given,
+                    name: name.as_deref(),
+                };
+                match opts.cache.as_ref().and_then(|c| cached::url(&d, c)) {
+                    Some(hit) => hit,
+                    None => {
+                        let (a, f) = url::resolve(
+                            &d,
+                            &staging.join(format!("{i}")),
+                            opts,
+                            staged,
+                            progress,
+                        )?;
+                        staged = f.iter().fold(staged, |t, n| t.saturating_add(n.size));
+                        if let Some(c) = &opts.cache {
+                            cached::keep_url(&d, &a, &f, c);
+                        }
+                        (a, planned(f, &mut pending))
+                    }
+                }
             }
             Source::Image {
                 location,
                 platforms,
                 given,
                 name,
-            } => image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
-            Source::Ollama { model, given, name } => {
-                ollama::resolve(model, given, name.as_deref(), &opts.connect)?
-            }
+            } => through_cache(
+                image::resolve(location, platforms, given, name.as_deref(), &opts.connect)?,
+                opts,
+            ),
+            Source::Ollama { model, given, name } => through_cache(
+                ollama::resolve(model, given, name.as_deref(), &opts.connect)?,
+                opts,
+            ),
             Source::Hf { spec, name } => {
                 // Endpoint and token as huggingface_hub reads them (HF_ENDPOINT, HF_TOKEN, …).
                 let mut hf_opts = HfOptions::from_env()?;
                 hf_opts.ca_certs = opts.connect.ca_certs.clone();
                 hf_opts.transfer = opts.connect.transfer;
-                let (a, b) = hf::resolve(
+                let (a, b) = hf::resolve_cached(
                     spec,
                     &hf_opts,
                     name.as_deref(),
                     &staging.join(format!("{i}")),
                     staged,
+                    opts.cache.as_ref(),
                     progress,
                 )?;
+                let (a, b) = through_cache((a, b), opts);
                 staged = b
                     .iter()
                     .filter(|b| matches!(b.origin, crate::bundle::Origin::File { .. }))

@@ -32,7 +32,7 @@ pub(super) struct Download<'a> {
     pub name: Option<&'a str>,
 }
 
-fn name_from_url(url: &reqwest::Url) -> Option<String> {
+pub(super) fn name_from_url(url: &reqwest::Url) -> Option<String> {
     url.path_segments()?
         .rfind(|s| !s.is_empty())
         .map(str::to_string)

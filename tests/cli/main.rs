@@ -25,6 +25,7 @@ mod million_auth;
 mod models;
 mod net_resume;
 mod ollama;
+mod pack_cache;
 mod pack_floor;
 mod policy;
 mod props;

@@ -10,6 +10,7 @@
 pub mod blob;
 pub mod flaky;
 pub mod hub;
+pub mod proxy;
 pub mod pty;
 pub mod registry;
 pub mod tree;
@@ -23,6 +24,8 @@ use std::process::{Command, Stdio};
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 /// The workspace's state directory (relative to [`Env::path`]).
 pub const STATE_DIR: &str = ".airlock-state";
+/// The workspace's `XDG_CACHE_HOME` (pack's default cache is `airlock/` in it).
+pub const CACHE_HOME: &str = ".cache-home";
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -128,12 +131,19 @@ impl Env {
     /// The workspace's own enclave for `c`: its acceptance state and audit log
     /// (`AIRLOCK_STATE` = [`Env::state_dir`]), no audit log or passphrase from the caller's
     /// environment. Never the machine's default state directory (`/var/lib/airlock` as root),
-    /// whose freshness records would make runs depend on what ran before.
+    /// whose freshness records would make runs depend on what ran before. Pack's default cache
+    /// is the workspace's own too ([`Env::cache_dir`], as `XDG_CACHE_HOME`), never the home's.
     pub fn isolate(&self, c: &mut Command) {
-        c.env("AIRLOCK_STATE", self.state_dir())
+        c.env("XDG_CACHE_HOME", self.dir.path().join(CACHE_HOME))
+            .env("AIRLOCK_STATE", self.state_dir())
             .env_remove("AIRLOCK_AUDIT_LOG")
             .env_remove("AIRLOCK_PASSPHRASE")
             .env_remove("XDG_STATE_HOME");
+    }
+
+    /// The pack cache every pack in this workspace uses by default.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join(CACHE_HOME).join("airlock")
     }
 
     /// The state directory every run in this workspace uses.
