@@ -32,9 +32,9 @@ use crate::support::*;
 const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 
 /// One blob of the test model.
-struct Blob {
+pub(crate) struct Blob {
     media_type: &'static str,
-    bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Blob {
@@ -44,7 +44,7 @@ impl Blob {
             bytes: bytes.into(),
         }
     }
-    fn digest(&self) -> Digest {
+    pub(crate) fn digest(&self) -> Digest {
         Digest::of(&self.bytes)
     }
     fn descriptor_json(&self) -> String {
@@ -58,11 +58,11 @@ impl Blob {
 }
 
 /// A tag of the test model: its config, layers and manifest bytes.
-struct Tag {
-    tag: &'static str,
-    config: Blob,
-    layers: Vec<Blob>,
-    manifest: Vec<u8>,
+pub(crate) struct Tag {
+    pub(crate) tag: &'static str,
+    pub(crate) config: Blob,
+    pub(crate) layers: Vec<Blob>,
+    pub(crate) manifest: Vec<u8>,
 }
 
 impl Tag {
@@ -175,10 +175,10 @@ fn push_model(reg: &TestRegistry, tags: &[Tag], dir: &Path) {
 /// An in-process front for the registry on another host name: manifests (and `/v2/`) are
 /// forwarded, blob requests are answered `307` to the registry as `localhost:PORT`, except
 /// that the `poison` digest (if any) is answered `200` with other bytes of the same length.
-struct Front {
-    addr: String,
+pub(crate) struct Front {
+    pub(crate) addr: String,
     /// Request lines seen, with what was answered.
-    log: Arc<Mutex<Vec<String>>>,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Front {
@@ -316,14 +316,14 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-struct Setup {
-    env: Env,
+pub(crate) struct Setup {
+    pub(crate) env: Env,
     _reg: TestRegistry,
-    front: Front,
-    tags: Vec<Tag>,
+    pub(crate) front: Front,
+    pub(crate) tags: Vec<Tag>,
 }
 
-fn setup(poison: bool) -> Setup {
+pub(crate) fn setup(poison: bool) -> Setup {
     let env = Env::new();
     env.keygen("k");
     let reg = TestRegistry::start();
