@@ -38,7 +38,7 @@ use table::TableFormatter;
 pub struct ManifestV3 {
     /// Always `"airlock-bundle"`.
     pub format: String,
-    /// 3.
+    /// 3; 4 (over volumes); 5 (a delta bundle).
     pub version: u32,
     /// 128 random bits as 32 lowercase hex digits; unique per bundle.
     pub bundle_id: String,
@@ -68,7 +68,8 @@ pub struct ManifestV3 {
     /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar` (version 4: a parity
     /// chunk is `.par`).
     pub chunks: Vec<ChunkV3>,
-    /// Version 4 (required there, absent in version 3): the volumes the chunks are spread over.
+    /// Version 4 (required there, absent in version 3, optional in version 5): the volumes the
+    /// chunks are spread over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<crate::format::Volumes>,
 }
