@@ -204,7 +204,7 @@ fn unknown_versions_and_formats() {
     let env = Env::new();
     env.sample_bundle();
     let m = manifest(&env);
-    for v in [0u32, 5, u32::MAX] {
+    for v in [0u32, 6, u32::MAX] {
         resign(&env, |m| m.version = v);
         refused(
             &env,

@@ -35,7 +35,7 @@ const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 #[derive(Clone)]
 pub(crate) struct Blob {
     media_type: &'static str,
-    bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Blob {
@@ -179,7 +179,7 @@ pub(crate) fn push_model(reg: &TestRegistry, tags: &[Tag], dir: &Path) {
 pub(crate) struct Front {
     pub(crate) addr: String,
     /// Request lines seen, with what was answered.
-    log: Arc<Mutex<Vec<String>>>,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Front {
@@ -317,14 +317,14 @@ fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-struct Setup {
-    env: Env,
+pub(crate) struct Setup {
+    pub(crate) env: Env,
     _reg: TestRegistry,
-    front: Front,
-    tags: Vec<Tag>,
+    pub(crate) front: Front,
+    pub(crate) tags: Vec<Tag>,
 }
 
-fn setup(poison: bool) -> Setup {
+pub(crate) fn setup(poison: bool) -> Setup {
     let env = Env::new();
     env.keygen("k");
     let reg = TestRegistry::start();

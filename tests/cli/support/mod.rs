@@ -26,6 +26,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 pub const STATE_DIR: &str = ".airlock-state";
 /// The workspace's `XDG_CACHE_HOME` (pack's default cache is `airlock/` in it).
 pub const CACHE_HOME: &str = ".cache-home";
+/// The workspace's pack state (the sequences its packs used), beside [`STATE_DIR`].
+pub const PACK_STATE_DIR: &str = ".airlock-pack-state";
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -136,6 +138,7 @@ impl Env {
     pub fn isolate(&self, c: &mut Command) {
         c.env("XDG_CACHE_HOME", self.dir.path().join(CACHE_HOME))
             .env("AIRLOCK_STATE", self.state_dir())
+            .env("AIRLOCK_PACK_STATE", self.pack_state_dir())
             .env_remove("AIRLOCK_AUDIT_LOG")
             .env_remove("AIRLOCK_PASSPHRASE")
             .env_remove("XDG_STATE_HOME");
@@ -149,6 +152,11 @@ impl Env {
     /// The state directory every run in this workspace uses.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join(STATE_DIR)
+    }
+
+    /// Where every pack in this workspace records the sequences it used (`AIRLOCK_PACK_STATE`).
+    pub fn pack_state_dir(&self) -> PathBuf {
+        self.dir.path().join(PACK_STATE_DIR)
     }
 
     /// The audit log every run in this workspace appends to.
