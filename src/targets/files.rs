@@ -200,6 +200,15 @@ impl Target for FilesTarget {
         }
         Ok(())
     }
+    /// Each file written or kept.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        let p = self.planned();
+        let files = p
+            .steps
+            .iter()
+            .filter_map(|s| Some((s.blob?, s.size?, s.path.as_path())));
+        super::local_locations(crate::state::StoreKind::Files, &p.dest, bundle, files)
+    }
     fn report(&self) -> Vec<(&'static str, serde_json::Value)> {
         let p = self.planned();
         vec![

@@ -14,9 +14,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::format::ArtifactKind;
+use crate::format::{ArtifactKind, Digest};
 use crate::progress::Progress;
 use crate::stage::{Admitted, Area, Demand, Journal, Need, Staging};
+use crate::state::{Location, StoreKind};
 
 pub mod files;
 pub mod hf_cache;
@@ -63,6 +64,42 @@ pub(crate) fn routed_names(
     indices
         .iter()
         .map(|&i| bundle.manifest().artifacts[i].name.clone())
+        .collect()
+}
+
+/// The locations (`holdings.json`) of blob files under a local store's root `dest`: each
+/// `(digest, size, path)` with `path` under `dest`, recorded relative to the store's absolute
+/// root. A path not under `dest`, or not UTF-8, is left out (a location is a hint).
+pub(crate) fn local_locations<'p>(
+    store: StoreKind,
+    dest: &Path,
+    bundle: &Admitted,
+    files: impl IntoIterator<Item = (Digest, u64, &'p Path)>,
+) -> Vec<(Digest, Location)> {
+    let Ok(root) = std::fs::canonicalize(dest).or_else(|_| std::path::absolute(dest)) else {
+        return Vec::new();
+    };
+    let Some(root_s) = root.to_str() else {
+        return Vec::new();
+    };
+    let bundle_id = &bundle.manifest().bundle_id;
+    files
+        .into_iter()
+        .filter_map(|(digest, size, path)| {
+            let rel = path.strip_prefix(dest).ok()?.to_str()?;
+            (!rel.is_empty()).then(|| {
+                (
+                    digest,
+                    Location {
+                        store,
+                        root: root_s.to_string(),
+                        path: rel.to_string(),
+                        size,
+                        bundle_id: bundle_id.clone(),
+                    },
+                )
+            })
+        })
         .collect()
 }
 
@@ -181,6 +218,20 @@ pub trait Target {
     /// is in place and durable.
     fn commit_names(&mut self, _staging: &Staging, _j: &mut Journal) -> Result<()> {
         Ok(())
+    }
+    /// After a completed import: where this target wrote, or found already in place, each blob
+    /// of the artifacts routed to it (recorded in `holdings.json`, so that a later delta import
+    /// finds them without scanning the store). Empty: nothing recorded.
+    fn locations(&self, _bundle: &Admitted) -> Vec<(Digest, Location)> {
+        Vec::new()
+    }
+    /// After planning and probing: the blobs this target will read from the bundle (staged for
+    /// it, or pushed) because its store does not hold them. A delta bundle's external blobs
+    /// among them must be available elsewhere on this machine, or the import is refused.
+    fn reads(&self) -> Vec<Digest> {
+        self.demand()
+            .map(|d| d.needs.into_iter().map(|n| n.digest).collect())
+            .unwrap_or_default()
     }
     /// Fields of the `--json` report (the plan, and what was done).
     fn report(&self) -> Vec<(&'static str, serde_json::Value)>;
