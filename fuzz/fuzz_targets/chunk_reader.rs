@@ -82,6 +82,7 @@ fuzz_target!(|data: &[u8]| {
         digest: Digest::from_bytes([0; 32]),
         size,
         segments,
+        external: None,
     };
     let step = 1 + (data.len() * 7919) % 70_000;
     let (first, ok, mismatch) = read_all(&chunks, &blob, step);

@@ -225,7 +225,7 @@ pub fn pack_pending(
         .map_err(|e| Error::Other(format!("no randomness for the bundle id: {e}")))?;
     let manifest = Manifest {
         format: FORMAT_NAME.to_string(),
-        version: Manifest::required_version(&artifacts, volumes.is_some()),
+        version: Manifest::required_version(&artifacts, volumes.is_some(), false),
         bundle_id: hex::encode(id),
         channel: opts.channel.clone(),
         sequence: opts.sequence,
@@ -238,6 +238,7 @@ pub fn pack_pending(
         blobs: blob_list,
         chunks,
         volumes,
+        bases: Vec::new(),
     };
     manifest.validate().map_err(|e| {
         Error::Other(format!(

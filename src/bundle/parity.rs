@@ -834,6 +834,7 @@ mod tests {
             artifacts: Vec::new(),
             blobs: Vec::new(),
             chunks,
+            bases: Vec::new(),
             volumes: Some(Volumes {
                 size: 1 << 40,
                 data: counts,

@@ -258,6 +258,7 @@ pub fn write_blobs(
             digest: actual,
             size: blob.size,
             segments,
+            external: None,
         });
     }
     let (chunks, volumes) = w.finish()?;

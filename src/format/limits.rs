@@ -35,3 +35,5 @@ pub const MAX_SEGMENTS: usize = 8_000_000;
 pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_COMPONENT_BYTES: usize = 255;
 pub const MAX_DEPTH: usize = 128;
+/// Most bases of one delta bundle (version 5).
+pub const MAX_BASES: usize = 64;

@@ -53,9 +53,51 @@ pub struct Manifest {
     /// version 4: `.par`).
     pub chunks: Vec<Chunk>,
     /// Version 4: how the chunks are spread over volumes (`format::volumes`); `None` below
-    /// version 4. Not a field of the v1/v2 form.
+    /// version 4 (optional in version 5). Not a field of the v1/v2 form.
     #[serde(skip)]
     pub volumes: Option<super::Volumes>,
+    /// Version 5 (a delta bundle): what the packer knew the enclave already holds, each a
+    /// previous bundle or an enclave inventory; external blobs name one by index. Non-empty
+    /// exactly in version 5. Not a field of the v1/v2 form.
+    #[serde(skip)]
+    pub bases: Vec<Base>,
+}
+
+/// Version 5: a base of a delta bundle, the signed document that showed the packer which blobs
+/// the enclave holds (FORMAT.md §Version 5).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// A previous bundle of the channel, or an enclave inventory.
+    pub kind: BaseKind,
+    /// The base bundle's `bundle_id`, or the inventory's id: 32 lowercase hex digits.
+    pub id: String,
+    /// The base's channel: the manifest's own.
+    pub channel: String,
+    /// The base bundle's sequence, or the inventory's last accepted sequence of the channel;
+    /// lower than the manifest's.
+    pub sequence: u64,
+    /// SHA-256 of the base's signed bytes: the base bundle's `manifest.json`, or the inventory
+    /// file.
+    pub manifest_digest: Digest,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseKind {
+    /// A previous bundle (its signed `manifest.json`).
+    Bundle,
+    /// A signed enclave inventory.
+    Inventory,
+}
+
+impl BaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaseKind::Bundle => "bundle",
+            BaseKind::Inventory => "inventory",
+        }
+    }
 }
 
 /// One thing carried across: a file, a directory tree, ...
@@ -241,8 +283,20 @@ pub struct Blob {
     pub digest: Digest,
     /// Size in bytes of the decoded payload.
     pub size: u64,
-    /// Where the bytes live, in order; the decoded sizes add up to `size`.
+    /// Where the bytes live, in order; the decoded sizes add up to `size`. Empty for an
+    /// external blob.
     pub segments: Vec<Segment>,
+    /// Version 5: an external blob, not carried: the index in `bases` of the base that showed
+    /// the enclave holds it. Not a field of the v1/v2 form.
+    #[serde(skip)]
+    pub external: Option<u32>,
+}
+
+impl Blob {
+    /// Whether the bundle does not carry this blob (version 5: the enclave holds it).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
 }
 
 /// A contiguous piece of a blob stored as one tar entry in one chunk.
@@ -383,19 +437,73 @@ impl Manifest {
     }
 
     /// The version pack writes: [`FORMAT_VERSION`] (3: piece digests and the compact file
-    /// table), whatever the artifacts; 4 for a bundle spread over volumes. (Versions 1 and 2
-    /// are still read.)
-    pub fn required_version(_artifacts: &[Artifact], volumes: bool) -> u32 {
-        if volumes {
+    /// table), whatever the artifacts; 4 for a bundle spread over volumes; 5 for a delta bundle
+    /// (bases, external blobs; over volumes or not). (Versions 1 and 2 are still read.)
+    pub fn required_version(_artifacts: &[Artifact], volumes: bool, bases: bool) -> u32 {
+        if bases {
+            5
+        } else if volumes {
             4
         } else {
             FORMAT_VERSION
         }
     }
 
-    /// Total decoded payload bytes (each blob once).
+    /// Total decoded payload bytes (each blob once), carried and external.
     pub fn payload_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
+    }
+
+    /// Whether the blob `digest` is external (version 5: listed, not carried). False for a
+    /// digest the manifest does not list.
+    pub fn is_external(&self, digest: &Digest) -> bool {
+        self.blobs
+            .iter()
+            .any(|b| b.digest == *digest && b.is_external())
+    }
+
+    /// Decoded bytes of the blobs the bundle carries (each once).
+    pub fn carried_bytes(&self) -> u64 {
+        self.blobs
+            .iter()
+            .filter(|b| !b.is_external())
+            .map(|b| b.size)
+            .sum()
+    }
+
+    /// Bytes of the external blobs (each once): what the enclave must already hold.
+    pub fn external_bytes(&self) -> u64 {
+        self.blobs
+            .iter()
+            .filter(|b| b.is_external())
+            .map(|b| b.size)
+            .sum()
+    }
+
+    /// The external blobs (version 5), in manifest order.
+    pub fn external_blobs(&self) -> impl Iterator<Item = &Blob> {
+        self.blobs.iter().filter(|b| b.is_external())
+    }
+
+    /// Artifact `i`'s distinct blobs split into (carried bytes, external bytes). A blob two of
+    /// its files share counts once; one shared with another artifact counts for both.
+    /// Panics if `i` is out of range.
+    pub fn artifact_bytes(&self, i: usize) -> (u64, u64) {
+        split_bytes(&self.artifacts[i], &self.external_index())
+    }
+
+    /// Every artifact's (carried, external) bytes, in artifact order
+    /// ([`Manifest::artifact_bytes`] of each, from one index of the blobs).
+    pub fn all_artifact_bytes(&self) -> Vec<(u64, u64)> {
+        let index = self.external_index();
+        self.artifacts
+            .iter()
+            .map(|a| split_bytes(a, &index))
+            .collect()
+    }
+
+    fn external_index(&self) -> std::collections::HashSet<Digest> {
+        self.external_blobs().map(|b| b.digest).collect()
     }
 
     /// Total bytes of chunk files.
@@ -410,6 +518,26 @@ impl Manifest {
             .map(|c| format!("{}  chunks/{}\n", c.sha256.hex(), c.name))
             .collect()
     }
+}
+
+/// An artifact's distinct blobs split into (carried, external) bytes.
+fn split_bytes(a: &Artifact, external: &std::collections::HashSet<Digest>) -> (u64, u64) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut carried, mut ext) = (0u64, 0u64);
+    for e in &a.entries {
+        let (Some(d), Some(size)) = (e.blob, e.size) else {
+            continue;
+        };
+        if !seen.insert(d) {
+            continue;
+        }
+        if external.contains(&d) {
+            ext = ext.saturating_add(size);
+        } else {
+            carried = carried.saturating_add(size);
+        }
+    }
+    (carried, ext)
 }
 
 /// Channel names: 1 to 64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`.
@@ -442,7 +570,202 @@ pub fn format_time(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::validate::entry_key;
+    use super::*;
     use crate::format::paths::name_key;
+
+    /// A valid version 5 manifest: one directory artifact, `a` carried (3 bytes in chunk 0),
+    /// `b` (10 bytes) and `c/d` (the same 3 bytes as `a`) — `b` external from base 0.
+    fn delta() -> Manifest {
+        let a = Digest::of(b"abc");
+        let b = Digest::of(b"0123456789");
+        Manifest {
+            format: FORMAT_NAME.into(),
+            version: 5,
+            bundle_id: "1".repeat(32),
+            channel: "nightly".into(),
+            sequence: 10,
+            created: "2026-12-01T00:00:00Z".into(),
+            expires: None,
+            generator: "test".into(),
+            chunk_size: 1 << 16,
+            piece_size: crate::format::pieces::DEFAULT_PIECE_SIZE,
+            artifacts: vec![Artifact {
+                name: "m".into(),
+                kind: ArtifactKind::Directory,
+                source: "m".into(),
+                identity: "/m".into(),
+                entries: vec![
+                    Entry::file("a", a, 3),
+                    Entry::file("b", b, 10),
+                    Entry::dir("c"),
+                    Entry::file("c/d", a, 3),
+                ],
+                image: None,
+                hf: None,
+            }],
+            blobs: vec![
+                Blob {
+                    digest: a,
+                    size: 3,
+                    segments: vec![Segment {
+                        chunk: 0,
+                        offset: 512,
+                        length: 3,
+                        encoding: Encoding::None,
+                        size: 3,
+                    }],
+                    external: None,
+                },
+                Blob {
+                    digest: b,
+                    size: 10,
+                    segments: Vec::new(),
+                    external: Some(0),
+                },
+            ],
+            chunks: vec![Chunk {
+                name: chunk_name(0),
+                size: 2048,
+                sha256: Digest::of(b"chunk"),
+                pieces: vec![Digest::of(b"chunk")],
+            }],
+            volumes: None,
+            bases: vec![Base {
+                kind: BaseKind::Bundle,
+                id: "2".repeat(32),
+                channel: "nightly".into(),
+                sequence: 9,
+                manifest_digest: Digest::of(b"base manifest"),
+            }],
+        }
+    }
+
+    #[test]
+    fn version_5_round_trips_in_the_compact_form() {
+        let m = delta();
+        m.validate().unwrap();
+        let bytes = m.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"bases\": ["), "{text}");
+        assert!(
+            text.contains(&format!("[\"{}\",10,[],0]", Digest::of(b"0123456789"))),
+            "{text}"
+        );
+        assert_eq!(Manifest::parse(&bytes).unwrap(), m);
+        assert_eq!((m.carried_bytes(), m.external_bytes()), (3, 10));
+        assert_eq!(m.artifact_bytes(0), (3, 10));
+        assert_eq!(m.all_artifact_bytes(), vec![(3, 10)]);
+        assert!(m.is_external(&Digest::of(b"0123456789")));
+        assert!(!m.is_external(&Digest::of(b"abc")));
+        assert_eq!(m.payload_bytes(), 13);
+        assert_eq!(Manifest::required_version(&m.artifacts, false, true), 5);
+        assert_eq!(Manifest::required_version(&m.artifacts, true, true), 5);
+        assert_eq!(Manifest::required_version(&m.artifacts, true, false), 4);
+        assert_eq!(Manifest::required_version(&m.artifacts, false, false), 3);
+    }
+
+    #[test]
+    fn version_3_and_4_carry_no_bases() {
+        let mut m = delta();
+        m.bases.clear();
+        m.blobs.truncate(1);
+        m.artifacts[0].entries.remove(1);
+        m.version = 3;
+        m.validate().unwrap();
+        let text = String::from_utf8(m.to_bytes()).unwrap();
+        assert!(!text.contains("bases"), "{text}");
+    }
+
+    #[test]
+    fn version_5_rules_are_enforced() {
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("version 5 requires `bases`", Box::new(|m| m.bases.clear())),
+            (
+                "`bases` needs format version 5, the manifest says 3",
+                Box::new(|m| m.version = 3),
+            ),
+            (
+                "names base 1, which does not exist (1 bases)",
+                Box::new(|m| m.blobs[1].external = Some(1)),
+            ),
+            (
+                "has segments: an external blob is not carried",
+                Box::new(|m| {
+                    m.blobs[1].segments = m.blobs[0].segments.clone();
+                }),
+            ),
+            (
+                "is not fully covered",
+                Box::new(|m| m.blobs[1].external = None),
+            ),
+            (
+                "is not 32 lowercase hex digits",
+                Box::new(|m| m.bases[0].id = "2".repeat(31)),
+            ),
+            (
+                "is not 32 lowercase hex digits",
+                Box::new(|m| m.bases[0].id = "A".repeat(32)),
+            ),
+            (
+                "is of channel \"other\", the bundle of channel \"nightly\"",
+                Box::new(|m| m.bases[0].channel = "other".into()),
+            ),
+            (
+                "channel \"-x\" is not valid",
+                Box::new(|m| m.bases[0].channel = "-x".into()),
+            ),
+            (
+                "has sequence 10, not lower than the bundle's 10",
+                Box::new(|m| m.bases[0].sequence = 10),
+            ),
+            (
+                "is the bundle itself",
+                Box::new(|m| m.bases[0].id = m.bundle_id.clone()),
+            ),
+            (
+                "is listed twice",
+                Box::new(|m| m.bases.push(m.bases[0].clone())),
+            ),
+            (
+                "65 bases, more than the 64 allowed",
+                Box::new(|m| {
+                    m.bases = (0..65)
+                        .map(|i| Base {
+                            id: format!("{i:032x}"),
+                            ..m.bases[0].clone()
+                        })
+                        .collect()
+                }),
+            ),
+            (
+                "names blob",
+                Box::new(|m| {
+                    m.blobs.remove(1);
+                }),
+            ),
+        ];
+        for (want, edit) in cases {
+            let mut m = delta();
+            edit(&mut m);
+            let e = m.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_by_version_with_upgrade_advice() {
+        let text = String::from_utf8(delta().to_bytes())
+            .unwrap()
+            .replace("\"version\": 5,", "\"version\": 6,");
+        let e = Manifest::parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(
+            e.contains("unsupported bundle format version 6")
+                && e.contains("reads versions 1..=5")
+                && e.contains("upgrade"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn entry_key_is_name_key() {

@@ -26,8 +26,9 @@ pub const FORMAT_NAME: &str = "airlock-bundle";
 /// The version this airlock writes (3: piece digests and the compact file table; see
 /// [`Manifest::required_version`]).
 pub const FORMAT_VERSION: u32 = 3;
-/// The versions this airlock reads (4: version 3 spread over volumes, `volumes`).
-pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=4;
+/// The versions this airlock reads (4: version 3 spread over volumes, `volumes`; 5: a delta
+/// bundle, `bases` and external blobs).
+pub const SUPPORTED_VERSIONS: RangeInclusive<u32> = 1..=5;
 
 /// File names inside a bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

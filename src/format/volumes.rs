@@ -242,9 +242,9 @@ impl Manifest {
         let v = match (&self.volumes, self.version) {
             (None, 4) => return Err("version 4 requires `volumes`".into()),
             (None, _) => return Ok(()),
-            (Some(_), n) if n != 4 => {
+            (Some(_), n) if n != 4 && n != 5 => {
                 return Err(format!(
-                    "`volumes` needs format version 4, the manifest says {n}"
+                    "`volumes` needs format version 4 or 5, the manifest says {n}"
                 ))
             }
             (Some(v), _) => v,
@@ -392,6 +392,7 @@ mod tests {
             artifacts: Vec::new(),
             blobs: Vec::new(),
             chunks,
+            bases: Vec::new(),
             volumes: Some(Volumes {
                 size: 300_000,
                 data: vec![2, 1, 2],
@@ -494,6 +495,7 @@ mod tests {
                 encoding: crate::format::Encoding::None,
                 size: 1,
             }],
+            external: None,
         });
         let e = m.validate().unwrap_err().to_string();
         assert!(e.contains("names parity chunk 00000005.par"), "{e}");

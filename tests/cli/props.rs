@@ -103,7 +103,7 @@ proptest! {
             chunk.extend(&stored);
             want.extend(&data);
         }
-        let mut blob = Blob { digest: Digest::of(&want), size: want.len() as u64, segments };
+        let mut blob = Blob { digest: Digest::of(&want), size: want.len() as u64, segments, external: None };
         let pick = |i: &prop::sample::Index, n: usize| if n == 0 { None } else { Some(i.index(n)) };
         match &damage {
             Damage::None => {}

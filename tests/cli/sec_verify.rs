@@ -106,6 +106,7 @@ fn one_segment_bundle(env: &Env, payload: &[u8], data: Vec<u8>, encoding: Encodi
                 encoding,
                 size,
             }],
+            external: None,
         }];
     });
 }
@@ -150,6 +151,7 @@ pub(crate) fn deep_manifest(env: &Env, max: u64) -> Manifest {
             encoding: Encoding::None,
             size: payload.len() as u64,
         }],
+        external: None,
     }];
     let mut dirs = Vec::new();
     let mut path = String::new();

@@ -9,7 +9,9 @@
 //! blob]` (a file) or `[parent, name, blob, true]` (an executable file), where `blob` indexes
 //! `blobs` (the file's size is the blob's), and `parent` is 0 (the `name` is the whole path) or
 //! `k` for the artifact's entry `k - 1`, an earlier directory (the path is that directory's path,
-//! `/`, `name`). Chunk names are implied (`chunks/<index as 8 digits>.tar`).
+//! `/`, `name`). Chunk names are implied (`chunks/<index as 8 digits>.tar`). Version 5 adds
+//! `bases` and the external blob `[digest, size, [], base]` (not carried; `base` indexes
+//! `bases`).
 //!
 //! This file holds the wire types and their short forms; `convert` maps them to and from the
 //! in-memory types, `table` lays out the bytes.
@@ -21,7 +23,7 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{ArtifactKind, HfInfo, ImageInfo, Manifest, ParseError};
+use super::{ArtifactKind, Base, HfInfo, ImageInfo, Manifest, ParseError};
 use crate::format::Digest;
 
 mod convert;
@@ -54,9 +56,14 @@ pub struct ManifestV3 {
     pub chunk_size: u64,
     /// The size of the pieces whose digests each chunk lists: a power of two, 64 KiB to 1 GiB.
     pub piece_size: u64,
+    /// Version 5 (required and non-empty there, absent below): the bases of a delta bundle,
+    /// which its external blobs name by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<Base>,
     /// What the bundle carries.
     pub artifacts: Vec<ArtifactV3>,
-    /// Every distinct payload, once: `[digest, size, [segment, …]]`.
+    /// Every distinct payload, once: `[digest, size, [segment, …]]`; version 5 also
+    /// `[digest, size, [], base]`, an external blob.
     pub blobs: Vec<BlobV3>,
     /// The chunk files, in order; chunk `i` is `chunks/<i as 8 digits>.tar` (version 4: a parity
     /// chunk is `.par`).
@@ -82,9 +89,16 @@ pub struct ArtifactV3 {
     pub hf: Option<HfInfo>,
 }
 
-/// A blob: `[digest, size, [segment, …]]`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-pub struct BlobV3(pub Digest, pub u64, pub Vec<SegmentV3>);
+/// A blob: `[digest, size, [segment, …]]` (carried), or in version 5 `[digest, size, [],
+/// base]` (external: not carried, `base` indexes `bases`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobV3 {
+    pub digest: Digest,
+    pub size: u64,
+    pub segments: Vec<SegmentV3>,
+    /// Version 5: the index in `bases` of an external blob.
+    pub external: Option<u32>,
+}
 
 /// A chunk file: exact size, SHA-256 of the whole file (as in `SHA256SUMS`), and the SHA-256 of
 /// each piece.
@@ -200,6 +214,76 @@ impl JsonSchema for EntryV3 {
     }
 }
 
+impl Serialize for BlobV3 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(3 + usize::from(self.external.is_some())))?;
+        seq.serialize_element(&self.digest)?;
+        seq.serialize_element(&self.size)?;
+        seq.serialize_element(&self.segments)?;
+        if let Some(base) = self.external {
+            seq.serialize_element(&base)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobV3 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BlobV3;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a blob [digest, size, [segment, …]] or [digest, size, [], base]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BlobV3, A::Error> {
+                let digest = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let size = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let segments = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                let external = seq.next_element()?;
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(5, &self));
+                }
+                Ok(BlobV3 {
+                    digest,
+                    size,
+                    segments,
+                    external,
+                })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+impl JsonSchema for BlobV3 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BlobV3".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let digest = g.subschema_for::<Digest>();
+        let segment = g.subschema_for::<SegmentV3>();
+        json_schema!({
+            "description": "A blob: [digest, size, [segment, …]] (carried: the segments decode to size bytes), or in version 5 [digest, size, [], base] (external: not carried; base indexes `bases`).",
+            "type": "array",
+            "prefixItems": [
+                digest,
+                {"type": "integer", "minimum": 0},
+                {"type": "array", "items": segment},
+                {"type": "integer", "minimum": 0, "maximum": u32::MAX}
+            ],
+            "minItems": 3,
+            "maxItems": 4,
+            "items": false
+        })
+    }
+}
+
 impl Serialize for SegmentV3 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(3 + usize::from(self.zstd_size.is_some())))?;
@@ -304,5 +388,26 @@ mod tests {
         assert_eq!(serde_json::to_string(&s).unwrap(), "[0,512,100,300]");
         assert!(serde_json::from_str::<SegmentV3>("[0,512]").is_err());
         assert!(serde_json::from_str::<SegmentV3>("[0,512,1,2,3]").is_err());
+        let digest = format!("\"sha256:{}\"", "ab".repeat(32));
+        let b: BlobV3 = serde_json::from_str(&format!("[{digest},7,[],2]")).unwrap();
+        assert_eq!((b.size, b.external, b.segments.len()), (7, Some(2), 0));
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            format!("[{digest},7,[],2]")
+        );
+        let c: BlobV3 = serde_json::from_str(&format!("[{digest},3,[[0,512,3]]]")).unwrap();
+        assert_eq!(c.external, None);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            format!("[{digest},3,[[0,512,3]]]")
+        );
+        for bad in [
+            format!("[{digest},7]"),
+            format!("[{digest},7,[],2,3]"),
+            format!("[{digest},7,[],null]"),
+            format!("[{digest},7,[],-1]"),
+        ] {
+            assert!(serde_json::from_str::<BlobV3>(&bad).is_err(), "{bad}");
+        }
     }
 }

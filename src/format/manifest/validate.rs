@@ -235,6 +235,71 @@ pub(super) fn invalid(msg: impl Into<String>) -> Invalid {
 }
 
 impl Manifest {
+    /// The version 5 rules on `bases` (FORMAT.md §Version 5): present (non-empty) exactly in
+    /// version 5, at most [`limits::MAX_BASES`], each a valid id of its kind, the manifest's own
+    /// channel and a lower sequence, none listed twice.
+    fn validate_bases(&self) -> Result<(), Invalid> {
+        match (self.bases.is_empty(), self.version) {
+            (true, 5) => return Err(invalid("version 5 requires `bases`")),
+            (true, _) => return Ok(()),
+            (false, 5) => {}
+            (false, n) => {
+                return Err(invalid(format!(
+                    "`bases` needs format version 5, the manifest says {n}"
+                )))
+            }
+        }
+        if self.bases.len() > limits::MAX_BASES {
+            return Err(invalid(format!(
+                "{} bases, more than the {} allowed",
+                self.bases.len(),
+                limits::MAX_BASES
+            )));
+        }
+        let mut seen = HashSet::new();
+        for (i, b) in self.bases.iter().enumerate() {
+            let hex32 =
+                b.id.len() == 32 && b.id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            if !hex32 {
+                return Err(invalid(format!(
+                    "base {i}: {} id {:?} is not 32 lowercase hex digits",
+                    b.kind.as_str(),
+                    b.id
+                )));
+            }
+            validate_channel(&b.channel).map_err(|e| invalid(format!("base {i}: {e}")))?;
+            if b.channel != self.channel {
+                return Err(invalid(format!(
+                    "base {i} ({} {}) is of channel {:?}, the bundle of channel {:?}",
+                    b.kind.as_str(),
+                    b.id,
+                    b.channel,
+                    self.channel
+                )));
+            }
+            if b.sequence >= self.sequence {
+                return Err(invalid(format!(
+                    "base {i} ({} {}) has sequence {}, not lower than the bundle's {}",
+                    b.kind.as_str(),
+                    b.id,
+                    b.sequence,
+                    self.sequence
+                )));
+            }
+            if b.kind == BaseKind::Bundle && b.id == self.bundle_id {
+                return Err(invalid(format!("base {i} is the bundle itself ({})", b.id)));
+            }
+            if !seen.insert((b.kind, b.id.as_str())) {
+                return Err(invalid(format!(
+                    "base {} {} is listed twice",
+                    b.kind.as_str(),
+                    b.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every invariant of FORMAT.md §Invariants that can be checked without the chunks.
     pub fn validate(&self) -> Result<(), Invalid> {
         use limits::*;
@@ -294,6 +359,8 @@ impl Manifest {
 
         // Version 4 volumes first: chunk names depend on them (parity chunks are `.par`).
         self.validate_volumes().map_err(invalid)?;
+        // Version 5 bases, before the blobs that name them.
+        self.validate_bases()?;
 
         // Chunks: canonical names, sizes within the declared limit.
         for (i, c) in self.chunks.iter().enumerate() {
@@ -354,6 +421,22 @@ impl Manifest {
             }
             if blob_sizes.insert(b.digest, b.size).is_some() {
                 return Err(invalid(format!("blob {} is listed twice", b.digest)));
+            }
+            if let Some(base) = b.external {
+                if base as usize >= self.bases.len() {
+                    return Err(invalid(format!(
+                        "external blob {} names base {base}, which does not exist ({} bases)",
+                        b.digest,
+                        self.bases.len()
+                    )));
+                }
+                if !b.segments.is_empty() {
+                    return Err(invalid(format!(
+                        "external blob {} has segments: an external blob is not carried",
+                        b.digest
+                    )));
+                }
+                continue;
             }
             total_segments += b.segments.len();
             if total_segments > MAX_SEGMENTS {

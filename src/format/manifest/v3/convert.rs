@@ -19,7 +19,13 @@ fn bad(msg: String) -> ParseError {
 /// The in-memory manifest of a wire form (consumed, so that the two are not both held whole).
 pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
     let mut blobs = Vec::with_capacity(w.blobs.len());
-    for BlobV3(digest, size, segs) in w.blobs {
+    for BlobV3 {
+        digest,
+        size,
+        segments: segs,
+        external,
+    } in w.blobs
+    {
         let segments = segs
             .into_iter()
             .map(|s| Segment {
@@ -38,6 +44,7 @@ pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
             digest,
             size,
             segments,
+            external,
         });
     }
     let mut artifacts = Vec::with_capacity(w.artifacts.len());
@@ -140,6 +147,7 @@ pub fn from_wire(w: ManifestV3) -> Result<Manifest, ParseError> {
         blobs,
         chunks,
         volumes: w.volumes,
+        bases: w.bases,
     })
 }
 
@@ -210,7 +218,12 @@ pub fn to_wire(m: &Manifest) -> ManifestV3 {
                     zstd_size: (s.encoding == Encoding::Zstd).then_some(s.size),
                 })
                 .collect();
-            BlobV3(b.digest, b.size, segs)
+            BlobV3 {
+                digest: b.digest,
+                size: b.size,
+                segments: segs,
+                external: b.external,
+            }
         })
         .collect();
     let chunks = m
@@ -233,6 +246,7 @@ pub fn to_wire(m: &Manifest) -> ManifestV3 {
         generator: m.generator.clone(),
         chunk_size: m.chunk_size,
         piece_size: m.piece_size,
+        bases: m.bases.clone(),
         artifacts,
         blobs,
         chunks,
