@@ -382,7 +382,7 @@ pub fn run(
     let routed = route(bundle.manifest(), &targets, &selected).map_err(fail)?;
     // Version 5: where each external blob (not carried) was recorded on this machine, before
     // planning (which reads some blobs whole: image manifests, configs).
-    let sources = external_sources(&bundle, &mut st).map_err(fail)?;
+    let sources = external_sources(&bundle, &mut st, s).map_err(fail)?;
     bundle.set_sources(sources);
     let planned = (|| {
         for (t, arts) in targets.iter_mut().zip(&routed) {
@@ -395,6 +395,13 @@ pub fn run(
         return Err(fail(e));
     }
     if s.dry_run {
+        // Local targets know already what their stores lack (the registry only once probed).
+        let local: Vec<&dyn Target> = targets
+            .iter()
+            .filter(|t| t.demand().is_some())
+            .map(|t| t.as_ref())
+            .collect();
+        available(&bundle, &local)?;
         return Ok(Outcome {
             bundle,
             targets,
@@ -406,7 +413,8 @@ pub fn run(
     }
     // Version 5: every external blob a target needs (its store lacks it) is at a recorded
     // place on this machine, else nothing is written.
-    if let Err(e) = available(&bundle, &targets) {
+    let all: Vec<&dyn Target> = targets.iter().map(|t| t.as_ref()).collect();
+    if let Err(e) = available(&bundle, &all) {
         forget_altered(&bundle, &mut st, s);
         return Err(fail(e));
     }
@@ -512,11 +520,29 @@ pub fn run(
 /// Version 5: per external blob of the bundle, the places on this machine `holdings.json`
 /// records it at (local stores only) whose file is still a regular file of its size. Not
 /// hashed here: each is re-hashed when read, and one that does not match is named and not used.
+///
+/// A base bundle this enclave never accepted is no reason to refuse: every external blob is
+/// found in place or at a recorded place and checked against the digest the signed manifest
+/// gives, so where it came from does not matter (a note says so).
 fn external_sources(
     bundle: &Admitted,
     st: &mut State,
+    s: &Settings,
 ) -> Result<std::collections::HashMap<crate::format::Digest, Vec<stage::Source>>> {
     let mut out = std::collections::HashMap::new();
+    if let Some(p) = &s.notes {
+        let holdings = st.holdings()?;
+        for base in &bundle.manifest().bases {
+            if base.kind == crate::format::BaseKind::Bundle
+                && holdings.accepted(&base.id, &base.manifest_digest).is_none()
+            {
+                p.note(&format!(
+                    "this delta's {} is not among the bundles this enclave recorded accepting; its blobs are taken from wherever they are found here, each checked against this bundle's signed digests",
+                    describe_base(base)
+                ));
+            }
+        }
+    }
     let externals: Vec<&crate::format::Blob> = bundle
         .manifest()
         .blobs
@@ -551,7 +577,7 @@ fn external_sources(
 
 /// Version 5: every external blob some target reads (its store does not hold it) has a
 /// recorded place to be copied from; otherwise the one missing-base error listing them all.
-fn available(bundle: &Admitted, targets: &[Box<dyn Target>]) -> Result<()> {
+fn available(bundle: &Admitted, targets: &[&dyn Target]) -> Result<()> {
     let mut missing: BTreeSet<crate::format::Digest> = BTreeSet::new();
     for t in targets {
         for d in t.reads() {
@@ -636,8 +662,22 @@ fn missing_base(bundle: &Admitted, missing: &[crate::format::Digest]) -> Error {
 /// The base an external blob names: `base bundle ID (channel C, sequence N)` or `the
 /// inventory ID …`.
 fn base_of(m: &Manifest, b: &crate::format::Blob) -> Option<String> {
-    let _ = (m, b);
-    None // DPACK-MERGE
+    let base = m.bases.get(b.external? as usize)?;
+    Some(describe_base(base))
+}
+
+/// `base bundle ID (channel C, sequence N)`, or `the inventory ID (…)`.
+fn describe_base(base: &crate::format::Base) -> String {
+    let what = match base.kind {
+        crate::format::BaseKind::Bundle => "base bundle",
+        crate::format::BaseKind::Inventory => "the enclave inventory",
+    };
+    format!(
+        "{what} {} (channel {}, sequence {})",
+        escape(&base.id),
+        escape(&base.channel),
+        base.sequence
+    )
 }
 
 /// Recorded places found altered during this import are forgotten (under the state's lock) and

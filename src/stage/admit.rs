@@ -55,8 +55,7 @@ pub struct Altered {
 
 /// Whether a blob is external: listed by a version 5 (delta) manifest, not carried.
 pub fn is_external(blob: &Blob) -> bool {
-    let _ = blob;
-    false // DPACK-MERGE: blob.is_external()
+    blob.is_external()
 }
 
 /// Admits `bundle` if the state's decision permits it; otherwise hands both back (to be audited
