@@ -290,9 +290,22 @@ pub struct PackArgs {
     #[arg(long, value_name = "NAME")]
     pub channel: Option<String>,
 
-    /// Sequence number within the channel [default: current Unix time in seconds]
+    /// Sequence number within the channel; with --base, above every base's [default: the current
+    /// Unix time in seconds, but above the last this machine used for the channel (recorded in
+    /// STATE/pack/sequences.json) and above every base's]
     #[arg(long, value_name = "N")]
     pub sequence: Option<u64>,
+
+    /// Make a delta bundle: blobs this previous bundle of the channel holds (a bundle or volume
+    /// directory, or its manifest.json with manifest.json.minisig beside it; checked against
+    /// --trust/--policy, no chunk read) are listed as external, not carried (repeatable;
+    /// replaces the spec's `bases`)
+    #[arg(long, value_name = "BASE")]
+    pub base: Vec<PathBuf>,
+
+    /// The trust --base is checked against (as verify checks a bundle)
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     /// Validity, e.g. 30d, 12h, or `never` [default: 30d]
     #[arg(long, value_name = "DURATION")]

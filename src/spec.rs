@@ -45,9 +45,15 @@ pub struct PackSpec {
     /// Release channel (overridden by `--channel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// Sequence number (overridden by `--sequence`); default: the creation time in Unix seconds.
+    /// Sequence number (overridden by `--sequence`); default: the creation time in Unix
+    /// seconds, above the last this machine used for the channel and above every base's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
+    /// Make a delta bundle against these previous bundles of the channel (directories or
+    /// `manifest.json` files, relative to this file's directory; replaced by `--base`): blobs
+    /// they hold are listed as external, not carried. Checked against `--trust`/`--policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
     /// How long the bundle stays valid, e.g. `30d`, `12h`, or `never` (overridden by `--expires`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,

@@ -1,10 +1,12 @@
 //! Bundles on disk: writing one (`pack`), verifying one, reading blobs back, and adding
 //! signatures. The layout is specified in `docs/FORMAT.md` and named in [`crate::format`].
 
+pub mod base;
 pub(crate) mod hashpipe;
 mod outdir;
 pub mod parity;
 pub mod reader;
+pub mod sequence;
 pub mod verify;
 pub mod writer;
 
@@ -13,6 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use base::HeldBlobs;
 pub use outdir::{OutDir, MARKER, STAGING_DIR};
 pub use verify::{verify, ExpiredWithinSkew, Problem, SignerInfo, VerifiedBundle, VerifyOptions};
 pub use writer::{Opener, Origin, PlannedBlob};
@@ -120,9 +123,45 @@ pub fn pack(
 /// learns the real ones in its single pass (see [`writer::write_blobs`]).
 pub fn pack_pending(
     out: OutDir,
+    artifacts: Vec<Artifact>,
+    blobs: &[PlannedBlob],
+    pending: &HashSet<Digest>,
+    keys: &[SigningKey],
+    opts: &PackOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    pack_delta(
+        out,
+        artifacts,
+        blobs,
+        pending,
+        &Delta::default(),
+        keys,
+        opts,
+        progress,
+    )
+}
+
+/// What a delta bundle does not carry (format version 5): its bases and the blobs they show the
+/// enclave holds. Empty: a full bundle (version 3 or 4).
+#[derive(Debug, Default, Clone)]
+pub struct Delta {
+    /// The manifest's `bases`.
+    pub bases: Vec<format::Base>,
+    /// The external blobs: digest, size, index in `bases`. None of them is among the planned
+    /// blobs; every one is used by an entry of the artifacts.
+    pub external: Vec<(Digest, u64, u32)>,
+}
+
+/// [`pack_pending`] of a delta bundle: the planned `blobs` are carried, `delta.external` listed
+/// as external blobs of `delta.bases` (format version 5 when there are bases).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_delta(
+    out: OutDir,
     mut artifacts: Vec<Artifact>,
     blobs: &[PlannedBlob],
     pending: &HashSet<Digest>,
+    delta: &Delta,
     keys: &[SigningKey],
     opts: &PackOptions,
     progress: &dyn Progress,
@@ -190,7 +229,18 @@ pub fn pack_pending(
     if let Some(v) = &opts.volumes {
         check_volume_count(written.volumes.len() as u64, v)?;
     }
-    let (blob_list, mut chunks) = (written.blobs, written.chunks);
+    let (mut blob_list, mut chunks) = (written.blobs, written.chunks);
+    blob_list.extend(
+        delta
+            .external
+            .iter()
+            .map(|&(digest, size, base)| format::Blob {
+                digest,
+                size,
+                segments: Vec::new(),
+                external: Some(base),
+            }),
+    );
     let volumes = match (&opts.volumes, budget) {
         (Some(v), Some(budget)) => {
             let mut layout = format::Volumes {
@@ -225,7 +275,7 @@ pub fn pack_pending(
         .map_err(|e| Error::Other(format!("no randomness for the bundle id: {e}")))?;
     let manifest = Manifest {
         format: FORMAT_NAME.to_string(),
-        version: Manifest::required_version(&artifacts, volumes.is_some(), false),
+        version: Manifest::required_version(&artifacts, volumes.is_some(), !delta.bases.is_empty()),
         bundle_id: hex::encode(id),
         channel: opts.channel.clone(),
         sequence: opts.sequence,
@@ -238,7 +288,7 @@ pub fn pack_pending(
         blobs: blob_list,
         chunks,
         volumes,
-        bases: Vec::new(),
+        bases: delta.bases.clone(),
     };
     manifest.validate().map_err(|e| {
         Error::Other(format!(

@@ -230,6 +230,86 @@ impl Countersignable {
     }
 }
 
+/// A manifest whose signatures checked out against a policy, read without its bundle's other
+/// files: steps 1 to 3 of verification and the trusted comments (`bundle`, `channel`,
+/// `sequence`, `sha256sums`, `manifest_size`, a volume's `volume`) and the channel's rule. No
+/// chunk, `SHA256SUMS` or other file is read and expiry is not checked: what pack reads of a
+/// base (`crate::bundle::base`), a record of what an earlier bundle carried, never something
+/// to import. Only [`verify_signed_manifest`] makes one.
+#[derive(Debug)]
+pub struct SignedManifest {
+    manifest: Manifest,
+    manifest_digest: Digest,
+    signers: Vec<SignerInfo>,
+}
+
+impl SignedManifest {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// SHA-256 of the exact signed `manifest.json` bytes.
+    pub fn manifest_digest(&self) -> Digest {
+        self.manifest_digest
+    }
+    pub fn signers(&self) -> &[SignerInfo] {
+        &self.signers
+    }
+}
+
+/// The manifest of the bundle (or volume) directory `dir` (which holds `manifest.json` and its
+/// signatures; nothing else need be there), authenticated against `policy` as verify
+/// authenticates it, its comments checked and the channel's rule met ([`SignedManifest`]). A
+/// failure is [`Error::Rejected`] naming `dir` and every problem.
+pub fn verify_signed_manifest(
+    dir: &Path,
+    policy: &TrustPolicy,
+    now: SystemTime,
+) -> Result<SignedManifest> {
+    let reject = |problems: Vec<Problem>| Error::Rejected {
+        dir: dir.to_path_buf(),
+        problems,
+    };
+    let Authenticated {
+        bytes,
+        mut signers,
+        valid,
+        excluded,
+        mut problems,
+    } = authenticate(dir, policy, now)?;
+    let manifest = match parse_manifest(&bytes) {
+        Ok(m) => m,
+        Err(p) => {
+            problems.push(p);
+            return Err(reject(problems));
+        }
+    };
+    let volume = match volume_of_comments(&manifest, &valid) {
+        Ok(v) => v,
+        Err(p) => {
+            problems.extend(p);
+            return Err(reject(problems));
+        }
+    };
+    comment_problems(&manifest, bytes.len(), &valid, volume, &mut problems);
+    let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
+    problems.extend(apply_policy(
+        policy,
+        &manifest.channel,
+        &valid_keys,
+        &mut signers,
+        true,
+        excluded,
+    ));
+    if !problems.is_empty() {
+        return Err(reject(problems));
+    }
+    Ok(SignedManifest {
+        manifest,
+        manifest_digest: Digest::of(&bytes),
+        signers,
+    })
+}
+
 /// Step 3: parses and validates manifest bytes (authenticated ones, or, for `inspect` without
 /// any trust, bytes shown as unverified); a failure is the problem verify reports.
 #[allow(clippy::result_large_err)]
@@ -306,50 +386,7 @@ fn verify_noting(
     };
     noted.set(volume);
     let sums = manifest.volume_sums(volume.unwrap_or(1));
-    let sums_digest = Digest::of(sums.as_bytes());
-    for (file, sig, _) in &valid {
-        let comment = sig.trusted_comment();
-        if let Some(field) = repeated_comment_field(&comment) {
-            let p = Problem::AmbiguousComment {
-                file: file.clone(),
-                field: field.to_string(),
-            };
-            // A repeated `manifest_size` was already named before the manifest was read.
-            if !problems.contains(&p) {
-                problems.push(p);
-            }
-            continue;
-        }
-        let expect = [
-            ("bundle", manifest.bundle_id.clone()),
-            ("channel", manifest.channel.clone()),
-            ("sequence", manifest.sequence.to_string()),
-            ("sha256sums", sums_digest.hex()),
-        ];
-        // `manifest_size` is optional (bundles before it lack it); given, it must be the size.
-        if let Some(found) = comment_field(&comment, MANIFEST_SIZE_FIELD) {
-            let expected = bytes.len().to_string();
-            if found != expected {
-                problems.push(Problem::CommentMismatch {
-                    file: file.clone(),
-                    field: MANIFEST_SIZE_FIELD.into(),
-                    expected,
-                    found: found.to_string(),
-                });
-            }
-        }
-        for (field, expected) in expect {
-            let found = comment_field(&comment, field).unwrap_or("").to_string();
-            if found != expected {
-                problems.push(Problem::CommentMismatch {
-                    file: file.clone(),
-                    field: field.into(),
-                    expected,
-                    found,
-                });
-            }
-        }
-    }
+    comment_problems(&manifest, bytes.len(), &valid, volume, &mut problems);
     let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
     problems.extend(apply_policy(
         policy,
@@ -447,6 +484,63 @@ fn verify_noting(
         volume,
         volume_dirs: Vec::new(),
     })
+}
+
+/// The trusted comment of every valid signature checked against the manifest: `bundle`,
+/// `channel`, `sequence`, `sha256sums` (of the volume's `SHA256SUMS` text the manifest implies)
+/// and `manifest_size` when given; a field given twice is `ambiguous-comment`.
+fn comment_problems(
+    manifest: &Manifest,
+    bytes_len: usize,
+    valid: &[(String, crate::sign::Signature, usize)],
+    volume: Option<u32>,
+    problems: &mut Vec<Problem>,
+) {
+    let sums = manifest.volume_sums(volume.unwrap_or(1));
+    let sums_digest = Digest::of(sums.as_bytes());
+    for (file, sig, _) in valid {
+        let comment = sig.trusted_comment();
+        if let Some(field) = repeated_comment_field(&comment) {
+            let p = Problem::AmbiguousComment {
+                file: file.clone(),
+                field: field.to_string(),
+            };
+            // A repeated `manifest_size` was already named before the manifest was read.
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+            continue;
+        }
+        let expect = [
+            ("bundle", manifest.bundle_id.clone()),
+            ("channel", manifest.channel.clone()),
+            ("sequence", manifest.sequence.to_string()),
+            ("sha256sums", sums_digest.hex()),
+        ];
+        // `manifest_size` is optional (bundles before it lack it); given, it must be the size.
+        if let Some(found) = comment_field(&comment, MANIFEST_SIZE_FIELD) {
+            let expected = bytes_len.to_string();
+            if found != expected {
+                problems.push(Problem::CommentMismatch {
+                    file: file.clone(),
+                    field: MANIFEST_SIZE_FIELD.into(),
+                    expected,
+                    found: found.to_string(),
+                });
+            }
+        }
+        for (field, expected) in expect {
+            let found = comment_field(&comment, field).unwrap_or("").to_string();
+            if found != expected {
+                problems.push(Problem::CommentMismatch {
+                    file: file.clone(),
+                    field: field.into(),
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
 }
 
 /// Version 4: the volume a directory is, as every valid trusted signature's comment names it

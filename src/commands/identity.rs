@@ -81,32 +81,35 @@ pub(super) fn rows(a: &Artifact) -> Vec<String> {
 
 /// The artifacts table: one row per artifact (name, kind, files, size), its identity rows under
 /// it in the last column. Names wrap on a narrow terminal; digests are never cut.
-pub(super) fn artifacts_table(artifacts: &[ArtifactSummary]) -> Table {
-    let mut t = Table::new(&["NAME", "KIND", "FILES", "SIZE", "IDENTITY"])
-        .right(2)
-        .right(3)
-        .flexible(0);
+pub(super) fn artifacts_table(artifacts: &[ArtifactSummary], delta: bool) -> Table {
+    // A delta bundle (version 5): what each artifact carries and what the enclave must hold.
+    let mut head = vec!["NAME", "KIND", "FILES", "SIZE"];
+    if delta {
+        head.extend(["CARRIED", "EXTERNAL"]);
+    }
+    head.push("IDENTITY");
+    let last = head.len() - 1;
+    let mut t = Table::new(&head).right(2).right(3).flexible(0);
+    if delta {
+        t = t.right(4).right(5);
+    }
     for a in artifacts {
         let mut first = true;
         for line in &a.identity {
+            let mut row = vec![String::new(); last];
             if first {
-                t.row(vec![
-                    escape(&a.name).to_string(),
-                    a.kind.as_str().to_string(),
-                    a.files.to_string(),
-                    output::bytes(a.bytes),
-                    line.clone(),
-                ]);
+                row[0] = escape(&a.name).to_string();
+                row[1] = a.kind.as_str().to_string();
+                row[2] = a.files.to_string();
+                row[3] = output::bytes(a.bytes);
+                if delta {
+                    row[4] = output::bytes(a.carried_bytes);
+                    row[5] = output::bytes(a.external_bytes);
+                }
                 first = false;
-            } else {
-                t.row(vec![
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    line.clone(),
-                ]);
             }
+            row.push(line.clone());
+            t.row(row);
         }
     }
     t

@@ -180,6 +180,11 @@ pub(super) struct ArtifactSummary {
     source: String,
     pub(super) files: usize,
     pub(super) bytes: u64,
+    /// Bytes of the artifact's distinct blobs the bundle carries.
+    pub(super) carried_bytes: u64,
+    /// Bytes of the artifact's distinct blobs it does not carry (version 5, external: the
+    /// enclave must hold them); 0 in a full bundle.
+    pub(super) external_bytes: u64,
     /// What the officer signs off on, as text rows ([`super::identity::rows`]); not in the JSON
     /// (which carries the whole manifest for inspect).
     #[serde(skip)]
@@ -196,15 +201,36 @@ pub(super) struct BundleSummary {
     expires: Option<String>,
     artifacts: Vec<ArtifactSummary>,
     blobs: usize,
+    /// Every distinct blob's bytes, carried and external.
     payload_bytes: u64,
+    /// Bytes of the blobs the bundle carries (`payload_bytes` in a full bundle).
+    carried_bytes: u64,
+    /// Bytes of the external blobs (version 5): listed, not carried; the enclave must hold
+    /// them, and verify cannot check them.
+    external_bytes: u64,
+    /// Version 5: the external blobs (digest, size, the index in `bases` of the base that
+    /// showed the enclave holds it); empty in a full bundle.
+    external: Vec<ExternalBlob>,
+    /// Version 5: the bases of a delta bundle; empty in a full bundle.
+    bases: Vec<format::Base>,
     pub(super) chunks: Vec<format::Chunk>,
     chunk_bytes: u64,
+}
+
+/// An external blob of a delta bundle, in the reports.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct ExternalBlob {
+    digest: format::Digest,
+    size: u64,
+    /// Index in `bases`.
+    base: u32,
 }
 
 impl BundleSummary {
     pub(super) fn new(dir: &Path, m: &Manifest) -> BundleSummary {
         let sizes: std::collections::HashMap<_, _> =
             m.blobs.iter().map(|b| (b.digest, b.size)).collect();
+        let split = m.all_artifact_bytes();
         BundleSummary {
             dir: dir.display().to_string(),
             bundle_id: m.bundle_id.clone(),
@@ -215,7 +241,8 @@ impl BundleSummary {
             artifacts: m
                 .artifacts
                 .iter()
-                .map(|a| ArtifactSummary {
+                .zip(split)
+                .map(|(a, (carried_bytes, external_bytes))| ArtifactSummary {
                     name: a.name.clone(),
                     kind: a.kind,
                     source: a.source.clone(),
@@ -229,11 +256,24 @@ impl BundleSummary {
                         .iter()
                         .filter_map(|e| e.blob.map(|b| sizes[&b]))
                         .sum(),
+                    carried_bytes,
+                    external_bytes,
                     identity: super::identity::rows(a),
                 })
                 .collect(),
             blobs: m.blobs.len(),
             payload_bytes: m.payload_bytes(),
+            carried_bytes: m.carried_bytes(),
+            external_bytes: m.external_bytes(),
+            external: m
+                .external_blobs()
+                .map(|b| ExternalBlob {
+                    digest: b.digest,
+                    size: b.size,
+                    base: b.external.unwrap_or(0),
+                })
+                .collect(),
+            bases: m.bases.clone(),
             chunks: m.chunks.clone(),
             chunk_bytes: m.chunk_bytes(),
         }
@@ -255,16 +295,52 @@ impl BundleSummary {
             self.chunks.len(),
             output::bytes(self.chunk_bytes)
         );
+        let delta = !self.bases.is_empty();
+        if delta {
+            s += &format!(
+                "delta     carries {}; {} in {} external blobs not carried (the enclave must hold them; verify cannot check their bytes)\n",
+                output::bytes(self.carried_bytes),
+                output::bytes(self.external_bytes),
+                self.external.len()
+            );
+            s += &bases_text(&self.bases);
+        }
         s += "artifacts\n";
         // The one rendering of what crosses (pack, inspect, verify, import), indented by two.
         let width = crate::table::terminal_width().map(|w| w.saturating_sub(2));
-        let table = super::identity::artifacts_table(&self.artifacts);
+        let table = super::identity::artifacts_table(&self.artifacts, delta);
         table.render_to(width, &mut |line| {
             s.push_str("  ");
             s.push_str(line);
         });
         s
     }
+}
+
+/// The `bases` lines and table of a delta bundle (indented by two).
+fn bases_text(bases: &[format::Base]) -> String {
+    let mut s = format!("bases     {}\n", bases.len());
+    let mut t =
+        crate::table::Table::new(&["#", "KIND", "ID", "CHANNEL", "SEQUENCE", "MANIFEST SHA256"])
+            .right(0)
+            .right(4)
+            .flexible(5);
+    for (i, b) in bases.iter().enumerate() {
+        t.row(vec![
+            i.to_string(),
+            b.kind.as_str().to_string(),
+            escape(&b.id).to_string(),
+            escape(&b.channel).to_string(),
+            b.sequence.to_string(),
+            b.manifest_digest.hex(),
+        ]);
+    }
+    let width = crate::table::terminal_width().map(|w| w.saturating_sub(2));
+    t.render_to(width, &mut |line| {
+        s.push_str("  ");
+        s.push_str(line);
+    });
+    s
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -503,6 +579,76 @@ impl VolumeSizeReport {
     }
 }
 
+/// The bases of `--base` (or the spec's `bases`): each authenticated against the trust given
+/// (`crate::bundle::base`), of the pack's channel. None given: no bases, and no trust needed.
+fn load_bases(
+    paths: &[std::path::PathBuf],
+    trust: &crate::cli::TrustArgs,
+    channel: &str,
+) -> Result<bundle::HeldBlobs> {
+    let mut held = bundle::HeldBlobs::new();
+    if paths.is_empty() {
+        return Ok(held);
+    }
+    let policy = super::select_policy(trust)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "--base needs the trust to check it against: pass --trust PUBKEY or --policy FILE (or install {})",
+            crate::policy::DEFAULT_POLICY
+        ))
+    })?;
+    let now = SystemTime::now();
+    for p in paths {
+        let i = held.add_bundle(p, &policy, now)? as usize;
+        let b = &held.bases[i];
+        if b.channel != channel {
+            return Err(Error::Usage(format!(
+                "base {} is bundle {} of channel {}, not of this pack's channel {}: a delta's bases are earlier bundles of its own channel (give --channel {} or another base)",
+                output::escape_path(p),
+                escape(&b.id),
+                escape(&b.channel),
+                escape(channel),
+                escape(&b.channel)
+            )));
+        }
+    }
+    Ok(held)
+}
+
+/// Takes the blobs the bases show the enclave holds (same digest and size) out of the plan: the
+/// external blobs of the delta. A blob whose digest is known before it is fetched (an HF LFS
+/// file's from the tree listing, an image layer's from its manifest) is thus never downloaded;
+/// a local file whose size some held blob has is hashed first (read once; not written if held).
+/// Empty blobs are always carried (they take no bytes).
+fn split_held(
+    resolved: &mut sources::Resolved,
+    held: &bundle::HeldBlobs,
+    progress: &dyn Progress,
+) -> Result<bundle::Delta> {
+    if held.is_empty() {
+        return Ok(bundle::Delta::default());
+    }
+    let sizes = held.sizes();
+    resolved.hash_pending_where(&|b| b.size > 0 && sizes.contains(&b.size), progress)?;
+    let mut external = Vec::new();
+    let pending = &resolved.pending;
+    resolved.blobs.retain(|b| {
+        if b.size == 0 || pending.contains(&b.digest) {
+            return true;
+        }
+        match held.holds(&b.digest, b.size) {
+            Some(base) => {
+                external.push((b.digest, b.size, base));
+                false
+            }
+            None => true,
+        }
+    });
+    Ok(bundle::Delta {
+        bases: held.bases.clone(),
+        external,
+    })
+}
+
 /// What an interrupted pack left, said once its cleanup has run.
 fn stopped(out: &Path, shown: &str) -> String {
     if !out.exists() {
@@ -579,7 +725,7 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let created = UNIX_EPOCH + Duration::from_secs(now_secs);
-    let sequence = args.sequence.or(spec.sequence).unwrap_or(now_secs);
+    let explicit_sequence = args.sequence.or(spec.sequence);
     let expires = parse_expiry(
         args.expires
             .as_deref()
@@ -613,6 +759,23 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         .iter()
         .map(|k| SigningKey::load(k))
         .collect::<Result<_>>()?;
+    // The bases, authenticated before anything is fetched; then the sequence, above theirs.
+    let spec_dir = args
+        .spec
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base_paths: Vec<std::path::PathBuf> = if !args.base.is_empty() {
+        args.base.clone()
+    } else {
+        spec.bases.iter().map(|b| spec_dir.join(b)).collect()
+    };
+    let held = load_bases(&base_paths, &args.trust, &channel)?;
+    if let (Some(s), Some(f)) = (explicit_sequence, held.max_sequence()) {
+        bundle::sequence::check_explicit(s, f)?;
+    }
+    let sequence_dir = bundle::sequence::default_dir()?;
 
     // From here on pack writes: SIGINT and SIGTERM stop it through its cleanup (before this,
     // their default action ends it with nothing written).
@@ -637,9 +800,9 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
         p.error(&Error::Interrupted { signal });
     });
     let progress = printer.progress();
-    let opts = PackOptions {
+    let mut opts = PackOptions {
         channel,
-        sequence,
+        sequence: 0,
         created,
         expires,
         chunk_size,
@@ -649,7 +812,17 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
     let chunk_budget = std::cell::Cell::new(0u64);
     let packed = interrupt::classify(
         sources::resolve_pending(&srcs, &out.staging(), &resolve_opts, &progress).and_then(
-            |resolved| {
+            |mut resolved| {
+                let delta = split_held(&mut resolved, &held, &progress)?;
+                // The sequence is taken (and recorded) once the sources resolved: a pack that
+                // could not fetch them leaves the record as it was.
+                opts.sequence = bundle::sequence::reserve(
+                    &sequence_dir,
+                    &opts.channel,
+                    explicit_sequence,
+                    now_secs,
+                    held.max_sequence(),
+                )?;
                 preflight(
                     out.path(),
                     &resolved,
@@ -667,11 +840,12 @@ pub fn run(args: PackArgs, printer: &Printer) -> Result<()> {
                     );
                     chunk_budget.set(v.size.saturating_sub(reserve));
                 }
-                bundle::pack_pending(
+                bundle::pack_delta(
                     out,
                     resolved.artifacts,
                     &resolved.blobs,
                     &resolved.pending,
+                    &delta,
                     &keys,
                     &opts,
                     &progress,

@@ -271,18 +271,27 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> Result<()> {
         let intact: Vec<u32> = (1..=m.volume_count())
             .filter(|n| !missing.contains(n))
             .collect();
+        // A delta (version 5): the external blobs are listed, not carried, so not checked.
+        let external = m.external_blobs().count();
+        let carried = m.blobs.len() - external;
+        let not_checked = if external > 0 {
+            format!(
+                "; {external} external blobs ({}) are not carried, so not checked here",
+                output::bytes(m.external_bytes())
+            )
+        } else {
+            String::new()
+        };
         let headline = match (&report.volumes, complete) {
             (None, _) => format!(
-                "verified {}: signatures, {} chunks and {} blobs check out\n",
+                "verified {}: signatures, {} chunks and {carried} blobs check out{not_checked}\n",
                 output::escape_path(&shown_dir),
                 report.bundle.chunks.len(),
-                m.blobs.len(),
             ),
             (Some(_), true) => format!(
-                "bundle intact: all {} volumes verified (signatures, {} chunks and {} blobs check out)\n",
+                "bundle intact: all {} volumes verified (signatures, {} chunks and {carried} blobs check out{not_checked})\n",
                 m.volume_count(),
                 report.bundle.chunks.len(),
-                m.blobs.len(),
             ),
             (Some(_), false) => {
                 incomplete_headline(m.data_volume_count(), m.volume_count(), &intact, &missing)

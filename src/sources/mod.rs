@@ -261,23 +261,36 @@ impl Resolved {
 
     /// Hashes the pending blobs (in parallel), so that every digest is real.
     fn hash_pending(&mut self, progress: &dyn Progress) -> Result<()> {
+        self.hash_pending_where(&|_| true, progress)
+    }
+
+    /// Hashes the pending blobs `which` selects (in parallel): their digests become real and
+    /// they are pending no more (the writer then checks them against it); the others stay
+    /// pending. A delta pack hashes the local files whose size a base's blob has, to learn
+    /// whether the enclave holds them before anything is written (each read once; a file it
+    /// holds is not written).
+    pub fn hash_pending_where(
+        &mut self,
+        which: &(dyn Fn(&PlannedBlob) -> bool + Sync),
+        progress: &dyn Progress,
+    ) -> Result<()> {
         use rayon::prelude::*;
-        if self.pending.is_empty() {
+        let chosen = |b: &PlannedBlob| self.pending.contains(&b.digest) && which(b);
+        if !self.blobs.iter().any(chosen) {
             return Ok(());
         }
         let total = self
             .blobs
             .iter()
-            .filter(|b| self.pending.contains(&b.digest))
+            .filter(|b| chosen(b))
             .map(|b| b.size)
             .sum();
         progress.start("hashing files", total);
-        let pending = &self.pending;
         let hashed: Vec<Result<Option<(Digest, Digest)>>> = self
             .blobs
             .par_iter()
             .map(|b| {
-                if !pending.contains(&b.digest) {
+                if !chosen(b) {
                     return Ok(None);
                 }
                 let crate::bundle::Origin::File { path, .. } = &b.origin else {
@@ -310,7 +323,7 @@ impl Resolved {
         }
         let mut seen = HashSet::new();
         self.blobs.retain(|b| seen.insert(b.digest));
-        self.pending.clear();
+        self.pending.retain(|d| !real.contains_key(d));
         Ok(())
     }
 }

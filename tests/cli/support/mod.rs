@@ -22,6 +22,8 @@ use std::process::{Command, Stdio};
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 /// The workspace's state directory (relative to [`Env::path`]).
 pub const STATE_DIR: &str = ".airlock-state";
+/// The workspace's pack state (the sequences its packs used), beside [`STATE_DIR`].
+pub const PACK_STATE_DIR: &str = ".airlock-pack-state";
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -130,6 +132,7 @@ impl Env {
     /// whose freshness records would make runs depend on what ran before.
     pub fn isolate(&self, c: &mut Command) {
         c.env("AIRLOCK_STATE", self.state_dir())
+            .env("AIRLOCK_PACK_STATE", self.pack_state_dir())
             .env_remove("AIRLOCK_AUDIT_LOG")
             .env_remove("AIRLOCK_PASSPHRASE")
             .env_remove("XDG_STATE_HOME");
@@ -138,6 +141,11 @@ impl Env {
     /// The state directory every run in this workspace uses.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join(STATE_DIR)
+    }
+
+    /// Where every pack in this workspace records the sequences it used (`AIRLOCK_PACK_STATE`).
+    pub fn pack_state_dir(&self) -> PathBuf {
+        self.dir.path().join(PACK_STATE_DIR)
     }
 
     /// The audit log every run in this workspace appends to.
