@@ -109,3 +109,154 @@ fn a_failed_import_records_nothing() {
     assert_eq!(fs::read(env.state_dir().join("holdings.json")).ok(), before);
     assert_eq!(snapshot(&env.path("dst")), tree);
 }
+
+/// Packs `src` into `out` on channel `nightly` (64 KiB chunks), a delta against `base` if given.
+fn pack(env: &Env, src: &str, out: &str, base: Option<&str>) -> Value {
+    let mut args = vec!["--channel", "nightly", "--chunk-size", "64KiB", "--json"];
+    if let Some(b) = base {
+        args.extend(["--base", b, "--trust", "k.pub"]);
+    }
+    env.pack(&[src], "k", out, &args).ok().json()
+}
+
+fn import(env: &Env, bundle: &str, target: &[&str]) -> Run {
+    let mut args = vec!["import", bundle, "--trust", "k.pub"];
+    args.extend_from_slice(target);
+    env.run(&args)
+}
+
+/// `src/`: a large file, two small ones.
+fn night(env: &Env, n: u8) {
+    env.write("src/weights.bin", pseudo_random(300_000, 1));
+    env.write("src/tokenizer.json", "{\"vocab\": [1, 2]}\n".repeat(2000));
+    env.write("src/serving.yaml", format!("night: {n}\n"));
+}
+
+fn manifest(env: &Env, bundle: &str) -> Value {
+    env.run(&["inspect", bundle, "--json"]).ok().json()["manifest"].clone()
+}
+
+fn external(env: &Env, bundle: &str) -> Vec<String> {
+    manifest(env, bundle)["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["segments"].as_array().is_some_and(|s| s.is_empty()) && b["size"] != 0)
+        .map(|b| b["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Everything of the workspace but its state directory (audit log, holdings) and the bundles.
+fn visible(env: &Env) -> crate::support::tree::Snapshot {
+    crate::support::tree::snapshot_except(env.dir.path(), &[STATE_DIR, "b1", "b2", "b3"])
+}
+
+#[test]
+fn a_delta_into_a_new_files_destination_copies_the_unchanged_files_from_an_earlier_import() {
+    let env = Env::new();
+    env.keygen("k");
+    night(&env, 1);
+    pack(&env, "src", "b1", None);
+    import(&env, "b1", &["--files", "d1"]).ok();
+    night(&env, 2);
+    let report = pack(&env, "src", "b2", Some("b1"));
+    assert_eq!(manifest(&env, "b2")["version"], 5, "{report}");
+    assert_eq!(external(&env, "b2").len(), 2, "{report}");
+    import(&env, "b2", &["--files", "d2"]).ok();
+    for f in ["weights.bin", "tokenizer.json", "serving.yaml"] {
+        assert_eq!(
+            env.read(&format!("d2/src/{f}")),
+            env.read(&format!("src/{f}")),
+            "{f}"
+        );
+    }
+    // d1 untouched; the new places recorded beside the old ones.
+    assert_eq!(env.read("d1/src/serving.yaml"), b"night: 1\n");
+    let weights = Digest::of(&pseudo_random(300_000, 1));
+    let mut p: Vec<String> = places(&holdings(&env), &weights)
+        .into_iter()
+        .map(|(_, root, _)| root)
+        .collect();
+    p.sort();
+    assert_eq!(p, [canon(&env.path("d1")), canon(&env.path("d2"))]);
+    // Into the same destination again: everything is in place, nothing is copied.
+    let again = import(&env, "b2", &["--files", "d2", "--json"]).ok().json();
+    assert_eq!(again["written"], 0, "{again}");
+}
+
+#[test]
+fn a_delta_whose_base_this_enclave_lacks_is_refused_with_the_list_and_nothing_written() {
+    let env = Env::new();
+    env.keygen("k");
+    night(&env, 1);
+    pack(&env, "src", "b1", None);
+    night(&env, 2);
+    pack(&env, "src", "b2", Some("b1"));
+    let m1 = manifest(&env, "b1");
+    let before = visible(&env);
+    let r = import(&env, "b2", &["--files", "d"]);
+    r.code(3)
+        .stderr_has("this delta bundle does not carry 2 blobs that this enclave does not hold")
+        .stderr_has(&format!(
+            "{} (300000 bytes, needed by src",
+            Digest::of(&pseudo_random(300_000, 1))
+        ))
+        .stderr_has(&format!(
+            "provided by base bundle {} (channel nightly, sequence {})",
+            m1["bundle_id"].as_str().unwrap(),
+            m1["sequence"]
+        ))
+        .stderr_has("airlock inventory")
+        .stderr_has("or for a full bundle; nothing was written");
+    assert_eq!(visible(&env), before);
+    assert!(!env.state_dir().join("holdings.json").exists());
+    // Audited as rejected, kind missing-base in --json.
+    let log = String::from_utf8(env.read(&format!("{STATE_DIR}/audit.jsonl"))).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["outcome"], "rejected", "{last}");
+    let j = import(&env, "b2", &["--files", "d", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&j.stdout).unwrap()["error"]["kind"],
+        "missing-base",
+        "{}",
+        j.stdout
+    );
+    // A full bundle still applies (the channel is not wedged).
+    night(&env, 3);
+    pack(&env, "src", "b3", None);
+    import(&env, "b3", &["--files", "d"]).ok();
+}
+
+#[test]
+fn a_recorded_place_altered_on_disk_is_named_forgotten_and_treated_as_absent() {
+    let env = Env::new();
+    env.keygen("k");
+    night(&env, 1);
+    pack(&env, "src", "b1", None);
+    import(&env, "b1", &["--files", "d1"]).ok();
+    night(&env, 2);
+    pack(&env, "src", "b2", Some("b1"));
+    // Same size, other bytes: only hashing tells.
+    let mut w = env.read("d1/src/weights.bin");
+    w[1000] ^= 1;
+    fs::write(env.path("d1/src/weights.bin"), &w).unwrap();
+    let before = visible(&env);
+    let r = import(&env, "b2", &["--files", "d2"]);
+    r.code(3)
+        .stderr_has("this delta bundle does not carry a blob")
+        .stderr_has("d1/src/weights.bin (recorded for sha256:")
+        .stderr_has("holds other bytes (SHA-256 sha256:")
+        .stderr_has("not used, and forgotten");
+    assert_eq!(visible(&env), before);
+    let weights = Digest::of(&pseudo_random(300_000, 1));
+    assert!(places(&holdings(&env), &weights).is_empty());
+    // Another intact place is used instead of an altered one.
+    fs::write(env.path("d1/src/weights.bin"), pseudo_random(300_000, 1)).unwrap();
+    import(&env, "b1", &["--files", "d3"]).ok();
+    import(&env, "b1", &["--files", "d1"]).ok();
+    fs::write(env.path("d1/src/weights.bin"), &w).unwrap();
+    let r = import(&env, "b2", &["--files", "d2"]);
+    r.ok();
+    assert!(r.stderr.contains("holds other bytes"), "{}", r.stderr);
+    assert_eq!(env.read("d2/src/weights.bin"), pseudo_random(300_000, 1));
+}
