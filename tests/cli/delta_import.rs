@@ -7,8 +7,10 @@ use std::fs;
 use std::path::Path;
 
 use airlock::format::Digest;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use crate::hfcache::offline_check;
+use crate::hub_emulator::{Hub, RepoDef};
 use crate::support::tree::snapshot;
 use crate::support::*;
 
@@ -259,4 +261,145 @@ fn a_recorded_place_altered_on_disk_is_named_forgotten_and_treated_as_absent() {
     r.ok();
     assert!(r.stderr.contains("holds other bytes"), "{}", r.stderr);
     assert_eq!(env.read("d2/src/weights.bin"), pseudo_random(300_000, 1));
+}
+
+fn hf_pack(env: &Env, hub: &Hub, src: &str, out: &str, base: Option<&str>) -> Value {
+    let mut args = vec![
+        "pack",
+        src,
+        "--out",
+        out,
+        "--key",
+        "k",
+        "--channel",
+        "hf",
+        "--chunk-size",
+        "64KiB",
+        "--json",
+    ];
+    if let Some(b) = base {
+        args.extend(["--base", b, "--trust", "k.pub"]);
+    }
+    let mut cmd = env.command(&args);
+    cmd.env("HF_ENDPOINT", hub.url())
+        .env("HF_HOME", env.path("hf-home"))
+        .env_remove("HF_TOKEN");
+    run_cmd(cmd).ok().json()
+}
+
+fn hf_import(env: &Env, bundle: &str, cache: &Path) -> Run {
+    let mut cmd = env.command(&[
+        "import",
+        bundle,
+        "--trust",
+        "k.pub",
+        &format!("--hf-cache={}", cache.display()),
+        "--json",
+    ]);
+    cmd.env_remove("HF_HUB_DISABLE_SYMLINKS");
+    run_cmd(cmd)
+}
+
+fn shard(i: u64) -> Vec<u8> {
+    pseudo_random(150_000, i)
+}
+
+fn shard_name(i: u64) -> String {
+    format!("model-0000{i}-of-00004.safetensors")
+}
+
+const CONFIG: &[u8] = br#"{"architectures": ["LlamaForCausalLM"]}"#;
+const TOKENIZER: &[u8] = br#"{"vocab": {"a": 0, "b": 1}}"#;
+
+/// Revision 1 (tag `v1`): 4 LFS shards, a config and a README; revision 2 (`main`): shard 2
+/// changed, a tokenizer added, the README removed.
+fn llm() -> RepoDef {
+    let mut r = RepoDef::model("acme/llm").file("config.json", CONFIG.to_vec());
+    for i in 1..=4 {
+        r = r.lfs(&shard_name(i), shard(i));
+    }
+    r.file("README.md", b"# llm\n".to_vec())
+        .tag("v1")
+        .next_commit()
+        .lfs(&shard_name(2), shard(22))
+        .file("tokenizer.json", TOKENIZER.to_vec())
+        .remove("README.md")
+}
+
+fn hf_load(commit: &str, revision: &str, files: &[(String, Vec<u8>)]) -> Value {
+    let files: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(p, d)| (p.clone(), json!(Digest::of(d).hex())))
+        .collect();
+    json!({"repo_id": "acme/llm", "repo_type": "model", "revision": revision,
+           "commit": commit, "files": files})
+}
+
+#[test]
+fn an_hf_delta_adds_revision_2_to_the_cache_beside_revision_1() {
+    let hub = Hub::start(vec![llm()]);
+    let env = Env::new();
+    env.keygen("k");
+    let (c1, c2) = (hub.commit("acme/llm", "v1"), hub.commit("acme/llm", "main"));
+    hf_pack(&env, &hub, "hf://acme/llm@v1", "b1", None);
+    let cache = env.path("cache");
+    hf_import(&env, "b1", &cache).ok();
+    let report = hf_pack(&env, &hub, "hf://acme/llm", "b2", Some("b1"));
+    // The delta carries the changed shard and the new file, nothing else.
+    assert_eq!(
+        report["carried_bytes"],
+        (shard(22).len() + TOKENIZER.len()) as u64,
+        "{report}"
+    );
+    let r = hf_import(&env, "b2", &cache);
+    r.ok();
+    let blobs = r.json()["hf_cache"]["blobs"].clone();
+    let written: Vec<&Value> = blobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["action"] == "write")
+        .collect();
+    assert_eq!(written.len(), 2, "{blobs}");
+    let mut rev1: Vec<(String, Vec<u8>)> = (1..=4).map(|i| (shard_name(i), shard(i))).collect();
+    rev1.push(("config.json".into(), CONFIG.to_vec()));
+    rev1.push(("README.md".into(), b"# llm\n".to_vec()));
+    let mut rev2: Vec<(String, Vec<u8>)> = [1, 22, 3, 4]
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| (shard_name(n as u64 + 1), shard(i)))
+        .collect();
+    rev2.push(("config.json".into(), CONFIG.to_vec()));
+    rev2.push(("tokenizer.json".into(), TOKENIZER.to_vec()));
+    offline_check(
+        &env,
+        &cache,
+        vec![hf_load(&c2, "main", &rev2), hf_load(&c1, "v1", &rev1)],
+        json!([{"repo_id": "acme/llm", "repo_type": "model",
+                "revisions": {c1.clone(): ["v1"], c2.clone(): ["main"]}}]),
+    );
+    // Each blob recorded under its SHA-256, at blobs/<etag>: LFS by the SHA-256, the config by
+    // its git blob SHA-1.
+    let h = holdings(&env);
+    let root = canon(&cache);
+    let at = |d: &[u8]| places(&h, &Digest::of(d));
+    assert_eq!(
+        at(&shard(1)),
+        [(
+            "hf-cache".into(),
+            root.clone(),
+            format!("models--acme--llm/blobs/{}", Digest::of(&shard(1)).hex())
+        )]
+    );
+    assert_eq!(
+        at(CONFIG),
+        [(
+            "hf-cache".into(),
+            root,
+            format!(
+                "models--acme--llm/blobs/{}",
+                airlock::hf::git_blob_sha1(CONFIG)
+            )
+        )]
+    );
 }
