@@ -403,3 +403,176 @@ fn an_hf_delta_adds_revision_2_to_the_cache_beside_revision_1() {
         )]
     );
 }
+
+/// Puts `data` in `layout`'s blobs; its descriptor's `"digest":…,"size":…` part.
+fn put(layout: &Path, data: &[u8]) -> String {
+    let d = Digest::of(data);
+    let p = layout.join("blobs/sha256").join(d.hex());
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+    format!(r#""digest":"{d}","size":{}"#, data.len())
+}
+
+fn gzip_like(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = b"\x1f\x8b\x08\x00".to_vec();
+    v.extend(pseudo_random(len, seed));
+    v
+}
+
+/// An OCI layout `app` with tags `1.0` (a base layer and an app layer) and `2.0` (the same base
+/// layer, another app layer and config): the tops' bytes, and the layers of each.
+fn app_layout(root: &Path) -> (std::path::PathBuf, Vec<(Vec<u8>, Vec<Vec<u8>>)>) {
+    let lay = root.join("app");
+    fs::create_dir_all(&lay).unwrap();
+    fs::write(
+        lay.join("oci-layout"),
+        br#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let base = gzip_like(1, 200_000);
+    let mut images = Vec::new();
+    let mut refs = Vec::new();
+    for (tag, seed) in [("1.0", 2), ("2.0", 3)] {
+        let layers = vec![base.clone(), gzip_like(seed, 40_000)];
+        let descs: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",{}}}"#,
+                    put(&lay, l)
+                )
+            })
+            .collect();
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"config":{{"Labels":{{"v":"{tag}"}}}}}}"#
+        );
+        let top = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json",{}}},"layers":[{}]}}"#,
+            put(&lay, config.as_bytes()),
+            descs.join(",")
+        )
+        .into_bytes();
+        refs.push(format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json",{},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}"#,
+            put(&lay, &top)
+        ));
+        images.push((top, layers));
+    }
+    fs::write(
+        lay.join("index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, refs.join(",")),
+    )
+    .unwrap();
+    (lay, images)
+}
+
+/// skopeo's view of an image: its raw manifest and its layer digests.
+fn skopeo_view(image: &str) -> (Vec<u8>, Vec<String>) {
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", image]);
+    let v: Value =
+        serde_json::from_slice(&skopeo(&["inspect", "--tls-verify=false", image])).unwrap();
+    let layers = v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    (raw, layers)
+}
+
+#[test]
+fn an_image_delta_sharing_base_layers_goes_into_registries_and_an_oci_layout() {
+    require("skopeo");
+    let env = Env::new();
+    env.keygen("k");
+    let (lay, images) = app_layout(env.dir.path());
+    let src = |tag: &str| format!("oci-layout://{}:{tag}", lay.display());
+    env.pack(&[&src("1.0")], "k", "b1", &["--channel", "img"])
+        .ok();
+    let report = env
+        .pack(
+            &[&src("2.0")],
+            "k",
+            "b2",
+            &[
+                "--channel",
+                "img",
+                "--base",
+                "b1",
+                "--trust",
+                "k.pub",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    // Carried: the new manifest, config and app layer (and the layout's index); the base layer
+    // (and the layout's `oci-layout` file) external.
+    let (top2, layers2) = &images[1];
+    let external: Vec<&str> = report["external"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        external.contains(&Digest::of(&layers2[0]).to_string().as_str()),
+        "{report}"
+    );
+    assert!(
+        report["carried_bytes"].as_u64().unwrap() < 42_000,
+        "{report}"
+    );
+    let reg1 = crate::registry::TestRegistry::start();
+    let reg2 = crate::registry::TestRegistry::start();
+    let to = |r: &crate::registry::TestRegistry| format!("{}/mirror", r.addr);
+    import(&env, "b1", &["--registry", &to(&reg1), "--oci-layout", "L"]).ok();
+
+    // Into the registry that holds the base layer (HEAD): nothing but the new blobs pushed.
+    let r = import(&env, "b2", &["--registry", &to(&reg1), "--json"]);
+    let j = r.ok().json();
+    let target = j["registry"]["images"][0]["target"].as_str().unwrap();
+    let tagged = target.split('@').next().unwrap().to_string();
+    assert_eq!(j["registry"]["pushed"][0]["blobs_uploaded"], 2, "{j}");
+    let upstream: Vec<String> = layers2.iter().map(|l| Digest::of(l).to_string()).collect();
+    assert_eq!(
+        skopeo_view(&format!("docker://{tagged}")),
+        (top2.clone(), upstream.clone())
+    );
+    // Into the OCI layout that holds it.
+    import(&env, "b2", &["--oci-layout", "L"]).ok();
+    let l = env.path("L").display().to_string();
+    assert_eq!(
+        skopeo_view(&format!("oci:{l}:app:2.0")),
+        (top2.clone(), upstream.clone())
+    );
+    // Into a registry that lacks it: copied from the layout where airlock put it (re-checked),
+    // then pushed.
+    let j = import(&env, "b2", &["--registry", &to(&reg2), "--json"])
+        .ok()
+        .json();
+    assert_eq!(j["registry"]["pushed"][0]["blobs_uploaded"], 3, "{j}");
+    let tagged2 = tagged.replace(&reg1.addr, &reg2.addr);
+    assert_eq!(
+        skopeo_view(&format!("docker://{tagged2}")),
+        (top2.clone(), upstream)
+    );
+    // A fresh enclave lacking the base: refused before any push.
+    let reg3 = crate::registry::TestRegistry::start();
+    fs::remove_file(env.state_dir().join("holdings.json")).unwrap();
+    import(&env, "b2", &["--registry", &to(&reg3)])
+        .code(3)
+        .stderr_has(&format!("{} (200004 bytes", Digest::of(&layers2[0])));
+    let tagged3 = tagged.replace(&reg1.addr, &reg3.addr);
+    let out = run_cmd({
+        let mut c = std::process::Command::new("skopeo");
+        c.args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{tagged3}"),
+        ]);
+        c
+    });
+    assert_ne!(out.code, 0, "nothing was pushed");
+}
