@@ -576,3 +576,140 @@ fn an_image_delta_sharing_base_layers_goes_into_registries_and_an_oci_layout() {
     });
     assert_ne!(out.code, 0, "nothing was pushed");
 }
+
+/// Pushes an Ollama-style model (Docker manifest, compact JSON) `library/tiny:TAG` with
+/// `layers` (media type, bytes) to `reg`; its manifest bytes.
+fn push_ollama(
+    reg: &crate::registry::TestRegistry,
+    dir: &Path,
+    tag: &str,
+    layers: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
+    use airlock::oci::client::{ConnectOptions, Registry};
+    use airlock::oci::image::LayoutBlobs;
+    use airlock::oci::model::{descriptor_of, DOCKER_MANIFEST};
+    use airlock::oci::push::{push_image, PushOptions};
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let desc = |mt: &str, b: &[u8]| {
+        fs::write(blobs.join(Digest::of(b).hex()), b).unwrap();
+        format!(
+            r#"{{"mediaType":"{mt}","digest":"{}","size":{}}}"#,
+            Digest::of(b),
+            b.len()
+        )
+    };
+    let config = format!(
+        r#"{{"model_format":"gguf","model_family":"llama","file_type":"{tag}","architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+    );
+    let layers: Vec<String> = layers.iter().map(|(mt, b)| desc(mt, b)).collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{},"layers":[{}]}}"#,
+        desc(
+            "application/vnd.docker.container.image.v1+json",
+            config.as_bytes()
+        ),
+        layers.join(",")
+    )
+    .into_bytes();
+    fs::write(blobs.join(Digest::of(&manifest).hex()), &manifest).unwrap();
+    let client = Registry::new(&reg.addr, &ConnectOptions::default()).unwrap();
+    push_image(
+        &client,
+        "library/tiny",
+        Some(tag),
+        &descriptor_of(&manifest, DOCKER_MANIFEST),
+        &LayoutBlobs(dir.to_path_buf()),
+        &PushOptions::default(),
+        &airlock::progress::Silent,
+    )
+    .unwrap();
+    manifest
+}
+
+#[test]
+fn an_ollama_delta_of_a_new_tag_carries_only_its_manifest_and_small_layers() {
+    let env = Env::new();
+    env.keygen("k");
+    let reg = crate::registry::TestRegistry::start();
+    let mut gguf = b"GGUF".to_vec();
+    gguf.extend(pseudo_random(300_000, 42));
+    let weights = ("application/vnd.ollama.image.model", gguf.clone());
+    let template = (
+        "application/vnd.ollama.image.template",
+        b"{{ .Prompt }}".to_vec(),
+    );
+    let params = |p: &str| ("application/vnd.ollama.image.params", p.as_bytes().to_vec());
+    push_ollama(
+        &reg,
+        &env.path("up"),
+        "v1",
+        &[
+            weights.clone(),
+            template.clone(),
+            params(r#"{"temperature":0.2}"#),
+        ],
+    );
+    let m2 = push_ollama(
+        &reg,
+        &env.path("up"),
+        "v2",
+        &[weights, template, params(r#"{"num_ctx":2048}"#)],
+    );
+    let src = |t: &str| format!("ollama://{}/library/tiny:{t}", reg.addr);
+    env.pack(&[&src("v1")], "k", "b1", &["--channel", "ollama"])
+        .ok();
+    import(&env, "b1", &["--ollama-models=store"]).ok();
+    let report = env
+        .pack(
+            &[&src("v2")],
+            "k",
+            "b2",
+            &[
+                "--channel",
+                "ollama",
+                "--base",
+                "b1",
+                "--trust",
+                "k.pub",
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
+    assert!(
+        report["carried_bytes"].as_u64().unwrap() < 2_000,
+        "{report}"
+    );
+    assert_eq!(
+        report["external_bytes"].as_u64().unwrap(),
+        gguf.len() as u64 + 13 + 30, // the weights, the template, `oci-layout`
+        "{report}"
+    );
+    let weights_blob = format!("blobs/sha256-{}", Digest::of(&gguf).hex());
+    let before = fs::metadata(env.path("store").join(&weights_blob)).unwrap();
+    import(&env, "b2", &["--ollama-models=store"]).ok();
+    let host = reg.addr.clone();
+    assert_eq!(
+        env.read(&format!("store/manifests/{host}/library/tiny/v2")),
+        m2
+    );
+    assert!(env
+        .path(&format!("store/manifests/{host}/library/tiny/v1"))
+        .is_file());
+    // The weights were referenced where they were, not copied.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(env.path("store").join(&weights_blob))
+            .unwrap()
+            .ino(),
+        before.ino()
+    );
+    // Into a new store: copied from the first (re-checked).
+    import(&env, "b2", &["--ollama-models=store2"]).ok();
+    assert_eq!(env.read(&format!("store2/{weights_blob}")), gguf);
+    assert_eq!(
+        env.read(&format!("store2/manifests/{host}/library/tiny/v2")),
+        m2
+    );
+}
