@@ -150,7 +150,10 @@ fn external(env: &Env, bundle: &str) -> Vec<String> {
 
 /// Everything of the workspace but its state directory (audit log, holdings) and the bundles.
 fn visible(env: &Env) -> crate::support::tree::Snapshot {
-    crate::support::tree::snapshot_except(env.dir.path(), &[STATE_DIR, "b1", "b2", "b3"])
+    crate::support::tree::snapshot_except(
+        env.dir.path(),
+        &[STATE_DIR, "b1", "b2", "b3", "n4", "n5", "n6", "n6b", "n7"],
+    )
 }
 
 #[test]
@@ -250,8 +253,13 @@ fn a_recorded_place_altered_on_disk_is_named_forgotten_and_treated_as_absent() {
         .stderr_has("holds other bytes (SHA-256 sha256:")
         .stderr_has("not used, and forgotten");
     assert_eq!(visible(&env), before);
+    // A failed import: the stores as they were; the holdings record no new bundle, only the
+    // altered place forgotten.
     let weights = Digest::of(&pseudo_random(300_000, 1));
-    assert!(places(&holdings(&env), &weights).is_empty());
+    let h = holdings(&env);
+    assert!(places(&h, &weights).is_empty());
+    assert_eq!(h["bundles"].as_array().unwrap().len(), 1);
+    assert_eq!(places(&h, &Digest::of(b"night: 1\n")).len(), 1);
     // Another intact place is used instead of an altered one.
     fs::write(env.path("d1/src/weights.bin"), pseudo_random(300_000, 1)).unwrap();
     import(&env, "b1", &["--files", "d3"]).ok();
@@ -421,7 +429,10 @@ fn gzip_like(seed: u64, len: usize) -> Vec<u8> {
 
 /// An OCI layout `app` with tags `1.0` (a base layer and an app layer) and `2.0` (the same base
 /// layer, another app layer and config): the tops' bytes, and the layers of each.
-fn app_layout(root: &Path) -> (std::path::PathBuf, Vec<(Vec<u8>, Vec<Vec<u8>>)>) {
+/// An image: its top manifest's bytes and its layers' bytes.
+type Image = (Vec<u8>, Vec<Vec<u8>>);
+
+fn app_layout(root: &Path) -> (std::path::PathBuf, Vec<Image>) {
     let lay = root.join("app");
     fs::create_dir_all(&lay).unwrap();
     fs::write(
@@ -712,4 +723,46 @@ fn an_ollama_delta_of_a_new_tag_carries_only_its_manifest_and_small_layers() {
         env.read(&format!("store2/manifests/{host}/library/tiny/v2")),
         m2
     );
+}
+
+#[test]
+fn a_lost_night_never_wedges_the_channel() {
+    let env = Env::new();
+    env.keygen("k");
+    // Night 4: full, imported. Night 5: serving.yaml changed, a delta against night 4 — its
+    // medium is lost. Night 6: the tokenizer changed, a delta against night 5.
+    night(&env, 4);
+    pack(&env, "src", "n4", None);
+    import(&env, "n4", &["--files", "d4"]).ok();
+    env.write("src/serving.yaml", "night: 5\n");
+    let n5 = pack(&env, "src", "n5", Some("n4"));
+    env.write("src/tokenizer.json", "{\"vocab\": [6]}\n");
+    pack(&env, "src", "n6", Some("n5"));
+    let before = visible(&env);
+    import(&env, "n6", &["--files", "d6"])
+        .code(3)
+        .stderr_has("does not carry a blob that this enclave does not hold")
+        .stderr_has(&format!(
+            "{} (9 bytes, needed by src; provided by base bundle {} (channel nightly, sequence {}))",
+            Digest::of(b"night: 5\n"),
+            n5["bundle_id"].as_str().unwrap(),
+            n5["sequence"]
+        ))
+        .stderr_has("ask the connected side for a delta against this enclave's inventory");
+    assert_eq!(visible(&env), before);
+    // The catch-up: night 6 again, against what the enclave holds (night 4): applies, its
+    // sequence above the refused one's.
+    pack(&env, "src", "n6b", Some("n4"));
+    import(&env, "n6b", &["--files", "d6"]).ok();
+    assert_eq!(env.read("d6/src/serving.yaml"), b"night: 5\n");
+    // A delta against the lost night 5 whose blobs the enclave now holds anyway: accepted (each
+    // blob checked against the signed digests), with a note that its base was never accepted.
+    pack(&env, "src", "n7", Some("n5"));
+    let r = import(&env, "n7", &["--files", "d7"]);
+    r.ok().stderr_has(&format!(
+        "base bundle {} (channel nightly, sequence {}) is not among the bundles this enclave recorded accepting",
+        n5["bundle_id"].as_str().unwrap(),
+        n5["sequence"]
+    ));
+    assert_eq!(env.read("d7/src/tokenizer.json"), b"{\"vocab\": [6]}\n");
 }
