@@ -565,7 +565,7 @@ _airlock() {
             return 0
             ;;
         airlock__subcmd__pack)
-            opts="-q -h --spec --out --key --channel --sequence --expires --chunk-size --volume-size --parity --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
+            opts="-q -h --spec --out --key --channel --sequence --base --trust --policy --expires --chunk-size --volume-size --parity --platform --include --exclude --all-platforms --max-download --min-speed --min-speed-time --creds --ca-cert --insecure-registry --quiet --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -588,6 +588,18 @@ _airlock() {
                     return 0
                     ;;
                 --sequence)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -47,7 +47,10 @@ complete -c airlock -n "__fish_airlock_using_subcommand pack" -l spec -d 'A TOML
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l out -d 'Directory to write the bundle into' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l key -d 'Secret key to sign with (repeat for several signatures)' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l channel -d 'Release channel [default: default]' -r
-complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Sequence number within the channel [default: current Unix time in seconds]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l sequence -d 'Sequence number within the channel; with --base, above every base\'s [default: the current Unix time in seconds, but above the last this machine used for the channel (recorded in STATE/pack/sequences.json) and above every base\'s]' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l base -d 'Make a delta bundle: blobs this previous bundle of the channel holds (a bundle or volume directory, or its manifest.json with manifest.json.minisig beside it; checked against --trust/--policy, no chunk read) are listed as external, not carried (repeatable; replaces the spec\'s `bases`)' -r -F
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l trust -d 'Trusted public key: any one of them suffices, for any channel (repeatable; a .pub file or the RW... key itself)' -r
+complete -c airlock -n "__fish_airlock_using_subcommand pack" -l policy -d 'Trust policy file (TOML: named keys, per-channel signers and thresholds; see docs/POLICY.md) [default: /etc/airlock/trust.toml if it exists and no --trust is given]' -r -F
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l expires -d 'Validity, e.g. 30d, 12h, or `never` [default: 30d]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l chunk-size -d 'Largest chunk file, e.g. 700MiB, 4GiB, 25GB [default: 2GiB, fits FAT32]' -r
 complete -c airlock -n "__fish_airlock_using_subcommand pack" -l volume-size -d 'Spread the bundle over volumes of at most SIZE each (OUT/vol-001/, vol-002/, ...): a size used exactly, e.g. 64GB, 4GiB, or a medium: cd700, dvd, dvd-dl, bd25, bd50, bd100 (its exact capacity less 1% for the filesystem) [default: one directory]' -r
