@@ -114,6 +114,13 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// Version 5: a delta bundle's external blobs (not carried) that are not available to the
+    /// target that needs them — neither in that store nor at a location airlock recorded on
+    /// this machine: the message lists each blob, the artifacts that need it, the base bundle
+    /// that would provide it and how to catch up. Nothing was written: content rejected.
+    #[error("{0}")]
+    MissingBase(String),
+
     /// The audit log's hash chain is broken (a record edited, deleted, reordered or inserted).
     #[error("{0}")]
     AuditBroken(String),
@@ -286,6 +293,7 @@ impl Error {
             | Error::AuditBroken(_)
             | Error::Corrupt(_)
             | Error::Refused(_)
+            | Error::MissingBase(_)
             | Error::Rejected { .. }
             | Error::VolumesRejected { .. } => exit::REJECTED,
             Error::Incomplete(_) => exit::INCOMPLETE,
@@ -322,6 +330,7 @@ impl Error {
             Error::AuditBroken(_) => ErrorKind::AuditBroken,
             Error::Corrupt(_) => ErrorKind::Corrupt,
             Error::Refused(_) => ErrorKind::Refused,
+            Error::MissingBase(_) => ErrorKind::MissingBase,
             Error::Interrupted { .. } => ErrorKind::Interrupted,
             Error::Other(_) => ErrorKind::Other,
         }
@@ -367,6 +376,9 @@ pub enum ErrorKind {
     Corrupt,
     /// Content a target refuses to write (exit 3).
     Refused,
+    /// A delta bundle's external blobs are not available to the target that needs them: the
+    /// enclave lacks its base (exit 3).
+    MissingBase,
     /// Stopped by SIGINT or SIGTERM (exit 130 or 143).
     Interrupted,
     /// Anything else (exit 1).
@@ -393,6 +405,7 @@ impl ErrorKind {
             ErrorKind::AuditBroken => "audit-broken",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Refused => "refused",
+            ErrorKind::MissingBase => "missing-base",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Other => "other",
         }
@@ -424,6 +437,7 @@ mod tests {
             AuditBroken,
             Corrupt,
             Refused,
+            MissingBase,
             Interrupted,
             Other,
         ] {

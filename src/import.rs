@@ -386,10 +386,28 @@ pub fn run(
             t.recorded(held);
         }
     }
-    for (t, arts) in targets.iter_mut().zip(&routed) {
-        t.plan(&bundle, arts).map_err(fail)?;
+    // Version 5: where each external blob (not carried) was recorded on this machine, before
+    // planning (which reads some blobs whole: image manifests, configs).
+    let sources = external_sources(&bundle, &mut st, s).map_err(fail)?;
+    bundle.set_sources(sources);
+    let planned = (|| {
+        for (t, arts) in targets.iter_mut().zip(&routed) {
+            t.plan(&bundle, arts)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = planned {
+        forget_altered(&bundle, &mut st, s);
+        return Err(fail(e));
     }
     if s.dry_run {
+        // Local targets know already what their stores lack (the registry only once probed).
+        let local: Vec<&dyn Target> = targets
+            .iter()
+            .filter(|t| t.demand().is_some())
+            .map(|t| t.as_ref())
+            .collect();
+        available(&bundle, &local)?;
         return Ok(Outcome {
             bundle,
             targets,
@@ -399,8 +417,44 @@ pub fn run(
     for t in targets.iter_mut() {
         t.probe().map_err(fail)?;
     }
+    // Version 5: every external blob a target needs (its store lacks it) is at a recorded
+    // place on this machine, else nothing is written.
+    let all: Vec<&dyn Target> = targets.iter().map(|t| t.as_ref()).collect();
+    if let Err(e) = available(&bundle, &all) {
+        forget_altered(&bundle, &mut st, s);
+        return Err(fail(e));
+    }
     let log = log.as_ref().expect("a real import has a log");
     let mut demands: Vec<_> = targets.iter().filter_map(|t| t.demand()).collect();
+    // A target that reads rather than stages (the registry) gets its external blobs staged
+    // under the state directory: copied from their recorded places with their digests
+    // re-checked, then pushed from there.
+    {
+        let have: HashSet<crate::format::Digest> = demands
+            .iter()
+            .flat_map(|d| d.needs.iter().map(|n| n.digest))
+            .collect();
+        let mut needs: Vec<stage::Need> = Vec::new();
+        for t in targets.iter().filter(|t| t.demand().is_none()) {
+            for d in t.reads() {
+                if bundle.is_external(&d)
+                    && !have.contains(&d)
+                    && !needs.iter().any(|n| n.digest == d)
+                {
+                    needs.push(stage::Need {
+                        digest: d,
+                        git_sha1: None,
+                    });
+                }
+            }
+        }
+        if !needs.is_empty() {
+            demands.push(stage::Demand {
+                root: s.state_dir.clone(),
+                needs,
+            });
+        }
+    }
     // From one drive, a target that reads blobs rather than staging them (the registry) would
     // read its volumes again after the staging pass: its blobs are staged too, under the
     // state directory.
@@ -437,7 +491,10 @@ pub fn run(
     // step (or the start of a rollback) to the audit record, a forced stop waits.
     let mut hold = None;
     let committed = commit(&bundle, &mut targets, demands, &mut hold, progress);
-    committed.map_err(fail)?;
+    if let Err(e) = committed {
+        forget_altered(&bundle, &mut st, s);
+        return Err(fail(e));
+    }
 
     // 9. Commit, then its record (the order a crash must see: an advanced state with a
     // `started` record is detectable; an `accepted` record without the state is not).
@@ -449,7 +506,9 @@ pub fn run(
         &bundle.bundle().manifest_digest(),
     )
     .map_err(fail)?;
-    record_holdings(&mut st, &bundle, &targets).map_err(fail)?;
+    // Where every blob now lives (or was found), for later delta imports; a hint, so a failure
+    // to record it does not undo the import.
+    record_holdings(&bundle, &targets, &mut st, s);
     log.append(&done.completing(started.get())).map_err(|e| {
         Error::Other(format!(
             "the import completed and the state records it, but its audit record could not be appended ({e}); record {} of {} (`started`) stands without its outcome",
@@ -462,6 +521,223 @@ pub fn run(
         targets,
         selected,
     })
+}
+
+/// Version 5: per external blob of the bundle, the places on this machine `holdings.json`
+/// records it at (local stores only) whose file is still a regular file of its size. Not
+/// hashed here: each is re-hashed when read, and one that does not match is named and not used.
+///
+/// A base bundle this enclave never accepted is no reason to refuse: every external blob is
+/// found in place or at a recorded place and checked against the digest the signed manifest
+/// gives, so where it came from does not matter (a note says so).
+fn external_sources(
+    bundle: &Admitted,
+    st: &mut State,
+    s: &Settings,
+) -> Result<std::collections::HashMap<crate::format::Digest, Vec<stage::Source>>> {
+    let mut out = std::collections::HashMap::new();
+    if let Some(p) = &s.notes {
+        let holdings = st.holdings()?;
+        for base in &bundle.manifest().bases {
+            if base.kind == crate::format::BaseKind::Bundle
+                && holdings.accepted(&base.id, &base.manifest_digest).is_none()
+            {
+                p.note(&format!(
+                    "this delta's {} is not among the bundles this enclave recorded accepting; its blobs are taken from wherever they are found here, each checked against this bundle's signed digests",
+                    describe_base(base)
+                ));
+            }
+        }
+    }
+    let externals: Vec<&crate::format::Blob> = bundle
+        .manifest()
+        .blobs
+        .iter()
+        .filter(|b| stage::is_external(b))
+        .collect();
+    if externals.is_empty() {
+        return Ok(out);
+    }
+    let holdings = st.holdings()?;
+    for b in externals {
+        let found: Vec<stage::Source> = holdings
+            .locations(&b.digest)
+            .iter()
+            .rev()
+            .filter(|l| l.size == b.size)
+            .filter_map(|l| {
+                let path = l.local_path()?;
+                let m = std::fs::symlink_metadata(&path).ok()?;
+                (m.is_file() && m.len() == b.size).then(|| stage::Source {
+                    path,
+                    location: l.clone(),
+                })
+            })
+            .collect();
+        if !found.is_empty() {
+            out.insert(b.digest, found);
+        }
+    }
+    Ok(out)
+}
+
+/// Version 5: every external blob some target reads (its store does not hold it) has a
+/// recorded place to be copied from; otherwise the one missing-base error listing them all.
+fn available(bundle: &Admitted, targets: &[&dyn Target]) -> Result<()> {
+    let mut missing: BTreeSet<crate::format::Digest> = BTreeSet::new();
+    for t in targets {
+        for d in t.reads() {
+            if bundle.is_external(&d) && bundle.sources(&d).is_empty() {
+                missing.insert(d);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(missing_base(
+        bundle,
+        &missing.into_iter().collect::<Vec<_>>(),
+    ))
+}
+
+/// The missing-base error for one external blob that no recorded place holds.
+pub(crate) fn missing_one(bundle: &Admitted, digest: &crate::format::Digest) -> Error {
+    missing_base(bundle, &[*digest])
+}
+
+/// The catch-up advice of every missing-base error.
+pub const CATCH_UP: &str = "ask the connected side for a delta against this enclave's inventory (`airlock inventory --out FILE`), or for a full bundle";
+
+/// One error naming each missing external blob (digest, size), the artifacts that need it and
+/// the base that showed the packer the enclave holds it, then every recorded place found
+/// altered, and how to catch up. Nothing was written (exit 3).
+fn missing_base(bundle: &Admitted, missing: &[crate::format::Digest]) -> Error {
+    let m = bundle.manifest();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|d| {
+            let size = bundle.blob(d).map_or(0, |b| b.size);
+            let needed: Vec<String> = m
+                .artifacts
+                .iter()
+                .filter(|a| a.entries.iter().any(|e| e.blob == Some(*d)))
+                .map(|a| escape(&a.name).to_string())
+                .collect();
+            let needed = if needed.is_empty() {
+                String::new()
+            } else {
+                format!(", needed by {}", needed.join(", "))
+            };
+            let base = bundle
+                .blob(d)
+                .and_then(|b| base_of(m, b))
+                .map(|b| format!("; provided by {b}"))
+                .unwrap_or_default();
+            format!("{d} ({size} bytes{needed}{base})")
+        })
+        .collect();
+    let altered: Vec<String> = bundle
+        .altered()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} (recorded for {}) holds other bytes ({}): not used, and forgotten",
+                escape(&a.path.display().to_string()),
+                a.digest,
+                escape(&a.found)
+            )
+        })
+        .collect();
+    let altered = if altered.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", altered.join("; "))
+    };
+    Error::MissingBase(format!(
+        "this delta bundle does not carry {} that this enclave does not hold (not in the target's store, nor at a place airlock recorded on this machine): {}{altered}; {CATCH_UP}; nothing was written",
+        if missing.len() == 1 {
+            "a blob".to_string()
+        } else {
+            format!("{} blobs", missing.len())
+        },
+        list.join("; ")
+    ))
+}
+
+/// The base an external blob names: `base bundle ID (channel C, sequence N)` or `the
+/// inventory ID …`.
+fn base_of(m: &Manifest, b: &crate::format::Blob) -> Option<String> {
+    let base = m.bases.get(b.external? as usize)?;
+    Some(describe_base(base))
+}
+
+/// `base bundle ID (channel C, sequence N)`, or `the inventory ID (…)`.
+fn describe_base(base: &crate::format::Base) -> String {
+    let what = match base.kind {
+        crate::format::BaseKind::Bundle => "base bundle",
+        crate::format::BaseKind::Inventory => "the enclave inventory",
+    };
+    format!(
+        "{what} {} (channel {}, sequence {})",
+        escape(&base.id),
+        escape(&base.channel),
+        base.sequence
+    )
+}
+
+/// Recorded places found altered during this import are forgotten (under the state's lock) and
+/// named to the operator.
+fn forget_altered(bundle: &Admitted, st: &mut State, s: &Settings) {
+    let altered = bundle.altered();
+    if altered.is_empty() || s.dry_run {
+        return;
+    }
+    if let Some(p) = &s.notes {
+        for a in &altered {
+            p.note(&format!(
+                "{} was recorded as blob {} but holds other bytes ({}): not used, and forgotten",
+                escape(&a.path.display().to_string()),
+                a.digest,
+                escape(&a.found)
+            ));
+        }
+    }
+    let _ = st.write_holdings(|h| {
+        for a in &altered {
+            h.forget(a.location.store, &a.location.root, &a.location.path);
+        }
+    });
+}
+
+/// After a completed import: the bundle and where each target put (or found) its blobs, in
+/// `holdings.json`; altered places found on the way forgotten. A failure to write it is a
+/// note, not a failure of the import (a location is a hint).
+fn record_holdings(bundle: &Admitted, targets: &[Box<dyn Target>], st: &mut State, s: &Settings) {
+    forget_altered(bundle, st, s);
+    let m = bundle.manifest();
+    let held = crate::state::HeldBundle {
+        channel: m.channel.clone(),
+        sequence: m.sequence,
+        bundle_id: m.bundle_id.clone(),
+        manifest_digest: bundle.bundle().manifest_digest(),
+        time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    let locations: Vec<_> = targets.iter().flat_map(|t| t.locations(bundle)).collect();
+    let forgotten: Vec<_> = targets.iter().flat_map(|t| t.forgotten()).collect();
+    let recorded = st.write_holdings(|h| {
+        for (store, root, path) in &forgotten {
+            h.forget(*store, root, path);
+        }
+        h.record(held, locations);
+    });
+    if let Err(e) = recorded {
+        if let Some(p) = &s.notes {
+            p.note(&format!(
+                "the import completed, but where its blobs are could not be recorded ({e}); a later delta import may not find them"
+            ));
+        }
+    }
 }
 
 /// Steps 7 and 8 for planned (and probed) targets: stage every blob they need, then commit them
@@ -503,30 +779,6 @@ fn commit(
         t.cleanup();
     }
     Ok(())
-}
-
-/// After a completed commit: where each target now holds the bundle's blobs, and the places
-/// that hold nothing any more, into the state's holdings.
-fn record_holdings(st: &mut State, bundle: &Admitted, targets: &[Box<dyn Target>]) -> Result<()> {
-    let m = bundle.manifest();
-    let held = crate::state::HeldBundle {
-        channel: m.channel.clone(),
-        sequence: m.sequence,
-        bundle_id: m.bundle_id.clone(),
-        manifest_digest: bundle.bundle().manifest_digest(),
-        time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-    };
-    let locations: Vec<_> = targets
-        .iter()
-        .flat_map(|t| t.locations(&m.bundle_id))
-        .collect();
-    let forgotten: Vec<_> = targets.iter().flat_map(|t| t.forgotten()).collect();
-    st.write_holdings(|h| {
-        for (store, root, path) in &forgotten {
-            h.forget(*store, root, path);
-        }
-        h.record(held, locations);
-    })
 }
 
 /// Stages and commits targets already planned, without the state or the audit log (library

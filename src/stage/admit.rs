@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::{Blob, Digest, Manifest};
 use crate::media::ChunkAccess;
 use crate::oci::image::{BlobSource, MAX_MANIFEST};
-use crate::state::{Decision, State};
+use crate::state::{Decision, Location, State};
 
 /// Small blobs kept in memory once read while planning, at most this much in total.
 const SMALL_CACHE_BYTES: u64 = 64 << 20;
@@ -28,6 +28,34 @@ pub struct Admitted {
     small_bytes: AtomicU64,
     /// Consulted before a chunk is opened (an import from one drive asks for its volume).
     access: Option<Box<dyn ChunkAccess>>,
+    /// Version 5: per external blob (not carried), the places on this machine airlock recorded
+    /// it at (`holdings.json`) whose file still has its size; each is re-hashed when read.
+    sources: HashMap<Digest, Vec<Source>>,
+    /// Recorded places whose bytes turned out not to be the blob (named, then forgotten).
+    altered: Mutex<Vec<Altered>>,
+}
+
+/// A place on this machine holding (as recorded) an external blob: a claim, re-checked against
+/// the blob's signed digest whenever it is read.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: std::path::PathBuf,
+    pub location: Location,
+}
+
+/// A recorded place whose bytes are not the blob recorded there.
+#[derive(Debug, Clone)]
+pub struct Altered {
+    pub digest: Digest,
+    pub location: Location,
+    pub path: std::path::PathBuf,
+    /// What was found (`SHA-256 …`, `N bytes`, or the read error).
+    pub found: String,
+}
+
+/// Whether a blob is external: listed by a version 5 (delta) manifest, not carried.
+pub fn is_external(blob: &Blob) -> bool {
+    blob.is_external()
 }
 
 /// Admits `bundle` if the state's decision permits it; otherwise hands both back (to be audited
@@ -47,6 +75,8 @@ pub fn admit(
         small: Mutex::new(HashMap::new()),
         small_bytes: AtomicU64::new(0),
         access: None,
+        sources: HashMap::new(),
+        altered: Mutex::new(Vec::new()),
     })
 }
 
@@ -61,6 +91,8 @@ impl Admitted {
             small: Mutex::new(HashMap::new()),
             small_bytes: AtomicU64::new(0),
             access: None,
+            sources: HashMap::new(),
+            altered: Mutex::new(Vec::new()),
         }
     }
 
@@ -113,6 +145,72 @@ impl Admitted {
         }
     }
 
+    /// Version 5: where each external blob may be read from on this machine (recorded places,
+    /// each re-hashed when read). Set before planning.
+    pub fn set_sources(&mut self, sources: HashMap<Digest, Vec<Source>>) {
+        self.sources = sources;
+    }
+
+    /// Whether the bundle lists `digest` as external (not carried).
+    pub fn is_external(&self, digest: &Digest) -> bool {
+        self.blob(digest).is_some_and(is_external)
+    }
+
+    /// The recorded places of an external blob not found altered so far.
+    pub fn sources(&self, digest: &Digest) -> Vec<Source> {
+        let altered = self.altered.lock().expect("not poisoned");
+        self.sources
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                !altered
+                    .iter()
+                    .any(|a| a.digest == *digest && a.path == s.path)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A recorded place of `digest` holds other bytes: it is not used again.
+    pub fn mark_altered(&self, digest: &Digest, source: &Source, found: String) {
+        let mut altered = self.altered.lock().expect("not poisoned");
+        if !altered
+            .iter()
+            .any(|a| a.digest == *digest && a.path == source.path)
+        {
+            altered.push(Altered {
+                digest: *digest,
+                location: source.location.clone(),
+                path: source.path.clone(),
+                found,
+            });
+        }
+    }
+
+    /// Every recorded place found altered during this import.
+    pub fn altered(&self) -> Vec<Altered> {
+        self.altered.lock().expect("not poisoned").clone()
+    }
+
+    /// An external blob of at most `max` bytes read whole from the first recorded place whose
+    /// bytes hash to its digest (the others are marked altered).
+    fn read_external(&self, blob: &Blob, max: u64) -> Result<Vec<u8>> {
+        let digest = &blob.digest;
+        for s in self.sources(digest) {
+            match crate::fsutil::read_regular(&s.path, max) {
+                Ok(v) if v.len() as u64 == blob.size && Digest::of(&v) == *digest => return Ok(v),
+                Ok(v) => self.mark_altered(
+                    digest,
+                    &s,
+                    format!("{} bytes, SHA-256 {}", v.len(), Digest::of(&v)),
+                ),
+                Err(e) => self.mark_altered(digest, &s, e.to_string()),
+            }
+        }
+        Err(crate::import::missing_one(self, digest))
+    }
+
     /// The whole of a blob of at most `max` bytes, verified; kept for staging (so its chunk bytes
     /// are not read twice) while the cache has room.
     pub fn read_verified(&self, digest: &Digest, max: u64) -> Result<Arc<Vec<u8>>> {
@@ -128,6 +226,11 @@ impl Admitted {
                 blob.size
             )));
         }
+        if is_external(blob) {
+            let v = Arc::new(self.read_external(blob, max)?);
+            self.keep_small(digest, &v);
+            return Ok(v);
+        }
         let mut seen = None;
         for seg in &blob.segments {
             if seen != Some(seg.chunk) {
@@ -140,14 +243,18 @@ impl Admitted {
             .read_to_end(&mut v)
             .map_err(|e| Error::blob_read(format_args!("blob {digest}"), e))?;
         let v = Arc::new(v);
-        if self.small_bytes.fetch_add(blob.size, Ordering::Relaxed) + blob.size <= SMALL_CACHE_BYTES
-        {
+        self.keep_small(digest, &v);
+        Ok(v)
+    }
+
+    fn keep_small(&self, digest: &Digest, v: &Arc<Vec<u8>>) {
+        let size = v.len() as u64;
+        if self.small_bytes.fetch_add(size, Ordering::Relaxed) + size <= SMALL_CACHE_BYTES {
             self.small
                 .lock()
                 .expect("not poisoned")
-                .insert(*digest, Arc::clone(&v));
+                .insert(*digest, Arc::clone(v));
         }
-        Ok(v)
     }
 
     pub(super) fn cached(&self, digest: &Digest) -> Option<Arc<Vec<u8>>> {
@@ -177,6 +284,20 @@ impl BlobSource for Admitted {
         let blob = self
             .blob(digest)
             .ok_or_else(|| Error::Corrupt(format!("the bundle holds no blob {digest}")))?;
+        if is_external(blob) {
+            // A recorded place, re-hashed as it is read (a mismatch fails the read at its end).
+            let s = self
+                .sources(digest)
+                .into_iter()
+                .next()
+                .ok_or_else(|| crate::import::missing_one(self, digest))?;
+            let f = crate::fsutil::open_regular(&s.path)?;
+            return Ok(Box::new(crate::format::CheckingReader::new(
+                f,
+                *digest,
+                s.path.display().to_string(),
+            )));
+        }
         Ok(Box::new(BlobReader::new(&self.bundle, blob)))
     }
     fn read_small(&self, digest: &Digest) -> Result<Vec<u8>> {

@@ -28,7 +28,7 @@ mod area;
 mod read;
 mod sink;
 
-pub use admit::{admit, Admitted};
+pub use admit::{admit, is_external, Admitted, Altered, Source};
 pub use area::{rename_noclobber, Area, Installed, Journal};
 
 use std::collections::BTreeMap;
@@ -201,12 +201,22 @@ impl Staging {
             wants.push(Want { blob, areas });
         }
         let mut sinks = Sinks::new(wants, &self.areas);
+        // Version 5: external blobs (not carried) are copied from a place on this machine
+        // airlock recorded them at, hashed against their signed digest as they stream (a place
+        // that does not match is named and the next one tried); first, so that a missing one
+        // fails before the media are read.
+        for i in 0..sinks.wants.len() {
+            let blob = sinks.wants[i].blob;
+            if is_external(blob) && bundle.cached(&blob.digest).is_none() {
+                stage_external(bundle, &mut sinks, i)?;
+            }
+        }
         // Blobs already read whole while planning come from memory (and empty ones from
         // nowhere); the rest from the chunks.
         for i in 0..sinks.wants.len() {
             let blob = sinks.wants[i].blob;
             let cached = bundle.cached(&blob.digest);
-            if cached.is_none() && !blob.segments.is_empty() {
+            if cached.is_none() && (!blob.segments.is_empty() || is_external(blob)) {
                 continue;
             }
             let s = sinks.open(i).expect("a waiting blob");
@@ -355,6 +365,60 @@ impl Staging {
             let _ = fs::remove_dir(a.root.join(STAGING_DIR));
         }
         Ok(())
+    }
+}
+
+/// Copies external blob `i` into its staging files from the first recorded place whose bytes
+/// hash to its digest (each place that does not is marked altered); none: the missing-base
+/// error for it.
+fn stage_external(bundle: &Admitted, sinks: &mut Sinks<'_, '_>, i: usize) -> Result<()> {
+    let digest = sinks.wants[i].blob.digest;
+    for src in bundle.sources(&digest) {
+        let s = sinks.open(i).expect("a waiting blob");
+        s.open()?;
+        let found = match copy_into(&src.path, s) {
+            Ok(()) => match s.finish() {
+                Ok(()) => {
+                    sinks.settle(i);
+                    return Ok(());
+                }
+                Err(Error::DigestMismatch { actual, .. }) => format!("SHA-256 {actual}"),
+                Err(Error::SizeMismatch { detail, .. }) => detail,
+                Err(e) => return Err(e),
+            },
+            Err(Copy::Write(e)) => return Err(e),
+            Err(Copy::Source(why)) => why,
+        };
+        bundle.mark_altered(&digest, &src, found);
+        sinks.reset(i);
+    }
+    Err(crate::import::missing_one(bundle, &digest))
+}
+
+enum Copy {
+    /// Writing the staging file failed (operational).
+    Write(Error),
+    /// The source could not be read, or holds more bytes than the blob.
+    Source(String),
+}
+
+fn copy_into(path: &Path, s: &mut sink::Sink<'_>) -> std::result::Result<(), Copy> {
+    let mut f = fsutil::open_regular(path).map_err(|e| Copy::Source(e.to_string()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        interrupt::check().map_err(Copy::Write)?;
+        let n = match f.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Source(format!("cannot be read: {e}"))),
+        };
+        if let Err(e) = s.tee.write_all(&buf[..n]) {
+            return Err(match s.write_failure() {
+                Some(w) => Copy::Write(w),
+                None => Copy::Source(format!("more than the blob's bytes ({e})")),
+            });
+        }
     }
 }
 

@@ -384,6 +384,17 @@ impl<'b, 'a> Sinks<'b, 'a> {
         self.slots[i] = Slot::Failed(Box::new(e));
     }
 
+    /// Blob `i` back to waiting, its partial staging files removed (an external blob's
+    /// recorded place did not match: the next one is tried).
+    pub(super) fn reset(&mut self, i: usize) {
+        if let Slot::Open(s) = &self.slots[i] {
+            for (_, p) in &s.parts {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        self.slots[i] = Slot::Waiting;
+    }
+
     /// Drops blob `i`'s sink once it is complete.
     pub(super) fn settle(&mut self, i: usize) {
         if let Slot::Open(s) = &mut self.slots[i] {

@@ -166,9 +166,7 @@ impl FilesOptions {
 /// The root a destination is recorded under in the holdings: its absolute path (not resolved
 /// through links), `None` if it is not UTF-8.
 pub fn store_root(dest: &Path) -> Option<String> {
-    std::path::absolute(dest)
-        .ok()
-        .and_then(|p| p.to_str().map(str::to_string))
+    super::store_root(dest)
 }
 
 /// Directories of an artifact's current version, relative to `DEST`.
@@ -857,7 +855,9 @@ impl Target for FilesTarget {
             plan.removed_files.extend(files);
         }
     }
-    fn locations(&self, bundle_id: &str) -> Vec<(Digest, Location)> {
+    /// Each file written or kept, and the files of the versions kept for rollback.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, Location)> {
+        let bundle_id = bundle.manifest().bundle_id.as_str();
         let plan = self.planned();
         let Some(root) = store_root(&plan.dest) else {
             return Vec::new();

@@ -14,9 +14,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::format::ArtifactKind;
+use crate::format::{ArtifactKind, Digest};
 use crate::progress::Progress;
 use crate::stage::{Admitted, Area, Demand, Journal, Need, Staging};
+use crate::state::{Location, StoreKind};
 
 pub mod files;
 pub mod hf_cache;
@@ -63,6 +64,49 @@ pub(crate) fn routed_names(
     indices
         .iter()
         .map(|&i| bundle.manifest().artifacts[i].name.clone())
+        .collect()
+}
+
+/// The locations (`holdings.json`) of blob files under a local store's root `dest`: each
+/// `(digest, size, path)` with `path` under `dest`, recorded relative to the store's absolute
+/// root. A path not under `dest`, or not UTF-8, is left out (a location is a hint).
+/// How a local store's root is recorded in the holdings (and looked up): its canonical path
+/// (symbolic links resolved, so two names of one directory are one root), else its absolute
+/// path; `None` when not UTF-8 (not recorded).
+pub(crate) fn store_root(dest: &Path) -> Option<String> {
+    std::fs::canonicalize(dest)
+        .or_else(|_| std::path::absolute(dest))
+        .ok()
+        .and_then(|p| p.into_os_string().into_string().ok())
+}
+
+pub(crate) fn local_locations<'p>(
+    store: StoreKind,
+    dest: &Path,
+    bundle: &Admitted,
+    files: impl IntoIterator<Item = (Digest, u64, &'p Path)>,
+) -> Vec<(Digest, Location)> {
+    let Some(root_s) = store_root(dest) else {
+        return Vec::new();
+    };
+    let bundle_id = &bundle.manifest().bundle_id;
+    files
+        .into_iter()
+        .filter_map(|(digest, size, path)| {
+            let rel = path.strip_prefix(dest).ok()?.to_str()?;
+            (!rel.is_empty()).then(|| {
+                (
+                    digest,
+                    Location {
+                        store,
+                        root: root_s.to_string(),
+                        path: rel.to_string(),
+                        size,
+                        bundle_id: bundle_id.clone(),
+                    },
+                )
+            })
+        })
         .collect()
 }
 
@@ -186,17 +230,28 @@ pub trait Target {
     /// before [`Target::plan`]: the files target tells a file airlock wrote (which an update may
     /// replace) from one changed locally (a conflict).
     fn recorded(&mut self, _holdings: &crate::state::HoldingsFile) {}
-    /// After a completed commit: where this target now holds each blob (recorded in the
-    /// state's holdings), and the places it no longer holds anything at.
-    fn locations(&self, _bundle_id: &str) -> Vec<(crate::format::Digest, crate::state::Location)> {
+    /// After a completed import: where this target wrote, or found already in place, each blob
+    /// of the artifacts routed to it (recorded in `holdings.json`, so that a later delta import
+    /// finds them without scanning the store, and an update tells a file airlock wrote from one
+    /// changed since). Empty: nothing recorded.
+    fn locations(&self, _bundle: &Admitted) -> Vec<(Digest, Location)> {
         Vec::new()
     }
+    /// After a completed commit: the places this target no longer holds anything at.
     fn forgotten(&self) -> Vec<(crate::state::StoreKind, String, String)> {
         Vec::new()
     }
     /// Once every target committed (nothing will be rolled back): removes what the commit
     /// replaced beyond what is kept (the files target's `--keep`). Best effort.
     fn cleanup(&mut self) {}
+    /// After planning and probing: the blobs this target will read from the bundle (staged for
+    /// it, or pushed) because its store does not hold them. A delta bundle's external blobs
+    /// among them must be available elsewhere on this machine, or the import is refused.
+    fn reads(&self) -> Vec<Digest> {
+        self.demand()
+            .map(|d| d.needs.into_iter().map(|n| n.digest).collect())
+            .unwrap_or_default()
+    }
     /// Fields of the `--json` report (the plan, and what was done).
     fn report(&self) -> Vec<(&'static str, serde_json::Value)>;
     /// Lines of the human report: the plan in a dry run (`would write …`), else what was done,

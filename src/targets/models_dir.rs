@@ -232,6 +232,12 @@ impl Target for ModelsDirTarget {
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
         self.plan_routed(bundle, artifacts)
     }
+    /// Each blob file written or kept.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        let p = self.planned();
+        let files = p.writes.blob_files();
+        super::local_locations(crate::state::StoreKind::ModelsDir, &p.dest, bundle, files)
+    }
     fn demand(&self) -> Option<Demand> {
         self.demand_of(self.planned().writes.needs())
     }

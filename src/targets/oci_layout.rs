@@ -368,6 +368,12 @@ impl Target for LayoutTarget {
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
         self.plan_routed(bundle, artifacts)
     }
+    /// Each blob (`blobs/sha256/…`) written or kept.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        let p = self.planned();
+        let files = p.blobs.iter().map(|b| (b.digest, b.size, b.path.as_path()));
+        super::local_locations(crate::state::StoreKind::OciLayout, &p.dest, bundle, files)
+    }
     fn demand(&self) -> Option<Demand> {
         self.demand_of(
             self.planned()

@@ -270,6 +270,12 @@ impl Target for OllamaTarget {
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
         self.plan_routed(bundle, artifacts)
     }
+    /// Each blob file written or kept.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        let p = self.planned();
+        let files = p.writes.blob_files();
+        super::local_locations(crate::state::StoreKind::Ollama, &p.dest, bundle, files)
+    }
     fn demand(&self) -> Option<Demand> {
         self.demand_of(self.planned().writes.needs())
     }

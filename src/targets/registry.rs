@@ -99,6 +99,9 @@ pub struct ImagePush {
     pub target: String,
     #[serde(skip)]
     pub top: Descriptor,
+    /// Every blob (config, layer) the image reaches: digest and size.
+    #[serde(skip)]
+    pub blobs: Vec<(Digest, u64)>,
 }
 
 /// For an image from a local layout or archive whose name is not a registry reference
@@ -217,6 +220,7 @@ pub fn plan(
             digest: info.digest,
             target: target_ref,
             top,
+            blobs: g.blobs.iter().map(|d| (d.digest, d.size)).collect(),
         });
     }
     Ok(out)
@@ -243,6 +247,11 @@ pub struct RegistryTarget {
     /// Each push's report, and its top manifest's bytes (read while staging).
     pushed: Vec<PushReport>,
     tops: Vec<Vec<u8>>,
+    /// Version 5: the external blobs (not carried) each repository already holds (`HEAD` at
+    /// the probe): not pushed, so not needed from elsewhere.
+    present: std::collections::HashSet<(String, Digest)>,
+    /// The external blobs the images reach.
+    externals: std::collections::HashSet<Digest>,
 }
 
 impl RegistryTarget {
@@ -255,6 +264,8 @@ impl RegistryTarget {
             reg: None,
             pushed: Vec::new(),
             tops: Vec::new(),
+            present: Default::default(),
+            externals: Default::default(),
         }
     }
     fn registry(&mut self) -> Result<Arc<Registry>> {
@@ -274,9 +285,16 @@ impl super::Target for RegistryTarget {
     }
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
         self.pushes = plan(bundle, artifacts, &self.target, self.naming)?;
+        self.externals = self
+            .pushes
+            .iter()
+            .flat_map(|p| p.blobs.iter().map(|(d, _)| *d))
+            .filter(|d| bundle.is_external(d))
+            .collect();
         Ok(())
     }
-    /// Every repository: the registry answers, the credentials work, pushing is permitted.
+    /// Every repository: the registry answers, the credentials work, pushing is permitted;
+    /// and (a delta bundle) which external blobs each repository already holds (`HEAD`).
     fn probe(&mut self) -> Result<()> {
         let reg = self.registry()?;
         let mut seen = std::collections::HashSet::new();
@@ -284,8 +302,56 @@ impl super::Target for RegistryTarget {
             if seen.insert(p.repository.clone()) {
                 push::probe(&reg, &p.repository).map_err(|e| annotate(e, p))?;
             }
+            let scope = push::push_scope(&p.repository, &[]);
+            for (d, _) in p.blobs.iter().filter(|(d, _)| self.externals.contains(d)) {
+                let key = (p.repository.clone(), *d);
+                if !self.present.contains(&key)
+                    && reg
+                        .blob_exists_scoped(&p.repository, d, &scope)
+                        .map_err(|e| annotate(e, p))?
+                {
+                    self.present.insert(key);
+                }
+            }
         }
         Ok(())
+    }
+    /// Every blob an image reaches that its repository does not hold (as far as the probe
+    /// asked: the external ones).
+    fn reads(&self) -> Vec<Digest> {
+        let mut out: Vec<Digest> = self
+            .pushes
+            .iter()
+            .flat_map(|p| {
+                p.blobs
+                    .iter()
+                    .filter(|(d, _)| !self.present.contains(&(p.repository.clone(), *d)))
+                    .map(|(d, _)| *d)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+    /// Each blob of each image pushed: the registry's host, the repository.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        self.pushes
+            .iter()
+            .flat_map(|p| {
+                p.blobs.iter().map(|(d, size)| {
+                    (
+                        *d,
+                        crate::state::Location {
+                            store: crate::state::StoreKind::Registry,
+                            root: self.target.host.clone(),
+                            path: p.repository.clone(),
+                            size: *size,
+                            bundle_id: bundle.manifest().bundle_id.clone(),
+                        },
+                    )
+                })
+            })
+            .collect()
     }
     fn demand(&self) -> Option<Demand> {
         None

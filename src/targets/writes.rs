@@ -239,6 +239,15 @@ impl Planner {
 }
 
 impl Writes {
+    /// Every file whose content is a bundle blob (written or kept; not generated files):
+    /// digest, size, path — for `holdings.json`.
+    pub fn blob_files(&self) -> impl Iterator<Item = (Digest, u64, &Path)> {
+        self.files
+            .iter()
+            .filter(|f| f.content.is_none() && f.action != Action::Replace)
+            .map(|f| (f.digest, f.size, f.path.as_path()))
+    }
+
     /// One staging need per blob file to write.
     pub fn needs(&self) -> Vec<Need> {
         self.files

@@ -6,6 +6,7 @@ mod audit_show;
 mod cli_rules;
 mod crash;
 mod crash_targets;
+mod delta_import;
 mod delta_pack;
 mod fmt_v3;
 mod freshness;

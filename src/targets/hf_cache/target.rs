@@ -55,6 +55,25 @@ impl Target for HfCacheTarget {
     fn plan(&mut self, bundle: &Admitted, artifacts: &[usize]) -> Result<()> {
         self.plan_routed(bundle, artifacts)
     }
+    /// Each blob (`blobs/<etag>`: LFS files by their SHA-256, regular files by their git
+    /// SHA-1, each recorded under the file's SHA-256) written or kept; in the files layout,
+    /// each snapshot file.
+    fn locations(&self, bundle: &Admitted) -> Vec<(Digest, crate::state::Location)> {
+        let p = self.planned();
+        let files: Vec<(Digest, u64, &Path)> = match p.layout {
+            SnapshotLayout::Symlinks => p
+                .blobs
+                .iter()
+                .map(|b| (b.blob, b.size, b.path.as_path()))
+                .collect(),
+            SnapshotLayout::Files => p
+                .files
+                .iter()
+                .map(|f| (f.blob, f.size, f.path.as_path()))
+                .collect(),
+        };
+        crate::targets::local_locations(crate::state::StoreKind::HfCache, &p.dest, bundle, files)
+    }
     /// Blobs (symlinks layout) or snapshot files (files layout) to write, each with its git
     /// blob SHA-1 etag checked while staging (the manifest validation can only check the
     /// SHA-256 ones), so no blob is filed under a wrong name.
