@@ -385,12 +385,7 @@ fn swap(
             h.forget(StoreKind::Files, root, &l.path);
         }
         for (_, d, l) in changes {
-            let locs = h.blobs.entry(d).or_default();
-            locs.push(l);
-            let excess = locs
-                .len()
-                .saturating_sub(crate::state::holdings::MAX_LOCATIONS_PER_BLOB);
-            locs.drain(..excess);
+            h.add(d, l);
         }
     })?;
     Ok((report, record))

@@ -34,8 +34,6 @@ pub const MAX_HOLDINGS_BYTES: u64 = 512 << 20;
 /// Most locations kept; past it the locations recorded by the oldest bundles are forgotten
 /// first (they are hints: a forgotten blob is found again by scanning, or carried again).
 pub const MAX_LOCATIONS: usize = 4_000_000;
-/// Most locations kept for one digest (the same bytes in many places); the oldest go first.
-pub const MAX_LOCATIONS_PER_BLOB: usize = 16;
 /// Most accepted bundles remembered over all channels; the oldest are forgotten first.
 pub const MAX_BUNDLES: usize = 100_000;
 
@@ -172,11 +170,11 @@ impl HoldingsFile {
         }
         let mut n = 0usize;
         for (d, locs) in &self.blobs {
-            if locs.is_empty() || locs.len() > MAX_LOCATIONS_PER_BLOB {
-                return Err(format!(
-                    "blob {d}: {} locations (1 to {MAX_LOCATIONS_PER_BLOB} allowed)",
-                    locs.len()
-                ));
+            // No bound per blob (the same bytes — an empty file, a shared config — may be in
+            // any number of places, and each place's record tells airlock's file from a local
+            // edit); the total is bounded below.
+            if locs.is_empty() {
+                return Err(format!("blob {d}: no locations"));
             }
             for l in locs {
                 validate_location(l).map_err(|e| format!("blob {d}: {e}"))?;
@@ -248,13 +246,16 @@ impl HoldingsFile {
             !locs.is_empty()
         });
         for (d, l) in locations {
-            let locs = self.blobs.entry(d).or_default();
-            locs.retain(|o| !o.same_place(&l));
-            locs.push(l);
-            let excess = locs.len().saturating_sub(MAX_LOCATIONS_PER_BLOB);
-            locs.drain(..excess);
+            self.add(d, l);
         }
         self.evict();
+    }
+
+    /// Records one more place of a blob (the same place recorded once: the newest).
+    pub fn add(&mut self, digest: Digest, l: Location) {
+        let locs = self.blobs.entry(digest).or_default();
+        locs.retain(|o| !o.same_place(&l));
+        locs.push(l);
     }
 
     /// Forgets whatever is recorded at a place (a file removed or replaced by airlock).
