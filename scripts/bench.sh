@@ -975,6 +975,14 @@ bench_volumes() {
     "$airlock" pack "$vd" --out "$vb" --key "$root/k" --chunk-size "$chunk" --volume-size "$vsize" --parity 1 --channel bench-volumes -q
     local nvol; nvol=$(find "$vb" -mindepth 1 -maxdepth 1 -type d -name 'vol-*' | wc -l)
     export sb vb
+    # The disk's own bound, same run: as many bytes as each pack writes, written durably by dd.
+    local sbytes vbytes
+    sbytes=$(du -sb "$sb" | cut -f1); vbytes=$(du -sb "$vb" | cut -f1)
+    export ddsingle=$(( sbytes / 8388608 + 1 )) ddmulti=$(( vbytes / 8388608 + 1 ))
+    alternate "$runs" "volumes: dd of the one-directory bundle's bytes" \
+        'dd if=/dev/zero of="$root/out/dd" bs=8M count=$ddsingle conv=fdatasync status=none' \
+        "volumes: dd of the parity bundle's bytes" \
+        'dd if=/dev/zero of="$root/out/dd" bs=8M count=$ddmulti conv=fdatasync status=none'
     local import_rows="" import_note=""
     # Import of several volumes (`airlock import VOL…`) needs the volume import; without it the
     # import ratio is not measured (said so below).
@@ -997,8 +1005,11 @@ bench_volumes() {
         '"$airlock" repair "$vb" --out "$root/out/fixed" --trust "$pub" -q && sync' \
         "volumes: verify of volumes 1, 3, 4" \
         '"$airlock" verify "$vb"/vol-* --trust "$pub" -q; test $? -eq 4'
+    export ddrebuilt=$(( rebuilt / 8388608 + 1 ))
+    measure "volumes: dd of the rebuilt bytes" bash -c 'dd if=/dev/zero of="$root/out/dd" bs=8M count=$ddrebuilt conv=fdatasync status=none'
     rm -rf "$vb" "$sb" "$root/vol-002.kept"
     local rw=${wall[volumes: repair of volume 2 (missing)]} vw=${wall[volumes: verify of volumes 1, 3, 4]}
+    local ddw=${wall[volumes: dd of the rebuilt bytes]}
     local mbs rbs; mbs=$(echo "$rebuilt / $rw / 1000000" | bc -l)
     rbs=$(echo "$rebuilt / ($rw - $vw) / 1000000" | bc -l)
     cat <<MD
@@ -1007,11 +1018,98 @@ bench_volumes() {
 
 $(numfmt --to=iec "$size") of incompressible model shards, \`--chunk-size $chunk\`, \`--volume-size $vsize\` ($nvol volumes: 3 data + 1 parity) against one directory.
 
-$(table "volumes: pack, one directory" "volumes: pack, 3 data + 1 parity" ${import_rows:+"volumes: import, one directory" "volumes: import, 3 data + 1 parity"} "volumes: repair of volume 2 (missing)" "volumes: verify of volumes 1, 3, 4")
+$(table "volumes: pack, one directory" "volumes: pack, 3 data + 1 parity" "volumes: dd of the one-directory bundle's bytes" "volumes: dd of the parity bundle's bytes" ${import_rows:+"volumes: import, one directory" "volumes: import, 3 data + 1 parity"} "volumes: repair of volume 2 (missing)" "volumes: verify of volumes 1, 3, 4" "volumes: dd of the rebuilt bytes")
 
-- pack: $(printf %.2f "${wall[volumes: pack, 3 data + 1 parity]}") s against $(printf %.2f "${wall[volumes: pack, one directory]}") s: **$(ratio "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}")×** (target ≤ 1.2×: $(met "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}" 1.2))
+- pack: $(printf %.2f "${wall[volumes: pack, 3 data + 1 parity]}") s against $(printf %.2f "${wall[volumes: pack, one directory]}") s: **$(ratio "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}")×** (target ≤ 1.2×: $(met "${wall[volumes: pack, 3 data + 1 parity]}" "${wall[volumes: pack, one directory]}" 1.2)); the disk alone (dd, same bytes, fdatasync) takes $(ratio "${wall[volumes: dd of the parity bundle's bytes]}" "${wall[volumes: dd of the one-directory bundle's bytes]}")× as long for the parity bundle's bytes as for one directory's
 ${import_rows}${import_note}
-- repair of one missing data volume ($(numfmt --to=si "$rebuilt")B rebuilt): $(printf %.0f "$mbs") MB/s of rebuilt data end to end (target ≥ 500 MB/s: $(if [ "$(echo "$mbs >= 500" | bc -l)" = 1 ]; then echo '**met**'; else echo '**missed**'; fi)); repair first verifies the three volumes given ($(printf %.2f "$vw") s alone), the rebuild itself runs at about $(printf %.0f "$rbs") MB/s
+- repair of one missing data volume ($(numfmt --to=si "$rebuilt")B rebuilt): $(printf %.0f "$mbs") MB/s of rebuilt data end to end (target ≥ 500 MB/s: $(if [ "$(echo "$mbs >= 500" | bc -l)" = 1 ]; then echo '**met**'; else echo '**missed**'; fi)); repair first verifies the three volumes given ($(printf %.2f "$vw") s alone), the rebuild itself runs at about $(printf %.0f "$rbs") MB/s; the disk alone writes those bytes durably (dd, fdatasync) at $(printf %.0f "$(echo "$rebuilt / $ddw / 1000000" | bc -l)") MB/s
+MD
+}
+
+# --- nightly updates (issue 13): a repo of 4 LFS shards + config served by the Hub emulator; on
+# night 2 one shard changed. Full pack vs delta pack (--base night 1), an unchanged night 3 with
+# the pack cache (with and without --base), and the import of the delta vs the full bundle into an
+# enclave holding night 1.
+nightly_hub() {   # nightly_hub DIR: (re)starts the emulator serving DIR as bench/nightly
+    if [ -n "${nh_pid:-}" ]; then kill "$nh_pid" 2>/dev/null; wait "$nh_pid" 2>/dev/null || true; fi
+    "$nh_emu" "$1" bench/nightly > "$root/nightly/emulator.out" 2>&1 &
+    nh_pid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^HF_ENDPOINT=' "$root/nightly/emulator.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' "$root/nightly/emulator.out")
+    [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$root/nightly/emulator.out")" >&2; exit 1; }
+    export HF_ENDPOINT
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+bench_nightly() {
+    local shard; shard=$(numfmt --from=auto "${BENCH_NIGHTLY_SHARD:-512Mi}")
+    local nd="$root/nightly" i
+    cargo build --release --quiet --example hub_emulator
+    nh_emu="$PWD/target/release/examples/hub_emulator"
+    mkdir -p "$nd"
+    if [ ! -f "$nd/.complete-$shard" ]; then
+        rm -rf "$nd/n1" "$nd/n2"; mkdir -p "$nd/n1" "$nd/n2"
+        for i in 1 2 3 4; do head -c "$shard" /dev/urandom > "$nd/n1/model-0000$i-of-00004.safetensors"; done
+        echo '{"architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16"}' > "$nd/n1/config.json"
+        cp -al "$nd/n1/." "$nd/n2/"
+        rm "$nd/n2/model-00003-of-00004.safetensors"
+        head -c "$shard" /dev/urandom > "$nd/n2/model-00003-of-00004.safetensors"
+        touch "$nd/.complete-$shard"
+    fi
+    export HF_HUB_DISABLE_TELEMETRY=1 nd pub airlock root
+    local ch=bench-nightly-$$
+    export ch
+    # Night 1, and the enclave that imported it (an HF cache and a state), made once.
+    nightly_hub "$nd/n1"
+    rm -rf "$nd/b1" "$nd/enclave"
+    "$airlock" pack hf://bench/nightly --out "$nd/b1" --key "$root/k" --channel "$ch" --no-cache -q
+    AIRLOCK_STATE="$nd/enclave/state" "$airlock" import "$nd/b1" --trust "$pub" --hf-cache "$nd/enclave/hf" -q
+    # Night 2: one shard changed.
+    nightly_hub "$nd/n2"
+    alternate "$runs" "nightly: full pack of night 2 (no cache)" \
+        '"$airlock" pack hf://bench/nightly --out "$root/out/b" --key "$root/k" --channel "$ch" --no-cache -q' \
+        "nightly: delta pack of night 2 (--base night 1, no cache)" \
+        '"$airlock" pack hf://bench/nightly --out "$root/out/b" --key "$root/k" --channel "$ch" --base "$nd/b1" --trust "$pub" --no-cache -q'
+    # Sizes, outside the timed runs.
+    rm -rf "$nd/b2" "$nd/d2"
+    "$airlock" pack hf://bench/nightly --out "$nd/b2" --key "$root/k" --channel "$ch" --no-cache --json > "$nd/b2.json"
+    "$airlock" pack hf://bench/nightly --out "$nd/d2" --key "$root/k" --channel "$ch" --base "$nd/b1" --trust "$pub" --no-cache --json > "$nd/d2.json"
+    local full_bytes delta_carried delta_chunks full_chunks
+    full_bytes=$(json_field "$nd/b2.json" carried_bytes)
+    delta_carried=$(json_field "$nd/d2.json" carried_bytes)
+    full_chunks=$(chunk_bytes "$nd/b2"); delta_chunks=$(chunk_bytes "$nd/d2")
+    # Night 3 = night 2 unchanged: the pack cache warmed by one pack, then timed with and without
+    # --base (night 2's full bundle).
+    rm -rf "$nd/cache" "$nd/warm"
+    "$airlock" pack hf://bench/nightly --out "$nd/warm" --key "$root/k" --channel "$ch" --cache "$nd/cache" -q
+    rm -rf "$nd/warm"
+    alternate "$runs" "nightly: unchanged night 3, --cache and --base night 2" \
+        '"$airlock" pack hf://bench/nightly --out "$root/out/b" --key "$root/k" --channel "$ch" --base "$nd/b2" --trust "$pub" --cache "$nd/cache" -q' \
+        "nightly: unchanged night 3, --cache only" \
+        '"$airlock" pack hf://bench/nightly --out "$root/out/b" --key "$root/k" --channel "$ch" --cache "$nd/cache" -q'
+    kill "$nh_pid" 2>/dev/null; wait "$nh_pid" 2>/dev/null || true; nh_pid=
+    # Import of night 2 into an enclave holding night 1: each run on a fresh copy of that
+    # enclave (its HF cache hard-linked, its state copied; the same in both legs).
+    alternate "$runs" "nightly: import of the full night 2" \
+        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/b2" --trust "$pub" --hf-cache "$root/out/e/hf" -q && sync' \
+        "nightly: import of the delta night 2" \
+        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/d2" --trust "$pub" --hf-cache "$root/out/e/hf" -q && sync'
+    local fp=${wall[nightly: full pack of night 2 (no cache)]}
+    cat <<MD
+
+## Nightly updates (bench_nightly, $(date -u +%Y-%m-%d), $(nproc) cores, warm cache, $runs runs alternated, load average $(cut -d' ' -f1-3 /proc/loadavg))
+
+An HF repo of 4 LFS shards of $(numfmt --to=iec "$shard") + config.json served by examples/hub_emulator; on night 2 shard 3 changed ($(numfmt --to=iec "$shard") changed).
+
+$(table "nightly: full pack of night 2 (no cache)" "nightly: delta pack of night 2 (--base night 1, no cache)" "nightly: unchanged night 3, --cache and --base night 2" "nightly: unchanged night 3, --cache only" "nightly: import of the full night 2" "nightly: import of the delta night 2")
+
+- delta size: carries $(numfmt --to=iec "$delta_carried") of blobs ($(numfmt --to=iec "$delta_chunks") of chunks) against the full bundle's $(numfmt --to=iec "$full_bytes") ($(numfmt --to=iec "$full_chunks") of chunks): **$(ratio "$delta_chunks" "$shard")× the changed bytes** in chunks (target ≤ 1.05×: $(at_most "$(ratio "$delta_chunks" "$shard")" 1.05))
+- delta pack: $(printf %.2f "${wall[nightly: delta pack of night 2 (--base night 1, no cache)]}") s against the full pack's $(printf %.2f "$fp") s: **$(ratio "${wall[nightly: delta pack of night 2 (--base night 1, no cache)]}" "$fp")×** (the unchanged shards are not downloaded)
+- unchanged nightly with the cache: $(printf %.2f "${wall[nightly: unchanged night 3, --cache and --base night 2]}") s with \`--base\`, **$(ratio "${wall[nightly: unchanged night 3, --cache and --base night 2]}" "$fp")×** a full pack (target ≤ 0.05×: $(at_most "$(ratio "${wall[nightly: unchanged night 3, --cache and --base night 2]}" "$fp")" 0.05)); without \`--base\` (the cache alone: nothing downloaded, everything written again) $(printf %.2f "${wall[nightly: unchanged night 3, --cache only]}") s, $(ratio "${wall[nightly: unchanged night 3, --cache only]}" "$fp")×
+- import into an enclave holding night 1: the delta $(printf %.2f "${wall[nightly: import of the delta night 2]}") s against the full bundle's $(printf %.2f "${wall[nightly: import of the full night 2]}") s: **$(ratio "${wall[nightly: import of the delta night 2]}" "${wall[nightly: import of the full night 2]}")×**
 MD
 }
 
@@ -1032,4 +1130,5 @@ import=${BENCH_IMPORT:-1}
 [ "$million" = 1 ] && bench_million
 [ "${BENCH_STATIC:-0}" = 1 ] && bench_static
 [ "${BENCH_VOLUMES:-0}" = 1 ] && bench_volumes
+[ "${BENCH_NIGHTLY:-0}" = 1 ] && bench_nightly
 exit 0
