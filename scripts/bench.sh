@@ -1006,7 +1006,7 @@ bench_volumes() {
         "volumes: verify of volumes 1, 3, 4" \
         '"$airlock" verify "$vb"/vol-* --trust "$pub" -q; test $? -eq 4'
     export ddrebuilt=$(( rebuilt / 8388608 + 1 ))
-    measure "volumes: dd of the rebuilt bytes" bash -c 'dd if=/dev/zero of="$root/out/dd" bs=8M count=$ddrebuilt conv=fdatasync status=none'
+    measure "volumes: dd of the rebuilt bytes" bash -c 'dd if=/dev/zero of="$root/parts/dd" bs=8M count=$ddrebuilt conv=fdatasync status=none'
     rm -rf "$vb" "$sb" "$root/vol-002.kept"
     local rw=${wall[volumes: repair of volume 2 (missing)]} vw=${wall[volumes: verify of volumes 1, 3, 4]}
     local ddw=${wall[volumes: dd of the rebuilt bytes]}
@@ -1066,7 +1066,7 @@ bench_nightly() {
     nightly_hub "$nd/n1"
     rm -rf "$nd/b1" "$nd/enclave"
     "$airlock" pack hf://bench/nightly --out "$nd/b1" --key "$root/k" --channel "$ch" --no-cache -q
-    AIRLOCK_STATE="$nd/enclave/state" "$airlock" import "$nd/b1" --trust "$pub" --hf-cache "$nd/enclave/hf" -q
+    AIRLOCK_STATE="$nd/enclave/state" "$airlock" import "$nd/b1" --trust "$pub" --hf-cache="$nd/enclave/hf" -q
     # Night 2: one shard changed.
     nightly_hub "$nd/n2"
     alternate "$runs" "nightly: full pack of night 2 (no cache)" \
@@ -1094,9 +1094,9 @@ bench_nightly() {
     # Import of night 2 into an enclave holding night 1: each run on a fresh copy of that
     # enclave (its HF cache hard-linked, its state copied; the same in both legs).
     alternate "$runs" "nightly: import of the full night 2" \
-        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/b2" --trust "$pub" --hf-cache "$root/out/e/hf" -q && sync' \
+        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/b2" --trust "$pub" --hf-cache="$root/out/e/hf" -q && sync' \
         "nightly: import of the delta night 2" \
-        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/d2" --trust "$pub" --hf-cache "$root/out/e/hf" -q && sync'
+        'cp -al "$nd/enclave" "$root/out/e" && rm -rf "$root/out/e/state" && cp -a "$nd/enclave/state" "$root/out/e/state" && AIRLOCK_STATE="$root/out/e/state" "$airlock" import "$nd/d2" --trust "$pub" --hf-cache="$root/out/e/hf" -q && sync'
     local fp=${wall[nightly: full pack of night 2 (no cache)]}
     cat <<MD
 

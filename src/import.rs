@@ -607,7 +607,7 @@ pub(crate) fn missing_one(bundle: &Admitted, digest: &crate::format::Digest) -> 
 }
 
 /// The catch-up advice of every missing-base error.
-pub const CATCH_UP: &str = "ask the connected side for a delta against this enclave's inventory (`airlock inventory --out FILE`), or for a full bundle";
+pub const CATCH_UP: &str = "ask the connected side for a delta against a bundle this enclave imported (`airlock audit show` lists them), or for a full bundle";
 
 /// One error naming each missing external blob (digest, size), the artifacts that need it and
 /// the base that showed the packer the enclave holds it, then every recorded place found

@@ -211,7 +211,7 @@ fn a_delta_whose_base_this_enclave_lacks_is_refused_with_the_list_and_nothing_wr
             m1["bundle_id"].as_str().unwrap(),
             m1["sequence"]
         ))
-        .stderr_has("airlock inventory")
+        .stderr_has("a delta against a bundle this enclave imported")
         .stderr_has("or for a full bundle; nothing was written");
     assert_eq!(visible(&env), before);
     assert!(!env.state_dir().join("holdings.json").exists());
@@ -748,7 +748,7 @@ fn a_lost_night_never_wedges_the_channel() {
             n5["bundle_id"].as_str().unwrap(),
             n5["sequence"]
         ))
-        .stderr_has("ask the connected side for a delta against this enclave's inventory");
+        .stderr_has("ask the connected side for a delta against a bundle this enclave imported");
     assert_eq!(visible(&env), before);
     // The catch-up: night 6 again, against what the enclave holds (night 4): applies, its
     // sequence above the refused one's.
