@@ -177,3 +177,63 @@ fn v4_golden_bundle_over_volumes_with_parity_verifies_imports_and_rebuilds() {
         contents(&env.path("dest2/tiny-model"))
     );
 }
+
+#[test]
+fn v5_golden_delta_bundle_verifies_and_imports_beside_its_base() {
+    // Format version 5 (a delta: bases, external blobs), written once from the repository root
+    // by airlock 0.1.0 (issue 13) with a throwaway key, never to be regenerated:
+    //   airlock keygen --out /tmp/g5/key --unencrypted
+    //   airlock pack fixtures/demo/tiny-model --out fixtures/golden/v5/base --key /tmp/g5/key \
+    //     --expires never --sequence 1 --chunk-size 64KiB --channel golden
+    //   cp -r fixtures/demo/tiny-model /tmp/g5/tiny-model   # config.json replaced by NIGHT_2
+    //   airlock pack /tmp/g5/tiny-model --out fixtures/golden/v5/delta --key /tmp/g5/key \
+    //     --expires never --sequence 2 --chunk-size 64KiB --channel golden \
+    //     --base fixtures/golden/v5/base --trust /tmp/g5/key.pub
+    //   cp /tmp/g5/key.pub fixtures/golden/v5/key.pub
+    const NIGHT_2: &str =
+        "{\n  \"architectures\": [\"TinyForCausalLM\"],\n  \"hidden_size\": 64,\n  \"night\": 2\n}\n";
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let (base, delta) = (
+        fixtures.join("golden/v5/base"),
+        fixtures.join("golden/v5/delta"),
+    );
+    let key = fixtures.join("golden/v5/key.pub");
+    let (b, d, k) = (
+        base.to_str().unwrap(),
+        delta.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    let m = airlock::format::Manifest::parse(&std::fs::read(delta.join("manifest.json")).unwrap())
+        .unwrap();
+    assert_eq!(m.version, 5);
+    assert_eq!(m.bases.len(), 1);
+    assert!(m.blobs.iter().any(|b| b.external.is_some()));
+    // Only the changed file (and the empty one, always carried) is in the delta's chunks.
+    assert_eq!(m.carried_bytes(), NIGHT_2.len() as u64);
+    let env = Env::new();
+    env.run(&["verify", d, "--trust", k]).ok();
+    let out = std::process::Command::new("minisign")
+        .args(["-Vm", "manifest.json", "-p", k])
+        .current_dir(&delta)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minisign: {out:?}");
+    // A fresh enclave lacks the base: refused, nothing written.
+    env.run(&["import", d, "--trust", k, "--files", "fresh"])
+        .code(3)
+        .stderr_has("does not carry 4 blobs that this enclave does not hold");
+    assert!(!env.path("fresh").exists());
+    // After the base, the delta imports into a new destination: the unchanged files copied
+    // from where the base's import put them, the changed one from the delta.
+    env.run(&["import", b, "--trust", k, "--files", "night1"])
+        .ok();
+    env.run(&["import", d, "--trust", k, "--files", "night2"])
+        .ok();
+    let mut want = contents(&fixtures.join("demo/tiny-model"));
+    want.insert("config.json".into(), Some(NIGHT_2.as_bytes().to_vec()));
+    assert_eq!(want, contents(&env.path("night2/tiny-model")));
+    assert_eq!(
+        contents(&fixtures.join("demo/tiny-model")),
+        contents(&env.path("night1/tiny-model"))
+    );
+}
