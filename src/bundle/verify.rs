@@ -256,6 +256,68 @@ impl SignedManifest {
     }
 }
 
+/// What steps 1–3 make of a directory's manifest and signatures (verify's and
+/// [`verify_signed_manifest`]'s one way): the authenticated bytes, parsed and validated, the
+/// volume its trusted comments name, and the problems of the comments and the policy.
+struct Signed {
+    bytes: Vec<u8>,
+    manifest: Manifest,
+    volume: Option<u32>,
+    signers: Vec<SignerInfo>,
+    problems: Vec<Problem>,
+}
+
+/// Steps 1–3: a trusted signature over the bytes (nothing is parsed before), the manifest parsed
+/// and validated, the volume its trusted comments name, the comments checked and the policy
+/// applied (their problems collected in [`Signed::problems`]). `Ok(Err(problems))`: the
+/// manifest cannot be parsed or its volume not named, so nothing further can be checked.
+fn signed_manifest(
+    dir: &Path,
+    policy: &TrustPolicy,
+    now: SystemTime,
+    require_threshold: bool,
+) -> Result<std::result::Result<Signed, Vec<Problem>>> {
+    let Authenticated {
+        bytes,
+        mut signers,
+        valid,
+        excluded,
+        mut problems,
+    } = authenticate(dir, policy, now)?;
+    let manifest = match parse_manifest(&bytes) {
+        Ok(m) => m,
+        Err(p) => {
+            problems.push(p);
+            return Ok(Err(problems));
+        }
+    };
+    // Version 4: this directory is one volume, the one its trusted comments name.
+    let volume = match volume_of_comments(&manifest, &valid) {
+        Ok(v) => v,
+        Err(p) => {
+            problems.extend(p);
+            return Ok(Err(problems));
+        }
+    };
+    comment_problems(&manifest, bytes.len(), &valid, volume, &mut problems);
+    let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
+    problems.extend(apply_policy(
+        policy,
+        &manifest.channel,
+        &valid_keys,
+        &mut signers,
+        require_threshold,
+        excluded,
+    ));
+    Ok(Ok(Signed {
+        bytes,
+        manifest,
+        volume,
+        signers,
+        problems,
+    }))
+}
+
 /// The manifest of the bundle (or volume) directory `dir` (which holds `manifest.json` and its
 /// signatures; nothing else need be there), authenticated against `policy` as verify
 /// authenticates it, its comments checked and the channel's rule met ([`SignedManifest`]). A
@@ -269,37 +331,16 @@ pub fn verify_signed_manifest(
         dir: dir.to_path_buf(),
         problems,
     };
-    let Authenticated {
+    let Signed {
         bytes,
-        mut signers,
-        valid,
-        excluded,
-        mut problems,
-    } = authenticate(dir, policy, now)?;
-    let manifest = match parse_manifest(&bytes) {
-        Ok(m) => m,
-        Err(p) => {
-            problems.push(p);
-            return Err(reject(problems));
-        }
+        manifest,
+        signers,
+        problems,
+        ..
+    } = match signed_manifest(dir, policy, now, true)? {
+        Ok(s) => s,
+        Err(problems) => return Err(reject(problems)),
     };
-    let volume = match volume_of_comments(&manifest, &valid) {
-        Ok(v) => v,
-        Err(p) => {
-            problems.extend(p);
-            return Err(reject(problems));
-        }
-    };
-    comment_problems(&manifest, bytes.len(), &valid, volume, &mut problems);
-    let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
-    problems.extend(apply_policy(
-        policy,
-        &manifest.channel,
-        &valid_keys,
-        &mut signers,
-        true,
-        excluded,
-    ));
     if !problems.is_empty() {
         return Err(reject(problems));
     }
@@ -359,43 +400,20 @@ fn verify_noting(
         dir: dir.to_path_buf(),
         problems,
     };
-    // 1 and 2: the bytes and a trusted signature over them; nothing is parsed before.
-    let Authenticated {
+    // 1–3: the bytes and a trusted signature over them (nothing is parsed before), the manifest
+    // parsed and validated, the volume its comments name, the comments and the policy checked.
+    let Signed {
         bytes,
-        mut signers,
-        valid,
-        excluded,
+        manifest,
+        volume,
+        signers,
         mut problems,
-    } = authenticate(dir, policy, opts.now)?;
-
-    // 3. The manifest is authentic: parse and validate it.
-    let manifest = match parse_manifest(&bytes) {
-        Ok(m) => m,
-        Err(p) => {
-            problems.push(p);
-            return Err(reject(problems));
-        }
-    };
-    // Version 4: this directory is one volume, the one its trusted comments name.
-    let volume = match volume_of_comments(&manifest, &valid) {
-        Ok(v) => v,
-        Err(p) => {
-            problems.extend(p);
-            return Err(reject(problems));
-        }
+    } = match signed_manifest(dir, policy, opts.now, require_threshold)? {
+        Ok(s) => s,
+        Err(problems) => return Err(reject(problems)),
     };
     noted.set(volume);
     let sums = manifest.volume_sums(volume.unwrap_or(1));
-    comment_problems(&manifest, bytes.len(), &valid, volume, &mut problems);
-    let valid_keys: Vec<usize> = valid.iter().map(|(_, _, i)| *i).collect();
-    problems.extend(apply_policy(
-        policy,
-        &manifest.channel,
-        &valid_keys,
-        &mut signers,
-        require_threshold,
-        excluded,
-    ));
     let mut expired_within_skew = None;
     if let Some(exp) = &manifest.expires {
         let t = format::parse_time(exp).expect("validated");
