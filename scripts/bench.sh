@@ -368,6 +368,20 @@ check_dst() {
 # hf_setup: the Hub emulator serving the model directory (PID in $hf_pid, HF_ENDPOINT exported),
 # and the inputs of the import legs, made once: a bundle ($root/hf/bundle) and the cache
 # hf download builds ($root/hf/ref).
+# start_hub EMULATOR DIR ORG/NAME LOG: the Hub emulator serving DIR as ORG/NAME in the
+# background (its PID in $hub_pid), HF_ENDPOINT exported once it listens.
+start_hub() {
+    "$1" "$2" "$3" > "$4" 2>&1 &
+    hub_pid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q '^HF_ENDPOINT=' "$4" 2>/dev/null && break
+        sleep 0.1
+    done
+    HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' "$4")
+    [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$4")" >&2; exit 1; }
+    export HF_ENDPOINT
+}
 hf_setup() {
     model_data
     local emu
@@ -375,16 +389,8 @@ hf_setup() {
     cargo build --release --quiet --example hub_emulator
     emu="$PWD/target/release/examples/hub_emulator"
     mkdir -p "$root/hf"
-    "$emu" "$data" bench/model > "$root/hf/emulator.out" 2>&1 &
-    hf_pid=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        grep -q '^HF_ENDPOINT=' "$root/hf/emulator.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' "$root/hf/emulator.out")
-    [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$root/hf/emulator.out")" >&2; exit 1; }
-    export HF_ENDPOINT HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_UPDATE_CHECK=1
+    start_hub "$emu" "$data" bench/model "$root/hf/emulator.out"
+    hf_pid=$hub_pid HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_DISABLE_UPDATE_CHECK=1
     export HF_HOME="$root/hf/home" venv airlock pub chunk
     cat "$data"/* > /dev/null
     # The inputs of leg 2, made once: a bundle, and the cache hf download builds.
@@ -1032,16 +1038,8 @@ MD
 # enclave holding night 1.
 nightly_hub() {   # nightly_hub DIR: (re)starts the emulator serving DIR as bench/nightly
     if [ -n "${nh_pid:-}" ]; then kill "$nh_pid" 2>/dev/null; wait "$nh_pid" 2>/dev/null || true; fi
-    "$nh_emu" "$1" bench/nightly > "$root/nightly/emulator.out" 2>&1 &
-    nh_pid=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        grep -q '^HF_ENDPOINT=' "$root/nightly/emulator.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    HF_ENDPOINT=$(sed -n 's/^HF_ENDPOINT=//p' "$root/nightly/emulator.out")
-    [ -n "$HF_ENDPOINT" ] || { echo "the Hub emulator did not start: $(cat "$root/nightly/emulator.out")" >&2; exit 1; }
-    export HF_ENDPOINT
+    start_hub "$nh_emu" "$1" bench/nightly "$root/nightly/emulator.out"
+    nh_pid=$hub_pid
 }
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 bench_nightly() {
