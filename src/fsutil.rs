@@ -66,6 +66,22 @@ pub fn open_nofollow(path: &Path, opts: &mut fs::OpenOptions) -> Result<File> {
 }
 
 /// Checks on an open handle that it is a regular file; names what it is otherwise.
+/// Opens (creating it, mode 0600) a lock file without following a link, checks it is a regular
+/// file on the handle, and takes an exclusive lock on it (waiting), held until it is dropped.
+pub fn lock_exclusive(path: &Path) -> Result<File> {
+    let mut o = fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let lock = open_nofollow(path, &mut o)?;
+    check_regular(&lock, path)?;
+    lock.lock().map_err(|e| Error::io("lock", path, e))?;
+    Ok(lock)
+}
+
 pub fn check_regular(f: &File, path: &Path) -> Result<fs::Metadata> {
     let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
     if m.is_file() {

@@ -12,7 +12,6 @@
 //! above it. The record is taken once the sources resolved, before anything is written.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -87,16 +86,7 @@ pub fn reserve(
     }
     crate::state::create_private_dir(dir)?;
     let lock_path = dir.join(LOCK_FILE);
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let lock = fsutil::open_nofollow(&lock_path, &mut o)?;
-    fsutil::check_regular(&lock, &lock_path)?;
-    lock.lock().map_err(|e| Error::io("lock", &lock_path, e))?;
+    let lock = fsutil::lock_exclusive(&lock_path)?;
     let path = dir.join(SEQUENCES_FILE);
     let mut record = match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Record {

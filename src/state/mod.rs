@@ -27,7 +27,7 @@ pub mod holdings;
 mod tests;
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -124,16 +124,7 @@ impl State {
     pub fn open(dir: &Path) -> Result<State> {
         create_private_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let mut o = OpenOptions::new();
-        o.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let lock = fsutil::open_nofollow(&lock_path, &mut o)?;
-        fsutil::check_regular(&lock, &lock_path)?;
-        lock.lock().map_err(|e| Error::io("lock", &lock_path, e))?;
+        let lock = fsutil::lock_exclusive(&lock_path)?;
         remove_stale_temps(dir);
         // Writable: the atomic replace of state.json will need a temp file here.
         tempfile::Builder::new()
